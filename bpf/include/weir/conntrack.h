@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Connection tracking (LRU hash, weir_ct1).
+ *
+ * Key: the 5-tuple normalised so that both directions of a flow map to the same key:
+ * side A is the (addr, port) pair that compares lower (addr first, then port, both compared
+ * as the raw network-order __u32/__u16 values), side B the other. For ICMP echo both ports
+ * hold the echo identifier.
+ *
+ * A plain flow has one entry (type NORMAL). A flow through a service VIP has two:
+ *   NAT_FWD keyed (client, VIP):     nat_addr/nat_port = backend; packets client->VIP are DNATed.
+ *   NAT_REV keyed (client, backend): nat_addr/nat_port = VIP;     packets backend->client are
+ *                                    SNATed back to the VIP.
+ * Each entry is self-contained for the direction that hits it, so an established packet costs
+ * exactly one conntrack lookup. TCP flags (SYN/FIN/RST) are mirrored into both entries when
+ * they change, which is rare; last_seen is written only in the entry that was hit, and the
+ * scanner treats a pair as alive while either half is.
+ *
+ * Written by the TC programs (create on first packet, update on every packet) and by the
+ * agent's conntrack scanner (expiry, removal of flows to deleted backends). Read by the CLI.
+ * Full: LRU evicts the least recently used entry; a flow whose entry was evicted is treated as
+ * new (TCP mid-stream packets without SYN are then passed untouched, not NATed).
+ */
+#ifndef WEIR_CONNTRACK_H
+#define WEIR_CONNTRACK_H
+
+#include "common.h"
+
+struct weir_ct_key {
+	__u32 addr_a; /* network order */
+	__u32 addr_b;
+	__u16 port_a; /* network order; ICMP echo: identifier */
+	__u16 port_b;
+	__u8 proto;
+	__u8 pad[3];
+};
+WEIR_ASSERT_SIZE(struct weir_ct_key, 16);
+
+enum weir_ct_type {
+	WEIR_CT_NORMAL = 0,
+	WEIR_CT_NAT_FWD = 1,
+	WEIR_CT_NAT_REV = 2,
+};
+
+/* Per-leg flags. A leg is one direction: leg A carries packets sent by side A. */
+#define WEIR_CT_LEG_SYN (1u << 0)      /* a SYN was sent on this leg */
+#define WEIR_CT_LEG_FIN (1u << 1)      /* a FIN was sent on this leg */
+#define WEIR_CT_LEG_RST (1u << 2)      /* a RST was sent on this leg */
+#define WEIR_CT_LEG_ACK (1u << 3)      /* an ACK was sent on this leg */
+#define WEIR_CT_LEG_APPROVED (1u << 4) /* policy for the sending side allowed the flow */
+#define WEIR_CT_LEG_WORKLOAD (1u << 5) /* the sender is a local workload: ifindex/macs valid */
+
+struct weir_ct_leg {
+	__u32 flags;      /* WEIR_CT_LEG_* */
+	__u32 ifindex;    /* host-side veth of the sender when it is a local workload, else 0 */
+	__u8 wl_mac[6];   /* the sending workload's MAC (destination MAC for packets to it) */
+	__u8 host_mac[6]; /* MAC of that host-side veth (source MAC for packets to it) */
+};
+WEIR_ASSERT_SIZE(struct weir_ct_leg, 20);
+
+/* Entry flags */
+#define WEIR_CT_F_A_IS_CLIENT (1u << 0) /* side A sent the first packet */
+#define WEIR_CT_F_ICMP_ECHO (1u << 1)
+
+struct weir_ct_val {
+	__u64 created_ns;   /* bpf_ktime_get_ns() at creation (CLOCK_MONOTONIC) */
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last packet that hit this entry */
+	__u8 type;          /* enum weir_ct_type */
+	__u8 flags;         /* WEIR_CT_F_* */
+	__u16 nat_port;     /* FWD: backend port; REV: VIP port (network order) */
+	__u32 nat_addr;     /* FWD: backend IP;   REV: VIP (network order) */
+	struct weir_ct_leg a;
+	struct weir_ct_leg b;
+};
+WEIR_ASSERT_SIZE(struct weir_ct_val, 64);
+
+#endif

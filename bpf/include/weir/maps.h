@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Names and default sizes of every weir map. Names carry WEIR_MAPS_VERSION; they are the BPF
+ * object names (at most 15 characters) and the file names under <pin root>/maps/.
+ * The table in docs/maps.md lists each map, its limit and the scale it bounds.
+ */
+#ifndef WEIR_MAPS_H
+#define WEIR_MAPS_H
+
+#define WEIR_MAP_NAT_FE "weir_nat_fe1"
+#define WEIR_MAP_NAT_BE "weir_nat_be1"
+#define WEIR_MAP_CT "weir_ct1"
+#define WEIR_MAP_ROUTES "weir_routes1"
+#define WEIR_MAP_IFSTATE "weir_ifstate1"
+#define WEIR_MAP_COUNTERS "weir_counters1"
+
+#define WEIR_MAP_NAT_FE_SIZE (64 * 1024)
+#define WEIR_MAP_NAT_BE_SIZE (256 * 1024)
+#define WEIR_MAP_CT_SIZE (512 * 1024)
+#define WEIR_MAP_ROUTES_SIZE (256 * 1024)
+#define WEIR_MAP_IFSTATE_SIZE 1024
+#define WEIR_MAP_COUNTERS_SIZE (20 * 1024)
+
+#endif
