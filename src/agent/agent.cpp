@@ -1,0 +1,277 @@
+#include "agent/agent.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <chrono>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+#include "bpf/bpffs.h"
+#include "bpf/skeleton.h"
+#include "calc/calc.h"
+#include "calc/conntrack.h"
+#include "calc/diff.h"
+#include "dataplane/ct_scanner.h"
+#include "dataplane/endpoint_manager.h"
+#include "dataplane/programs.h"
+#include "dataplane/service_syncer.h"
+#include "datastore/datastore.h"
+#include "maps/pin_layout.h"
+#include "util/fd.h"
+
+namespace weir::agent {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+// SIGTERM/SIGINT delivered through a signalfd, so the main loop polls one more fd instead of
+// touching state from a signal handler.
+Result<Fd> termination_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return errno_error("blocking SIGTERM/SIGINT");
+  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) return errno_error("signalfd");
+  return Fd(fd);
+}
+
+void apply_log_level(const model::Snapshot& snap) {
+  if (snap.config && snap.config->log_level) {
+    spdlog::set_level(spdlog::level::from_str(*snap.config->log_level));
+  }
+}
+
+// Everything the agent keeps between syncs.
+class Agent {
+ public:
+  Agent(const AgentOptions& o, dataplane::TcPrograms progs, bpf::TcMode mode)
+      : opts_(o),
+        layout_{o.pin_root},
+        progs_(std::move(progs)),
+        endpoints_(progs_.maps(), layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
+        services_(progs_.maps()),
+        scanner_(progs_.maps().ct) {}
+
+  Status adopt() {
+    WEIR_TRY(endpoints_.adopt());
+    WEIR_TRY(services_.adopt());
+    return {};
+  }
+
+  // Re-reads the datastore and applies what changed. Invalid input leaves the last good state
+  // applied (nothing half-way: the snapshot is validated as a whole before anything is done).
+  void sync(datastore::Datastore& ds) {
+    auto loaded = ds.load_detailed();
+    if (!loaded.ok()) {
+      spdlog::error("datastore {}: {} invalid resources; keeping the last good state ({})",
+                    ds.describe(), loaded.errors.size(),
+                    good_ ? "applied" : "none yet: nothing applied");
+      for (const auto& e : loaded.errors) spdlog::error("  {}", e.str());
+      return;
+    }
+    const model::Snapshot& snap = *loaded.snapshot;
+    for (const auto& w : snap.warnings) spdlog::warn("{}", w.str());
+    apply_log_level(snap);
+    auto cfg = snap.effective_config();
+    if (config_ && !(config_->map_sizes == cfg.map_sizes)) {
+      spdlog::warn("DataplaneConfig map sizes changed: they take effect after an agent restart "
+                   "(and `weir bpf cleanup` for maps that already exist)");
+    }
+    config_ = cfg;
+
+    calc::Output out = calc::compute(snap, opts_.node);
+    for (const auto& w : out.warnings) spdlog::warn("{}", w.str());
+    if (good_) {
+      auto d = calc::diff(*good_, out);
+      if (d.empty() && !endpoints_.has_pending()) {
+        spdlog::debug("datastore changed, dataplane already up to date");
+        return;
+      }
+      spdlog::info("applying changes: {}", d.summary());
+    } else {
+      spdlog::info("applying {} frontends, {} interfaces, {} routes", out.frontends.size(),
+                   out.interfaces.size(), out.routes.size());
+    }
+    bool services_changed = !good_ || !calc::diff_frontends(good_->frontends, out.frontends).empty();
+    auto st = endpoints_.apply(out.interfaces, out.routes);
+    if (!st) spdlog::error("endpoints: {}", st.error().str());
+    auto ss = services_.apply(out.frontends);
+    if (!ss) spdlog::error("services: {}", ss.error().str());
+    backends_ = calc::BackendIndex(out.frontends);
+    good_ = std::move(out);
+    // Flows to backends that were just removed go now, not at the next periodic scan.
+    if (services_changed) scan();
+  }
+
+  void scan() {
+    if (!config_) return;
+    auto st = scanner_.scan(config_->conntrack_timeouts, good_ ? &backends_ : nullptr,
+                            dataplane::monotonic_ns());
+    if (!st) {
+      spdlog::error("{}", st.error().str());
+      return;
+    }
+    if (st->expired || st->stale_backend) {
+      spdlog::info("conntrack: {} entries scanned, {} expired, {} to removed backends",
+                   st->scanned, st->expired, st->stale_backend);
+    }
+  }
+
+  milliseconds min_sync_period() const {
+    return duration_cast<milliseconds>(config_ ? config_->min_sync_period : std::chrono::seconds(1));
+  }
+  milliseconds scan_period() const {
+    return duration_cast<milliseconds>(config_ ? config_->conntrack_scan_period
+                                               : std::chrono::seconds(10));
+  }
+  bool has_pending() const { return endpoints_.has_pending(); }
+  void set_config(model::DataplaneConfig c) { config_ = std::move(c); }
+
+ private:
+  AgentOptions opts_;
+  maps::PinLayout layout_;
+  dataplane::TcPrograms progs_;
+  dataplane::EndpointManager endpoints_;
+  dataplane::ServiceSyncer services_;
+  dataplane::ConntrackScanner scanner_;
+  std::optional<calc::Output> good_;  // last successfully applied calc output
+  calc::BackendIndex backends_;
+  std::optional<model::DataplaneConfig> config_;
+};
+
+}  // namespace
+
+int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
+  bpf::route_libbpf_logs_to_spdlog();
+  auto features = probe.probe();
+  if (!features) {
+    spdlog::error("BPF data plane mode enabled but not supported by the kernel: {}",
+                  features.error().str());
+    return 1;
+  }
+  if (auto missing = features->missing(); !missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    spdlog::error("BPF data plane mode enabled but not supported by the kernel: missing {}", list);
+    return 1;
+  }
+  const bpf::TcMode mode = features->tc_mode();
+
+
+  auto ds = datastore::open_datastore(opts.datastore);
+  if (!ds) {
+    spdlog::error("--datastore: {}", ds.error().str());
+    return 2;
+  }
+  auto sig = termination_signals();
+  if (!sig) {
+    spdlog::error("{}", sig.error().str());
+    return 1;
+  }
+  // Watch before the first load, so no change in between is missed.
+  auto watcher = (*ds)->watch();
+  if (!watcher) {
+    spdlog::error("watching {}: {}", (*ds)->describe(), watcher.error().str());
+    return 1;
+  }
+
+  if (auto st = bpf::ensure_bpffs(opts.bpffs); !st) {
+    spdlog::error("bpffs at {}: {}", opts.bpffs, st.error().str());
+    return 1;
+  }
+  maps::PinLayout layout{opts.pin_root};
+  for (const auto& dir : {layout.maps_dir(), layout.links_dir()}) {
+    if (auto st = bpf::mkdirs(dir); !st) {
+      spdlog::error("pin directory: {}", st.error().str());
+      return 1;
+    }
+  }
+
+  // Map sizes come from the DataplaneConfig when the input is valid now; otherwise defaults
+  // (pinned maps keep their own size anyway).
+  model::DataplaneConfig initial_cfg;
+  if (auto snap = (*ds)->load(); snap) {
+    initial_cfg = snap->effective_config();
+    apply_log_level(*snap);
+  }
+  auto progs = dataplane::TcPrograms::load(layout, initial_cfg.map_sizes);
+  if (!progs) {
+    spdlog::error("loading BPF programs: {}", progs.error().str());
+    return 1;
+  }
+  spdlog::info("BPF enabled, starting BPF endpoint manager and map manager");
+  spdlog::info("node {}, datastore {}, pin root {}, TC attach mode {}", opts.node,
+               (*ds)->describe(), opts.pin_root, bpf::to_string(mode));
+
+  Agent agent(opts, std::move(*progs), mode);
+  agent.set_config(initial_cfg);
+  if (auto st = agent.adopt(); !st) {
+    spdlog::error("adopting pinned state: {}", st.error().str());
+    return 1;
+  }
+  (void)(*watcher)->drain();
+  agent.sync(**ds);
+
+  auto last_sync = Clock::now();
+  auto last_scan = Clock::now();
+  bool dirty = false;
+  const milliseconds pending_retry(1000);
+  for (;;) {
+    auto now = Clock::now();
+    // Next deadline: a pending sync (not before min sync period after the last), a retry of
+    // missing interfaces, a conntrack scan, or a poll of a watcher without fd.
+    auto deadline = last_scan + agent.scan_period();
+    if (dirty) deadline = std::min(deadline, last_sync + agent.min_sync_period());
+    if (agent.has_pending()) deadline = std::min(deadline, last_sync + pending_retry);
+    if ((*watcher)->fd() < 0) deadline = std::min(deadline, now + (*watcher)->poll_interval());
+    int timeout = static_cast<int>(
+        std::max<int64_t>(0, duration_cast<milliseconds>(deadline - now).count()));
+
+    pollfd fds[2] = {{sig->get(), POLLIN, 0}, {(*watcher)->fd(), POLLIN, 0}};
+    int n = poll(fds, (*watcher)->fd() >= 0 ? 2 : 1, timeout);
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("poll: {}", std::strerror(errno));
+      return 1;
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      if (read(sig->get(), &si, sizeof(si)) == sizeof(si)) {
+        spdlog::info("received signal {}: exiting; programs and maps stay in place",
+                     si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        return 0;
+      }
+    }
+    if ((*watcher)->fd() < 0 || (fds[1].revents & POLLIN)) {
+      auto changed = (*watcher)->drain();
+      if (!changed) {
+        spdlog::error("datastore watch: {}", changed.error().str());
+        return 1;
+      }
+      dirty = dirty || *changed;
+    }
+    now = Clock::now();
+    bool retry = agent.has_pending() && now >= last_sync + pending_retry;
+    if ((dirty && now >= last_sync + agent.min_sync_period()) || retry) {
+      dirty = false;
+      agent.sync(**ds);
+      last_sync = Clock::now();
+    }
+    if (now >= last_scan + agent.scan_period()) {
+      agent.scan();
+      last_scan = Clock::now();
+    }
+  }
+}
+
+}  // namespace weir::agent

@@ -1,0 +1,24 @@
+// The node agent: reads desired state from a datastore, programs the BPF maps, attaches the
+// TC programs, keeps them in sync and expires conntrack.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "bpf/features.h"
+
+namespace weir::agent {
+
+struct AgentOptions {
+  std::string pin_root = "/sys/fs/bpf/weir";
+  std::string datastore;         // "dir:PATH"
+  std::string node;              // this node's name (WorkloadEndpoint spec.node)
+  std::string bpffs = "/sys/fs/bpf";
+};
+
+// Runs until SIGTERM or SIGINT; returns the process exit code. Programs and maps stay in the
+// kernel when it returns, so the node keeps forwarding (a restart adopts them).
+// `probe` is the kernel feature probe (tests may pass a fake one).
+int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe);
+
+}  // namespace weir::agent

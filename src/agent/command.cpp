@@ -1,0 +1,32 @@
+// `weir agent`: registration of the subcommand.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <climits>
+
+#include "agent/agent.h"
+#include "cli/commands.h"
+
+namespace weir::cli {
+
+void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
+  auto* cmd = app.add_subcommand("agent", "run the node agent (until SIGTERM)");
+  auto opts = std::make_shared<agent::AgentOptions>();
+  cmd->add_option("--datastore", opts->datastore, "where desired state is read: dir:PATH")
+      ->required();
+  cmd->add_option("--node", opts->node, "this node's name (default: the hostname)");
+  cmd->add_option("--bpffs", opts->bpffs, "bpffs mount point (mounted when absent)")
+      ->capture_default_str();
+  cmd->callback([&g, &rc, opts] {
+    opts->pin_root = g.pin_root;
+    if (opts->node.empty()) {
+      char host[HOST_NAME_MAX + 1] = {};
+      gethostname(host, sizeof(host) - 1);
+      opts->node = host;
+    }
+    bpf::KernelFeatureProbe probe;
+    rc = agent::run_agent(*opts, probe);
+  });
+}
+
+}  // namespace weir::cli

@@ -1,0 +1,193 @@
+#include "dataplane/endpoint_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "bpf/netlink.h"
+#include "maps/decode.h"
+
+namespace weir::dataplane {
+
+namespace {
+
+weir_route_key route_key(const model::Cidr& c) {
+  weir_route_key k{};
+  k.prefixlen = c.prefix_len;
+  k.addr = c.addr.network_order();
+  return k;
+}
+
+}  // namespace
+
+Status EndpointManager::adopt() {
+  auto ifs = maps_.ifstate.dump();
+  if (!ifs) return ifs.error().wrap("adopting interface state");
+  for (const auto& [ifindex, v] : *ifs) {
+    std::string name = maps::ifstate_name(v);
+    adopted_[name] = Managed{static_cast<int>(ifindex), name};
+  }
+  auto routes = maps_.routes.dump();
+  if (!routes) return routes.error().wrap("adopting routes");
+  for (const auto& [k, v] : *routes) programmed_routes_.insert({k.addr, k.prefixlen});
+  spdlog::info("adopted {} interfaces and {} routes from pinned maps", adopted_.size(),
+               programmed_routes_.size());
+  return {};
+}
+
+Status EndpointManager::attach(const calc::Interface& itf, int ifindex,
+                               const std::array<uint8_t, 6>& host_mac) {
+  weir_ifstate_val st{};
+  std::strncpy(st.name, itf.name.c_str(), sizeof(st.name) - 1);
+  st.flags = WEIR_IF_F_WORKLOAD;
+  st.ingress_slot = WEIR_NO_POLICY_SLOT;
+  st.egress_slot = WEIR_NO_POLICY_SLOT;
+  std::memcpy(st.host_mac, host_mac.data(), 6);
+  auto key = static_cast<__u32>(ifindex);
+  WEIR_TRY(maps_.ifstate.update(key, st));
+  WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Ingress, from_fd_, mode_,
+                          layout_.link_path(itf.name, bpf::TcDir::Ingress)));
+  WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Egress, to_fd_, mode_,
+                          layout_.link_path(itf.name, bpf::TcDir::Egress)));
+  st.flags |= WEIR_IF_F_READY;
+  WEIR_TRY(maps_.ifstate.update(key, st));
+  return {};
+}
+
+Status EndpointManager::detach(const Managed& m) {
+  Status first;
+  auto keep = [&](Status s) {
+    if (!s && first.ok()) first = s;
+  };
+  auto link = bpf::link_by_name(m.name);
+  bool exists = link.ok() && link->ifindex == m.ifindex;
+  for (auto dir : {bpf::TcDir::Ingress, bpf::TcDir::Egress}) {
+    // When the interface is gone the kernel has dropped its programs; tc_detach then only
+    // removes the pin.
+    keep(bpf::tc_detach(exists ? m.ifindex : 0, dir, mode_, layout_.link_path(m.name, dir)));
+  }
+  auto key = static_cast<__u32>(m.ifindex);
+  auto r = maps_.ifstate.remove(key);
+  if (!r) keep(r.error());
+  for (uint32_t hook : {WEIR_HOOK_INGRESS, WEIR_HOOK_EGRESS}) {
+    auto c = maps_.counters.remove(weir_counters_key{key, hook});
+    if (!c) keep(c.error());
+  }
+  return first;
+}
+
+Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
+                              const std::vector<calc::Route>& routes) {
+  std::vector<std::string> failures;
+  std::set<std::string> want;
+  pending_.clear();
+  for (const auto& itf : interfaces) {
+    want.insert(itf.name);
+    auto link = bpf::link_by_name(itf.name);
+    if (!link) {
+      pending_.insert(itf.name);
+      if (link.error().err == ENODEV) {
+        spdlog::warn("workload {}: interface {} does not exist yet; will retry", itf.workload,
+                     itf.name);
+      } else {
+        failures.push_back(itf.workload + ": " + link.error().str());
+      }
+      continue;
+    }
+    auto cur = attached_.find(itf.name);
+    if (cur != attached_.end() && cur->second.ifindex == link->ifindex) continue;
+    if (cur != attached_.end()) {
+      // Same name, new ifindex: the pod's veth was recreated.
+      auto d = detach(cur->second);
+      if (!d) spdlog::warn("detaching stale {}: {}", itf.name, d.error().str());
+      attached_.erase(cur);
+    }
+    auto st = attach(itf, link->ifindex, link->mac);
+    if (!st) {
+      spdlog::error("workload {}: attaching programs to {} (ifindex {}): {}", itf.workload,
+                    itf.name, link->ifindex, st.error().str());
+      failures.push_back(itf.workload + ": " + st.error().str());
+      continue;
+    }
+    attached_[itf.name] = Managed{link->ifindex, itf.name};
+    adopted_.erase(itf.name);
+    spdlog::info("workload {}: programs attached to {} (ifindex {}, {})", itf.workload, itf.name,
+                 link->ifindex, bpf::to_string(mode_));
+  }
+  // Interfaces no longer wanted: ours from this run, and adopted ones nobody claims.
+  for (auto* set : {&attached_, &adopted_}) {
+    for (auto it = set->begin(); it != set->end();) {
+      if (want.count(it->first) != 0) {  // still wanted (an adopted one is taken over above)
+        ++it;
+        continue;
+      }
+      auto d = detach(it->second);
+      if (!d) {
+        spdlog::error("detaching programs from {}: {}", it->first, d.error().str());
+        failures.push_back(it->first + ": " + d.error().str());
+      } else {
+        spdlog::info("interface {} (ifindex {}) no longer a workload: programs detached",
+                     it->first, it->second.ifindex);
+      }
+      it = set->erase(it);
+    }
+  }
+  auto rs = sync_routes(routes);
+  if (!rs) failures.push_back(rs.error().str());
+  if (!failures.empty()) {
+    std::string msg = fmt::format("{} endpoint failures", failures.size());
+    for (const auto& f : failures) msg += "\n  " + f;
+    return Error{0, msg};
+  }
+  return {};
+}
+
+Status EndpointManager::sync_routes(const std::vector<calc::Route>& routes) {
+  std::set<std::pair<uint32_t, uint32_t>> want;
+  std::vector<std::string> failures;
+  for (const auto& r : routes) {
+    weir_route_key k = route_key(r.cidr);
+    weir_route_val v{};
+    v.flags = r.flags;
+    if (r.flags & WEIR_RT_F_LOCAL_WORKLOAD) {
+      auto it = attached_.find(r.interface);
+      if (it == attached_.end()) continue;  // interface not there (yet): host stack decides
+      v.ifindex = static_cast<__u32>(it->second.ifindex);
+      if (r.mac) std::memcpy(v.mac, r.mac->bytes.data(), 6);
+    }
+    want.insert({k.addr, k.prefixlen});
+    auto cur = maps_.routes.lookup(k);
+    if (cur && *cur && std::memcmp(&**cur, &v, sizeof(v)) == 0) continue;
+    auto st = maps_.routes.update(k, v);
+    if (!st) {
+      failures.push_back(fmt::format("route {} ({}): {}", r.cidr.str(), r.workload,
+                                     st.error().str()));
+      continue;
+    }
+    programmed_routes_.insert({k.addr, k.prefixlen});
+  }
+  for (auto it = programmed_routes_.begin(); it != programmed_routes_.end();) {
+    if (want.count(*it) != 0) {
+      ++it;
+      continue;
+    }
+    weir_route_key k{};
+    k.addr = it->first;
+    k.prefixlen = it->second;
+    auto r = maps_.routes.remove(k);
+    if (!r) {
+      failures.push_back(r.error().str());
+      ++it;
+      continue;
+    }
+    it = programmed_routes_.erase(it);
+  }
+  if (!failures.empty()) {
+    std::string msg;
+    for (const auto& f : failures) msg += (msg.empty() ? "" : "; ") + f;
+    return Error{0, msg};
+  }
+  return {};
+}
+
+}  // namespace weir::dataplane

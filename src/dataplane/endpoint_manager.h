@@ -1,0 +1,65 @@
+// EndpointManager: makes the workload interfaces of this node carry weir's TC programs, and
+// keeps the ifstate and routes maps in step with the WorkloadEndpoints.
+//
+// For each local workload interface: ifstate[ifindex] and the /32 routes are written first,
+// then weir_from_wl is attached to the tc ingress and weir_to_wl to the tc egress of the
+// host-side veth (tcx links pinned under <pin root>/links, or clsact filters), then the
+// interface is marked ready. Attaching replaces a previous program atomically (agent restart
+// or upgrade), never leaving a second weir program on the hook. An interface named by a
+// WorkloadEndpoint that does not exist yet is retried at every sync.
+#pragma once
+
+#include <array>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bpf/attach.h"
+#include "calc/calc.h"
+#include "maps/pin_layout.h"
+#include "maps/weir_maps.h"
+#include "util/result.h"
+
+namespace weir::dataplane {
+
+class EndpointManager {
+ public:
+  EndpointManager(maps::WeirMaps& m, maps::PinLayout layout, bpf::TcMode mode, int from_wl_fd,
+                  int to_wl_fd)
+      : maps_(m), layout_(std::move(layout)), mode_(mode), from_fd_(from_wl_fd), to_fd_(to_wl_fd) {}
+
+  // Reads the interfaces and routes a previous agent programmed. Their programs are replaced
+  // by this agent's at the first apply(); interfaces no longer wanted are then detached.
+  Status adopt();
+
+  // Makes interfaces, their programs and the routes match `interfaces` / `routes`.
+  // Failures on one interface are logged (naming the workload) and do not stop the others.
+  Status apply(const std::vector<calc::Interface>& interfaces,
+               const std::vector<calc::Route>& routes);
+
+  // Interfaces named by a WorkloadEndpoint that do not exist (yet): apply() again later.
+  bool has_pending() const { return !pending_.empty(); }
+  size_t managed() const { return attached_.size(); }
+
+ private:
+  struct Managed {
+    int ifindex = 0;
+    std::string name;
+  };
+  Status attach(const calc::Interface& itf, int ifindex, const std::array<uint8_t, 6>& host_mac);
+  Status detach(const Managed& m);
+  Status sync_routes(const std::vector<calc::Route>& routes);
+
+  maps::WeirMaps& maps_;
+  maps::PinLayout layout_;
+  bpf::TcMode mode_;
+  int from_fd_;
+  int to_fd_;
+  std::map<std::string, Managed> attached_;  // by interface name: attached by THIS agent
+  std::map<std::string, Managed> adopted_;   // by interface name: found in ifstate at start
+  std::set<std::string> pending_;            // wanted but missing
+  std::set<std::pair<uint32_t, uint32_t>> programmed_routes_;  // (addr_be, prefixlen)
+};
+
+}  // namespace weir::dataplane

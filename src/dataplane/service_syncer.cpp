@@ -1,0 +1,183 @@
+#include "dataplane/service_syncer.h"
+
+#include <arpa/inet.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+namespace weir::dataplane {
+
+weir_nat_fe_key to_map_key(const calc::FrontendKey& k) {
+  weir_nat_fe_key key{};
+  key.addr = k.vip.network_order();
+  key.port = htons(k.port);
+  key.proto = k.proto;
+  return key;
+}
+
+calc::FrontendKey from_map_key(const weir_nat_fe_key& k) {
+  calc::FrontendKey key;
+  key.vip = model::Ipv4::from_network_order(k.addr);
+  key.port = ntohs(k.port);
+  key.proto = k.proto;
+  return key;
+}
+
+namespace {
+
+std::vector<calc::Backend> sorted(std::vector<calc::Backend> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+}  // namespace
+
+Status ServiceSyncer::adopt() {
+  programmed_.clear();
+  auto fes = maps_.nat_fe.dump();
+  if (!fes) return fes.error().wrap("adopting NAT frontends");
+  std::set<uint32_t> live_ids;
+  uint32_t max_id = 0;
+  for (const auto& [k, v] : *fes) {
+    Programmed p;
+    p.svc_id = v.svc_id;
+    p.local = v.local;
+    p.affinity_timeout = v.affinity_timeout;
+    for (uint32_t i = 0; i < v.count; i++) {
+      auto be = maps_.nat_be.lookup(weir_nat_be_key{v.svc_id, i});
+      if (!be) return be.error().wrap("adopting NAT backends");
+      if (!*be) {
+        // Inconsistent (should not happen): forget it so that apply() rewrites it.
+        spdlog::warn("NAT frontend {} refers to missing backend {}:{}; it will be rewritten",
+                     from_map_key(k).str(), v.svc_id, i);
+        p.backends.clear();
+        p.svc_id = 0;
+        break;
+      }
+      p.backends.push_back(calc::Backend{model::Ipv4::from_network_order((*be)->addr),
+                                         ntohs((*be)->port)});
+    }
+    live_ids.insert(v.svc_id);
+    max_id = std::max(max_id, v.svc_id);
+    programmed_[from_map_key(k)] = std::move(p);
+  }
+  auto bes = maps_.nat_be.dump();
+  if (!bes) return bes.error().wrap("adopting NAT backends");
+  size_t orphans = 0;
+  for (const auto& [k, v] : *bes) {
+    max_id = std::max(max_id, k.svc_id);
+    if (live_ids.count(k.svc_id) == 0) {
+      auto r = maps_.nat_be.remove(k);
+      if (!r) return r.error().wrap("removing orphaned NAT backend");
+      orphans++;
+    }
+  }
+  next_id_ = max_id + 1;
+  spdlog::info("adopted {} NAT frontends from pinned maps ({} orphaned backend entries removed)",
+               programmed_.size(), orphans);
+  return {};
+}
+
+uint32_t ServiceSyncer::allocate_id() {
+  // Ids are never reused while the agent runs (a packet that read an old frontend must not
+  // find another service's backends under its id); 0 is never used.
+  if (next_id_ == 0) next_id_ = 1;
+  return next_id_++;
+}
+
+Status ServiceSyncer::delete_backends(uint32_t svc_id, size_t count) {
+  for (uint32_t i = 0; i < count; i++) {
+    auto r = maps_.nat_be.remove(weir_nat_be_key{svc_id, i});
+    if (!r) return r.error();
+  }
+  return {};
+}
+
+Status ServiceSyncer::write(const calc::Frontend& fe) {
+  uint32_t id = allocate_id();
+  for (uint32_t i = 0; i < fe.backends.size(); i++) {
+    weir_nat_be_val v{};
+    v.addr = fe.backends[i].ip.network_order();
+    v.port = htons(fe.backends[i].port);
+    auto st = maps_.nat_be.update(weir_nat_be_key{id, i}, v);
+    if (!st) {
+      (void)delete_backends(id, i);
+      return st.error().wrap(fmt::format("writing backend {} of {}", i, fe.service));
+    }
+  }
+  weir_nat_fe_val v{};
+  v.svc_id = id;
+  v.count = static_cast<uint32_t>(fe.backends.size());
+  v.local = fe.local;
+  v.affinity_timeout = fe.affinity_timeout_s;
+  v.flags = WEIR_NAT_FE_F_NONE;
+  auto st = maps_.nat_fe.update(to_map_key(fe.key), v);
+  if (!st) {
+    (void)delete_backends(id, fe.backends.size());
+    return st.error().wrap(fmt::format("writing frontend {} of {}", fe.key.str(), fe.service));
+  }
+  auto old = programmed_.find(fe.key);
+  if (old != programmed_.end() && old->second.svc_id != 0) {
+    auto d = delete_backends(old->second.svc_id, old->second.backends.size());
+    if (!d) spdlog::warn("deleting old backends of {}: {}", fe.service, d.error().str());
+  }
+  programmed_[fe.key] = Programmed{id, fe.backends, fe.local, fe.affinity_timeout_s};
+  return {};
+}
+
+Status ServiceSyncer::remove(const calc::FrontendKey& key, const Programmed& p) {
+  auto r = maps_.nat_fe.remove(to_map_key(key));
+  if (!r) return r.error().wrap("removing frontend " + key.str());
+  if (p.svc_id != 0) WEIR_TRY(delete_backends(p.svc_id, p.backends.size()));
+  return {};
+}
+
+Status ServiceSyncer::apply(const std::vector<calc::Frontend>& desired) {
+  stats_ = {};
+  std::vector<std::string> failures;
+  std::set<calc::FrontendKey> want;
+  for (const auto& fe : desired) {
+    want.insert(fe.key);
+    auto it = programmed_.find(fe.key);
+    if (it != programmed_.end() && it->second.svc_id != 0 &&
+        sorted(it->second.backends) == sorted(fe.backends) && it->second.local == fe.local &&
+        it->second.affinity_timeout == fe.affinity_timeout_s) {
+      stats_.unchanged++;
+      continue;
+    }
+    auto st = write(fe);
+    if (!st) {
+      spdlog::error("service {} ({}): not programmed: {}", fe.service, fe.key.str(),
+                    st.error().str());
+      failures.push_back(fe.service + ": " + st.error().str());
+      continue;
+    }
+    stats_.written++;
+    spdlog::info("service {} ({}): {} backends", fe.service, fe.key.str(), fe.backends.size());
+  }
+  for (auto it = programmed_.begin(); it != programmed_.end();) {
+    if (want.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    auto st = remove(it->first, it->second);
+    if (!st) {
+      spdlog::error("removing frontend {}: {}", it->first.str(), st.error().str());
+      failures.push_back(st.error().str());
+      ++it;
+      continue;
+    }
+    spdlog::info("frontend {} removed", it->first.str());
+    stats_.removed++;
+    it = programmed_.erase(it);
+  }
+  if (!failures.empty()) {
+    std::string msg = fmt::format("{} NAT frontends failed", failures.size());
+    for (const auto& f : failures) msg += "\n  " + f;
+    return Error{0, msg};
+  }
+  return {};
+}
+
+}  // namespace weir::dataplane

@@ -1,0 +1,67 @@
+// ServiceSyncer: programs the NAT frontend and backend maps from calc's frontends.
+//
+// Every change of a frontend's backends is written under a FRESH service id: the backends
+// (id, 0..n-1) are written first, then the frontend is switched to the new id and count in one
+// map update, then the old id's backends are deleted. A packet therefore always sees a
+// complete, consistent backend list, old or new. Established flows do not depend on ids (their
+// conntrack entries carry the backend address), so they are untouched; flows to backends that
+// were removed are removed by the conntrack scanner.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "calc/calc.h"
+#include "maps/weir_maps.h"
+#include "util/result.h"
+
+namespace weir::dataplane {
+
+class ServiceSyncer {
+ public:
+  explicit ServiceSyncer(maps::WeirMaps& m) : maps_(m) {}
+
+  // Reads what is already programmed (a previous agent's work) so that apply() changes only
+  // what differs: a restart with unchanged input writes nothing. Backend entries that no
+  // frontend refers to (left by a crash between two writes) are deleted.
+  Status adopt();
+
+  // Makes the maps hold exactly `desired`. Frontends whose backends (as a set), local count
+  // and affinity are unchanged are not touched. A failure on one frontend (e.g. a full map)
+  // is logged with the service named and does not stop the others; the returned Status then
+  // lists every failure.
+  Status apply(const std::vector<calc::Frontend>& desired);
+
+  struct Stats {
+    size_t written = 0;    // frontends created or re-pointed
+    size_t removed = 0;    // frontends deleted
+    size_t unchanged = 0;  // frontends left as they were
+  };
+  const Stats& last_stats() const { return stats_; }
+  size_t programmed() const { return programmed_.size(); }
+
+ private:
+  struct Programmed {
+    uint32_t svc_id = 0;
+    std::vector<calc::Backend> backends;  // in ordinal order
+    uint32_t local = 0;
+    uint32_t affinity_timeout = 0;
+  };
+
+  Status write(const calc::Frontend& fe);
+  Status remove(const calc::FrontendKey& key, const Programmed& p);
+  Status delete_backends(uint32_t svc_id, size_t count);
+  uint32_t allocate_id();
+
+  maps::WeirMaps& maps_;
+  std::map<calc::FrontendKey, Programmed> programmed_;
+  uint32_t next_id_ = 1;
+  Stats stats_;
+};
+
+// Map key/value conversions (host-order calc types <-> network-order map types).
+weir_nat_fe_key to_map_key(const calc::FrontendKey& k);
+calc::FrontendKey from_map_key(const weir_nat_fe_key& k);
+
+}  // namespace weir::dataplane

@@ -1,0 +1,268 @@
+// ServiceSyncer and ConntrackScanner against real BPF maps (created standalone, no programs):
+// needs root (CAP_BPF). Fails, never skips, without it.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "calc/conntrack.h"
+#include "dataplane/ct_scanner.h"
+#include "dataplane/service_syncer.h"
+#include "maps/weir_maps.h"
+#include "util/fd.h"
+
+namespace weir::dataplane {
+namespace {
+
+using model::Ipv4;
+
+Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
+
+// Every weir map, created with the real types and sizes (small), owned by the test.
+struct TestMaps {
+  Fd fe, be, ct, routes, ifstate, counters;
+  std::unique_ptr<maps::WeirMaps> maps;
+
+  static Fd create(bpf_map_type type, const char* name, uint32_t k, uint32_t v, uint32_t n,
+                   uint32_t flags = 0) {
+    LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
+    int fd = bpf_map_create(type, name, k, v, n, &o);
+    if (fd < 0) ADD_FAILURE() << "bpf_map_create " << name << ": " << strerror(errno);
+    return Fd(fd);
+  }
+
+  TestMaps() {
+    fe = create(BPF_MAP_TYPE_HASH, "t_nat_fe", sizeof(weir_nat_fe_key), sizeof(weir_nat_fe_val), 64);
+    be = create(BPF_MAP_TYPE_HASH, "t_nat_be", sizeof(weir_nat_be_key), sizeof(weir_nat_be_val), 256);
+    ct = create(BPF_MAP_TYPE_LRU_HASH, "t_ct", sizeof(weir_ct_key), sizeof(weir_ct_val), 256);
+    routes = create(BPF_MAP_TYPE_LPM_TRIE, "t_routes", sizeof(weir_route_key),
+                    sizeof(weir_route_val), 64, BPF_F_NO_PREALLOC);
+    ifstate = create(BPF_MAP_TYPE_HASH, "t_ifstate", sizeof(__u32), sizeof(weir_ifstate_val), 16);
+    counters = create(BPF_MAP_TYPE_PERCPU_HASH, "t_counters", sizeof(weir_counters_key),
+                      sizeof(weir_counters_val), 16);
+    maps::MapFds fds{fe.get(), be.get(), ct.get(), routes.get(), ifstate.get(), counters.get()};
+    auto m = maps::WeirMaps::from_fds(fds);
+    if (!m) {
+      ADD_FAILURE() << m.error().str();
+      return;
+    }
+    maps = std::make_unique<maps::WeirMaps>(std::move(*m));
+  }
+};
+
+calc::Frontend frontend(const char* vip, uint16_t port, uint8_t proto,
+                        std::vector<std::pair<const char*, uint16_t>> backends) {
+  calc::Frontend fe;
+  fe.key = calc::FrontendKey{ip(vip), port, proto};
+  fe.service = std::string("default/svc:") + std::to_string(port);
+  for (auto& [a, p] : backends) fe.backends.push_back(calc::Backend{ip(a), p});
+  std::sort(fe.backends.begin(), fe.backends.end());
+  return fe;
+}
+
+// (frontend key) -> sorted backend list, read back from the maps.
+std::map<calc::FrontendKey, std::pair<uint32_t, std::vector<calc::Backend>>> read_nat(
+    maps::WeirMaps& m) {
+  std::map<calc::FrontendKey, std::pair<uint32_t, std::vector<calc::Backend>>> out;
+  auto fes = m.nat_fe.dump();
+  EXPECT_TRUE(fes.ok());
+  for (auto& [k, v] : *fes) {
+    std::vector<calc::Backend> bes;
+    for (uint32_t i = 0; i < v.count; i++) {
+      auto b = m.nat_be.lookup(weir_nat_be_key{v.svc_id, i});
+      EXPECT_TRUE(b.ok() && b->has_value()) << "backend " << v.svc_id << ":" << i << " missing";
+      if (b.ok() && b->has_value())
+        bes.push_back(calc::Backend{Ipv4::from_network_order((*b)->addr), ntohs((*b)->port)});
+    }
+    std::sort(bes.begin(), bes.end());
+    out[from_map_key(k)] = {v.svc_id, bes};
+  }
+  return out;
+}
+
+TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  ServiceSyncer s(*t.maps);
+  ASSERT_TRUE(s.adopt().ok());
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto b = frontend("10.96.0.10", 53, 17, {{"10.65.0.5", 5353}});
+  auto empty = frontend("10.96.0.11", 80, 6, {});
+  ASSERT_TRUE(s.apply({a, b, empty}).ok());
+  EXPECT_EQ(s.last_stats().written, 3u);
+  auto nat = read_nat(*t.maps);
+  ASSERT_EQ(nat.size(), 3u);
+  EXPECT_EQ(nat[a.key].second, a.backends);
+  EXPECT_EQ(nat[b.key].second, b.backends);
+  EXPECT_TRUE(nat[empty.key].second.empty());  // kept: the datapath answers RST/ICMP
+  EXPECT_EQ(t.maps->nat_be.count().value(), 3u);
+}
+
+TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  ServiceSyncer s(*t.maps);
+  ASSERT_TRUE(s.adopt().ok());
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto b = frontend("10.96.0.12", 80, 6, {{"10.65.0.6", 80}});
+  ASSERT_TRUE(s.apply({a, b}).ok());
+  auto before = read_nat(*t.maps);
+
+  ASSERT_TRUE(s.apply({a, b}).ok());
+  EXPECT_EQ(s.last_stats().written, 0u);
+  EXPECT_EQ(s.last_stats().unchanged, 2u);
+  EXPECT_EQ(read_nat(*t.maps), before);
+
+  // Remove one backend of a: new id, only a's backends remain under it, old id gone.
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}});
+  ASSERT_TRUE(s.apply({a2, b}).ok());
+  EXPECT_EQ(s.last_stats().written, 1u);
+  auto after = read_nat(*t.maps);
+  EXPECT_NE(after[a.key].first, before[a.key].first);
+  EXPECT_EQ(after[a.key].second, a2.backends);
+  EXPECT_EQ(after[b.key], before[b.key]);
+  for (uint32_t i = 0; i < 2; i++) {
+    auto old = t.maps->nat_be.lookup(weir_nat_be_key{before[a.key].first, i});
+    ASSERT_TRUE(old.ok());
+    EXPECT_FALSE(old->has_value()) << "old backend entry " << i << " left behind";
+  }
+  EXPECT_EQ(t.maps->nat_be.count().value(), 2u);
+
+  // Remove the frontend entirely.
+  ASSERT_TRUE(s.apply({b}).ok());
+  EXPECT_EQ(s.last_stats().removed, 1u);
+  EXPECT_EQ(read_nat(*t.maps).count(a.key), 0u);
+  EXPECT_EQ(t.maps->nat_be.count().value(), 1u);
+}
+
+TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  {
+    ServiceSyncer first(*t.maps);
+    ASSERT_TRUE(first.adopt().ok());
+    ASSERT_TRUE(first.apply({a}).ok());
+  }
+  auto before = read_nat(*t.maps);
+  // An orphaned backend entry, as a crash between two writes would leave.
+  ASSERT_TRUE(t.maps->nat_be.update(weir_nat_be_key{999, 0}, weir_nat_be_val{}).ok());
+
+  ServiceSyncer second(*t.maps);
+  ASSERT_TRUE(second.adopt().ok());
+  EXPECT_EQ(second.programmed(), 1u);
+  EXPECT_FALSE(t.maps->nat_be.lookup(weir_nat_be_key{999, 0})->has_value());
+  ASSERT_TRUE(second.apply({a}).ok());
+  EXPECT_EQ(second.last_stats().written, 0u);
+  EXPECT_EQ(read_nat(*t.maps), before);
+  // A new id after adoption never collides with an adopted one.
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}});
+  ASSERT_TRUE(second.apply({a2}).ok());
+  EXPECT_GT(read_nat(*t.maps)[a.key].first, 999u);
+}
+
+// ---------------------------------------------------------------- conntrack scanner
+
+struct NatPair {
+  weir_ct_key fwd_key, rev_key;
+  weir_ct_val fwd, rev;
+};
+
+// A NAT flow client -> vip -> backend as the datapath creates it.
+NatPair nat_pair(const char* client, uint16_t cport, const char* vip, uint16_t vport,
+                 const char* backend, uint16_t bport, uint8_t proto, uint64_t last_seen,
+                 uint32_t leg_flags) {
+  NatPair p{};
+  bool client_first = false;
+  p.fwd_key = calc::ct_make_key(ip(client), cport, ip(vip), vport, proto, &client_first);
+  p.fwd.type = WEIR_CT_NAT_FWD;
+  p.fwd.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
+  p.fwd.nat_addr = ip(backend).network_order();
+  p.fwd.nat_port = htons(bport);
+  p.fwd.last_seen_ns = last_seen;
+  p.fwd.a.flags = p.fwd.b.flags = leg_flags;
+  p.rev_key = calc::ct_make_key(ip(client), cport, ip(backend), bport, proto, &client_first);
+  p.rev.type = WEIR_CT_NAT_REV;
+  p.rev.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
+  p.rev.nat_addr = ip(vip).network_order();
+  p.rev.nat_port = htons(vport);
+  p.rev.last_seen_ns = last_seen;
+  p.rev.a.flags = p.rev.b.flags = leg_flags;
+  return p;
+}
+
+void insert(maps::WeirMaps& m, const NatPair& p) {
+  ASSERT_TRUE(m.ct.update(p.fwd_key, p.fwd).ok());
+  ASSERT_TRUE(m.ct.update(p.rev_key, p.rev).ok());
+}
+
+bool present(maps::WeirMaps& m, const weir_ct_key& k) {
+  auto r = m.ct.lookup(k);
+  return r.ok() && r->has_value();
+}
+
+constexpr uint64_t kSec = 1000000000ull;
+constexpr uint32_t kEstablished = WEIR_CT_LEG_SYN | WEIR_CT_LEG_ACK;
+
+TEST(ConntrackScanner, ExpiresIdlePairsTogetherAndKeepsLiveOnes) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  const uint64_t now = 10000 * kSec;
+  model::ConntrackTimeouts to;
+  // UDP idle 61s (> 60s): both halves go.
+  auto udp = nat_pair("10.65.0.2", 40000, "10.96.0.10", 53, "10.65.0.5", 5353, 17,
+                      now - 61 * kSec, 0);
+  // UDP whose forward half is old but whose reverse half was just used: the pair lives.
+  auto udp_live = nat_pair("10.65.0.2", 40001, "10.96.0.10", 53, "10.65.0.5", 5353, 17,
+                           now - 61 * kSec, 0);
+  udp_live.rev.last_seen_ns = now - 1 * kSec;
+  // TCP established, idle 2 minutes: well within 1h.
+  auto tcp = nat_pair("10.65.0.2", 40002, "10.96.0.10", 80, "10.65.0.3", 8080, 6,
+                      now - 120 * kSec, kEstablished);
+  insert(*t.maps, udp);
+  insert(*t.maps, udp_live);
+  insert(*t.maps, tcp);
+
+  ConntrackScanner sc(t.maps->ct);
+  auto st = sc.scan(to, nullptr, now);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  EXPECT_EQ(st->scanned, 6u);
+  EXPECT_FALSE(present(*t.maps, udp.fwd_key));
+  EXPECT_FALSE(present(*t.maps, udp.rev_key));
+  EXPECT_TRUE(present(*t.maps, udp_live.fwd_key));
+  EXPECT_TRUE(present(*t.maps, udp_live.rev_key));
+  EXPECT_TRUE(present(*t.maps, tcp.fwd_key));
+  EXPECT_TRUE(present(*t.maps, tcp.rev_key));
+
+  // A shorter configured timeout applies.
+  to.tcp_established = std::chrono::seconds(60);
+  ASSERT_TRUE(sc.scan(to, nullptr, now).ok());
+  EXPECT_FALSE(present(*t.maps, tcp.fwd_key));
+  EXPECT_FALSE(present(*t.maps, tcp.rev_key));
+}
+
+TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  const uint64_t now = 10000 * kSec;
+  auto to_kept = nat_pair("10.65.0.2", 40010, "10.96.0.10", 80, "10.65.0.3", 8080, 6, now,
+                          kEstablished);
+  auto to_removed = nat_pair("10.65.0.2", 40011, "10.96.0.10", 80, "10.65.0.4", 8080, 6, now,
+                             kEstablished);
+  insert(*t.maps, to_kept);
+  insert(*t.maps, to_removed);
+  calc::BackendIndex idx({frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}})});
+  ConntrackScanner sc(t.maps->ct);
+  auto st = sc.scan(model::ConntrackTimeouts{}, &idx, now);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  EXPECT_GE(st->stale_backend, 1u);
+  EXPECT_TRUE(present(*t.maps, to_kept.fwd_key));
+  EXPECT_TRUE(present(*t.maps, to_kept.rev_key));
+  EXPECT_FALSE(present(*t.maps, to_removed.fwd_key));
+  EXPECT_FALSE(present(*t.maps, to_removed.rev_key));
+}
+
+}  // namespace
+}  // namespace weir::dataplane
