@@ -1,0 +1,169 @@
+#include "calc/calc.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+namespace weir::calc {
+
+using model::EndpointSlice;
+using model::Protocol;
+using model::Service;
+
+std::string FrontendKey::str() const {
+  std::string_view p = proto == WEIR_IPPROTO_TCP ? "TCP" : proto == WEIR_IPPROTO_UDP ? "UDP" : "";
+  if (p.empty()) return fmt::format("{}:{}/{}", vip.str(), port, proto);
+  return fmt::format("{}:{}/{}", vip.str(), port, p);
+}
+
+std::string Backend::str() const { return fmt::format("{}:{}", ip.str(), port); }
+
+namespace {
+
+std::set<Ipv4> local_ips(const model::Snapshot& snap, std::string_view node_name) {
+  std::set<Ipv4> out;
+  for (const auto& w : snap.workload_endpoints)
+    if (w.node == node_name) out.insert(w.ips.begin(), w.ips.end());
+  return out;
+}
+
+// kube-proxy's ServicePortName: "ns/name:port", or "ns/name" for an unnamed port.
+std::string service_port_name(const Service& s, const model::ServicePort& p) {
+  if (p.name.empty()) return s.key();
+  return s.key() + ":" + p.name;
+}
+
+// The backend port a slice gives for a service port, or nullopt when it cannot be resolved.
+std::optional<uint16_t> resolve_port(const EndpointSlice& es, const model::ServicePort& sp) {
+  for (const auto& p : es.ports) {
+    if (p.name == sp.name && p.protocol == sp.protocol && p.port) return *p.port;
+  }
+  if (!sp.target_port.is_named()) return sp.target_port.number;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<Frontend> compute_frontends(const model::Snapshot& snap, std::string_view node_name,
+                                        std::vector<model::Warning>* warnings) {
+  std::vector<Frontend> out;
+  const std::set<Ipv4> local = local_ips(snap, node_name);
+  for (const Service& svc : snap.services) {
+    if (!svc.cluster_ip || svc.headless || svc.type == model::ServiceType::ExternalName) continue;
+    std::vector<const EndpointSlice*> slices;
+    for (const auto& es : snap.endpoint_slices)
+      if (es.meta.ns == svc.meta.ns && es.service_name == svc.meta.name) slices.push_back(&es);
+
+    for (size_t i = 0; i < svc.ports.size(); ++i) {
+      const auto& sp = svc.ports[i];
+      if (sp.protocol != Protocol::TCP && sp.protocol != Protocol::UDP)
+        continue;  // SCTP: warned by the parser
+      Frontend fe;
+      fe.key = FrontendKey{*svc.cluster_ip, sp.port, model::ip_proto(sp.protocol)};
+      fe.service = service_port_name(svc, sp);
+      fe.affinity_timeout_s =
+          svc.session_affinity == model::SessionAffinity::ClientIP ? svc.affinity_timeout_s : 0;
+      std::set<Backend> backends;
+      for (const EndpointSlice* es : slices) {
+        bool any_usable = std::any_of(es->endpoints.begin(), es->endpoints.end(),
+                                      [](const auto& ep) { return ep.conditions.usable(); });
+        if (!any_usable) continue;
+        auto port = resolve_port(*es, sp);
+        if (!port) {
+          if (warnings)
+            warnings->push_back(
+                {svc.source.file, fmt::format("Service {}", svc.key()),
+                 fmt::format("spec.ports[{}].targetPort", i),
+                 fmt::format("named targetPort \"{}\" is not resolved by any {} port named \"{}\" "
+                             "of EndpointSlice {}/{}: no backends from that slice",
+                             sp.target_port.name, model::to_string(sp.protocol), sp.name,
+                             es->meta.ns, es->meta.name),
+                 svc.source.line, 0});
+          continue;
+        }
+        for (const auto& ep : es->endpoints) {
+          // Kubernetes: the addresses of one endpoint are interchangeable; consumers use the
+          // first (as kube-proxy does).
+          if (!ep.conditions.usable() || ep.addresses.empty()) continue;
+          backends.insert(Backend{ep.addresses.front(), *port});
+        }
+      }
+      fe.backends.assign(backends.begin(), backends.end());
+      fe.local = static_cast<uint32_t>(
+          std::count_if(fe.backends.begin(), fe.backends.end(),
+                        [&](const Backend& b) { return local.count(b.ip) > 0; }));
+      out.push_back(std::move(fe));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Frontend& a, const Frontend& b) { return a.key < b.key; });
+  return out;
+}
+
+std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view node_name) {
+  std::vector<Route> out;
+  for (const auto& w : snap.workload_endpoints) {
+    bool is_local = w.node == node_name;
+    for (const Ipv4& ip : w.ips) {
+      Route r;
+      r.cidr = model::Cidr{ip, 32};
+      r.workload = w.key();
+      if (is_local) {
+        r.flags = WEIR_RT_F_LOCAL_WORKLOAD;
+        r.interface = w.interface;
+        r.mac = w.mac;
+      } else {
+        r.flags = WEIR_RT_F_REMOTE;
+      }
+      out.push_back(std::move(r));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Route& a, const Route& b) { return a.cidr < b.cidr; });
+  return out;
+}
+
+std::vector<Interface> compute_interfaces(const model::Snapshot& snap, std::string_view node_name) {
+  std::vector<Interface> out;
+  for (const auto& w : snap.workload_endpoints) {
+    if (w.node != node_name) continue;
+    Interface i;
+    i.name = w.interface;
+    i.workload = w.key();
+    i.ips = w.ips;
+    std::sort(i.ips.begin(), i.ips.end());
+    i.mac = w.mac;
+    out.push_back(std::move(i));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Interface& a, const Interface& b) { return a.name < b.name; });
+  return out;
+}
+
+Output compute(const model::Snapshot& snap, std::string_view node_name) {
+  Output o;
+  o.frontends = compute_frontends(snap, node_name, &o.warnings);
+  o.routes = compute_routes(snap, node_name);
+  o.interfaces = compute_interfaces(snap, node_name);
+  return o;
+}
+
+const Frontend* Output::find_frontend(const FrontendKey& k) const {
+  auto it = std::lower_bound(frontends.begin(), frontends.end(), k,
+                             [](const Frontend& f, const FrontendKey& key) { return f.key < key; });
+  return it != frontends.end() && it->key == k ? &*it : nullptr;
+}
+
+const Route* Output::find_route(const model::Cidr& c) const {
+  auto it = std::lower_bound(routes.begin(), routes.end(), c,
+                             [](const Route& r, const model::Cidr& key) { return r.cidr < key; });
+  return it != routes.end() && it->cidr == c ? &*it : nullptr;
+}
+
+const Interface* Output::find_interface(std::string_view name) const {
+  auto it = std::lower_bound(interfaces.begin(), interfaces.end(), name,
+                             [](const Interface& i, std::string_view key) { return i.name < key; });
+  return it != interfaces.end() && it->name == name ? &*it : nullptr;
+}
+
+}  // namespace weir::calc

@@ -1,0 +1,182 @@
+#include "calc/conntrack.h"
+
+#include <bit>
+
+namespace weir::calc {
+
+namespace {
+
+uint16_t to_host16(uint16_t v) {
+  if constexpr (std::endian::native == std::endian::little) return __builtin_bswap16(v);
+  return v;
+}
+uint16_t to_net16(uint16_t v) { return to_host16(v); }
+
+constexpr uint32_t kLegSyn = WEIR_CT_LEG_SYN;
+constexpr uint32_t kLegFin = WEIR_CT_LEG_FIN;
+constexpr uint32_t kLegRst = WEIR_CT_LEG_RST;
+constexpr uint32_t kLegAck = WEIR_CT_LEG_ACK;
+
+}  // namespace
+
+std::string_view to_string(CtState s) {
+  switch (s) {
+    case CtState::TcpSynSent:
+      return "SYN-SENT";
+    case CtState::TcpEstablished:
+      return "ESTABLISHED";
+    case CtState::TcpFin:
+      return "FIN";
+    case CtState::TcpReset:
+      return "RESET";
+    case CtState::Udp:
+      return "UDP";
+    case CtState::Icmp:
+      return "ICMP";
+    case CtState::Other:
+      return "OTHER";
+  }
+  return "?";
+}
+
+CtState ct_state(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags) {
+  const uint32_t a = leg_a_flags;
+  const uint32_t b = leg_b_flags;
+  switch (proto) {
+    case WEIR_IPPROTO_TCP: {
+      uint32_t any = a | b;
+      if (any & kLegRst) return CtState::TcpReset;
+      if (any & kLegFin) return CtState::TcpFin;
+      bool syn_a = a & kLegSyn, syn_b = b & kLegSyn;
+      if (syn_a && syn_b) return CtState::TcpEstablished;
+      if (!syn_a && !syn_b && (a & kLegAck) && (b & kLegAck)) return CtState::TcpEstablished;
+      return CtState::TcpSynSent;
+    }
+    case WEIR_IPPROTO_UDP:
+      return CtState::Udp;
+    case WEIR_IPPROTO_ICMP:
+      return CtState::Icmp;
+    default:
+      return CtState::Other;
+  }
+}
+
+std::chrono::nanoseconds ct_timeout(CtState s, const model::ConntrackTimeouts& t) {
+  switch (s) {
+    case CtState::TcpSynSent:
+      return t.tcp_syn_sent;
+    case CtState::TcpEstablished:
+      return t.tcp_established;
+    case CtState::TcpFin:
+      return t.tcp_fin;
+    case CtState::TcpReset:
+      return t.tcp_reset;
+    case CtState::Udp:
+      return t.udp;
+    case CtState::Icmp:
+      return t.icmp;
+    case CtState::Other:
+      return t.other;
+  }
+  return t.other;
+}
+
+uint64_t ct_age_ns(uint64_t now_ns, uint64_t last_seen_ns) {
+  return now_ns > last_seen_ns ? now_ns - last_seen_ns : 0;
+}
+
+bool ct_expired(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags, uint64_t age_ns,
+                const model::ConntrackTimeouts& t) {
+  auto timeout = ct_timeout(ct_state(proto, leg_a_flags, leg_b_flags), t).count();
+  if (timeout < 0) timeout = 0;
+  return age_ns > static_cast<uint64_t>(timeout);
+}
+
+BackendIndex::BackendIndex(const std::vector<Frontend>& frontends) {
+  for (const auto& fe : frontends) {
+    frontends_.insert(fe.key);
+    for (const auto& be : fe.backends) pairs_.emplace(fe.key, be);
+  }
+}
+
+bool BackendIndex::has_frontend(const FrontendKey& fe) const { return frontends_.count(fe) > 0; }
+
+bool BackendIndex::contains(const FrontendKey& fe, const Backend& be) const {
+  return pairs_.count({fe, be}) > 0;
+}
+
+std::optional<CtNatFlow> ct_nat_flow(const weir_ct_key& key, const weir_ct_val& val) {
+  if (val.type != WEIR_CT_NAT_FWD && val.type != WEIR_CT_NAT_REV) return std::nullopt;
+  bool a_is_client = (val.flags & WEIR_CT_F_A_IS_CLIENT) != 0;
+  Ipv4 a = Ipv4::from_network_order(key.addr_a), b = Ipv4::from_network_order(key.addr_b);
+  uint16_t pa = to_host16(key.port_a), pb = to_host16(key.port_b);
+  CtNatFlow f;
+  f.client = a_is_client ? a : b;
+  f.client_port = a_is_client ? pa : pb;
+  Ipv4 peer = a_is_client ? b : a;
+  uint16_t peer_port = a_is_client ? pb : pa;
+  Ipv4 nat = Ipv4::from_network_order(val.nat_addr);
+  uint16_t nat_port = to_host16(val.nat_port);
+  if (val.type == WEIR_CT_NAT_FWD) {
+    f.frontend = FrontendKey{peer, peer_port, key.proto};
+    f.backend = Backend{nat, nat_port};
+  } else {
+    f.frontend = FrontendKey{nat, nat_port, key.proto};
+    f.backend = Backend{peer, peer_port};
+  }
+  return f;
+}
+
+bool ct_backend_valid(const BackendIndex& index, const CtNatFlow& flow) {
+  return index.contains(flow.frontend, flow.backend);
+}
+
+weir_ct_key ct_make_key(Ipv4 a, uint16_t a_port, Ipv4 b, uint16_t b_port, uint8_t proto,
+                        bool* a_is_first) {
+  uint32_t an = a.network_order(), bn = b.network_order();
+  uint16_t apn = to_net16(a_port), bpn = to_net16(b_port);
+  bool first = an < bn || (an == bn && apn <= bpn);
+  weir_ct_key k{};
+  k.proto = proto;
+  if (first) {
+    k.addr_a = an, k.port_a = apn, k.addr_b = bn, k.port_b = bpn;
+  } else {
+    k.addr_a = bn, k.port_a = bpn, k.addr_b = an, k.port_b = apn;
+  }
+  if (a_is_first) *a_is_first = first;
+  return k;
+}
+
+std::optional<weir_ct_key> ct_partner_key(const weir_ct_key& key, const weir_ct_val& val) {
+  auto f = ct_nat_flow(key, val);
+  if (!f) return std::nullopt;
+  if (val.type == WEIR_CT_NAT_FWD)
+    return ct_make_key(f->client, f->client_port, f->backend.ip, f->backend.port, key.proto);
+  return ct_make_key(f->client, f->client_port, f->frontend.vip, f->frontend.port, key.proto);
+}
+
+std::string_view to_string(CtVerdict v) {
+  switch (v) {
+    case CtVerdict::Keep:
+      return "keep";
+    case CtVerdict::Expired:
+      return "expired";
+    case CtVerdict::StaleBackend:
+      return "stale-backend";
+  }
+  return "?";
+}
+
+CtVerdict ct_decide(const weir_ct_key& key, const weir_ct_val& val, uint64_t last_seen_ns,
+                    uint64_t now_ns, const model::ConntrackTimeouts& timeouts,
+                    const BackendIndex* backends) {
+  if (backends) {
+    if (auto f = ct_nat_flow(key, val); f && !ct_backend_valid(*backends, *f))
+      return CtVerdict::StaleBackend;
+  }
+  if (ct_expired(key.proto, val.a.flags, val.b.flags, ct_age_ns(now_ns, last_seen_ns), timeouts))
+    return CtVerdict::Expired;
+  return CtVerdict::Keep;
+}
+
+}  // namespace weir::calc

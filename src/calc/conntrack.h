@@ -1,0 +1,117 @@
+// Pure decisions for the userspace conntrack scanner: when an entry has expired, and whether a
+// NAT flow still points at a backend of its frontend. The scanner (dataplane/) iterates the map
+// and applies these; nothing here touches the kernel.
+//
+// Works on the shared types of bpf/include/weir/conntrack.h (network-order fields) and converts
+// to host order internally. Leg flag bits are the WEIR_CT_LEG_* of that header.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "calc/calc.h"
+#include "model/resources.h"
+#include "weir/conntrack.h"
+
+namespace weir::calc {
+
+// The state a conntrack entry is in, for timeout purposes.
+enum class CtState {
+  TcpSynSent,      // TCP: a SYN on one leg only (handshake not confirmed by both sides)
+  TcpEstablished,  // TCP: SYN on both legs; or no SYN on either leg but ACKs on both (picked up
+                   // mid-stream)
+  TcpFin,          // TCP: a FIN on either leg (and no RST)
+  TcpReset,        // TCP: a RST on either leg (takes precedence over FIN)
+  Udp,
+  Icmp,
+  Other,  // any other IP protocol
+};
+
+// "SYN-SENT", "ESTABLISHED", "FIN", "RESET", "UDP", "ICMP", "OTHER".
+std::string_view to_string(CtState s);
+
+// State from the IP protocol number and the two legs' WEIR_CT_LEG_* flags. TCP: RST (either leg)
+// > FIN (either leg) > SYN on both legs = ESTABLISHED > otherwise SYN-SENT, except that an entry
+// with no SYN on either leg but ACK on both counts as ESTABLISHED.
+CtState ct_state(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags);
+
+// The timeout of a state.
+std::chrono::nanoseconds ct_timeout(CtState s, const model::ConntrackTimeouts& t);
+
+// now - last_seen in ns, or 0 when last_seen is in the future (clock read earlier than the
+// packet that updated the entry).
+uint64_t ct_age_ns(uint64_t now_ns, uint64_t last_seen_ns);
+
+// True when an entry of this protocol/flags idle for age_ns must be removed: age_ns is strictly
+// greater than the state's timeout (an entry exactly at its timeout is kept).
+bool ct_expired(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags, uint64_t age_ns,
+                const model::ConntrackTimeouts& t);
+
+// Which backends each frontend currently has: built from calc output.
+class BackendIndex {
+ public:
+  BackendIndex() = default;
+  explicit BackendIndex(const std::vector<Frontend>& frontends);
+
+  // True when the frontend exists.
+  bool has_frontend(const FrontendKey& fe) const;
+  // True when `be` is currently a backend of frontend `fe`.
+  bool contains(const FrontendKey& fe, const Backend& be) const;
+  size_t size() const { return pairs_.size(); }
+
+ private:
+  std::set<FrontendKey> frontends_;
+  std::set<std::pair<FrontendKey, Backend>> pairs_;
+};
+
+// A NAT flow as seen from one of its two conntrack entries, host order.
+struct CtNatFlow {
+  FrontendKey frontend;  // (VIP, service port, proto)
+  Backend backend;       // (backend IP, backend port)
+  Ipv4 client;
+  uint16_t client_port = 0;
+
+  auto operator<=>(const CtNatFlow&) const = default;
+};
+
+// Decodes a NAT_FWD or NAT_REV entry (nullopt for NORMAL or unknown types). Requires
+// WEIR_CT_F_A_IS_CLIENT to say, in both entries of a pair, whether side A of the key is the
+// client: FWD key = (client, VIP), nat = backend; REV key = (client, backend), nat = VIP.
+std::optional<CtNatFlow> ct_nat_flow(const weir_ct_key& key, const weir_ct_val& val);
+
+// True when the flow's backend is still a backend of the flow's frontend. A flow whose
+// frontend is gone is invalid as well.
+bool ct_backend_valid(const BackendIndex& index, const CtNatFlow& flow);
+
+// A normalised key (see conntrack.h): the lower (addr, port) pair, comparing the raw
+// network-order values, becomes side A. Arguments are host order; the key is network order.
+// Returns whether the (a, a_port) pair ended up as side A in *a_is_first when non-null.
+weir_ct_key ct_make_key(Ipv4 a, uint16_t a_port, Ipv4 b, uint16_t b_port, uint8_t proto,
+                        bool* a_is_first = nullptr);
+
+// The key of the other entry of a NAT pair: for FWD, the REV key (client, backend); for REV,
+// the FWD key (client, VIP). nullopt for non-NAT entries.
+std::optional<weir_ct_key> ct_partner_key(const weir_ct_key& key, const weir_ct_val& val);
+
+enum class CtVerdict {
+  Keep,
+  Expired,       // idle longer than its state's timeout
+  StaleBackend,  // NAT flow whose backend is no longer a backend of its frontend
+};
+
+// "keep", "expired", "stale-backend".
+std::string_view to_string(CtVerdict v);
+
+// The whole decision for one entry. last_seen_ns is the latest last_seen of the entry and, for a
+// NAT pair, of its partner (a pair is alive while either half is). backends may be null to skip
+// the backend check (e.g. before the first successful calc).
+CtVerdict ct_decide(const weir_ct_key& key, const weir_ct_val& val, uint64_t last_seen_ns,
+                    uint64_t now_ns, const model::ConntrackTimeouts& timeouts,
+                    const BackendIndex* backends);
+
+}  // namespace weir::calc

@@ -1,0 +1,988 @@
+#include "model/parse.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "model/duration.h"
+
+namespace weir::model {
+
+// ---------------------------------------------------------------- field validators
+
+bool is_iana_svc_name(std::string_view s) {
+  if (s.empty() || s.size() > 15) return false;
+  bool letter = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c >= 'a' && c <= 'z') {
+      letter = true;
+    } else if (c == '-') {
+      if (i == 0 || i + 1 == s.size() || s[i - 1] == '-') return false;
+    } else if (!(c >= '0' && c <= '9')) {
+      return false;
+    }
+  }
+  return letter;
+}
+
+bool is_dns_label(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '-') return false;
+    if (c == '-' && (i == 0 || i + 1 == s.size())) return false;
+  }
+  return true;
+}
+
+bool is_dns_subdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    std::string_view label = s.substr(start, dot == std::string_view::npos ? s.npos : dot - start);
+    if (!is_dns_label(label)) return false;
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+bool is_valid_ifname(std::string_view s) {
+  if (s.empty() || s.size() > 15) return false;
+  if (s == "." || s == "..") return false;
+  for (char c : s) {
+    if (c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+        c == '\f' || c == '\0')
+      return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- SnapshotResult
+
+Result<Snapshot> SnapshotResult::to_result() const& {
+  if (snapshot) return *snapshot;
+  return to_error(errors);
+}
+
+Result<Snapshot> SnapshotResult::to_result() && {
+  if (snapshot) return std::move(*snapshot);
+  return to_error(errors);
+}
+
+namespace {
+
+constexpr const char* kKindService = "Service";
+constexpr const char* kKindEndpointSlice = "EndpointSlice";
+constexpr const char* kKindWorkloadEndpoint = "WorkloadEndpoint";
+constexpr const char* kKindDataplaneConfig = "DataplaneConfig";
+
+struct KindInfo {
+  std::string_view kind;
+  std::string_view api_version;
+};
+constexpr KindInfo kKinds[] = {
+    {"Service", "v1"},
+    {"EndpointSlice", "discovery.k8s.io/v1"},
+    {"WorkloadEndpoint", "weir.dev/v1"},
+    {"DataplaneConfig", "weir.dev/v1"},
+    {"List", "v1"},
+};
+
+std::string supported_kinds() {
+  std::string out;
+  for (const auto& k : kKinds) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} ({})", k.kind, k.api_version);
+  }
+  return out;
+}
+
+int line_of(const YAML::Node& n) {
+  if (!n.IsDefined()) return 0;
+  YAML::Mark m = n.Mark();
+  return m.line >= 0 ? m.line + 1 : 0;
+}
+
+// Looks like an IPv6 literal (only used to tell "IPv6, ignored" from "garbage").
+bool looks_like_ipv6(std::string_view s) {
+  if (s.find(':') == std::string_view::npos) return false;
+  for (char c : s) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+              c == ':' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Optional '-' then only digits: a numeric targetPort (checked for range), not a port name.
+bool looks_like_integer(std::string_view s) {
+  if (!s.empty() && s[0] == '-') s.remove_prefix(1);
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+std::string quote(std::string_view s) { return fmt::format("\"{}\"", s); }
+
+// Parsing context for one resource: collects errors and warnings naming file, resource, field.
+class Ctx {
+ public:
+  Ctx(const std::string& file, ValidationErrors& errors, std::vector<Warning>& warnings,
+      std::string resource, const YAML::Node& root)
+      : file_(file),
+        errors_(errors),
+        warnings_(warnings),
+        resource_(std::move(resource)),
+        start_(errors.size()),
+        root_line_(line_of(root)) {}
+
+  void set_resource(std::string r) { resource_ = std::move(r); }
+  const std::string& resource() const { return resource_; }
+  bool failed() const { return errors_.size() > start_; }
+  int root_line() const { return root_line_; }
+
+  // Error at `field`; `at` is the node the error is about (or its parent when it is missing).
+  void error(const std::string& field, const YAML::Node& at, std::string msg) {
+    int line = line_of(at);
+    errors_.push_back({file_, resource_, field, std::move(msg), line ? line : root_line_, 0});
+  }
+  void warn(const std::string& field, const YAML::Node& at, std::string msg) {
+    int line = line_of(at);
+    warnings_.push_back({file_, resource_, field, std::move(msg), line ? line : root_line_, 0});
+  }
+
+  // ---- typed field access. `parent` must be a map (or undefined/null).
+
+  // The child node; undefined when parent is not a map or the key is absent. Null values count
+  // as absent (Kubernetes omits or nulls optional fields interchangeably).
+  static YAML::Node child(const YAML::Node& parent, const char* key) {
+    if (!parent.IsDefined() || !parent.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    YAML::Node n = parent[key];
+    if (!n.IsDefined() || n.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
+    return n;
+  }
+
+  // A map child: nullopt-like undefined node when absent; error when not a map.
+  YAML::Node map(const YAML::Node& parent, const char* key, const std::string& path,
+                 bool required) {
+    YAML::Node n = child(parent, key);
+    if (!n.IsDefined()) {
+      if (required) error(path, parent, "is required");
+      return n;
+    }
+    if (!n.IsMap()) {
+      error(path, n, "must be a mapping");
+      return YAML::Node(YAML::NodeType::Undefined);
+    }
+    return n;
+  }
+
+  YAML::Node seq(const YAML::Node& parent, const char* key, const std::string& path,
+                 bool required) {
+    YAML::Node n = child(parent, key);
+    if (!n.IsDefined()) {
+      if (required) error(path, parent, "is required");
+      return n;
+    }
+    if (!n.IsSequence()) {
+      error(path, n, "must be a list");
+      return YAML::Node(YAML::NodeType::Undefined);
+    }
+    return n;
+  }
+
+  // A scalar node as a string; error when it is a map or list.
+  std::optional<std::string> scalar(const YAML::Node& n, const std::string& path) {
+    if (!n.IsDefined()) return std::nullopt;
+    if (!n.IsScalar()) {
+      error(path, n, "must be a string");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  std::optional<std::string> str(const YAML::Node& parent, const char* key, const std::string& path,
+                                 bool required) {
+    YAML::Node n = child(parent, key);
+    if (!n.IsDefined()) {
+      if (required) error(path, parent, "is required");
+      return std::nullopt;
+    }
+    return scalar(n, path);
+  }
+
+  // An integer in [lo, hi].
+  std::optional<int64_t> integer(const YAML::Node& n, const std::string& path, int64_t lo,
+                                 int64_t hi) {
+    auto s = scalar(n, path);
+    if (!s) return std::nullopt;
+    int64_t v = 0;
+    const char* b = s->data();
+    const char* e = b + s->size();
+    auto [p, ec] = std::from_chars(b, e, v);
+    if (ec == std::errc::result_out_of_range) {
+      error(path, n, fmt::format("{} is out of range {}..{}", *s, lo, hi));
+      return std::nullopt;
+    }
+    if (ec != std::errc() || p != e || s->empty()) {
+      error(path, n, fmt::format("{} is not an integer", quote(*s)));
+      return std::nullopt;
+    }
+    if (v < lo || v > hi) {
+      error(path, n, fmt::format("{} is out of range {}..{}", v, lo, hi));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<int64_t> integer(const YAML::Node& parent, const char* key, const std::string& path,
+                                 int64_t lo, int64_t hi, bool required) {
+    YAML::Node n = child(parent, key);
+    if (!n.IsDefined()) {
+      if (required) error(path, parent, "is required");
+      return std::nullopt;
+    }
+    return integer(n, path, lo, hi);
+  }
+
+  std::optional<bool> boolean(const YAML::Node& parent, const char* key, const std::string& path) {
+    YAML::Node n = child(parent, key);
+    auto s = scalar(n, path);
+    if (!s) return std::nullopt;
+    if (*s == "true" || *s == "True" || *s == "TRUE") return true;
+    if (*s == "false" || *s == "False" || *s == "FALSE") return false;
+    error(path, n, fmt::format("{} is not a boolean (true or false)", quote(*s)));
+    return std::nullopt;
+  }
+
+  std::optional<Protocol> protocol(const YAML::Node& parent, const std::string& path) {
+    YAML::Node n = child(parent, "protocol");
+    auto s = scalar(n, path);
+    if (!s) return Protocol::TCP;
+    if (auto p = parse_protocol(*s)) return p;
+    error(path, n, fmt::format("invalid protocol {}: must be TCP, UDP or SCTP", quote(*s)));
+    return std::nullopt;
+  }
+
+  std::optional<std::chrono::nanoseconds> duration(const YAML::Node& parent, const char* key,
+                                                   const std::string& path, bool allow_zero) {
+    YAML::Node n = child(parent, key);
+    auto s = scalar(n, path);
+    if (!s) return std::nullopt;
+    auto d = parse_duration(*s);
+    if (!d.ok()) {
+      error(path, n, d.error().msg);
+      return std::nullopt;
+    }
+    if (d->count() < 0 || (!allow_zero && d->count() == 0)) {
+      error(path, n,
+            fmt::format("{} must be {}", quote(*s), allow_zero ? "zero or positive" : "positive"));
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  // Warns about keys of a weir.dev map that weir does not know (typos would otherwise be
+  // silently ignored).
+  void warn_unknown_keys(const YAML::Node& m, const std::string& path,
+                         std::initializer_list<std::string_view> known) {
+    if (!m.IsDefined() || !m.IsMap()) return;
+    for (const auto& kv : m) {
+      if (!kv.first.IsScalar()) continue;
+      std::string k = kv.first.Scalar();
+      bool found = false;
+      for (auto kk : known) found = found || kk == k;
+      if (!found) warn(path.empty() ? k : path + "." + k, kv.first, "unknown field ignored");
+    }
+  }
+
+ private:
+  const std::string& file_;
+  ValidationErrors& errors_;
+  std::vector<Warning>& warnings_;
+  std::string resource_;
+  size_t start_;
+  int root_line_;
+};
+
+std::string idx(const std::string& path, size_t i) { return fmt::format("{}[{}]", path, i); }
+
+// metadata: name, namespace, labels. Sets the context's resource name once the name is known.
+ObjectMeta parse_meta(Ctx& c, const YAML::Node& root, std::string_view kind, bool namespaced) {
+  ObjectMeta m;
+  YAML::Node md = c.map(root, "metadata", "metadata", true);
+  auto name = c.str(md, "name", "metadata.name", md.IsDefined());
+  if (namespaced) {
+    m.ns = "default";
+    if (auto ns = c.str(md, "namespace", "metadata.namespace", false)) {
+      if (!is_dns_label(*ns))
+        c.error("metadata.namespace", Ctx::child(md, "namespace"),
+                fmt::format("{} is not a valid namespace: must be a lowercase RFC 1123 label",
+                            quote(*ns)));
+      else
+        m.ns = *ns;
+    }
+  }
+  if (name) {
+    if (!is_dns_subdomain(*name)) {
+      c.error("metadata.name", Ctx::child(md, "name"),
+              fmt::format("{} is not a valid name: must be a lowercase RFC 1123 subdomain "
+                          "(a-z, 0-9, '-', '.')",
+                          quote(*name)));
+    } else {
+      m.name = *name;
+      c.set_resource(namespaced ? fmt::format("{} {}/{}", kind, m.ns, m.name)
+                                : fmt::format("{} {}", kind, m.name));
+    }
+  }
+  YAML::Node labels = c.map(md, "labels", "metadata.labels", false);
+  if (labels.IsDefined()) {
+    for (const auto& kv : labels) {
+      std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      std::string path = fmt::format("metadata.labels[\"{}\"]", k);
+      if (kv.second.IsNull()) {
+        m.labels[k] = "";
+        continue;
+      }
+      if (auto v = c.scalar(kv.second, path)) m.labels[k] = *v;
+    }
+  }
+  return m;
+}
+
+// Parses "a.b.c.d" or (allow_cidr32) "a.b.c.d/32". IPv6 literals produce *is_v6 = true.
+std::optional<Ipv4> parse_ip_field(Ctx& c, const YAML::Node& n, const std::string& path,
+                                   bool allow_cidr32, bool* is_v6 = nullptr) {
+  auto s = c.scalar(n, path);
+  if (!s) {
+    if (!n.IsDefined()) c.error(path, n, "is required");
+    return std::nullopt;
+  }
+  std::string_view v = *s;
+  std::string_view addr = v;
+  if (allow_cidr32) {
+    size_t slash = v.find('/');
+    if (slash != std::string_view::npos) {
+      addr = v.substr(0, slash);
+      std::string_view len = v.substr(slash + 1);
+      if (len != "32") {
+        if (Ipv4::parse(addr) && !len.empty()) {
+          c.error(path, n, fmt::format("{}: only /32 prefixes are supported", quote(v)));
+          return std::nullopt;
+        }
+        c.error(path, n, fmt::format("{} is not an IPv4 address", quote(v)));
+        return std::nullopt;
+      }
+    }
+  }
+  if (auto ip = Ipv4::parse(addr)) return ip;
+  if (is_v6 && looks_like_ipv6(addr)) {
+    *is_v6 = true;
+    return std::nullopt;
+  }
+  c.error(path, n, fmt::format("{} is not an IPv4 address", quote(v)));
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------- Service
+
+std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Source& src) {
+  Service svc;
+  svc.source = src;
+  svc.meta = parse_meta(c, root, kKindService, true);
+  YAML::Node spec = c.map(root, "spec", "spec", true);
+  if (!spec.IsDefined()) return std::nullopt;
+
+  if (auto t = c.str(spec, "type", "spec.type", false)) {
+    if (*t == "ClusterIP")
+      svc.type = ServiceType::ClusterIP;
+    else if (*t == "NodePort")
+      svc.type = ServiceType::NodePort;
+    else if (*t == "LoadBalancer")
+      svc.type = ServiceType::LoadBalancer;
+    else if (*t == "ExternalName")
+      svc.type = ServiceType::ExternalName;
+    else
+      c.error("spec.type", Ctx::child(spec, "type"),
+              fmt::format("invalid type {}: must be ClusterIP, NodePort, LoadBalancer or "
+                          "ExternalName",
+                          quote(*t)));
+    if (svc.type == ServiceType::NodePort || svc.type == ServiceType::LoadBalancer)
+      c.warn("spec.type", Ctx::child(spec, "type"),
+             fmt::format("type {}: only the ClusterIP part is load-balanced", *t));
+  }
+
+  // clusterIP / clusterIPs.
+  bool have_ip_field = false;
+  bool v6_seen = false;
+  YAML::Node cip = Ctx::child(spec, "clusterIP");
+  if (cip.IsDefined()) {
+    auto s = c.scalar(cip, "spec.clusterIP");
+    if (s && !s->empty()) {
+      have_ip_field = true;
+      if (*s == "None") {
+        svc.headless = true;
+      } else {
+        bool v6 = false;
+        svc.cluster_ip = parse_ip_field(c, cip, "spec.clusterIP", false, &v6);
+        if (v6) v6_seen = true;
+        if (v6) c.warn("spec.clusterIP", cip, fmt::format("IPv6 address {} ignored", quote(*s)));
+      }
+    }
+  }
+  YAML::Node cips = c.seq(spec, "clusterIPs", "spec.clusterIPs", false);
+  if (cips.IsDefined()) {
+    std::optional<Ipv4> first_v4;
+    for (size_t i = 0; i < cips.size(); ++i) {
+      std::string path = idx("spec.clusterIPs", i);
+      auto s = c.scalar(cips[i], path);
+      if (!s) continue;
+      have_ip_field = true;
+      if (*s == "None") {
+        if (!svc.cluster_ip) svc.headless = true;
+        continue;
+      }
+      bool v6 = false;
+      auto ip = parse_ip_field(c, cips[i], path, false, &v6);
+      if (v6) {
+        if (!v6_seen) c.warn(path, cips[i], fmt::format("IPv6 address {} ignored", quote(*s)));
+        v6_seen = true;
+      }
+      if (ip && !first_v4) first_v4 = ip;
+    }
+    if (!svc.cluster_ip && !svc.headless && first_v4) svc.cluster_ip = first_v4;
+    if (svc.cluster_ip && first_v4 && *first_v4 != *svc.cluster_ip)
+      c.error("spec.clusterIPs", cips,
+              fmt::format("the IPv4 entry {} differs from spec.clusterIP {}", first_v4->str(),
+                          svc.cluster_ip->str()));
+  }
+  if (svc.type == ServiceType::ExternalName) {
+    svc.cluster_ip.reset();
+    svc.headless = false;
+  } else if (!have_ip_field) {
+    c.error("spec.clusterIP", spec,
+            "is required (weir does not allocate cluster IPs; use None for a headless service)");
+  }
+
+  // ports.
+  bool needs_ports = svc.type != ServiceType::ExternalName && !svc.headless;
+  YAML::Node raw_ports = Ctx::child(spec, "ports");
+  YAML::Node ports = c.seq(spec, "ports", "spec.ports", false);
+  if (needs_ports && (!ports.IsDefined() || ports.size() == 0) &&
+      (!raw_ports.IsDefined() || raw_ports.IsSequence()))
+    c.error("spec.ports", ports.IsDefined() ? ports : spec, "at least one port is required");
+  if (ports.IsDefined()) {
+    std::map<std::string, size_t> names;
+    std::map<std::pair<uint16_t, Protocol>, size_t> numbers;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      std::string path = idx("spec.ports", i);
+      YAML::Node pn = ports[i];
+      if (!pn.IsMap()) {
+        c.error(path, pn, "must be a mapping");
+        continue;
+      }
+      ServicePort sp;
+      if (auto name = c.str(pn, "name", path + ".name", false)) sp.name = *name;
+      if (sp.name.empty()) {
+        if (ports.size() > 1)
+          c.error(path + ".name", pn, "is required when a service has more than one port");
+      } else if (!is_dns_label(sp.name)) {
+        c.error(path + ".name", Ctx::child(pn, "name"),
+                fmt::format("{} is not a valid port name: must be a lowercase RFC 1123 label",
+                            quote(sp.name)));
+      } else if (auto [it, fresh] = names.emplace(sp.name, i); !fresh) {
+        c.error(path + ".name", Ctx::child(pn, "name"),
+                fmt::format("duplicate port name {} (also spec.ports[{}])", quote(sp.name),
+                            it->second));
+      }
+      auto proto = c.protocol(pn, path + ".protocol");
+      if (proto) sp.protocol = *proto;
+      if (proto == Protocol::SCTP)
+        c.warn(path + ".protocol", Ctx::child(pn, "protocol"),
+               "SCTP is parsed but not load-balanced yet");
+      auto port = c.integer(pn, "port", path + ".port", 1, 65535, true);
+      if (port) sp.port = static_cast<uint16_t>(*port);
+      YAML::Node tp = Ctx::child(pn, "targetPort");
+      if (tp.IsDefined()) {
+        auto s = c.scalar(tp, path + ".targetPort");
+        if (s && (*s == "0" || s->empty())) {
+          sp.target_port.number = sp.port;  // Kubernetes: 0 / "" mean "same as port"
+        } else if (s && looks_like_integer(*s)) {
+          if (auto n = c.integer(tp, path + ".targetPort", 1, 65535))
+            sp.target_port.number = static_cast<uint16_t>(*n);
+        } else if (s) {
+          if (!is_iana_svc_name(*s))
+            c.error(path + ".targetPort", tp,
+                    fmt::format("{} is not a valid port name (IANA_SVC_NAME: 1-15 characters "
+                                "a-z, 0-9, '-', at least one letter, no leading, trailing or "
+                                "double '-')",
+                                quote(*s)));
+          else
+            sp.target_port.name = *s;
+        }
+      } else {
+        sp.target_port.number = sp.port;
+      }
+      if (port && proto) {
+        auto [it, fresh] = numbers.emplace(std::pair{sp.port, sp.protocol}, i);
+        if (!fresh)
+          c.error(path + ".port", Ctx::child(pn, "port"),
+                  fmt::format("duplicate port {}/{} (also spec.ports[{}])", sp.port,
+                              to_string(sp.protocol), it->second));
+      }
+      svc.ports.push_back(std::move(sp));
+    }
+  }
+
+  // session affinity.
+  if (auto sa = c.str(spec, "sessionAffinity", "spec.sessionAffinity", false)) {
+    if (*sa == "None")
+      svc.session_affinity = SessionAffinity::None;
+    else if (*sa == "ClientIP")
+      svc.session_affinity = SessionAffinity::ClientIP;
+    else
+      c.error("spec.sessionAffinity", Ctx::child(spec, "sessionAffinity"),
+              fmt::format("invalid value {}: must be None or ClientIP", quote(*sa)));
+  }
+  if (svc.session_affinity == SessionAffinity::ClientIP) {
+    svc.affinity_timeout_s = 10800;
+    YAML::Node sac = c.map(spec, "sessionAffinityConfig", "spec.sessionAffinityConfig", false);
+    YAML::Node cl = c.map(sac, "clientIP", "spec.sessionAffinityConfig.clientIP", false);
+    if (auto t = c.integer(cl, "timeoutSeconds",
+                           "spec.sessionAffinityConfig.clientIP.timeoutSeconds", 1, 86400, false))
+      svc.affinity_timeout_s = static_cast<uint32_t>(*t);
+  }
+  if (c.failed()) return std::nullopt;
+  return svc;
+}
+
+// ---------------------------------------------------------------- EndpointSlice
+
+std::optional<EndpointSlice> parse_endpoint_slice(Ctx& c, const YAML::Node& root,
+                                                  const Source& src) {
+  EndpointSlice es;
+  es.source = src;
+  es.meta = parse_meta(c, root, kKindEndpointSlice, true);
+
+  auto at = c.str(root, "addressType", "addressType", true);
+  if (at && *at != "IPv4") {
+    if (*at == "IPv6" || *at == "FQDN") {
+      if (c.failed()) return std::nullopt;
+      c.warn("addressType", Ctx::child(root, "addressType"),
+             fmt::format("{} slices are ignored (only IPv4 is supported)", *at));
+      return std::nullopt;
+    }
+    c.error("addressType", Ctx::child(root, "addressType"),
+            fmt::format("invalid addressType {}: must be IPv4, IPv6 or FQDN", quote(*at)));
+  }
+
+  auto it = es.meta.labels.find(kServiceNameLabel);
+  std::string label_path = fmt::format("metadata.labels[\"{}\"]", kServiceNameLabel);
+  if (it == es.meta.labels.end() || it->second.empty()) {
+    YAML::Node md = Ctx::child(root, "metadata");
+    c.error(label_path, Ctx::child(md, "labels").IsDefined() ? Ctx::child(md, "labels") : md,
+            "is required (names the Service this slice belongs to)");
+  } else if (!is_dns_subdomain(it->second)) {
+    c.error(label_path, Ctx::child(root, "metadata"),
+            fmt::format("{} is not a valid service name", quote(it->second)));
+  } else {
+    es.service_name = it->second;
+  }
+
+  YAML::Node eps = c.seq(root, "endpoints", "endpoints", false);
+  if (eps.IsDefined()) {
+    for (size_t i = 0; i < eps.size(); ++i) {
+      std::string path = idx("endpoints", i);
+      YAML::Node en = eps[i];
+      if (!en.IsMap()) {
+        c.error(path, en, "must be a mapping");
+        continue;
+      }
+      Endpoint ep;
+      YAML::Node addrs = c.seq(en, "addresses", path + ".addresses", true);
+      if (addrs.IsDefined()) {
+        if (addrs.size() == 0)
+          c.error(path + ".addresses", addrs, "must list at least one address");
+        for (size_t j = 0; j < addrs.size(); ++j) {
+          if (auto ip = parse_ip_field(c, addrs[j], idx(path + ".addresses", j), false))
+            ep.addresses.push_back(*ip);
+        }
+      }
+      YAML::Node cond = c.map(en, "conditions", path + ".conditions", false);
+      ep.conditions.ready = c.boolean(cond, "ready", path + ".conditions.ready");
+      ep.conditions.serving = c.boolean(cond, "serving", path + ".conditions.serving");
+      ep.conditions.terminating = c.boolean(cond, "terminating", path + ".conditions.terminating");
+      if (auto nn = c.str(en, "nodeName", path + ".nodeName", false)) ep.node_name = *nn;
+      YAML::Node tr = c.map(en, "targetRef", path + ".targetRef", false);
+      if (tr.IsDefined()) {
+        ObjectReference ref;
+        ref.kind = c.str(tr, "kind", path + ".targetRef.kind", false).value_or("");
+        ref.ns = c.str(tr, "namespace", path + ".targetRef.namespace", false).value_or("");
+        ref.name = c.str(tr, "name", path + ".targetRef.name", false).value_or("");
+        ep.target_ref = std::move(ref);
+      }
+      es.endpoints.push_back(std::move(ep));
+    }
+  }
+
+  YAML::Node ports = c.seq(root, "ports", "ports", false);
+  if (ports.IsDefined()) {
+    std::map<std::string, size_t> names;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      std::string path = idx("ports", i);
+      YAML::Node pn = ports[i];
+      if (!pn.IsMap()) {
+        c.error(path, pn, "must be a mapping");
+        continue;
+      }
+      EndpointPort p;
+      p.name = c.str(pn, "name", path + ".name", false).value_or("");
+      if (!p.name.empty() && !is_dns_label(p.name))
+        c.error(path + ".name", Ctx::child(pn, "name"),
+                fmt::format("{} is not a valid port name: must be a lowercase RFC 1123 label",
+                            quote(p.name)));
+      if (auto [it2, fresh] = names.emplace(p.name, i); !fresh)
+        c.error(path + ".name", pn,
+                fmt::format("duplicate port name {} (also ports[{}])", quote(p.name), it2->second));
+      if (auto proto = c.protocol(pn, path + ".protocol")) p.protocol = *proto;
+      if (auto port = c.integer(pn, "port", path + ".port", 1, 65535, false))
+        p.port = static_cast<uint16_t>(*port);
+      es.ports.push_back(std::move(p));
+    }
+  }
+  if (c.failed()) return std::nullopt;
+  return es;
+}
+
+// ---------------------------------------------------------------- WorkloadEndpoint
+
+std::optional<WorkloadEndpoint> parse_workload_endpoint(Ctx& c, const YAML::Node& root,
+                                                        const Source& src) {
+  WorkloadEndpoint w;
+  w.source = src;
+  w.meta = parse_meta(c, root, kKindWorkloadEndpoint, true);
+  YAML::Node spec = c.map(root, "spec", "spec", true);
+  if (!spec.IsDefined()) return std::nullopt;
+  c.warn_unknown_keys(spec, "spec", {"node", "interface", "ips", "mac", "ports"});
+
+  if (auto node = c.str(spec, "node", "spec.node", true)) {
+    if (!is_dns_subdomain(*node))
+      c.error("spec.node", Ctx::child(spec, "node"),
+              fmt::format("{} is not a valid node name: must be a lowercase RFC 1123 subdomain",
+                          quote(*node)));
+    else
+      w.node = *node;
+  }
+  if (auto ifn = c.str(spec, "interface", "spec.interface", true)) {
+    if (!is_valid_ifname(*ifn))
+      c.error("spec.interface", Ctx::child(spec, "interface"),
+              fmt::format("{} is not a valid interface name: 1-15 characters, no '/', ':' or "
+                          "whitespace",
+                          quote(*ifn)));
+    else
+      w.interface = *ifn;
+  }
+  YAML::Node ips = c.seq(spec, "ips", "spec.ips", true);
+  if (ips.IsDefined()) {
+    if (ips.size() == 0) c.error("spec.ips", ips, "must list at least one address");
+    std::map<Ipv4, size_t> seen;
+    for (size_t i = 0; i < ips.size(); ++i) {
+      std::string path = idx("spec.ips", i);
+      auto ip = parse_ip_field(c, ips[i], path, true);
+      if (!ip) continue;
+      if (auto [it, fresh] = seen.emplace(*ip, i); !fresh) {
+        c.error(path, ips[i],
+                fmt::format("duplicate address {} (also spec.ips[{}])", ip->str(), it->second));
+        continue;
+      }
+      w.ips.push_back(*ip);
+    }
+  }
+  YAML::Node macn = Ctx::child(spec, "mac");
+  if (auto ms = c.scalar(macn, "spec.mac")) {
+    auto mac = Mac::parse(*ms);
+    if (!mac)
+      c.error("spec.mac", macn,
+              fmt::format("{} is not a MAC address (expected aa:bb:cc:dd:ee:ff)", quote(*ms)));
+    else if (!mac->is_unicast())
+      c.error("spec.mac", macn,
+              fmt::format("{} is not a unicast MAC address (all-zero or multicast bit set)",
+                          quote(*ms)));
+    else
+      w.mac = mac;
+  }
+  YAML::Node ports = c.seq(spec, "ports", "spec.ports", false);
+  if (ports.IsDefined()) {
+    std::map<std::string, size_t> names;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      std::string path = idx("spec.ports", i);
+      YAML::Node pn = ports[i];
+      if (!pn.IsMap()) {
+        c.error(path, pn, "must be a mapping");
+        continue;
+      }
+      WorkloadPort p;
+      if (auto name = c.str(pn, "name", path + ".name", true)) {
+        if (!is_iana_svc_name(*name))
+          c.error(path + ".name", Ctx::child(pn, "name"),
+                  fmt::format("{} is not a valid port name (IANA_SVC_NAME)", quote(*name)));
+        else if (auto [it, fresh] = names.emplace(*name, i); !fresh)
+          c.error(path + ".name", Ctx::child(pn, "name"),
+                  fmt::format("duplicate port name {} (also spec.ports[{}])", quote(*name),
+                              it->second));
+        p.name = *name;
+      }
+      if (auto proto = c.protocol(pn, path + ".protocol")) p.protocol = *proto;
+      if (auto port = c.integer(pn, "port", path + ".port", 1, 65535, true))
+        p.port = static_cast<uint16_t>(*port);
+      w.ports.push_back(std::move(p));
+    }
+  }
+  if (c.failed()) return std::nullopt;
+  return w;
+}
+
+// ---------------------------------------------------------------- DataplaneConfig
+
+std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& root,
+                                                      const Source& src) {
+  DataplaneConfig cfg;
+  cfg.source = src;
+  cfg.meta = parse_meta(c, root, kKindDataplaneConfig, false);
+  YAML::Node spec = c.map(root, "spec", "spec", false);
+  c.warn_unknown_keys(
+      spec, "spec",
+      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod"});
+  if (auto lvl = c.str(spec, "logLevel", "spec.logLevel", false)) {
+    if (*lvl == "trace" || *lvl == "debug" || *lvl == "info" || *lvl == "warn" || *lvl == "error")
+      cfg.log_level = *lvl;
+    else
+      c.error("spec.logLevel", Ctx::child(spec, "logLevel"),
+              fmt::format("invalid log level {}: must be trace, debug, info, warn or error",
+                          quote(*lvl)));
+  }
+  if (auto d = c.duration(spec, "minSyncPeriod", "spec.minSyncPeriod", true))
+    cfg.min_sync_period = *d;
+  if (auto d = c.duration(spec, "conntrackScanPeriod", "spec.conntrackScanPeriod", false))
+    cfg.conntrack_scan_period = *d;
+
+  YAML::Node ct = c.map(spec, "conntrackTimeouts", "spec.conntrackTimeouts", false);
+  c.warn_unknown_keys(
+      ct, "spec.conntrackTimeouts",
+      {"tcpSynSent", "tcpEstablished", "tcpFin", "tcpReset", "udp", "icmp", "other"});
+  auto timeout = [&](const char* key, std::chrono::nanoseconds& out) {
+    if (auto d = c.duration(ct, key, fmt::format("spec.conntrackTimeouts.{}", key), false))
+      out = *d;
+  };
+  timeout("tcpSynSent", cfg.conntrack_timeouts.tcp_syn_sent);
+  timeout("tcpEstablished", cfg.conntrack_timeouts.tcp_established);
+  timeout("tcpFin", cfg.conntrack_timeouts.tcp_fin);
+  timeout("tcpReset", cfg.conntrack_timeouts.tcp_reset);
+  timeout("udp", cfg.conntrack_timeouts.udp);
+  timeout("icmp", cfg.conntrack_timeouts.icmp);
+  timeout("other", cfg.conntrack_timeouts.other);
+
+  YAML::Node ms = c.map(spec, "mapSizes", "spec.mapSizes", false);
+  c.warn_unknown_keys(ms, "spec.mapSizes",
+                      {"natFrontend", "natBackend", "conntrack", "routes", "ifstate", "counters"});
+  auto size = [&](const char* key, uint32_t& out) {
+    if (auto v = c.integer(ms, key, fmt::format("spec.mapSizes.{}", key), 1, kMaxMapSize, false))
+      out = static_cast<uint32_t>(*v);
+  };
+  size("natFrontend", cfg.map_sizes.nat_frontend);
+  size("natBackend", cfg.map_sizes.nat_backend);
+  size("conntrack", cfg.map_sizes.conntrack);
+  size("routes", cfg.map_sizes.routes);
+  size("ifstate", cfg.map_sizes.ifstate);
+  size("counters", cfg.map_sizes.counters);
+  if (c.failed()) return std::nullopt;
+  return cfg;
+}
+
+// ---------------------------------------------------------------- documents
+
+void parse_resource(const SourceText& src, const YAML::Node& root, int doc, int item, Snapshot& out,
+                    ValidationErrors& errors);
+
+std::string where(int doc, int item) {
+  return item >= 0 ? fmt::format("document {} items[{}]", doc, item)
+                   : fmt::format("document {}", doc);
+}
+
+void parse_resource(const SourceText& src, const YAML::Node& root, int doc, int item, Snapshot& out,
+                    ValidationErrors& errors) {
+  Ctx c(src.file, errors, out.warnings, where(doc, item), root);
+  if (!root.IsMap()) {
+    c.error("", root, "a resource must be a mapping with apiVersion, kind and metadata");
+    return;
+  }
+  auto kind = c.str(root, "kind", "kind", true);
+  auto api = c.str(root, "apiVersion", "apiVersion", true);
+  if (!kind || !api) return;
+  const KindInfo* info = nullptr;
+  for (const auto& k : kKinds)
+    if (k.kind == *kind) info = &k;
+  if (!info) {
+    c.error("kind", Ctx::child(root, "kind"),
+            fmt::format("unknown kind {} (apiVersion {}): supported kinds are {}", quote(*kind),
+                        *api, supported_kinds()));
+    return;
+  }
+  c.set_resource(fmt::format("{} ({})", *kind, where(doc, item)));
+  if (info->api_version != *api) {
+    c.error("apiVersion", Ctx::child(root, "apiVersion"),
+            fmt::format("apiVersion {} does not match kind {} (expected {})", quote(*api), *kind,
+                        info->api_version));
+    return;
+  }
+  Source source{src.file, doc, item, c.root_line()};
+
+  if (*kind == "List") {
+    if (item >= 0) {
+      c.error("kind", Ctx::child(root, "kind"), "a List may not contain another List");
+      return;
+    }
+    YAML::Node items = c.seq(root, "items", "items", false);
+    if (!items.IsDefined()) return;
+    for (size_t i = 0; i < items.size(); ++i)
+      parse_resource(src, items[i], doc, static_cast<int>(i), out, errors);
+    return;
+  }
+  if (*kind == kKindService) {
+    if (auto s = parse_service(c, root, source)) out.services.push_back(std::move(*s));
+  } else if (*kind == kKindEndpointSlice) {
+    if (auto s = parse_endpoint_slice(c, root, source))
+      out.endpoint_slices.push_back(std::move(*s));
+  } else if (*kind == kKindWorkloadEndpoint) {
+    if (auto w = parse_workload_endpoint(c, root, source))
+      out.workload_endpoints.push_back(std::move(*w));
+  } else if (*kind == kKindDataplaneConfig) {
+    auto cfg = parse_dataplane_config(c, root, source);
+    if (!cfg) return;
+    if (out.config) {
+      c.error("metadata.name", Ctx::child(Ctx::child(root, "metadata"), "name"),
+              fmt::format("only one DataplaneConfig is allowed; DataplaneConfig {} is already "
+                          "defined in {}",
+                          out.config->meta.name, out.config->source.str()));
+      return;
+    }
+    out.config = std::move(cfg);
+  }
+}
+
+}  // namespace
+
+void parse_text(const SourceText& src, Snapshot& out, ValidationErrors& errors) {
+  out.files.push_back(src.file);
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(src.text);
+  } catch (const YAML::Exception& e) {
+    ValidationError err{src.file, "", "", fmt::format("YAML syntax error: {}", e.msg), 0, 0};
+    if (e.mark.line >= 0) {
+      err.line = e.mark.line + 1;
+      err.column = e.mark.column + 1;
+    }
+    errors.push_back(std::move(err));
+    return;
+  }
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (!docs[i].IsDefined() || docs[i].IsNull()) continue;  // empty document
+    try {
+      parse_resource(src, docs[i], static_cast<int>(i) + 1, -1, out, errors);
+    } catch (const YAML::Exception& e) {
+      // Defensive: yaml-cpp throws on unexpected node shapes we did not anticipate.
+      errors.push_back({src.file, where(static_cast<int>(i) + 1, -1), "",
+                        fmt::format("cannot read resource: {}", e.what()), line_of(docs[i]), 0});
+    }
+  }
+}
+
+void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
+  // Duplicate (kind, namespace, name).
+  std::map<std::tuple<std::string, std::string, std::string>, const Source*> seen;
+  auto dup = [&](std::string_view kind, const ObjectMeta& m, const Source& src) {
+    auto [it, fresh] = seen.emplace(std::tuple{std::string(kind), m.ns, m.name}, &src);
+    if (!fresh) {
+      std::string res = m.ns.empty() ? fmt::format("{} {}", kind, m.name)
+                                     : fmt::format("{} {}/{}", kind, m.ns, m.name);
+      errors.push_back({src.file, res, "metadata.name",
+                        fmt::format("duplicate {}: also defined in {}", res, it->second->str()),
+                        src.line, 0});
+    }
+  };
+  for (const auto& s : snap.services) dup(kKindService, s.meta, s.source);
+  for (const auto& s : snap.endpoint_slices) dup(kKindEndpointSlice, s.meta, s.source);
+  for (const auto& w : snap.workload_endpoints) dup(kKindWorkloadEndpoint, w.meta, w.source);
+
+  // EndpointSlice -> Service.
+  for (const auto& es : snap.endpoint_slices) {
+    if (!snap.find_service(es.meta.ns, es.service_name)) {
+      errors.push_back({es.source.file,
+                        fmt::format("EndpointSlice {}/{}", es.meta.ns, es.meta.name),
+                        fmt::format("metadata.labels[\"{}\"]", kServiceNameLabel),
+                        fmt::format("Service {}/{} does not exist", es.meta.ns, es.service_name),
+                        es.source.line, 0});
+    }
+  }
+
+  // WorkloadEndpoint IPs and (node, interface) unique.
+  std::map<Ipv4, const WorkloadEndpoint*> ip_owner;
+  std::map<std::pair<std::string, std::string>, const WorkloadEndpoint*> if_owner;
+  for (const auto& w : snap.workload_endpoints) {
+    std::string res = fmt::format("WorkloadEndpoint {}", w.key());
+    for (size_t i = 0; i < w.ips.size(); ++i) {
+      auto [it, fresh] = ip_owner.emplace(w.ips[i], &w);
+      if (!fresh)
+        errors.push_back({w.source.file, res, idx("spec.ips", i),
+                          fmt::format("{} is already used by WorkloadEndpoint {} ({})",
+                                      w.ips[i].str(), it->second->key(), it->second->source.str()),
+                          w.source.line, 0});
+    }
+    auto [it, fresh] = if_owner.emplace(std::pair{w.node, w.interface}, &w);
+    if (!fresh)
+      errors.push_back(
+          {w.source.file, res, "spec.interface",
+           fmt::format("interface {} on node {} is already used by WorkloadEndpoint "
+                       "{} ({})",
+                       quote(w.interface), w.node, it->second->key(), it->second->source.str()),
+           w.source.line, 0});
+  }
+
+  // Frontend collisions: two services with the same (clusterIP, port, protocol).
+  std::map<std::tuple<Ipv4, uint16_t, Protocol>, const Service*> fe_owner;
+  for (const auto& s : snap.services) {
+    if (!s.cluster_ip || s.headless) continue;
+    for (size_t i = 0; i < s.ports.size(); ++i) {
+      const auto& p = s.ports[i];
+      auto [it, fresh] = fe_owner.emplace(std::tuple{*s.cluster_ip, p.port, p.protocol}, &s);
+      // A duplicate definition of the same service is reported once, as a duplicate name.
+      if (!fresh && it->second != &s && it->second->key() != s.key())
+        errors.push_back(
+            {s.source.file, fmt::format("Service {}", s.key()), idx("spec.ports", i) + ".port",
+             fmt::format("{}:{}/{} is already used by Service {} ({})", s.cluster_ip->str(), p.port,
+                         to_string(p.protocol), it->second->key(), it->second->source.str()),
+             s.source.line, 0});
+    }
+  }
+}
+
+SnapshotResult build_snapshot(const std::vector<SourceText>& sources) {
+  SnapshotResult r;
+  Snapshot snap;
+  for (const auto& src : sources) parse_text(src, snap, r.errors);
+  validate_snapshot(snap, r.errors);
+  r.warnings = snap.warnings;
+  if (r.errors.empty()) r.snapshot = std::move(snap);
+  return r;
+}
+
+}  // namespace weir::model

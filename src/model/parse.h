@@ -1,0 +1,65 @@
+// Parsing and validation of resource files (YAML, multi-document, or JSON).
+//
+// Accepted input: the kinds in resources.h, plus `kind: List` (apiVersion v1) whose `items` are
+// such resources, so `kubectl get -o yaml` output is read as is. Unknown fields (status,
+// metadata.uid, resourceVersion, managedFields, annotations, ...) are ignored. Empty documents
+// are skipped. Unknown kinds and apiVersion/kind mismatches are errors.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/resources.h"
+#include "model/validation.h"
+
+namespace weir::model {
+
+// One file's contents. `file` is the name used in diagnostics (DirDatastore passes the file
+// name relative to its directory, e.g. "services.yaml").
+struct SourceText {
+  std::string file;
+  std::string text;
+};
+
+// Outcome of building a snapshot: either a snapshot (no errors) or the complete list of errors.
+struct SnapshotResult {
+  std::optional<Snapshot> snapshot;  // set iff errors is empty
+  ValidationErrors errors;           // every error found, in file/document order
+  std::vector<Warning> warnings;     // also copied into snapshot->warnings when accepted
+
+  bool ok() const { return snapshot.has_value(); }
+  // The snapshot, or to_error(errors).
+  Result<Snapshot> to_result() const&;
+  Result<Snapshot> to_result() &&;
+};
+
+// Parses every document of one file and appends the resources to `out` (and out.files). Per
+// resource errors (syntax with line/column, unknown kind, missing/invalid fields) are appended
+// to `errors`; a resource with an error is not appended. Warnings go to out.warnings.
+// Cross-resource rules are NOT checked here: see validate_snapshot().
+void parse_text(const SourceText& src, Snapshot& out, ValidationErrors& errors);
+
+// Checks the rules that span resources and appends violations to `errors`:
+// duplicate (kind, namespace, name); more than one DataplaneConfig; an EndpointSlice whose
+// service does not exist; two WorkloadEndpoints claiming the same IP; two WorkloadEndpoints
+// on the same node with the same interface; two Services with the same (clusterIP, port,
+// protocol).
+void validate_snapshot(const Snapshot& snap, ValidationErrors& errors);
+
+// parse_text() on every source in order, then validate_snapshot(). The result carries a
+// snapshot only when there was no error at all: a load is accepted or rejected as a whole.
+SnapshotResult build_snapshot(const std::vector<SourceText>& sources);
+
+// Field-level validators, exposed for the CLI and tests.
+// Kubernetes IANA_SVC_NAME: 1..15 chars of [a-z0-9-], at least one letter, no leading/trailing
+// '-', no "--".
+bool is_iana_svc_name(std::string_view s);
+// DNS-1123 label: 1..63 chars of [a-z0-9-], alphanumeric first and last character.
+bool is_dns_label(std::string_view s);
+// DNS-1123 subdomain: 1..253 chars, dot-separated DNS labels.
+bool is_dns_subdomain(std::string_view s);
+// A Linux interface name weir accepts: 1..15 bytes, no '/', ':' or whitespace, not "." or "..".
+bool is_valid_ifname(std::string_view s);
+
+}  // namespace weir::model

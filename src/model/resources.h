@@ -1,0 +1,200 @@
+// The resources weir reads from its datastore, after parsing and validation. Field names follow
+// the Kubernetes YAML; docs/resources.md describes every field, default and validation rule.
+// All addresses are host-order model::Ipv4 (see net.h).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/net.h"
+#include "model/validation.h"
+
+namespace weir::model {
+
+// Where a resource was defined: used in error messages and duplicate detection.
+struct Source {
+  std::string file;  // file name as given to the parser
+  int document = 0;  // 1-based YAML document index within the file
+  int item = -1;     // index within a `kind: List`'s items, or -1
+  int line = 0;      // 1-based line of the resource's first line, 0 if unknown
+
+  // "services.yaml (document 2)" or "all.yaml (document 1 items[3])".
+  std::string str() const;
+};
+
+// metadata.* that weir uses. Everything else in metadata is ignored.
+struct ObjectMeta {
+  std::string name;
+  std::string ns;  // metadata.namespace; "default" when absent. Empty for cluster-scoped kinds.
+  std::map<std::string, std::string> labels;
+};
+
+// ---------------------------------------------------------------- Service (v1)
+
+enum class ServiceType { ClusterIP, NodePort, LoadBalancer, ExternalName };
+enum class SessionAffinity { None, ClientIP };
+
+// "ClusterIP", "NodePort", "LoadBalancer", "ExternalName".
+std::string_view to_string(ServiceType t);
+
+// spec.ports[].targetPort: an int or an IANA_SVC_NAME (named port).
+struct TargetPort {
+  uint16_t number = 0;  // non-zero when numeric
+  std::string name;     // non-empty when named
+
+  bool is_named() const { return !name.empty(); }
+  // "8080" or "http".
+  std::string str() const;
+  auto operator<=>(const TargetPort&) const = default;
+};
+
+struct ServicePort {
+  std::string name;                   // may be empty only when the service has a single port
+  Protocol protocol = Protocol::TCP;  // default TCP
+  uint16_t port = 0;                  // 1..65535
+  TargetPort target_port;             // default: numeric, = port
+  auto operator<=>(const ServicePort&) const = default;
+};
+
+struct Service {
+  ObjectMeta meta;
+  Source source;
+  ServiceType type = ServiceType::ClusterIP;  // only the ClusterIP part of other types is used
+  bool headless = false;                      // spec.clusterIP: None -> no NAT entries
+  std::optional<Ipv4> cluster_ip;             // IPv4 VIP; nullopt when headless, ExternalName,
+                                              // or an IPv6-only service (warned)
+  std::vector<ServicePort> ports;
+  SessionAffinity session_affinity = SessionAffinity::None;
+  uint32_t affinity_timeout_s = 0;  // spec.sessionAffinityConfig.clientIP.timeoutSeconds when
+                                    // ClientIP (default 10800), else 0
+
+  // "ns/name".
+  std::string key() const { return meta.ns + "/" + meta.name; }
+};
+
+// ---------------------------------------------------------------- EndpointSlice
+// (discovery.k8s.io/v1)
+
+inline constexpr const char* kServiceNameLabel = "kubernetes.io/service-name";
+
+struct EndpointConditions {
+  std::optional<bool> ready;  // absent = true (Kubernetes API semantics)
+  std::optional<bool> serving;
+  std::optional<bool> terminating;  // absent = false
+
+  // True when the endpoint may receive new connections: ready (absent = true) and not
+  // terminating.
+  bool usable() const { return ready.value_or(true) && !terminating.value_or(false); }
+};
+
+struct ObjectReference {
+  std::string kind, ns, name;
+};
+
+struct Endpoint {
+  std::vector<Ipv4> addresses;  // at least one
+  EndpointConditions conditions;
+  std::string node_name;  // empty when absent
+  std::optional<ObjectReference> target_ref;
+};
+
+struct EndpointPort {
+  std::string name;                   // "" when absent; matches the service port name
+  Protocol protocol = Protocol::TCP;  // default TCP
+  std::optional<uint16_t> port;       // absent in Kubernetes means "all ports" (headless only)
+};
+
+struct EndpointSlice {
+  ObjectMeta meta;
+  Source source;
+  std::string service_name;  // metadata.labels["kubernetes.io/service-name"], required
+  std::vector<Endpoint> endpoints;
+  std::vector<EndpointPort> ports;
+  // Only IPv4 slices are kept in a Snapshot; IPv6 and FQDN slices are dropped with a warning.
+
+  // "ns/name".
+  std::string key() const { return meta.ns + "/" + meta.name; }
+};
+
+// ---------------------------------------------------------------- WorkloadEndpoint (weir.dev/v1)
+
+struct WorkloadPort {
+  std::string name;
+  Protocol protocol = Protocol::TCP;
+  uint16_t port = 0;
+};
+
+struct WorkloadEndpoint {
+  ObjectMeta meta;
+  Source source;
+  std::string node;        // spec.node, required
+  std::string interface;   // spec.interface: host-side interface name, 1..15 chars
+  std::vector<Ipv4> ips;   // spec.ips, at least one; "a.b.c.d" or "a.b.c.d/32"
+  std::optional<Mac> mac;  // spec.mac: the workload's own MAC
+  std::vector<WorkloadPort> ports;
+
+  // "ns/name".
+  std::string key() const { return meta.ns + "/" + meta.name; }
+};
+
+// ---------------------------------------------------------------- DataplaneConfig (weir.dev/v1)
+
+struct ConntrackTimeouts {
+  std::chrono::nanoseconds tcp_syn_sent = std::chrono::seconds(20);
+  std::chrono::nanoseconds tcp_established = std::chrono::hours(1);
+  std::chrono::nanoseconds tcp_fin = std::chrono::seconds(30);
+  std::chrono::nanoseconds tcp_reset = std::chrono::seconds(40);
+  std::chrono::nanoseconds udp = std::chrono::seconds(60);
+  std::chrono::nanoseconds icmp = std::chrono::seconds(5);
+  std::chrono::nanoseconds other = std::chrono::minutes(10);
+  bool operator==(const ConntrackTimeouts&) const = default;
+};
+
+// Map sizes (max_entries). Defaults equal WEIR_MAP_*_SIZE in bpf/include/weir/maps.h.
+struct MapSizes {
+  uint32_t nat_frontend = 65536;
+  uint32_t nat_backend = 262144;
+  uint32_t conntrack = 524288;
+  uint32_t routes = 262144;
+  uint32_t ifstate = 1024;
+  uint32_t counters = 20480;
+  bool operator==(const MapSizes&) const = default;
+};
+
+// Largest value accepted for any spec.mapSizes entry.
+inline constexpr uint32_t kMaxMapSize = 16u * 1024 * 1024;
+
+struct DataplaneConfig {
+  ObjectMeta meta;  // cluster-scoped: meta.ns is empty
+  Source source;
+  std::optional<std::string> log_level;  // trace|debug|info|warn|error; nullopt = not set
+  std::chrono::nanoseconds min_sync_period = std::chrono::seconds(1);
+  ConntrackTimeouts conntrack_timeouts;
+  MapSizes map_sizes;
+  std::chrono::nanoseconds conntrack_scan_period = std::chrono::seconds(10);
+};
+
+// ---------------------------------------------------------------- Snapshot
+
+// Every resource of a datastore at one point in time. A Snapshot handed out by the datastore
+// has been validated as a whole (see parse.h: build_snapshot); resources keep the order in
+// which they were read (files sorted by name, then document order).
+struct Snapshot {
+  std::vector<Service> services;
+  std::vector<EndpointSlice> endpoint_slices;  // IPv4 slices only
+  std::vector<WorkloadEndpoint> workload_endpoints;
+  std::optional<DataplaneConfig> config;  // at most one
+  std::vector<std::string> files;         // the source files read, in order
+  std::vector<Warning> warnings;          // accepted-but-ignored input, for logging
+
+  // The service namespace/name, or nullptr.
+  const Service* find_service(std::string_view ns, std::string_view name) const;
+  // The DataplaneConfig, or one with all defaults when none was given.
+  DataplaneConfig effective_config() const;
+};
+
+}  // namespace weir::model
