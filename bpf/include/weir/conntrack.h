@@ -63,8 +63,9 @@ WEIR_ASSERT_SIZE(struct weir_ct_leg, 20);
 #define WEIR_CT_F_ICMP_ECHO (1u << 1)
 
 struct weir_ct_val {
-	__u64 created_ns;   /* bpf_ktime_get_ns() at creation (CLOCK_MONOTONIC) */
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last packet that hit this entry */
+	__u64 created_ns;   /* CLOCK_MONOTONIC ns at creation; written with bpf_ktime_get_coarse_ns()
+	                     * (same timebase, one-tick resolution: compare with CLOCK_MONOTONIC) */
+	__u64 last_seen_ns; /* same clock: the last packet that hit this entry */
 	__u8 type;          /* enum weir_ct_type */
 	__u8 flags;         /* WEIR_CT_F_* */
 	__u16 nat_port;     /* FWD: backend port; REV: VIP port (network order) */

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map the TC programs use. The variable names are the BPF object names and must equal
+ * the WEIR_MAP_* strings of weir/maps.h: userspace finds the maps by those names, overrides
+ * max_entries with bpf_map__set_max_entries() and sets pin paths before load. No libbpf
+ * `pinning` attribute is used on purpose: the agent decides where (and whether) maps are pinned.
+ * The sizes below are the defaults (WEIR_MAP_*_SIZE).
+ */
+#ifndef WEIR_LIB_MAPS_H
+#define WEIR_LIB_MAPS_H
+
+#include "lib/defs.h"
+
+/*
+ * weir_nat_fe1: (VIP, port, proto) -> service (id, backend count).
+ * Writer: the agent's service syncer. Reader: from_wl, on the first packet of a TCP/UDP flow.
+ * Full: the syncer cannot add the service and logs it; the datapath never writes this map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WEIR_MAP_NAT_FE_SIZE);
+	__type(key, struct weir_nat_fe_key);
+	__type(value, struct weir_nat_fe_val);
+} weir_nat_fe1 SEC(".maps");
+
+/*
+ * weir_nat_be1: (service id, ordinal) -> backend (IP, port).
+ * Writer: the service syncer (backends before the frontend that counts them). Reader: from_wl,
+ * after a frontend hit. A missing ordinal is treated as "no backend" (the client gets a TCP RST
+ * or an ICMP port unreachable). Full: as for the frontend map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WEIR_MAP_NAT_BE_SIZE);
+	__type(key, struct weir_nat_be_key);
+	__type(value, struct weir_nat_be_val);
+} weir_nat_be1 SEC(".maps");
+
+/*
+ * weir_ct1: normalised 5-tuple -> conntrack entry (see weir/conntrack.h).
+ * Writers: both TC programs (create on the first packet, last_seen and leg flags on every
+ * packet) and the agent's conntrack scanner (expiry). Readers: both TC programs, the CLI.
+ * Full: LRU eviction of the least recently used entry; an evicted TCP flow is then passed
+ * untouched (mid-stream packets do not create state), other flows are tracked again.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WEIR_MAP_CT_SIZE);
+	__type(key, struct weir_ct_key);
+	__type(value, struct weir_ct_val);
+} weir_ct1 SEC(".maps");
+
+/*
+ * weir_routes1: CIDR -> where it lives (local workload veth + MAC, host, remote).
+ * Writer: the endpoint manager (a /32 per local workload IP). Reader: from_wl for new flows.
+ * Full: the endpoint manager logs it; traffic to that workload goes up the host stack.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, WEIR_MAP_ROUTES_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct weir_route_key);
+	__type(value, struct weir_route_val);
+} weir_routes1 SEC(".maps");
+
+/*
+ * weir_ifstate1: ifindex -> facts about a weir-managed interface (name, flags, host MAC).
+ * Writer: the endpoint manager, before attaching. Readers: from_wl for new flows to a local
+ * workload (source MAC of the redirected packet), the CLI. Full: the interface is not managed.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WEIR_MAP_IFSTATE_SIZE);
+	__type(key, __u32);
+	__type(value, struct weir_ifstate_val);
+} weir_ifstate1 SEC(".maps");
+
+/*
+ * weir_counters1: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
+ * Writers: both TC programs (lookup, insert a zeroed entry when missing), the CLI (flush) and
+ * the endpoint manager (removes an interface's entries). Reader: the CLI.
+ * Full: the packet is processed normally, its counts are lost.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, WEIR_MAP_COUNTERS_SIZE);
+	__type(key, struct weir_counters_key);
+	__type(value, struct weir_counters_val);
+} weir_counters1 SEC(".maps");
+
+#endif

@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * weir TC datapath. Two programs share one object and its maps:
+ *   weir_from_wl: TC ingress of a pod's host-side veth (traffic FROM the workload)
+ *   weir_to_wl:   TC egress of the same veth (traffic TO the workload)
+ * One loaded program per hook serves every interface; per-interface facts come from the
+ * packet's ifindex. The packet path is described in docs/packet-path.md.
+ */
+#include "lib/defs.h"
+
+#include "lib/conntrack.h"
+#include "lib/counters.h"
+#include "lib/csum.h"
+#include "lib/icmp.h"
+#include "lib/maps.h"
+#include "lib/nat.h"
+#include "lib/parse.h"
+#include "lib/route.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* A conntrack hit: the one lookup that decides an established packet. */
+static __always_inline int weir_established(struct __sk_buff *skb, struct weir_pkt *p,
+					    const struct weir_ct_key *key, struct weir_ct_val *ct,
+					    const int from_wl)
+{
+	__u8 client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
+	__u8 from_client = p->from_a == client_is_a;
+	struct weir_ct_leg *src = p->from_a ? &ct->a : &ct->b;
+	struct weir_ct_leg *dst = p->from_a ? &ct->b : &ct->a;
+	int nat_dst = ct->type == WEIR_CT_NAT_FWD && from_client;
+	int nat_src = ct->type == WEIR_CT_NAT_REV && !from_client;
+	__u32 add, changed = 0;
+	__u64 now;
+
+	if ((nat_dst || nat_src) && p->frag == WEIR_FRAG_FIRST)
+		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
+
+	/* Written only when the (coarse) clock moved: most packets leave the line clean. */
+	now = weir_now();
+	if (ct->last_seen_ns != now)
+		ct->last_seen_ns = now;
+
+	add = weir_ct_tcp_bits(p) & ~src->flags;
+	if (add) {
+		__sync_fetch_and_or(&src->flags, add);
+		changed = 1;
+	}
+	if (!from_wl && !(dst->flags & WEIR_CT_LEG_APPROVED)) {
+		/* The receiving workload's ingress side: policy will run here (later issue); no
+		 * policy = allow. Learn where it lives if the creator did not know. */
+		if (!(dst->flags & WEIR_CT_LEG_WORKLOAD)) {
+			__u8 m[12];
+
+			if (!bpf_skb_load_bytes(skb, 0, m, sizeof(m))) {
+				dst->ifindex = p->ifindex;
+				__builtin_memcpy(dst->wl_mac, &m[0], 6);
+				__builtin_memcpy(dst->host_mac, &m[6], 6);
+				__sync_fetch_and_or(&dst->flags, WEIR_CT_LEG_WORKLOAD);
+			}
+		}
+		__sync_fetch_and_or(&dst->flags, WEIR_CT_LEG_APPROVED);
+		changed = 1;
+	}
+	if (changed)
+		weir_ct_mirror(key, ct);
+
+	if (nat_dst || nat_src) {
+		if (weir_nat_rewrite(skb, p, nat_dst, ct->nat_addr, ct->nat_port))
+			return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
+	}
+	if (!from_wl)
+		return weir_verdict(p, WEIR_CNT_ACCEPT_ESTABLISHED, TC_ACT_OK);
+	return weir_fwd_established(skb, p, ct, dst);
+}
+
+/* Create the entry (or NAT pair) of a new flow seen by from_wl. Returns 0, or -EEXIST when a
+ * concurrent packet created the flow first (the caller continues as established), or sets the
+ * outcome and returns 1 when the packet must be dropped. */
+static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const struct weir_ct_key *key,
+						  const struct weir_ct_leg *client,
+						  const struct weir_ct_leg *other, int nat,
+						  __u32 be_addr, __u16 be_port)
+{
+	struct weir_ct_val v;
+	struct weir_ct_key rk;
+	__u8 rev_client_is_a;
+	int rc, created_rev = 0;
+
+	__builtin_memset(&v, 0, sizeof(v));
+	v.created_ns = weir_now();
+	v.last_seen_ns = v.created_ns;
+	if (p->proto == IPPROTO_ICMP)
+		v.flags = WEIR_CT_F_ICMP_ECHO;
+
+	if (nat) {
+		/* Reverse half first: it is the one that can collide with another flow. */
+		rev_client_is_a = weir_ct_key_make(&rk, p->saddr, p->sport, be_addr, be_port, p->proto);
+		v.type = WEIR_CT_NAT_REV;
+		v.nat_addr = p->daddr;
+		v.nat_port = p->dport;
+		weir_ct_set_legs(&v, rev_client_is_a, client, other);
+		rc = bpf_map_update_elem(&weir_ct1, &rk, &v, BPF_NOEXIST);
+		if (rc == -WEIR_EEXIST) {
+			struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, &rk);
+
+			if (e && e->type == WEIR_CT_NAT_REV && e->nat_addr == p->daddr &&
+			    e->nat_port == p->dport && (e->flags & WEIR_CT_F_A_IS_CLIENT) == rev_client_is_a) {
+				/* The same flow, created by a concurrent packet. */
+			} else {
+				p->facts |= WEIR_FACT_NAT_COLLISION;
+				if (e && !weir_ct_is_dead(e, p->proto)) {
+					p->outcome = WEIR_CNT_DROP_NAT_COLLISION;
+					return 1;
+				}
+				/* The colliding flow is over (or just vanished): take its place. */
+				if (bpf_map_update_elem(&weir_ct1, &rk, &v, BPF_ANY)) {
+					p->outcome = WEIR_CNT_DROP_CT_CREATE;
+					return 1;
+				}
+				created_rev = 1;
+			}
+		} else if (rc) {
+			p->outcome = WEIR_CNT_DROP_CT_CREATE;
+			return 1;
+		} else {
+			created_rev = 1;
+		}
+		v.type = WEIR_CT_NAT_FWD;
+		v.nat_addr = be_addr;
+		v.nat_port = be_port;
+	}
+	weir_ct_set_legs(&v, p->from_a, client, other);
+	rc = bpf_map_update_elem(&weir_ct1, key, &v, BPF_NOEXIST);
+	if (rc == -WEIR_EEXIST) {
+		struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, key);
+
+		/* Lost a race: the winner may have picked another backend; drop our orphan. */
+		if (created_rev && (!e || e->nat_addr != be_addr || e->nat_port != be_port))
+			bpf_map_delete_elem(&weir_ct1, &rk);
+		return -WEIR_EEXIST;
+	}
+	if (rc) {
+		if (created_rev)
+			bpf_map_delete_elem(&weir_ct1, &rk);
+		p->outcome = WEIR_CNT_DROP_CT_CREATE;
+		return 1;
+	}
+	return 0;
+}
+
+/* New flow from a workload: service NAT, route, conntrack, forward. */
+static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_pkt *p,
+					    const struct weir_ct_key *key)
+{
+	struct weir_ct_leg client = {}, other = {};
+	struct weir_ct_val *ct;
+	__u32 be_addr = 0;
+	__u16 be_port = 0;
+	__u8 m[12];
+	int nat, rc;
+
+	/* TCP without a SYN (or SYN+ACK) is mid-stream, e.g. its entry was evicted: pass it
+	 * untouched and create no state. */
+	if (p->proto == IPPROTO_TCP && !weir_tcp_is_syn_only(p))
+		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+
+	nat = weir_nat_pick(p, &be_addr, &be_port);
+	if (nat != WEIR_NAT_NONE && p->frag == WEIR_FRAG_FIRST)
+		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
+	if (nat == WEIR_NAT_NO_BACKEND) {
+		if (p->proto == IPPROTO_TCP)
+			return weir_answer_tcp_rst(skb, p);
+		return weir_answer_icmp_unreach(skb, p);
+	}
+	nat = nat == WEIR_NAT_BACKEND;
+
+	/* Policy (later issue) runs here: every new flow is allowed for now. */
+
+	if (bpf_skb_load_bytes(skb, 0, m, sizeof(m)))
+		return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
+	client.flags = weir_ct_tcp_bits(p) | WEIR_CT_LEG_APPROVED | WEIR_CT_LEG_WORKLOAD;
+	client.ifindex = p->ifindex;
+	__builtin_memcpy(client.wl_mac, &m[6], 6);   /* Ethernet source: the workload */
+	__builtin_memcpy(client.host_mac, &m[0], 6); /* Ethernet destination: the host veth */
+	weir_route_dst_leg(&other, nat ? be_addr : p->daddr);
+
+	rc = weir_ct_create_from_wl(p, key, &client, &other, nat, be_addr, be_port);
+	if (rc == -WEIR_EEXIST) {
+		ct = bpf_map_lookup_elem(&weir_ct1, key);
+		if (!ct)
+			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
+		return weir_established(skb, p, key, ct, 1);
+	}
+	if (rc)
+		return TC_ACT_SHOT; /* outcome set */
+
+	if (nat && weir_nat_rewrite(skb, p, 1, be_addr, be_port))
+		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
+
+	if (other.flags & WEIR_CT_LEG_WORKLOAD) {
+		/* To a local workload: out of its host veth, so that its to_wl program (its ingress
+		 * policy) sees the first packet and approves the flow. */
+		if (weir_set_macs(skb, &other))
+			return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
+		return weir_verdict(p, WEIR_CNT_REDIRECT_PLAIN, bpf_redirect(other.ifindex, 0));
+	}
+	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+}
+
+/* New flow towards a workload (from the host stack or another node): track it with the
+ * receiving workload's leg approved. */
+static __always_inline int weir_new_to_wl(struct __sk_buff *skb, struct weir_pkt *p,
+					  const struct weir_ct_key *key)
+{
+	struct weir_ct_leg sender = {}, receiver = {};
+	struct weir_ct_val v, *ct;
+	__u8 m[12];
+	int rc;
+
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & WEIR_TCP_RST))
+		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK); /* e.g. weir's own RST */
+	if (bpf_skb_load_bytes(skb, 0, m, sizeof(m)))
+		return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
+
+	sender.flags = weir_ct_tcp_bits(p);
+	receiver.flags = WEIR_CT_LEG_APPROVED | WEIR_CT_LEG_WORKLOAD;
+	receiver.ifindex = p->ifindex;
+	__builtin_memcpy(receiver.wl_mac, &m[0], 6);   /* Ethernet destination: the workload */
+	__builtin_memcpy(receiver.host_mac, &m[6], 6); /* Ethernet source: this host veth */
+
+	__builtin_memset(&v, 0, sizeof(v));
+	v.created_ns = weir_now();
+	v.last_seen_ns = v.created_ns;
+	v.type = WEIR_CT_NORMAL;
+	if (p->proto == IPPROTO_ICMP)
+		v.flags = WEIR_CT_F_ICMP_ECHO;
+	weir_ct_set_legs(&v, p->from_a, &sender, &receiver);
+	rc = bpf_map_update_elem(&weir_ct1, key, &v, BPF_NOEXIST);
+	if (rc == -WEIR_EEXIST) {
+		ct = bpf_map_lookup_elem(&weir_ct1, key);
+		if (!ct)
+			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
+		return weir_established(skb, p, key, ct, 0);
+	}
+	if (rc)
+		return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
+	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+}
+
+static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *p, const int from_wl)
+{
+	struct weir_ct_key key;
+	struct weir_ct_val *ct;
+	__u32 rc;
+
+	rc = weir_parse(skb, p);
+	if (rc != WEIR_PARSE_OK)
+		return weir_verdict(p, rc, rc == WEIR_CNT_ACCEPT_NON_IPV4 ? TC_ACT_OK : TC_ACT_SHOT);
+
+	/* Later fragments carry no ports: they cannot be matched to a flow. They go up the host
+	 * stack untouched (a datagram that needed NAT lost its first fragment already). */
+	if (p->frag == WEIR_FRAG_LATER)
+		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+
+	if (p->proto == IPPROTO_ICMP && weir_icmp_is_error(p->icmp_type))
+		return weir_icmp_error(skb, p, from_wl);
+
+	p->from_a = weir_ct_key_make(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto);
+	ct = bpf_map_lookup_elem(&weir_ct1, &key);
+	if (ct) {
+		if (!weir_tcp_is_syn_only(p) || !weir_ct_is_dead(ct, p->proto))
+			return weir_established(skb, p, &key, ct, from_wl);
+		/* A new SYN on the 5-tuple of a finished flow: start over. */
+		weir_ct_delete_flow(&key, ct);
+	}
+	if (from_wl)
+		return weir_new_from_wl(skb, p, &key);
+	return weir_new_to_wl(skb, p, &key);
+}
+
+static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl)
+{
+	struct weir_pkt p = {};
+	int verdict;
+
+	p.ifindex = skb->ifindex;
+	verdict = weir_process(skb, &p, from_wl);
+	weir_count(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, p.outcome, p.facts);
+	return verdict;
+}
+
+SEC("tc")
+int weir_from_wl(struct __sk_buff *skb)
+{
+	return weir_tc(skb, 1);
+}
+
+SEC("tc")
+int weir_to_wl(struct __sk_buff *skb)
+{
+	return weir_tc(skb, 0);
+}

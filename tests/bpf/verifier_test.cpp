@@ -1,0 +1,43 @@
+// Every program variant through the verifier. The object has one variant (no read-only
+// configuration): both programs, loaded with the compiled-in default map sizes, exactly as the
+// agent loads them before it overrides sizes.
+#include <gtest/gtest.h>
+
+#include "netns_env.h"
+#include "tc_harness.h"
+#include "weir/maps.h"
+
+namespace weir::test {
+namespace {
+
+TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
+  ASSERT_TRUE(topology().ready) << topology().error;
+  auto obj = TcObject::load(MapSizes::defaults());
+  ASSERT_TRUE(obj.ok()) << obj.error().str();
+  for (Prog p : {Prog::FromWl, Prog::ToWl}) {
+    EXPECT_GE((*obj)->prog_fd(p), 0);
+    auto insns = (*obj)->prog_insns(p);
+    ASSERT_TRUE(insns.ok()) << insns.error().str();
+    EXPECT_GT(*insns, 100u);
+  }
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_NAT_FE), uint32_t(WEIR_MAP_NAT_FE_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_NAT_BE), uint32_t(WEIR_MAP_NAT_BE_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_CT), uint32_t(WEIR_MAP_CT_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_ROUTES), uint32_t(WEIR_MAP_ROUTES_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IFSTATE), uint32_t(WEIR_MAP_IFSTATE_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_COUNTERS), uint32_t(WEIR_MAP_COUNTERS_SIZE));
+}
+
+TEST(TcVerifier, MapSizesCanBeOverriddenBeforeLoad) {
+  ASSERT_TRUE(topology().ready) << topology().error;
+  MapSizes s;
+  s.ct = 1000;
+  s.routes = 77;
+  auto obj = TcObject::load(s);
+  ASSERT_TRUE(obj.ok()) << obj.error().str();
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_CT), 1000u);
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_ROUTES), 77u);
+}
+
+}  // namespace
+}  // namespace weir::test
