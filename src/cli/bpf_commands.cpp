@@ -1,0 +1,428 @@
+// `weir bpf ...`: inspection and repair of weir's kernel state, read straight from the pinned
+// maps, so every command works while the agent is down. Formatting lives in format.cpp.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "bpf/attach.h"
+#include "bpf/bpffs.h"
+#include "bpf/netlink.h"
+#include "cli/bpf_ops.h"
+#include "cli/commands.h"
+#include "cli/format.h"
+#include "cli/version.h"
+#include "maps/decode.h"
+#include "maps/weir_maps.h"
+#include "util/fd.h"
+
+namespace weir::cli {
+
+// ------------------------------------------------------------------ operations (bpf_ops.h)
+
+uint64_t monotonic_now_ns() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+Result<std::vector<NatFrontend>> read_nat(maps::WeirMaps& m) {
+  auto fes = m.nat_fe.dump();
+  if (!fes) return fes.error();
+  auto bes = m.nat_be.dump();
+  if (!bes) return bes.error();
+  std::map<uint32_t, std::vector<NatBackend>> by_svc;
+  for (const auto& [k, v] : *bes) by_svc[k.svc_id].push_back({k.ordinal, v.addr, v.port});
+  std::vector<NatFrontend> out;
+  for (const auto& [k, v] : *fes) {
+    NatFrontend fe;
+    fe.key = k;
+    fe.val = v;
+    auto it = by_svc.find(v.svc_id);
+    if (it != by_svc.end()) fe.backends = it->second;
+    out.push_back(std::move(fe));
+  }
+  return out;
+}
+
+Result<std::vector<CtEntry>> read_conntrack(maps::WeirMaps& m) {
+  auto d = m.ct.dump();
+  if (!d) return d.error();
+  std::vector<CtEntry> out;
+  out.reserve(d->size());
+  for (const auto& [k, v] : *d) out.push_back({k, v});
+  return out;
+}
+
+namespace {
+std::string ifname_for(uint32_t ifindex, const std::map<uint32_t, weir_ifstate_val>& ifstate) {
+  auto it = ifstate.find(ifindex);
+  if (it != ifstate.end()) return maps::ifstate_name(it->second);
+  auto l = bpf::link_by_index(static_cast<int>(ifindex));
+  if (l) return l->name;
+  return fmt::format("ifindex{}", ifindex);
+}
+}  // namespace
+
+Result<std::vector<IfaceCounters>> read_counters(maps::WeirMaps& m, const std::string& iface) {
+  auto ifs = m.ifstate.dump();
+  if (!ifs) return ifs.error();
+  std::map<uint32_t, weir_ifstate_val> ifstate(ifs->begin(), ifs->end());
+  auto cs = m.counters.dump();
+  if (!cs) return cs.error();
+
+  std::optional<uint32_t> only;
+  if (!iface.empty()) {
+    for (const auto& [idx, v] : ifstate)
+      if (maps::ifstate_name(v) == iface) only = idx;
+    if (!only) {
+      auto l = bpf::link_by_name(iface);
+      if (!l)
+        return Error{ENODEV, fmt::format("--iface={}: no such interface in weir's ifstate map nor in this "
+                                         "network namespace",
+                                         iface)};
+      only = static_cast<uint32_t>(l->ifindex);
+    }
+  }
+
+  std::map<uint32_t, IfaceCounters> by_if;
+  auto entry = [&](uint32_t idx) -> IfaceCounters& {
+    auto& c = by_if[idx];
+    c.ifindex = idx;
+    return c;
+  };
+  for (const auto& [k, per_cpu] : *cs) {
+    if (only && k.ifindex != *only) continue;
+    if (k.hook >= WEIR_HOOK__MAX) continue;
+    entry(k.ifindex).hooks[k.hook] = bpf::sum_percpu_u64(per_cpu);
+  }
+  // A weir-managed interface has TC programs at both hooks even before its first packet.
+  for (const auto& [idx, v] : ifstate) {
+    if (only && idx != *only) continue;
+    auto& c = entry(idx);
+    for (uint32_t h : {WEIR_HOOK_INGRESS, WEIR_HOOK_EGRESS})
+      if (!c.hooks[h]) c.hooks[h] = weir_counters_val{};
+  }
+  if (only && by_if.empty())
+    return Error{ENOENT, fmt::format("--iface={} (ifindex {}): no weir counters for this interface (weir "
+                                     "does not manage it)",
+                                     iface, *only)};
+  std::vector<IfaceCounters> out;
+  for (auto& [idx, c] : by_if) {
+    c.ifname = ifname_for(idx, ifstate);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<size_t> flush_counters(maps::WeirMaps& m, const std::string& iface) {
+  std::optional<uint32_t> only;
+  if (!iface.empty()) {
+    auto c = read_counters(m, iface);  // resolves the name, same errors as dump
+    if (!c) return c.error();
+    only = c->empty() ? 0 : c->front().ifindex;
+  }
+  auto keys = m.counters.dump();
+  if (!keys) return keys.error();
+  size_t n = 0;
+  for (const auto& [k, v] : *keys) {
+    if (only && k.ifindex != *only) continue;
+    auto st = m.counters.update_all(k, weir_counters_val{}, BPF_ANY);
+    if (!st) return st.error();
+    n++;
+  }
+  return n;
+}
+
+Result<std::vector<RouteEntry>> read_routes(maps::WeirMaps& m) {
+  auto d = m.routes.dump();
+  if (!d) return d.error();
+  std::vector<RouteEntry> out;
+  for (const auto& [k, v] : *d) out.push_back({k, v});
+  return out;
+}
+
+Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m) {
+  auto d = m.ifstate.dump();
+  if (!d) return d.error();
+  std::vector<IfstateEntry> out;
+  for (const auto& [k, v] : *d) out.push_back({k, v});
+  return out;
+}
+
+Result<VersionInfo> version_info() {
+  VersionInfo v;
+  v.weir = WEIR_VERSION;
+  v.maps_layout = WEIR_MAPS_VERSION;
+  v.libbpf = libbpf_version_string();
+  struct utsname u {};
+  if (uname(&u) == 0) v.kernel = u.release;
+  auto mode = bpf::probe_tc_mode();
+  if (mode) {
+    v.attach_mode = std::string(bpf::to_string(*mode));
+  } else {
+    v.attach_mode = "unknown (" + mode.error().str() + ")";
+  }
+  return v;
+}
+
+namespace {
+void note(CleanupReport& r, std::string line) { r.removed.push_back(std::move(line)); }
+
+// Detach every tcx link pinned under <root>/links (wherever it is attached), before the pins
+// go away with the pin root.
+Status detach_pinned_links(const maps::PinLayout& layout, CleanupReport& r) {
+  DIR* d = ::opendir(layout.links_dir().c_str());
+  if (d == nullptr) return {};
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : names) {
+    std::string path = layout.links_dir() + "/" + n;
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) continue;
+    Fd link(fd);
+    auto info = bpf::tcx_link_info(fd);
+    if (!info || !info->has_value()) continue;
+    const bpf::TcxLinkInfo& t = **info;
+    if (t.ifindex == 0) continue;  // already detached (interface gone): the pin goes with the root
+    std::string where = fmt::format("ifindex {}", t.ifindex);
+    if (auto l = bpf::link_by_index(t.ifindex); l) where = l->name;
+    WEIR_TRY(bpf::link_detach(fd));
+    note(r, fmt::format("detached tcx link {} from {} {} (link id {}, prog id {})", path, where,
+                        bpf::to_string(t.dir), t.link_id, t.prog_id));
+  }
+  return {};
+}
+}  // namespace
+
+Result<CleanupReport> cleanup(const maps::PinLayout& layout) {
+  CleanupReport r;
+  // 1. Every interface of this namespace (the ifstate map's interfaces are among them).
+  auto links = bpf::list_links();
+  if (!links) return links.error();
+  std::set<int> ifindexes;
+  for (const auto& l : *links) ifindexes.insert(l.ifindex);
+  auto wm = maps::WeirMaps::open_pinned(layout);
+  if (wm) {
+    auto ifs = wm->ifstate.dump();
+    if (ifs) {
+      for (const auto& [idx, v] : *ifs)
+        if (ifindexes.count(static_cast<int>(idx)) == 0)
+          spdlog::debug("ifstate entry {} ({}) has no interface in this namespace", idx, maps::ifstate_name(v));
+    }
+  }
+  WEIR_TRY(detach_pinned_links(layout, r));
+  for (const auto& l : *links) {
+    bool had_clsact = false;
+    if (auto h = bpf::has_clsact(l.ifindex); h) had_clsact = *h;
+    for (bpf::TcDir dir : {bpf::TcDir::Ingress, bpf::TcDir::Egress}) {
+      auto removed = bpf::tc_detach_all_weir(l.ifindex, dir);
+      if (!removed) return removed.error().wrap(fmt::format("cleaning {} {}", l.name, bpf::to_string(dir)));
+      for (const auto& p : *removed) {
+        if (p.mode == bpf::TcMode::Tcx) {
+          note(r, fmt::format("removed tcx program {} (id {}, link {}) from {} {}", p.prog_name, p.prog_id,
+                              p.link_id, l.name, bpf::to_string(dir)));
+        } else {
+          note(r, fmt::format("removed tc filter {} (id {}, pref {}, handle {:#x}) from {} {}", p.prog_name,
+                              p.prog_id, p.priority, p.handle, l.name, bpf::to_string(dir)));
+        }
+      }
+    }
+    if (had_clsact) {
+      if (auto h = bpf::has_clsact(l.ifindex); h && !*h) note(r, fmt::format("removed empty clsact qdisc of {}", l.name));
+    }
+  }
+  // 2. The pin root (maps, links, anything else weir pinned).
+  struct stat st {};
+  if (::stat(layout.root.c_str(), &st) == 0) {
+    if (!bpf::is_on_bpffs(layout.root))
+      return Error{EINVAL, fmt::format("refusing to remove pin root {}: it is not on a bpffs", layout.root)};
+    WEIR_TRY(bpf::remove_tree(layout.root));
+    note(r, fmt::format("removed pin root {}", layout.root));
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------ CLI wiring
+
+namespace {
+
+struct BpfCliState {
+  bool json = false;
+  std::string iface;
+};
+
+int fail(const std::string& what, const Error& e) {
+  std::cerr << "weir bpf " << what << ": " << e.str() << "\n";
+  return 1;
+}
+
+Result<maps::WeirMaps> open_maps(const GlobalOptions& g) { return maps::WeirMaps::open_pinned(maps::PinLayout{g.pin_root}); }
+
+const std::vector<std::pair<std::string, std::string>>& command_list() {
+  static const std::vector<std::pair<std::string, std::string>> cmds = {
+      {"cleanup", "Removes all weir programs, filters, links and pinned maps"},
+      {"conntrack", "Manipulates connection tracking"},
+      {"counters", "Show and reset counters"},
+      {"help", "Help about any command"},
+      {"ifstate", "Manipulates ifstate"},
+      {"nat", "Manipulates network address translation (nat)"},
+      {"routes", "Manipulates routes"},
+      {"version", "Prints the version and exits"},
+  };
+  return cmds;
+}
+
+std::string describe(const std::string& name) {
+  for (const auto& [n, d] : command_list())
+    if (n == name) return d;
+  return "";
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+
+}  // namespace
+
+void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
+  auto st = std::make_shared<BpfCliState>();
+  CLI::App* bpf = app.add_subcommand("bpf", "inspect and repair weir's kernel state (works while the agent is down)");
+  bpf->require_subcommand(1);
+
+  // nat dump
+  CLI::App* nat = bpf->add_subcommand("nat", describe("nat"));
+  nat->require_subcommand(1);
+  CLI::App* nat_dump = nat->add_subcommand("dump", "dump the NAT frontends and their backends");
+  nat_dump->add_flag("--json", st->json, "JSON output");
+  nat_dump->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("nat dump", m.error()); return; }
+    auto fes = read_nat(*m);
+    if (!fes) { rc = fail("nat dump", fes.error()); return; }
+    if (st->json) print_json(nat_dump_json(*fes));
+    else std::cout << format_nat_dump(*fes);
+    rc = 0;
+  });
+
+  // conntrack dump
+  CLI::App* ct = bpf->add_subcommand("conntrack", describe("conntrack"));
+  ct->require_subcommand(1);
+  CLI::App* ct_dump = ct->add_subcommand("dump", "dump the conntrack table (a NAT flow's two entries as one line)");
+  ct_dump->add_flag("--json", st->json, "JSON output");
+  ct_dump->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("conntrack dump", m.error()); return; }
+    auto e = read_conntrack(*m);
+    if (!e) { rc = fail("conntrack dump", e.error()); return; }
+    uint64_t now = monotonic_now_ns();
+    if (st->json) print_json(ct_dump_json(*e, now));
+    else std::cout << format_ct_dump(*e, now);
+    rc = 0;
+  });
+
+  // counters dump / flush
+  CLI::App* counters = bpf->add_subcommand("counters", describe("counters"));
+  counters->require_subcommand(1);
+  CLI::App* c_dump = counters->add_subcommand("dump", "dump per-interface packet counters");
+  c_dump->add_option("--iface", st->iface, "only this interface");
+  c_dump->add_flag("--json", st->json, "JSON output");
+  c_dump->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("counters dump", m.error()); return; }
+    auto c = read_counters(*m, st->iface);
+    if (!c) { rc = fail("counters dump", c.error()); return; }
+    if (st->json) print_json(counters_json(*c));
+    else std::cout << format_counters_dump(*c, st->iface.empty());
+    rc = 0;
+  });
+  CLI::App* c_flush = counters->add_subcommand("flush", "zero the counters");
+  c_flush->add_option("--iface", st->iface, "only this interface");
+  c_flush->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("counters flush", m.error()); return; }
+    auto n = flush_counters(*m, st->iface);
+    if (!n) { rc = fail("counters flush", n.error()); return; }
+    std::cout << fmt::format("zeroed {} counter set(s)\n", *n);
+    rc = 0;
+  });
+
+  // routes dump
+  CLI::App* routes = bpf->add_subcommand("routes", describe("routes"));
+  routes->require_subcommand(1);
+  CLI::App* r_dump = routes->add_subcommand("dump", "dump the routes map");
+  r_dump->add_flag("--json", st->json, "JSON output");
+  r_dump->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("routes dump", m.error()); return; }
+    auto r = read_routes(*m);
+    if (!r) { rc = fail("routes dump", r.error()); return; }
+    if (st->json) print_json(routes_json(*r));
+    else std::cout << format_routes_dump(*r);
+    rc = 0;
+  });
+
+  // ifstate dump
+  CLI::App* ifstate = bpf->add_subcommand("ifstate", describe("ifstate"));
+  ifstate->require_subcommand(1);
+  CLI::App* i_dump = ifstate->add_subcommand("dump", "dump the interface state map");
+  i_dump->add_flag("--json", st->json, "JSON output");
+  i_dump->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("ifstate dump", m.error()); return; }
+    auto r = read_ifstate(*m);
+    if (!r) { rc = fail("ifstate dump", r.error()); return; }
+    if (st->json) print_json(ifstate_json(*r));
+    else std::cout << format_ifstate_dump(*r);
+    rc = 0;
+  });
+
+  // version
+  CLI::App* version = bpf->add_subcommand("version", describe("version"));
+  version->add_flag("--json", st->json, "JSON output");
+  version->callback([&rc, st] {
+    auto v = version_info();
+    if (!v) { rc = fail("version", v.error()); return; }
+    if (st->json) print_json(version_json(*v));
+    else std::cout << format_version(*v);
+    rc = 0;
+  });
+
+  // cleanup
+  CLI::App* clean = bpf->add_subcommand("cleanup", describe("cleanup"));
+  clean->callback([&g, &rc] {
+    auto r = cleanup(maps::PinLayout{g.pin_root});
+    if (!r) { rc = fail("cleanup", r.error()); return; }
+    if (r->removed.empty()) {
+      std::cout << "nothing to clean\n";
+    } else {
+      for (const auto& l : r->removed) std::cout << l << "\n";
+    }
+    rc = 0;
+  });
+
+  // help
+  CLI::App* help = bpf->add_subcommand("help", describe("help"));
+  help->callback([&rc] {
+    std::cout << format_help(command_list());
+    rc = 0;
+  });
+}
+
+}  // namespace weir::cli

@@ -1,0 +1,46 @@
+// The operations behind `weir bpf ...`, usable without the CLI (tests, `weir doctor` later).
+// They read or change the pinned maps / TC hooks; formatting is in format.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cli/format.h"
+#include "maps/pin_layout.h"
+#include "maps/weir_maps.h"
+#include "util/result.h"
+
+namespace weir::cli {
+
+// CLOCK_MONOTONIC now in ns: the timebase of the conntrack timestamps (bpf_ktime_get_coarse_ns),
+// so conntrack ages compare.
+uint64_t monotonic_now_ns();
+
+// Every NAT frontend with the backends of its service id.
+Result<std::vector<NatFrontend>> read_nat(maps::WeirMaps& m);
+// Every conntrack entry.
+Result<std::vector<CtEntry>> read_conntrack(maps::WeirMaps& m);
+// Counters summed over CPUs, one IfaceCounters per interface that has counters or an
+// ifstate entry (ingress/egress of ifstate interfaces count as present, zero). `iface` ""
+// = all; otherwise resolved through the ifstate names then netlink, with an Error naming it
+// when unknown or not managed by weir.
+Result<std::vector<IfaceCounters>> read_counters(maps::WeirMaps& m, const std::string& iface);
+// Zero the counters (all, or of `iface`); returns how many (ifindex, hook) sets were zeroed.
+Result<size_t> flush_counters(maps::WeirMaps& m, const std::string& iface);
+Result<std::vector<RouteEntry>> read_routes(maps::WeirMaps& m);
+Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m);
+// Versions and the attach mode probe_tc_mode() picks (needs root; else "unknown (...)").
+Result<VersionInfo> version_info();
+
+struct CleanupReport {
+  std::vector<std::string> removed;  // one human-readable line per thing removed
+};
+// Remove everything weir put in this network namespace and under layout.root: tcx links
+// pinned under <root>/links are detached, every weir_* program on every interface of the
+// namespace is removed (tcx and cls_bpf), clsact qdiscs left empty by that are deleted, then
+// the pin root is removed (refused when it is not on a bpffs). Idempotent: a second run
+// reports nothing.
+Result<CleanupReport> cleanup(const maps::PinLayout& layout);
+
+}  // namespace weir::cli

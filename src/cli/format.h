@@ -1,0 +1,184 @@
+// Pure formatting of `weir bpf ...` output: functions from decoded map entries to strings or
+// JSON. No syscalls, so everything here is unit-tested without root
+// (tests/unit/cli_format_test.cpp). The text formats follow Calico's `calico-node -bpf`
+// (see /work/shared/seeds/000_*.txt and docs/cli.md); JSON field names are stable.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "weir/conntrack.h"
+#include "weir/counters.h"
+#include "weir/ifstate.h"
+#include "weir/nat.h"
+#include "weir/routes.h"
+
+namespace weir::cli {
+
+// ------------------------------------------------------------------ generic helpers
+
+// Go's time.Duration.String() for a (possibly negative) number of nanoseconds:
+// 0 -> "0s", 150000000 -> "150ms", 1500 -> "1.5µs", 4486606371 -> "4.486606371s",
+// 75987585857 -> "1m15.987585857s", 3600e9 -> "1h0m0s".
+std::string go_duration(int64_t ns);
+
+// Split `text` into lines of at most `limit` display columns at spaces, minimising raggedness
+// the way Go's tablewriter (used by calico-node -bpf) does: "NAT source collision resolution
+// failed" at 30 -> {"NAT source collision", "resolution failed"}. A word longer than `limit`
+// gets a line of its own. Empty text -> {""}.
+std::vector<std::string> wrap_text(const std::string& text, size_t limit);
+
+struct TableOptions {
+  size_t wrap = 30;  // cells longer than this wrap onto continuation rows (tablewriter default)
+};
+// An ASCII table in tablewriter's default style:
+//   +-----+------+
+//   | HDR | HDR2 |      headers centred
+//   +-----+------+
+//   | a   |   12 |      numbers right-aligned, text left-aligned, wrapped cells continue on
+//   +-----+------+      following lines with the other columns blank
+// A column's width is the widest (wrapped) cell, but at least `wrap` when some cell had to
+// be wrapped (as tablewriter does). Every line ends with '\n'.
+std::string render_table(const std::vector<std::string>& header,
+                         const std::vector<std::vector<std::string>>& rows,
+                         const TableOptions& opts = {});
+
+// ------------------------------------------------------------------ nat
+
+struct NatBackend {
+  uint32_t ordinal = 0;
+  uint32_t addr = 0;  // network order
+  uint16_t port = 0;  // network order
+};
+struct NatFrontend {
+  weir_nat_fe_key key{};
+  weir_nat_fe_val val{};
+  std::vector<NatBackend> backends;  // those found in the backend map for val.svc_id
+};
+
+// Sort frontends by (VIP, port, proto) numerically (host order) and backends by ordinal.
+void sort_nat(std::vector<NatFrontend>& fes);
+// `weir bpf nat dump`, one frontend line then one line per backend, indented with a tab:
+//   10.96.0.10 port 53 proto 6 id 4 count 2 local 0
+//   \t4:0 192.168.129.66:53
+// Frontends sorted as sort_nat. An ordinal < count that is missing from the backend map is
+// shown as "\t4:1 (missing backend)" so that a half-programmed service is visible. A
+// non-zero affinity timeout / flags append " affinity <n>s" / " flags 0x<n>" to the frontend line.
+std::string format_nat_dump(std::vector<NatFrontend> fes);
+// JSON: [{"vip","port","proto","proto_name","id","count","local","affinity_timeout","flags",
+//         "backends":[{"ordinal","ip","port"}], "missing_ordinals":[...]}]
+nlohmann::json nat_dump_json(std::vector<NatFrontend> fes);
+
+// ------------------------------------------------------------------ conntrack
+
+struct CtEntry {
+  weir_ct_key key{};
+  weir_ct_val val{};
+};
+
+// One flow as shown by `weir bpf conntrack dump` (a NAT pair folded into one row).
+struct CtFlow {
+  uint8_t proto = 0;
+  uint32_t client_addr = 0, server_addr = 0;  // network order; server = VIP for NAT flows
+  uint16_t client_port = 0, server_port = 0;  // network order
+  bool nat = false;
+  uint32_t backend_addr = 0;                  // NAT flows only
+  uint16_t backend_port = 0;
+  bool has_fwd = false, has_rev = false;      // NAT flows: which halves exist
+  uint64_t created_ns = 0;
+  uint64_t last_seen_ns = 0;                  // max over the pair
+  std::string state;                          // "" for non-TCP
+  weir_ct_leg client_leg{}, server_leg{};
+};
+
+// Fold raw entries into flows: NORMAL entries one flow each (client first when
+// WEIR_CT_F_A_IS_CLIENT says so, else side A first); a NAT_FWD entry and its NAT_REV twin
+// (key (client, backend)) one flow; an orphan NAT_REV (no FWD twin) still one flow, with
+// has_fwd = false. Result sorted by (proto, client, server, backend).
+std::vector<CtFlow> fold_conntrack(const std::vector<CtEntry>& entries);
+// `weir bpf conntrack dump` lines, `now_ns` = CLOCK_MONOTONIC now:
+//   TCP 192.168.58.7:49178 -> 10.111.57.87:80 -> 192.168.105.136:80 Active ago 4.486606371s ESTABLISHED
+//   TCP 10.128.1.194:41513 -> 10.128.1.192:179 Active ago 26.442759238s ESTABLISHED
+//   UDP 127.0.0.1:48611 -> 127.0.0.53:53 Active ago 17.789851961s
+// ICMP flows print the echo id as the port. An orphan NAT_REV ends with " (reverse only)".
+std::string format_ct_dump(const std::vector<CtEntry>& entries, uint64_t now_ns);
+// JSON: [{"proto","client","server","backend"(NAT only),"nat","age_ns","idle_ns",
+//         "last_seen_ago","state","client_flags","server_flags","reverse_only"}]
+nlohmann::json ct_dump_json(const std::vector<CtEntry>& entries, uint64_t now_ns);
+
+// ------------------------------------------------------------------ counters
+
+struct IfaceCounters {
+  std::string ifname;
+  uint32_t ifindex = 0;
+  // Summed over CPUs; nullopt -> no program at that hook, shown as "N/A".
+  std::array<std::optional<weir_counters_val>, WEIR_HOOK__MAX> hooks{};
+};
+
+// The seed's table for one interface:
+//   | CATEGORY | TYPE | INGRESS | EGRESS | XDP |   with rows in counter_display_order(), the
+// category only on the first row of its group, TYPE wrapped at 30 columns.
+std::string format_counters_table(const IfaceCounters& c);
+// Several interfaces: for each, a heading line "<ifname> (ifindex <n>)" then its table,
+// separated by a blank line. A single interface (--iface) prints just the table.
+std::string format_counters_dump(const std::vector<IfaceCounters>& ifaces, bool headings);
+// JSON: [{"ifname","ifindex","hooks":{"ingress":{<json_name>:n,...}|null,"egress":...,"xdp":...}}]
+nlohmann::json counters_json(const std::vector<IfaceCounters>& ifaces);
+
+// ------------------------------------------------------------------ routes / ifstate
+
+struct RouteEntry {
+  weir_route_key key{};
+  weir_route_val val{};
+};
+// `weir bpf routes dump`, sorted by (address, prefix length):
+//   10.65.0.2/32: local workload ifindex 5 mac 02:00:0a:41:00:02
+//   10.65.0.0/16: in pool
+//   10.66.0.0/24: remote, in pool next hop 192.168.0.2
+// (flags 0 print "no flags"; ifindex, mac and next hop only when non-zero)
+std::string format_routes_dump(std::vector<RouteEntry> routes);
+// JSON: [{"cidr","flags":[...],"ifindex","next_hop","mac"}] (next_hop/mac null when zero)
+nlohmann::json routes_json(std::vector<RouteEntry> routes);
+
+struct IfstateEntry {
+  uint32_t ifindex = 0;
+  weir_ifstate_val val{};
+};
+// `weir bpf ifstate dump`, sorted by ifindex (Calico's "ifindex : {...}" style):
+//   5 : {name: weir1a2b3c, flags: workload,ready, ingress slot: 3, egress slot: none, host mac: 02:00:00:00:00:05}
+std::string format_ifstate_dump(std::vector<IfstateEntry> entries);
+// JSON: [{"ifindex","name","flags":[...],"ingress_slot","egress_slot","mac"}] (mac = host mac)
+// (slots are null when WEIR_NO_POLICY_SLOT)
+nlohmann::json ifstate_json(std::vector<IfstateEntry> entries);
+
+// ------------------------------------------------------------------ version
+
+struct VersionInfo {
+  std::string weir;         // WEIR_VERSION
+  uint32_t maps_layout = 0; // WEIR_MAPS_VERSION
+  std::string libbpf;       // libbpf_version_string(), e.g. "v1.1"
+  std::string kernel;       // uname -r
+  std::string attach_mode;  // "tcx", "clsact" or "unknown (<why>)"
+};
+// `weir bpf version`:
+//   weir version: 0.1.0
+//   map layout version: 1
+//   libbpf version: v1.1
+//   kernel: 6.18.44
+//   tc attach mode: tcx
+std::string format_version(const VersionInfo& v);
+// JSON: {"weir","maps_layout","libbpf","kernel","attach_mode"}
+nlohmann::json version_json(const VersionInfo& v);
+
+// ------------------------------------------------------------------ help
+
+// `weir bpf help`: "Available Commands:" followed by one "  <name>  <description>" line per
+// command, names padded to a common width, sorted by name (as cobra prints).
+std::string format_help(const std::vector<std::pair<std::string, std::string>>& commands);
+
+}  // namespace weir::cli

@@ -1,0 +1,67 @@
+// One typed view per weir map (bpf/include/weir/maps.h), shared by the agent, the conntrack
+// scanner and the CLI.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bpf/map.h"
+#include "maps/pin_layout.h"
+#include "util/result.h"
+#include "weir/conntrack.h"
+#include "weir/counters.h"
+#include "weir/ifstate.h"
+#include "weir/maps.h"
+#include "weir/nat.h"
+#include "weir/routes.h"
+
+namespace weir::maps {
+
+using NatFrontendMap = bpf::Map<weir_nat_fe_key, weir_nat_fe_val>;
+using NatBackendMap = bpf::Map<weir_nat_be_key, weir_nat_be_val>;
+using ConntrackMap = bpf::Map<weir_ct_key, weir_ct_val>;
+using RoutesMap = bpf::Map<weir_route_key, weir_route_val>;
+using IfstateMap = bpf::Map<__u32, weir_ifstate_val>;
+using CountersMap = bpf::PerCpuMap<weir_counters_key, weir_counters_val>;
+
+// Names of every map, in a stable order (the order of docs/maps.md).
+const std::vector<std::string>& all_map_names();
+
+// Raw fds of every map, for WeirMaps::from_fds (e.g. bpf_map__fd(skel->maps.weir_ct1)). The
+// fds are borrowed: from_fds duplicates them.
+struct MapFds {
+  int nat_fe = -1;
+  int nat_be = -1;
+  int ct = -1;
+  int routes = -1;
+  int ifstate = -1;
+  int counters = -1;
+};
+
+class WeirMaps {
+ public:
+  WeirMaps(WeirMaps&&) noexcept = default;
+  WeirMaps& operator=(WeirMaps&&) noexcept = default;
+  WeirMaps(const WeirMaps&) = delete;
+  WeirMaps& operator=(const WeirMaps&) = delete;
+
+  // Open every map pinned under layout.maps_dir(). When the root or a map is missing:
+  // Error{ENOENT, "no weir state under <root> (maps/<name> not found): the agent may not be
+  // running or has never run on this node; see `weir --pin-root`"}. A map whose key/value
+  // size differs from this binary's layout is an Error naming the map.
+  static Result<WeirMaps> open_pinned(const PinLayout& layout);
+  // Build from already-open map fds (borrowed; duplicated). Sizes are checked as above.
+  static Result<WeirMaps> from_fds(const MapFds& fds);
+
+  NatFrontendMap nat_fe;
+  NatBackendMap nat_be;
+  ConntrackMap ct;
+  RoutesMap routes;
+  IfstateMap ifstate;
+  CountersMap counters;
+
+ private:
+  WeirMaps() = default;
+};
+
+}  // namespace weir::maps
