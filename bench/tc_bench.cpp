@@ -1,0 +1,248 @@
+// weir_bench: BPF_PROG_TEST_RUN cost per packet of the TC datapath (bpf/tc.bpf.c) against the
+// floor of an empty TC program, measured the same way. Runs in its own network namespace (like
+// weir_bpf_tests): BPF_PROG_TEST_RUN needs an existing ifindex, and nothing outside the
+// namespace is touched. Method and figures: bench/README.md.
+//
+//   weir_bench [--repeat N] [--runs M] [--cpu C]
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "../tests/bpf/packet.h"
+#include "../tests/bpf/tc_harness_impl.h"
+
+namespace weir::bench {
+namespace {
+
+using test::Bytes;
+using test::Mac;
+using test::PacketSpec;
+using test::Prog;
+using test::TcObject;
+using test::ip4;
+
+const Mac kClientMac{0x02, 0, 0, 0, 0, 0x10}, kClientHostMac{0xee, 0xee, 0, 0, 0, 0x10};
+const Mac kBeMac{0x02, 0, 0, 0, 1, 0x11}, kBeHostMac{0xee, 0xee, 0, 0, 1, 0x11};
+const uint32_t kClientIp = ip4("10.65.0.10"), kBeIp = ip4("10.65.1.11"), kVip = ip4("10.96.0.10");
+constexpr uint16_t kVipPort = 80, kBePort = 8080;
+
+struct Options {
+  int repeat = 1'000'000;  // repetitions per BPF_PROG_TEST_RUN where the path does not rewrite
+  int runs = 20'000;       // separate repeat=1 runs for paths that rewrite the packet
+  int cpu = 0;             // CPU the benchmark pins itself to
+};
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "weir_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+PacketSpec tcp(const Mac& src_mac, const Mac& dst_mac, uint32_t saddr, uint16_t sport, uint32_t daddr, uint16_t dport,
+               uint8_t flags) {
+  PacketSpec s;
+  s.eth.src = src_mac;
+  s.eth.dst = dst_mac;
+  s.ip.saddr = saddr;
+  s.ip.daddr = daddr;
+  s.ip.df = true;
+  test::TcpSpec t;
+  t.sport = sport;
+  t.dport = dport;
+  t.flags = flags;
+  t.seq = 1;
+  s.l4 = t;
+  s.payload = Bytes(64, 'b');
+  return s;
+}
+
+// Raw test run on any program fd; returns the kernel-reported ns per repetition.
+uint32_t test_run(int fd, uint32_t ifindex, const Bytes& pkt, int repeat, int expect_retval) {
+  std::vector<uint8_t> out(pkt.size() + 256);
+  __sk_buff ctx{};
+  ctx.ifindex = ifindex;
+  bpf_test_run_opts o{};
+  o.sz = sizeof(o);
+  o.data_in = pkt.data();
+  o.data_size_in = uint32_t(pkt.size());
+  o.data_out = out.data();
+  o.data_size_out = uint32_t(out.size());
+  o.ctx_in = &ctx;
+  o.ctx_size_in = sizeof(ctx);
+  o.repeat = repeat;
+  if (bpf_prog_test_run_opts(fd, &o) != 0) die(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
+  if (expect_retval >= 0 && int(o.retval) != expect_retval)
+    die("unexpected verdict " + std::to_string(o.retval) + " (want " + std::to_string(expect_retval) + ")");
+  return o.duration;
+}
+
+double median(std::vector<uint32_t> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2.0);
+}
+double mean(const std::vector<uint32_t>& v) {
+  double s = 0;
+  for (auto x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+// `runs` repeat=1 runs, packet i from make(i): median and mean of the kernel durations.
+struct Single {
+  double median_ns, mean_ns;
+};
+Single single_runs(int fd, uint32_t ifindex, int runs, const std::function<Bytes(int)>& make, int expect) {
+  std::vector<uint32_t> d;
+  d.reserve(size_t(runs));
+  for (int i = 0; i < runs; i++) d.push_back(test_run(fd, ifindex, make(i), 1, expect));
+  return {median(d), mean(d)};
+}
+
+// Median over a few rounds of a repeat-mode measurement (each round is one syscall).
+double repeated(int fd, uint32_t ifindex, const Bytes& pkt, int repeat, int expect) {
+  std::vector<uint32_t> rounds;
+  for (int r = 0; r < 5; r++) rounds.push_back(test_run(fd, ifindex, pkt, repeat, expect));
+  return median(rounds);
+}
+
+int run(const Options& opt) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(opt.cpu, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) die("sched_setaffinity: " + std::string(std::strerror(errno)));
+  auto ns = test::enter_private_netns();
+  if (!ns.ok()) die(ns.error().str());
+  auto client = test::add_veth("weirb0h", "weirb0p");
+  auto backend = test::add_veth("weirb1h", "weirb1p");
+  if (!client.ok() || !backend.ok()) die("creating veth pairs: " + (client.ok() ? backend.error() : client.error()).str());
+  const uint32_t cif = client->first, bif = backend->first;
+
+  // The floor: an empty TC program (r0 = TC_ACT_OK; exit).
+  const bpf_insn floor_insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, TC_ACT_OK},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  int floor_fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_floor", "GPL", floor_insns, 2, nullptr);
+  if (floor_fd < 0) die("loading the empty program: " + std::string(std::strerror(errno)));
+
+  // The datapath with compiled-in (production) map sizes.
+  auto obj = TcObject::load(test::MapSizes::defaults());
+  if (!obj.ok()) die(obj.error().str());
+  TcObject& tc = **obj;
+  for (auto [ifindex, mac, ip, wl_mac] : {std::tuple{cif, kClientHostMac, kClientIp, kClientMac},
+                                          std::tuple{bif, kBeHostMac, kBeIp, kBeMac}}) {
+    weir_ifstate_val ifs{};
+    ifs.flags = WEIR_IF_F_WORKLOAD | WEIR_IF_F_READY;
+    std::copy(mac.begin(), mac.end(), ifs.host_mac);
+    weir_route_val rt{};
+    rt.flags = WEIR_RT_F_LOCAL_WORKLOAD;
+    rt.ifindex = ifindex;
+    std::copy(wl_mac.begin(), wl_mac.end(), rt.mac);
+    if (!tc.put_ifstate(ifindex, ifs).ok() || !tc.put_route(ip, 32, rt).ok()) die("programming ifstate/routes");
+  }
+  weir_nat_fe_val fe{};
+  fe.svc_id = 1;
+  fe.count = 1;
+  if (!tc.put_backend(1, 0, kBeIp, kBePort).ok() || !tc.put_frontend(kVip, kVipPort, 6, fe).ok()) die("programming NAT");
+  const int from = tc.prog_fd(Prog::FromWl), to = tc.prog_fd(Prog::ToWl);
+
+  // Established pod-to-pod flow (no NAT), approved by both sides: peer redirect, MAC rewrite
+  // (idempotent: the same packet can be repeated).
+  Bytes est = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 30000, kBeIp, kBePort, test::kTcpSyn));
+  test_run(from, cif, est, 1, TC_ACT_REDIRECT);
+  auto synack = tcp(kBeMac, kBeHostMac, kBeIp, kBePort, kClientIp, 30000, test::kTcpSyn | test::kTcpAck);
+  test_run(to, bif, test::build(tcp(kBeHostMac, kBeMac, kClientIp, 30000, kBeIp, kBePort, test::kTcpSyn)), 1, TC_ACT_OK);
+  test_run(from, bif, test::build(synack), 1, TC_ACT_REDIRECT);
+  Bytes est_ack = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 30000, kBeIp, kBePort, test::kTcpAck));
+  test_run(from, cif, est_ack, 1, TC_ACT_REDIRECT);
+
+  // Established NAT flow client -> VIP, approved by both sides.
+  Bytes nat_syn = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 31000, kVip, kVipPort, test::kTcpSyn));
+  test_run(from, cif, nat_syn, 1, TC_ACT_REDIRECT);
+  test_run(to, bif, test::build(tcp(kBeHostMac, kBeMac, kClientIp, 31000, kBeIp, kBePort, test::kTcpSyn)), 1, TC_ACT_OK);
+  test_run(from, bif, test::build(tcp(kBeMac, kBeHostMac, kBeIp, kBePort, kClientIp, 31000, test::kTcpSyn | test::kTcpAck)),
+           1, TC_ACT_REDIRECT);
+  Bytes nat_ack = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 31000, kVip, kVipPort, test::kTcpAck));
+  test_run(from, cif, nat_ack, 1, TC_ACT_REDIRECT);
+
+  // Warm-up.
+  test_run(floor_fd, cif, est_ack, opt.repeat / 10 + 1, TC_ACT_OK);
+  test_run(from, cif, est_ack, opt.repeat / 10 + 1, TC_ACT_REDIRECT);
+
+  // Repeat mode (paths that leave the packet as it was).
+  const double floor_rep = repeated(floor_fd, cif, est_ack, opt.repeat, TC_ACT_OK);
+  const double est_rep = repeated(from, cif, est_ack, opt.repeat, TC_ACT_REDIRECT);
+  // Breakdown: an ARP frame costs the counter update only (parse stops at the ethertype).
+  PacketSpec arp;
+  arp.eth.src = kClientMac;
+  arp.eth.dst = kClientHostMac;
+  arp.eth.type = test::kEthArp;
+  arp.raw_l3 = Bytes(28, 0);
+  const double arp_rep = repeated(from, cif, test::build(arp), opt.repeat, TC_ACT_OK);
+
+  // repeat=1 mode (each run starts from the original packet).
+  auto same = [](const Bytes& b) { return [&b](int) { return b; }; };
+  const Single floor_one = single_runs(floor_fd, cif, opt.runs, same(est_ack), TC_ACT_OK);
+  const Single est_one = single_runs(from, cif, opt.runs, same(est_ack), TC_ACT_REDIRECT);
+  const Single nat_est_one = single_runs(from, cif, opt.runs, same(nat_ack), TC_ACT_REDIRECT);
+  // New flows: a distinct 5-tuple per run (source address x port), each creating a NAT pair.
+  auto new_flow = [](int i) {
+    uint32_t saddr = htonl(ntohl(ip4("10.70.0.0")) + uint32_t(i / 50000));
+    return test::build(tcp(kClientMac, kClientHostMac, saddr, uint16_t(10000 + i % 50000), kVip, kVipPort, test::kTcpSyn));
+  };
+  const Single nat_new_one = single_runs(from, cif, opt.runs, new_flow, TC_ACT_REDIRECT);
+
+  std::printf("weir_bench: BPF_PROG_TEST_RUN, kernel-reported ns per packet, CPU %d\n\n", opt.cpu);
+  std::printf("| path | method | ns/packet | x floor |\n|---|---|---:|---:|\n");
+  std::printf("| empty TC program (floor) | repeat %d, median of 5 | %.1f | 1.00 |\n", opt.repeat, floor_rep);
+  std::printf("| established TCP, no NAT (pod to pod, peer redirect) | repeat %d, median of 5 | %.1f | %.2f |\n",
+              opt.repeat, est_rep, est_rep / floor_rep);
+  std::printf("| (breakdown) ARP frame: parse + counters only | repeat %d, median of 5 | %.1f | %.2f |\n", opt.repeat,
+              arp_rep, arp_rep / floor_rep);
+  std::printf("| empty TC program (floor) | %d runs of repeat 1, median (mean) | %.0f (%.1f) | 1.00 |\n", opt.runs,
+              floor_one.median_ns, floor_one.mean_ns);
+  std::printf("| established TCP, no NAT (pod to pod, peer redirect) | %d runs of repeat 1, median (mean) | %.0f (%.1f) | %.2f |\n",
+              opt.runs, est_one.median_ns, est_one.mean_ns, est_one.median_ns / floor_one.median_ns);
+  std::printf("| established TCP through NAT (DNAT, peer redirect) | %d runs of repeat 1, median (mean) | %.0f (%.1f) | %.2f |\n",
+              opt.runs, nat_est_one.median_ns, nat_est_one.mean_ns, nat_est_one.median_ns / floor_one.median_ns);
+  std::printf("| new TCP flow through NAT (SYN: NAT pick, 2 CT creates, DNAT, plain redirect) | %d runs of repeat 1, distinct 5-tuples, median (mean) | %.0f (%.1f) | %.2f |\n",
+              opt.runs, nat_new_one.median_ns, nat_new_one.mean_ns, nat_new_one.median_ns / floor_one.median_ns);
+  auto insns_from = tc.prog_insns(Prog::FromWl), insns_to = tc.prog_insns(Prog::ToWl);
+  std::printf("\nprogram sizes: weir_from_wl %u insns, weir_to_wl %u insns (xlated)\n",
+              insns_from.ok() ? *insns_from : 0, insns_to.ok() ? *insns_to : 0);
+  close(floor_fd);
+  return 0;
+}
+
+}  // namespace
+}  // namespace weir::bench
+
+int main(int argc, char** argv) {
+  weir::bench::Options opt;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto next = [&]() -> int {
+      if (i + 1 >= argc) weir::bench::die("missing value after " + a);
+      return std::atoi(argv[++i]);
+    };
+    if (a == "--repeat") {
+      opt.repeat = next();
+    } else if (a == "--runs") {
+      opt.runs = next();
+    } else if (a == "--cpu") {
+      opt.cpu = next();
+    } else {
+      weir::bench::die("unknown argument " + a + " (usage: weir_bench [--repeat N] [--runs M] [--cpu C])");
+    }
+  }
+  if (opt.repeat < 1 || opt.runs < 1) weir::bench::die("--repeat and --runs must be >= 1");
+  return weir::bench::run(opt);
+}
