@@ -13,6 +13,10 @@
 #define WEIR_MAP_ROUTES "weir_routes1"
 #define WEIR_MAP_IFSTATE "weir_ifstate1"
 #define WEIR_MAP_COUNTERS "weir_counters1"
+#define WEIR_MAP_JUMP "weir_jump1"
+#define WEIR_MAP_PSTATE "weir_pstate1"
+#define WEIR_MAP_IPSETS "weir_ipsets1"
+#define WEIR_MAP_RULE_CNT "weir_rule_cnt1"
 
 #define WEIR_MAP_NAT_FE_SIZE (64 * 1024)
 #define WEIR_MAP_NAT_BE_SIZE (256 * 1024)
@@ -20,5 +24,8 @@
 #define WEIR_MAP_ROUTES_SIZE (256 * 1024)
 #define WEIR_MAP_IFSTATE_SIZE 1024
 #define WEIR_MAP_COUNTERS_SIZE (20 * 1024)
+#define WEIR_MAP_JUMP_SIZE (10 * 1024)
+#define WEIR_MAP_IPSETS_SIZE (1024 * 1024)
+#define WEIR_MAP_RULE_CNT_SIZE (64 * 1024)
 
 #endif
