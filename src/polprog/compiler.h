@@ -1,0 +1,88 @@
+// The rule compiler: one calc::pol::EndpointPolicy (one endpoint, one direction) -> eBPF
+// programs that implement it, following the contract of bpf/include/weir/policy.h.
+//
+//   CompileOptions opts;
+//   opts.slot_of_chunk = [&](size_t i) { return allocator.take(); };  // chunks 1..N-1
+//   Result<CompiledPolicy> c = compile(policy, opts);
+//   Result<LoadedPolicy> l = load(*c, fds, "weir_pol_eth0_i");      // verifier, per chunk
+//   install(*l, fds.jump)  -> every chunk except the entry written into its jump slot; the caller
+//                            then writes the entry (chunk 0) into a slot and points the
+//                            endpoint's ifstate at it (one atomic flip), see dataplane/policy_*.
+//
+// Generated code reads the inputs of weir_pol_state (weir_pstate1[0]), looks IP sets up in
+// weir_ipsets1 with the full key (prefixlen 128), bumps weir_rule_cnt1[rule.id] for the deciding
+// rule and every Log rule it passes, writes verdict and rule_id, and tail-calls the continuation
+// of its direction (Egress -> WEIR_JUMP_FROM_WL_POLICY_DONE, Ingress -> WEIR_JUMP_TO_WL_POLICY_DONE).
+// If that tail call fails it counts WEIR_CNT_DROP_TAIL_CALL (+ TOTAL) in weir_counters1 for
+// (state.ifindex, state.hook) and returns TC_ACT_SHOT.
+//
+// Large policies are split into chunks of at most max_insns_per_chunk instructions at rule
+// boundaries; a chunk that ends without a verdict tail-calls the next chunk (state.resume says
+// where to resume). Pure: no syscalls except in load()/install().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "calc/policy_ir.h"
+#include "polprog/asm.h"
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace weir::polprog {
+
+// Names of the symbolic maps the generated programs use (MapRef names).
+inline constexpr const char* kMapState = "pstate";
+inline constexpr const char* kMapIpsets = "ipsets";
+inline constexpr const char* kMapRuleCnt = "rule_cnt";
+inline constexpr const char* kMapJump = "jump";
+inline constexpr const char* kMapCounters = "counters";
+
+struct CompileOptions {
+  // Jump slot of chunk i (i >= 1), called once per extra chunk in increasing i. Required when
+  // the policy needs more than one chunk.
+  std::function<uint32_t(size_t chunk)> slot_of_chunk;
+  // Upper bound on instructions per chunk (the verifier accepts up to 1M processed insns; the
+  // chain of tail calls is limited to 33 in all, so the compiler refuses more than 30 chunks).
+  size_t max_insns_per_chunk = 60000;
+};
+
+struct CompiledPolicy {
+  calc::pol::Direction direction = calc::pol::Direction::Ingress;
+  std::vector<Program> chunks;          // chunks[0] is the entry point
+  std::vector<uint32_t> chunk_slots;    // chunk_slots[i] for i >= 1; chunk_slots[0] unused (0)
+  size_t rule_count = 0;
+};
+
+Result<CompiledPolicy> compile(const calc::pol::EndpointPolicy& policy, const CompileOptions& opts);
+
+// File descriptors of the maps a generated program references.
+struct PolicyMapFds {
+  int state = -1;     // weir_pstate1
+  int ipsets = -1;    // weir_ipsets1
+  int rule_cnt = -1;  // weir_rule_cnt1
+  int jump = -1;      // weir_jump1
+  int counters = -1;  // weir_counters1
+};
+
+struct LoadedPolicy {
+  std::vector<Fd> chunks;             // program fds, same order as CompiledPolicy::chunks
+  std::vector<uint32_t> chunk_slots;  // as in CompiledPolicy
+};
+
+// Relocates and loads every chunk as BPF_PROG_TYPE_SCHED_CLS (name_prefix + index, at most 15
+// characters in all). An error carries the verifier's log tail and the chunk's disassembly.
+Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fds,
+                          const std::string& name_prefix);
+
+// Writes chunks 1..N-1 into their jump slots (highest first). Chunk 0 is left to the caller.
+Status install_chunks(const LoadedPolicy& loaded, int jump_fd);
+
+// The disassembly of every chunk, with the compiler's comments (`// Start of rule ...`), for
+// `weir bpf policy dump --asm`.
+std::string disassemble(const CompiledPolicy& compiled);
+
+}  // namespace weir::polprog
