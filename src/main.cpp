@@ -1,10 +1,38 @@
 // weir: one binary, several faces (agent, bpf inspection, lab). See docs/ and README.md.
 #include <CLI/CLI.hpp>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 
+namespace {
+
+// %* in our pattern: the level as the seeds' log lines spell it (INFO, WARNING, ERROR, ...).
+class UpperLevel : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    static constexpr std::string_view kNames[] = {"TRACE",   "DEBUG", "INFO", "WARNING",
+                                                  "ERROR",   "FATAL", "OFF"};
+    auto name = kNames[static_cast<size_t>(msg.level) % std::size(kNames)];
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<UpperLevel>();
+  }
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries command output (dumps, --json) that scripts parse.
+  // Line format after the seeds' log lines: `2025-09-22 22:39:59.801 [WARNING][10374] message`.
+  auto logger = spdlog::stderr_color_st("weir");
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<UpperLevel>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e [%*][%P] %v");
+  logger->set_formatter(std::move(formatter));
+  spdlog::set_default_logger(logger);
   CLI::App app{"weir: an eBPF dataplane for Kubernetes nodes"};
   app.require_subcommand(1);
   weir::cli::GlobalOptions g;

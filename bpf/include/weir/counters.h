@@ -6,9 +6,10 @@
  * endpoint manager when an interface goes away. Full: the packet is still processed; its
  * counts are lost (the map is sized for 20Ki interfaces x hooks).
  *
- * The order is the order of rows in `weir bpf counters dump`; categories and descriptions
- * are in src/maps/counters.cpp. Appending is compatible; reordering requires
- * WEIR_MAPS_VERSION to change.
+ * Categories and descriptions are in src/maps/decode.cpp (kCounters); `weir bpf counters dump`
+ * shows them in the seed's row order (categories alphabetical, so Other before Redirect, Total
+ * last), not in enum order. Appending is compatible; reordering requires WEIR_MAPS_VERSION to
+ * change.
  */
 #ifndef WEIR_COUNTERS_H
 #define WEIR_COUNTERS_H
