@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   weir::cli::GlobalOptions g;
   app.add_option("--pin-root", g.pin_root, "bpffs directory where weir pins its maps and links")
       ->capture_default_str();
+  app.add_option("--state-dir", g.state_dir,
+                 "directory for weir's files beside the pins (default /run/weir/<pin root name>)");
   app.add_option("--log-level", g.log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -285,6 +285,7 @@ const std::vector<std::pair<std::string, std::string>>& command_list() {
       {"help", "Help about any command"},
       {"ifstate", "Manipulates ifstate"},
       {"nat", "Manipulates network address translation (nat)"},
+      {"policy", "Dump policy attached to interface"},
       {"routes", "Manipulates routes"},
       {"version", "Prints the version and exits"},
   };
@@ -418,6 +419,8 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
   });
 
   // help
+  add_policy_commands(bpf, g, rc);
+
   CLI::App* help = bpf->add_subcommand("help", describe("help"));
   help->callback([&rc] {
     std::cout << format_help(command_list());

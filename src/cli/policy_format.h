@@ -1,0 +1,39 @@
+// Text of `weir bpf policy dump`, in the seed's format:
+//   IfaceName: weirab12p2
+//   Hook: tc egress
+//   Error:
+//   Policy Info:
+//   // Start of tier kubernetes
+//   // Start of policy default/allow-client
+//   // Start of rule action:"allow" ... rule_id:"29vMYcPWr7reSxxN"
+//   // IPSets src_ip_set_ids:<0x303904ae5eae5418>
+//   // count = 9
+//   // End of rule 29vMYcPWr7reSxxN
+//   // End of policy default/allow-client
+//   // End of tier kubernetes: deny
+// Pure: the caller reads the info file and the rule counters.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "maps/policy_info.h"
+
+namespace weir::cli {
+
+// `error` goes on the "Error:" line (empty when all is well, e.g. a stale info file is named
+// there). `counts`: rule id -> packets (summed over CPUs); a missing id counts 0.
+std::string format_policy_dump(const maps::PolicyInfo& info,
+                               const std::map<uint64_t, uint64_t>& counts, bool with_asm,
+                               const std::string& error);
+// "IfaceName: X\nHook: tc ingress\nError:\nPolicy Info:\n(no policy: every new flow is allowed)"
+std::string format_no_policy(const std::string& iface, const std::string& direction);
+
+nlohmann::json policy_dump_json(const maps::PolicyInfo& info,
+                                const std::map<uint64_t, uint64_t>& counts, bool with_asm,
+                                const std::string& error);
+
+}  // namespace weir::cli

@@ -1,0 +1,78 @@
+// What `weir bpf policy dump` needs besides the kernel state: for each interface and
+// direction, the tiers, policies and rules of the program the agent installed, and its
+// disassembly. The agent writes one JSON file per (interface, direction) when it installs a
+// policy program and removes it when the interface loses its policy; the CLI reads it, and the
+// rule counters from weir_rule_cnt1, so that the dump works while the agent is down.
+//
+//   <state dir>/policy/<ifname>_<ingress|egress>.json
+//
+// The state dir defaults to /run/weir/<basename of the pin root> (see cli::GlobalOptions).
+// Each file also records the program id installed as the entry point: the CLI compares it with
+// what ifstate and the jump map hold now, and says so when they disagree (stale file).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "calc/policy_ir.h"
+#include "util/result.h"
+
+namespace weir::maps {
+
+struct PolicyInfoRule {
+  uint64_t id = 0;
+  std::string action;       // allow, deny, pass, log
+  std::string description;  // see calc::pol::Rule::description
+  std::vector<uint64_t> src_sets, dst_sets, dst_named_port_sets;  // IP sets the rule looks up
+};
+
+struct PolicyInfoPolicy {
+  std::string name;
+  std::vector<PolicyInfoRule> rules;
+};
+
+struct PolicyInfoTier {
+  std::string name;
+  std::string default_action;  // deny or pass
+  std::vector<PolicyInfoPolicy> policies;
+};
+
+struct PolicyInfo {
+  std::string iface;
+  uint32_t ifindex = 0;
+  std::string direction;  // "ingress" (runs at tc egress) or "egress" (runs at tc ingress)
+  uint32_t entry_slot = 0;                // weir_jump1 slot named by ifstate
+  uint32_t entry_prog_id = 0;             // kernel id of the entry program when installed
+  std::vector<uint32_t> chunk_slots;      // every slot the program uses, entry first
+  std::vector<PolicyInfoTier> tiers;
+  std::string asm_text;                   // disassembly with the compiler's comments
+
+  // "tc egress" for ingress policy (the host veth's egress hook), "tc ingress" for egress.
+  std::string hook() const;
+};
+
+PolicyInfo policy_info_from(const calc::pol::EndpointPolicy& p, const std::string& iface,
+                            uint32_t ifindex);
+
+nlohmann::json to_json(const PolicyInfo& info);
+Result<PolicyInfo> policy_info_from_json(const nlohmann::json& j);
+
+// <state_dir>/policy
+std::string policy_info_dir(const std::string& state_dir);
+// <state_dir>/policy/<iface>_<direction>.json
+std::string policy_info_path(const std::string& state_dir, const std::string& iface,
+                             const std::string& direction);
+
+// Atomic write (temporary file + rename). Creates the directory.
+Status write_policy_info(const std::string& state_dir, const PolicyInfo& info);
+// ENOENT when there is no file: the interface has no policy in that direction (or the agent
+// never ran with this state dir).
+Result<PolicyInfo> read_policy_info(const std::string& state_dir, const std::string& iface,
+                                    const std::string& direction);
+Status remove_policy_info(const std::string& state_dir, const std::string& iface,
+                          const std::string& direction);
+
+}  // namespace weir::maps

@@ -1,0 +1,108 @@
+// `weir bpf policy dump` text and the info files it reads: the seed's layout, counts per rule,
+// IP set ids, the Error line, and a JSON round trip of the info the agent writes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "cli/policy_format.h"
+#include "maps/policy_info.h"
+
+namespace weir {
+namespace {
+
+using calc::pol::Action;
+using calc::pol::Direction;
+
+calc::pol::EndpointPolicy sample() {
+  calc::pol::EndpointPolicy p;
+  p.direction = Direction::Ingress;
+  calc::pol::Rule allow;
+  allow.id = 0x1234567890abcdefULL;
+  allow.action = Action::Allow;
+  allow.match.protocol = 6;
+  allow.match.src_sets = {0x303904ae5eae5418ULL};
+  allow.description =
+      "action:\"allow\" protocol:{name:\"tcp\"} dst_ports:{first:80 last:80} "
+      "src_ip_set_ids:\"0x303904ae5eae5418\" original_src_selector:\"app == 'client'\"";
+  calc::pol::Rule log;
+  log.id = 42;
+  log.action = Action::Log;
+  log.description = "action:\"log\"";
+  p.tiers.push_back({"kubernetes", {{"default/allow-client", {allow, log}}}, Action::Deny});
+  return p;
+}
+
+TEST(PolicyDumpFormat, SeedLayoutWithCountsAndSets) {
+  auto info = maps::policy_info_from(sample(), "weirab12p2", 7);
+  std::string text = cli::format_policy_dump(info, {{0x1234567890abcdefULL, 9}}, false, "");
+  std::string id = calc::pol::format_rule_id(0x1234567890abcdefULL);
+  EXPECT_EQ(text,
+            "IfaceName: weirab12p2\n"
+            "Hook: tc egress\n"
+            "Error: \n"
+            "Policy Info:\n"
+            "// Start of tier kubernetes\n"
+            "// Start of policy default/allow-client\n"
+            "// Start of rule action:\"allow\" protocol:{name:\"tcp\"} dst_ports:{first:80 last:80} "
+            "src_ip_set_ids:\"0x303904ae5eae5418\" original_src_selector:\"app == 'client'\" "
+            "rule_id:\"" + id + "\"\n"
+            "// IPSets src_ip_set_ids:<0x303904ae5eae5418>\n"
+            "// count = 9\n"
+            "// End of rule " + id + "\n"
+            "// Start of rule action:\"log\" rule_id:\"" + calc::pol::format_rule_id(42) + "\"\n"
+            "// count = 0\n"
+            "// End of rule " + calc::pol::format_rule_id(42) + "\n"
+            "// End of policy default/allow-client\n"
+            "// End of tier kubernetes: deny\n");
+}
+
+TEST(PolicyDumpFormat, EgressPolicyRunsAtTcIngressAndErrorsShow) {
+  auto p = sample();
+  p.direction = Direction::Egress;
+  auto info = maps::policy_info_from(p, "weirab12p1", 5);
+  std::string text = cli::format_policy_dump(info, {}, false, "stale");
+  EXPECT_NE(text.find("Hook: tc ingress\nError: stale\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("// count = 0\n"), std::string::npos);
+  EXPECT_EQ(cli::format_no_policy("x", "egress").rfind("IfaceName: x\nHook: tc ingress\n", 0), 0u);
+}
+
+TEST(PolicyDumpFormat, AsmIsAppendedOnlyWhenAsked) {
+  auto info = maps::policy_info_from(sample(), "i", 1);
+  info.asm_text = "0: (b7) r0 = 2\n1: (95) exit\n";
+  info.entry_slot = 3;
+  info.chunk_slots = {3, 4};
+  EXPECT_EQ(cli::format_policy_dump(info, {}, false, "").find("r0 = 2"), std::string::npos);
+  std::string with = cli::format_policy_dump(info, {}, true, "");
+  EXPECT_NE(with.find("Program (entry slot 3, slots 3,4):\n0: (b7) r0 = 2\n1: (95) exit\n"),
+            std::string::npos)
+      << with;
+  auto j = cli::policy_dump_json(info, {{42, 5}}, false, "");
+  EXPECT_FALSE(j.contains("asm"));
+  EXPECT_EQ(j["tiers"][0]["policies"][0]["rules"][1]["count"], 5);
+  EXPECT_EQ(j["hook"], "tc egress");
+}
+
+TEST(PolicyInfo, JsonFileRoundTripAndBadInput) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("weir-policy-info-test-" + std::to_string(::getpid()));
+  auto info = maps::policy_info_from(sample(), "weirab12p2", 7);
+  info.entry_slot = 5;
+  info.entry_prog_id = 77;
+  info.chunk_slots = {5, 6};
+  info.asm_text = "asm";
+  ASSERT_TRUE(maps::write_policy_info(dir.string(), info));
+  auto back = maps::read_policy_info(dir.string(), "weirab12p2", "ingress");
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(maps::to_json(*back), maps::to_json(info));
+  auto missing = maps::read_policy_info(dir.string(), "weirab12p2", "egress");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().err, ENOENT);
+  auto bad = maps::policy_info_from_json({{"iface", "x"}});
+  EXPECT_FALSE(bad);
+  ASSERT_TRUE(maps::remove_policy_info(dir.string(), "weirab12p2", "ingress"));
+  EXPECT_FALSE(std::filesystem::exists(maps::policy_info_path(dir.string(), "weirab12p2", "ingress")));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace weir
