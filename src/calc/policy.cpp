@@ -6,9 +6,12 @@
 //      specs, ports become ranges or named-port sets); takes a LabelIndex reference on each newly
 //      needed set and releases the sets no longer referenced;
 //   3. recomputes the named-port sets' members;
-//   4. rebuilds the EndpointPolicy of the endpoints that may have changed: every endpoint when the
-//      compiled policies or tiers changed, else only the endpoints whose labels, namespace or
-//      ports changed, and those of namespaces whose labels changed.
+//   4. rebuilds the EndpointPolicy of the endpoints that may have changed: every endpoint when
+//      tiers or policies were added, removed or reordered; else the endpoints whose labels,
+//      namespace or ports changed, those of namespaces whose labels changed, and those selected
+//      (before or after) by a policy whose rules changed.
+// Cost: compiling is O(policies x rules); rebuilding one endpoint is O(policies) selector
+// matches plus its rules.
 #include "calc/policy.h"
 
 #include <fmt/format.h>
@@ -424,8 +427,33 @@ struct PolicyResolver::State {
     return l;
   }
 
+  // The policy selects the endpoint (either direction).
+  static bool selects(const CompiledPolicy& cp, const Ep& ep, const Labels& nsl) {
+    if (cp.k8s) return cp.ns == ep.ns && cp.selector.matches(ep.labels);
+    if (!cp.selector.matches(ep.labels)) return false;
+    return !cp.ns_selector || (!ep.ns.empty() && cp.ns_selector->matches(nsl));
+  }
+
   pol::EndpointPolicy build(const std::string& key, const Ep& ep, Direction d) const;
 };
+
+namespace {
+
+// Same tiers with the same policies in the same order (contents may differ).
+bool same_shape(const std::vector<CompiledTier>& a, const std::vector<CompiledTier>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name != b[i].name || a[i].order != b[i].order ||
+        a[i].default_action != b[i].default_action ||
+        a[i].policies.size() != b[i].policies.size())
+      return false;
+    for (size_t j = 0; j < a[i].policies.size(); ++j)
+      if (a[i].policies[j].name != b[i].policies[j].name) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 pol::EndpointPolicy PolicyResolver::State::build(const std::string& /*key*/, const Ep& ep,
                                                  Direction d) const {
@@ -439,12 +467,7 @@ pol::EndpointPolicy PolicyResolver::State::build(const std::string& /*key*/, con
     tier.default_action = ct.default_action;
     for (const CompiledPolicy& cp : ct.policies) {
       if (!(di == kIn ? cp.types.ingress : cp.types.egress)) continue;
-      if (cp.k8s) {
-        if (cp.ns != ep.ns || !cp.selector.matches(ep.labels)) continue;
-      } else {
-        if (!cp.selector.matches(ep.labels)) continue;
-        if (cp.ns_selector && (ep.ns.empty() || !cp.ns_selector->matches(nsl))) continue;
-      }
+      if (!selects(cp, ep, nsl)) continue;
       pol::Policy p;
       p.name = cp.name;
       for (const RuleTmpl& t : cp.rules[di]) {
@@ -554,7 +577,22 @@ void PolicyResolver::update(const model::Snapshot& snap) {
               [](const CompiledPolicy& a, const CompiledPolicy& b) { return a.name < b.name; });
     if (!k8s.policies.empty()) tiers.push_back(std::move(k8s));
   }
-  bool all_dirty = !st.compiled_once || tiers != st.tiers;
+  // Which endpoints to rebuild: all when tiers or policies were added, removed or reordered;
+  // else those selected (before or after) by a policy whose content changed.
+  bool all_dirty = !st.compiled_once || !same_shape(tiers, st.tiers);
+  if (!all_dirty) {
+    for (size_t i = 0; i < tiers.size(); ++i)
+      for (size_t j = 0; j < tiers[i].policies.size(); ++j) {
+        const CompiledPolicy& now = tiers[i].policies[j];
+        const CompiledPolicy& before = st.tiers[i].policies[j];
+        if (now == before) continue;
+        for (const auto& [key, ep] : st.eps) {
+          Labels nsl = st.full_ns_labels(ep.ns);
+          if (State::selects(now, ep, nsl) || State::selects(before, ep, nsl))
+            ep_dirty.insert(key);
+        }
+      }
+  }
   st.tiers = std::move(tiers);
   st.compiled_once = true;
 

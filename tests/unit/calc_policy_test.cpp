@@ -727,6 +727,30 @@ TEST(PolicyResolverIncremental, LabelChangeTouchesOnlyAffectedSets) {
   EXPECT_EQ(r.policy("dev/client", Direction::Ingress), nullptr);
 }
 
+TEST(PolicyResolverIncremental, PolicyEditRebuildsOnlyItsEndpoints) {
+  auto policies = [](int port) {
+    return np("web", "default", "  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - ports:\n"
+                                "    - {port: " + std::to_string(port) + "}") +
+           gnp("clients", "  selector: app == 'client'\n  ingress:\n  - action: Deny\n"
+                          "    protocol: TCP\n    destination: {ports: [" + std::to_string(port) +
+                              "]}");
+  };
+  PolicyResolver r;
+  r.update(snapshot(policies(80)));
+  model::Snapshot s = snapshot(policies(81));
+  r.update(s);
+  EXPECT_EQ(r.changed_endpoints(), (std::vector<std::string>{"default/client", "default/web",
+                                                             "dev/client", "prod/client"}));
+  EXPECT_TRUE(flow(r, s, "default/db", "default/web", tcp(81)).allowed);
+  EXPECT_FALSE(flow(r, s, "default/db", "default/web", tcp(80)).allowed);
+  EXPECT_FALSE(flow(r, s, "default/db", "prod/client", tcp(81)).allowed);
+  // A selector edit rebuilds the endpoints selected before and after.
+  std::string moved = policies(81);
+  moved.replace(moved.find("app: web"), 8, "app: db");
+  r.update(snapshot(moved));
+  EXPECT_EQ(r.changed_endpoints(), (std::vector<std::string>{"default/db", "default/web"}));
+}
+
 TEST(PolicyResolverIncremental, NamespaceLabelChange) {
   std::string policies = np("from-prod", "default", R"(  podSelector: {matchLabels: {app: web}}
   ingress:
