@@ -58,7 +58,8 @@ class PolicyResolver {
   std::vector<std::string> endpoint_keys() const;
   // The endpoint's policy in one direction; nullptr for an unknown key.
   const pol::EndpointPolicy* policy(const std::string& wep_key, pol::Direction d) const;
-  // Endpoint keys whose policy (either direction) changed in the last update(), sorted.
+  // Endpoint keys whose policy (either direction) changed in the last update(), sorted: new
+  // endpoints, removed ones (policy() is then nullptr) and those whose rules changed.
   const std::vector<std::string>& changed_endpoints() const { return changed_; }
 
   // IP set changes since the previous call (created sets carry all members), sorted by id.

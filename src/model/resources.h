@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/net.h"
+#include "model/policy.h"
 #include "model/validation.h"
 
 namespace weir::model {
@@ -178,6 +179,52 @@ struct DataplaneConfig {
   std::chrono::nanoseconds conntrack_scan_period = std::chrono::seconds(10);
 };
 
+// ---------------------------------------------------------------- Namespace (v1)
+
+struct Namespace {
+  ObjectMeta meta;  // cluster-scoped; labels used by namespace selectors
+  Source source;
+};
+
+// ---------------------------------------------------------------- NetworkPolicy
+// (networking.k8s.io/v1; spec types in policy.h)
+
+struct NetworkPolicy {
+  ObjectMeta meta;
+  Source source;
+  LabelSelector pod_selector;  // spec.podSelector; empty = every pod of the namespace
+  PolicyTypes types;           // spec.policyTypes, defaulted (Ingress, + Egress with egress rules)
+  std::vector<NetworkPolicyRule> ingress;
+  std::vector<NetworkPolicyRule> egress;
+
+  // "ns/name".
+  std::string key() const { return meta.ns + "/" + meta.name; }
+};
+
+// ---------------------------------------------------------------- Tier (weir.dev/v1)
+
+struct Tier {
+  ObjectMeta meta;  // cluster-scoped
+  Source source;
+  std::optional<double> order;                      // absent: after every ordered tier
+  PolicyAction default_action = PolicyAction::Deny;  // Deny or Pass
+};
+
+// ---------------------------------------------------------------- GlobalNetworkPolicy
+// (weir.dev/v1)
+
+struct GlobalNetworkPolicy {
+  ObjectMeta meta;  // cluster-scoped
+  Source source;
+  std::string tier = kDefaultTier;
+  std::optional<double> order;                    // absent: after every ordered policy
+  std::string selector;                           // validated Calico selector; "" = all()
+  std::optional<std::string> namespace_selector;  // endpoints in matching namespaces only
+  PolicyTypes types;  // spec.types, defaulted (Ingress, + Egress with egress rules)
+  std::vector<GnpRule> ingress;
+  std::vector<GnpRule> egress;
+};
+
 // ---------------------------------------------------------------- Snapshot
 
 // Every resource of a datastore at one point in time. A Snapshot handed out by the datastore
@@ -188,6 +235,10 @@ struct Snapshot {
   std::vector<EndpointSlice> endpoint_slices;  // IPv4 slices only
   std::vector<WorkloadEndpoint> workload_endpoints;
   std::optional<DataplaneConfig> config;  // at most one
+  std::vector<Namespace> namespaces;
+  std::vector<NetworkPolicy> network_policies;
+  std::vector<Tier> tiers;
+  std::vector<GlobalNetworkPolicy> global_network_policies;
   std::vector<std::string> files;         // the source files read, in order
   std::vector<Warning> warnings;          // accepted-but-ignored input, for logging
 
