@@ -41,6 +41,13 @@ inline constexpr const char* kMapRuleCnt = "rule_cnt";
 inline constexpr const char* kMapJump = "jump";
 inline constexpr const char* kMapCounters = "counters";
 
+// The most chunks a policy may take (the kernel allows 33 tail calls in a chain: main program ->
+// chunk 0 -> ... -> chunk 29 -> continuation).
+inline constexpr size_t kMaxPolicyChunks = 30;
+// Chunks never exceed this many instructions, whatever max_insns_per_chunk says: every jump
+// inside a chunk must fit the 16-bit offset (no cpu-v4 long jumps on kernel 6.1).
+inline constexpr size_t kMaxChunkInsns = 32767;
+
 struct CompileOptions {
   // Jump slot of chunk i (i >= 1), called once per extra chunk in increasing i. Required when
   // the policy needs more than one chunk.
@@ -80,6 +87,11 @@ Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fd
 
 // Writes chunks 1..N-1 into their jump slots (highest first). Chunk 0 is left to the caller.
 Status install_chunks(const LoadedPolicy& loaded, int jump_fd);
+
+// The comment lines of every chunk in order ("// Start of tier default", "// Start of rule ...",
+// "// End of rule <id>", ...), one per line, without instructions or chunk markers: what
+// `weir bpf policy dump` prints without --asm (it adds the counts).
+std::string describe(const CompiledPolicy& compiled);
 
 // The disassembly of every chunk, with the compiler's comments (`// Start of rule ...`), for
 // `weir bpf policy dump --asm`.
