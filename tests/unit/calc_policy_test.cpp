@@ -751,6 +751,24 @@ TEST(PolicyResolverIncremental, PolicyEditRebuildsOnlyItsEndpoints) {
   EXPECT_EQ(r.changed_endpoints(), (std::vector<std::string>{"default/db", "default/web"}));
 }
 
+TEST(PolicyResolverIncremental, CopiesAreIndependent) {
+  std::string policies = np("named-out", "default", R"(  podSelector: {matchLabels: {app: client}}
+  egress:
+  - ports:
+    - port: http)");
+  PolicyResolver a;
+  a.update(snapshot(policies));
+  PolicyResolver b = a;
+  b.update(snapshot(""));
+  EXPECT_EQ(tier_names(a.policy("default/client", Direction::Egress)),
+            std::vector<std::string>{"kubernetes"});
+  EXPECT_TRUE(b.policy("default/client", Direction::Egress)->tiers.empty());
+  EXPECT_EQ(a.take_ipset_changes().size(), 1u);  // the named-port set, created
+  EXPECT_EQ(b.take_ipset_changes().size(), 0u);  // created and gone before being reported
+  EXPECT_EQ(a.ipset_table().ports().size(), 1u);
+  EXPECT_TRUE(b.ipset_table().ports().empty());
+}
+
 TEST(PolicyResolverIncremental, NamespaceLabelChange) {
   std::string policies = np("from-prod", "default", R"(  podSelector: {matchLabels: {app: web}}
   ingress:
