@@ -498,7 +498,11 @@ pol::EndpointPolicy PolicyResolver::State::build(const std::string& /*key*/, con
 // ---------------------------------------------------------------- update
 
 void PolicyResolver::update(const model::Snapshot& snap) {
-  if (!state_) state_ = std::make_shared<State>();
+  // Copies of a resolver share state_ until one of them changes it (value semantics).
+  if (!state_)
+    state_ = std::make_shared<State>();
+  else if (state_.use_count() > 1)
+    state_ = std::make_shared<State>(*state_);
   State& st = *state_;
   changed_.clear();
 
@@ -676,6 +680,7 @@ std::vector<IpSetDelta> PolicyResolver::take_ipset_changes() {
     out.push_back(std::move(d));
   }
   if (state_) {
+    if (state_.use_count() > 1) state_ = std::make_shared<State>(*state_);
     State& st = *state_;
     std::set<SetId> ids;
     for (const auto& [id, m] : st.np_members) ids.insert(id);

@@ -12,6 +12,17 @@
 // policy_ir.h for the evaluation semantics). A pod selected by no policy for a direction has no
 // tiers for it (allow, no program).
 //
+// IR produced (docs/resources.md has the resource semantics):
+//   - policy names: GlobalNetworkPolicy: its name; NetworkPolicy: "<ns>/knp.default.<name>";
+//   - a NetworkPolicy rule becomes one Allow rule per (peer, protocol of its ports); ingress
+//     named ports are resolved to the pod's own port numbers (a rule none of whose ports
+//     resolves is dropped), egress named ports use named-port sets,
+//     id fnv1a64("named-port:<name>/<TCP|UDP|SCTP>");
+//   - Rule::id = fnv1a64(tier NUL policy NUL direction NUL rule index NUL description), never 0:
+//     stable while the rule is the same; Rule::description reads
+//     `action:"allow" protocol:{name:"tcp"} dst_ports:{first:80 last:80}
+//      src_ip_set_ids:"0x..." original_src_selector:"app == \"client\"" ...`.
+//
 // Pure: no syscalls.
 #pragma once
 

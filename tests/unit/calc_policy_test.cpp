@@ -751,6 +751,24 @@ TEST(PolicyResolverIncremental, PolicyEditRebuildsOnlyItsEndpoints) {
   EXPECT_EQ(r.changed_endpoints(), (std::vector<std::string>{"default/db", "default/web"}));
 }
 
+TEST(PolicyResolverIncremental, CopiesAreIndependent) {
+  std::string policies = np("named-out", "default", R"(  podSelector: {matchLabels: {app: client}}
+  egress:
+  - ports:
+    - port: http)");
+  PolicyResolver a;
+  a.update(snapshot(policies));
+  PolicyResolver b = a;
+  b.update(snapshot(""));
+  EXPECT_EQ(tier_names(a.policy("default/client", Direction::Egress)),
+            std::vector<std::string>{"kubernetes"});
+  EXPECT_TRUE(b.policy("default/client", Direction::Egress)->tiers.empty());
+  EXPECT_EQ(a.take_ipset_changes().size(), 1u);  // the named-port set, created
+  EXPECT_EQ(b.take_ipset_changes().size(), 0u);  // created and gone before being reported
+  EXPECT_EQ(a.ipset_table().ports().size(), 1u);
+  EXPECT_TRUE(b.ipset_table().ports().empty());
+}
+
 TEST(PolicyResolverIncremental, NamespaceLabelChange) {
   std::string policies = np("from-prod", "default", R"(  podSelector: {matchLabels: {app: web}}
   ingress:
@@ -797,6 +815,53 @@ TEST(PolicyResolverIncremental, NamedPortMembersFollowPods) {
   EXPECT_TRUE(r.changed_endpoints().empty());  // rules unchanged, only set members
   EXPECT_TRUE(flow(r, s, "default/client", "prod/web", tcp(8081)).allowed);
   EXPECT_FALSE(flow(r, s, "default/client", "prod/web", tcp(8080)).allowed);
+}
+
+// 2,000 pods in 20 namespaces, 100 NetworkPolicies each with its own peer selector: one label
+// change re-evaluates one endpoint against the sets (no more), reports only the sets the pod
+// entered or left, and rebuilds only the relabelled pod's policy.
+TEST(PolicyResolverIncremental, ScaleOneLabelChange) {
+  model::Snapshot s;
+  for (int i = 0; i < 2000; ++i) {
+    model::WorkloadEndpoint w;
+    w.meta.name = fmt::format("pod-{}", i);
+    w.meta.ns = fmt::format("ns-{}", i % 20);
+    w.meta.labels = {{"app", fmt::format("app-{}", i % 100)}, {"role", i % 2 ? "a" : "b"}};
+    w.node = "n1";
+    w.interface = fmt::format("weir{}", i);
+    w.ips = {model::Ipv4{0x0a000000u + static_cast<uint32_t>(i)}};
+    s.workload_endpoints.push_back(std::move(w));
+  }
+  for (int p = 0; p < 100; ++p) {
+    model::NetworkPolicy np;
+    np.meta.name = fmt::format("np-{}", p);
+    np.meta.ns = fmt::format("ns-{}", p % 20);
+    np.pod_selector.match_labels = {{"app", fmt::format("app-{}", p)}};
+    np.types.ingress = true;
+    model::NetworkPolicyRule rule;
+    model::NetworkPolicyPeer peer;
+    peer.pod_selector = model::LabelSelector{{{"app", fmt::format("app-{}", (p + 1) % 100)}}, {}};
+    peer.namespace_selector = model::LabelSelector{};
+    rule.peers.push_back(peer);
+    np.ingress.push_back(rule);
+    s.network_policies.push_back(std::move(np));
+  }
+  PolicyResolver r;
+  r.update(s);
+  EXPECT_EQ(r.label_index().set_count(), 100u);
+  (void)r.take_ipset_changes();
+
+  // pod-7 (app-7, selected by np-7 through ns-7) becomes app-8.
+  s.workload_endpoints[7].meta.labels["app"] = "app-8";
+  uint64_t evals = r.label_index().stats().selector_evaluations;
+  r.update(s);
+  EXPECT_EQ(r.label_index().stats().selector_evaluations - evals, 100u);
+  auto changes = r.take_ipset_changes();
+  ASSERT_EQ(changes.size(), 2u);  // left app-7's set, joined app-8's
+  EXPECT_EQ(changes[0].add_nets.size() + changes[0].del_nets.size(), 1u);
+  EXPECT_EQ(changes[1].add_nets.size() + changes[1].del_nets.size(), 1u);
+  EXPECT_EQ(r.changed_endpoints(), std::vector<std::string>{"ns-7/pod-7"});
+  EXPECT_TRUE(r.policy("ns-7/pod-7", Direction::Ingress)->tiers.empty());  // np-8 is in ns-8
 }
 
 }  // namespace
