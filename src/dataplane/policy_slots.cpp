@@ -1,5 +1,6 @@
 #include "dataplane/policy_slots.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "weir/ifstate.h"
@@ -65,6 +66,17 @@ Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::D
   if (dir == calc::pol::Direction::Ingress)
     return set_policy_slots(ifstate, ifindex, slot, (*cur)->egress_slot);
   return set_policy_slots(ifstate, ifindex, (*cur)->ingress_slot, slot);
+}
+
+Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump) {
+  // Walks every index of the array; empty slots read back as absent and are skipped.
+  auto d = jump.dump();
+  if (!d) return d.error().wrap("listing the occupied jump slots");
+  std::vector<uint32_t> out;
+  for (const auto& [slot, prog_id] : *d)
+    if (slot >= WEIR_JUMP_FIRST_POLICY_SLOT) out.push_back(slot);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Status install_program(maps::JumpMap& jump, uint32_t slot, int prog_fd) {

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <set>
+#include <vector>
 
 #include "calc/policy_ir.h"
 #include "maps/weir_maps.h"
@@ -54,6 +55,12 @@ Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::D
 // Both directions in one update.
 Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
                         uint32_t egress_slot);
+
+// Policy slots (>= WEIR_JUMP_FIRST_POLICY_SLOT) that hold a program, ascending: after a restart
+// the pinned jump map still holds the previous agent's policy programs and their chunks;
+// reserve() them so that new policies never overwrite a slot still in use, then clear the ones
+// no longer referenced once the new policies are installed.
+Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump);
 
 // Writes program `prog_fd` into jump slot `slot` (atomic replacement of what was there).
 Status install_program(maps::JumpMap& jump, uint32_t slot, int prog_fd);

@@ -101,6 +101,14 @@ TEST_F(PolicyLoaderTest, ContinuationsInstalledAndReplacedOnRestart) {
   EXPECT_EQ(slot_prog(p, WEIR_JUMP_TO_WL_POLICY_DONE), prog_id(again->to_wl_pol_fd()));
   EXPECT_NE(prog_id(again->from_wl_pol_fd()), first_from);
   EXPECT_EQ(slot_prog(p, 2), prog_id(policy.get()));
+  ASSERT_TRUE(install_program(p.jump, 7, policy.get()).ok());
+  auto occupied = occupied_policy_slots(p.jump);
+  ASSERT_TRUE(occupied.ok()) << occupied.error().str();
+  EXPECT_EQ(*occupied, (std::vector<uint32_t>{2, 7})) << "continuation slots are not policy slots";
+  JumpSlotAllocator alloc(p.jump.info().max_entries);
+  for (uint32_t s : *occupied) ASSERT_TRUE(alloc.reserve(s).ok());
+  EXPECT_EQ(*alloc.take(), 3u);
+  ASSERT_TRUE(clear_program(p.jump, 7).ok());
   ASSERT_TRUE(clear_program(p.jump, 2).ok());
   EXPECT_FALSE(slot_prog(p, 2).has_value());
   EXPECT_TRUE(clear_program(p.jump, 2).ok()) << "clearing an empty slot is fine";
