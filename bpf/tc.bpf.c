@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * weir TC datapath. Two programs share one object and its maps:
- *   weir_from_wl: TC ingress of a pod's host-side veth (traffic FROM the workload)
- *   weir_to_wl:   TC egress of the same veth (traffic TO the workload)
+ * weir TC datapath. Four programs share one object and its maps:
+ *   weir_from_wl:     TC ingress of a pod's host-side veth (traffic FROM the workload)
+ *   weir_to_wl:       TC egress of the same veth (traffic TO the workload)
+ *   weir_from_wl_pol: continuation of weir_from_wl after the workload's egress policy
+ *                     (jump slot WEIR_JUMP_FROM_WL_POLICY_DONE)
+ *   weir_to_wl_pol:   continuation of weir_to_wl after the workload's ingress policy
+ *                     (jump slot WEIR_JUMP_TO_WL_POLICY_DONE)
  * One loaded program per hook serves every interface; per-interface facts come from the
  * packet's ifindex. The packet path is described in docs/packet-path.md.
  */
@@ -15,14 +19,16 @@
 #include "lib/maps.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 #include "lib/route.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* A conntrack hit: the one lookup that decides an established packet. */
+/* A conntrack hit: the one lookup that decides an established packet. `pol_done`: called by the
+ * to_wl continuation, the ingress policy has just allowed this packet. */
 static __always_inline int weir_established(struct __sk_buff *skb, struct weir_pkt *p,
 					    const struct weir_ct_key *key, struct weir_ct_val *ct,
-					    const int from_wl)
+					    const int from_wl, const int pol_done)
 {
 	__u8 client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
 	__u8 from_client = p->from_a == client_is_a;
@@ -36,6 +42,16 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 	if ((nat_dst || nat_src) && p->frag == WEIR_FRAG_FIRST)
 		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
 
+	if (!from_wl && !pol_done && !(dst->flags & WEIR_CT_LEG_APPROVED)) {
+		/* The receiving workload has not approved the flow yet (e.g. the first packet
+		 * from_wl redirected to it): its ingress policy decides, before the entry is
+		 * touched. Returns only when the tail call failed. */
+		__u32 slot = weir_policy_slot(p->ifindex, 0);
+
+		if (slot != WEIR_NO_POLICY_SLOT)
+			return weir_policy_call(skb, p, 0, slot, 0, 0, 0, 1, 0);
+	}
+
 	/* Written only when the (coarse) clock moved: most packets leave the line clean. */
 	now = weir_now();
 	if (ct->last_seen_ns != now)
@@ -47,8 +63,8 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 		changed = 1;
 	}
 	if (!from_wl && !(dst->flags & WEIR_CT_LEG_APPROVED)) {
-		/* The receiving workload's ingress side: policy will run here (later issue); no
-		 * policy = allow. Learn where it lives if the creator did not know. */
+		/* The receiving workload's ingress side: no policy, or its policy allowed the
+		 * packet (above). Learn where it lives if the creator did not know. */
 		if (!(dst->flags & WEIR_CT_LEG_WORKLOAD)) {
 			__u8 m[12];
 
@@ -149,33 +165,16 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 	return 0;
 }
 
-/* New flow from a workload: service NAT, route, conntrack, forward. */
-static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_pkt *p,
-					    const struct weir_ct_key *key)
+/* The part of a new flow from a workload after the policy decision (or without a policy):
+ * route, conntrack, DNAT to the backend chosen before the policy ran, forward. */
+static __always_inline int weir_new_from_wl_finish(struct __sk_buff *skb, struct weir_pkt *p,
+						   const struct weir_ct_key *key, int nat,
+						   __u32 be_addr, __u16 be_port)
 {
 	struct weir_ct_leg client = {}, other = {};
 	struct weir_ct_val *ct;
-	__u32 be_addr = 0;
-	__u16 be_port = 0;
 	__u8 m[12];
-	int nat, rc;
-
-	/* TCP without a SYN (or SYN+ACK) is mid-stream, e.g. its entry was evicted: pass it
-	 * untouched and create no state. */
-	if (p->proto == IPPROTO_TCP && !weir_tcp_is_syn_only(p))
-		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
-
-	nat = weir_nat_pick(p, &be_addr, &be_port);
-	if (nat != WEIR_NAT_NONE && p->frag == WEIR_FRAG_FIRST)
-		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
-	if (nat == WEIR_NAT_NO_BACKEND) {
-		if (p->proto == IPPROTO_TCP)
-			return weir_answer_tcp_rst(skb, p);
-		return weir_answer_icmp_unreach(skb, p);
-	}
-	nat = nat == WEIR_NAT_BACKEND;
-
-	/* Policy (later issue) runs here: every new flow is allowed for now. */
+	int rc;
 
 	if (bpf_skb_load_bytes(skb, 0, m, sizeof(m)))
 		return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
@@ -190,7 +189,7 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 		ct = bpf_map_lookup_elem(&weir_ct1, key);
 		if (!ct)
 			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
-		return weir_established(skb, p, key, ct, 1);
+		return weir_established(skb, p, key, ct, 1, 0);
 	}
 	if (rc)
 		return TC_ACT_SHOT; /* outcome set */
@@ -208,18 +207,53 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
 }
 
-/* New flow towards a workload (from the host stack or another node): track it with the
- * receiving workload's leg approved. */
-static __always_inline int weir_new_to_wl(struct __sk_buff *skb, struct weir_pkt *p,
-					  const struct weir_ct_key *key)
+/* New flow from a workload: service NAT, the workload's egress policy, then the rest
+ * (weir_new_from_wl_finish, here or in the continuation weir_from_wl_pol). */
+static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_pkt *p,
+					    const struct weir_ct_key *key)
+{
+	__u32 be_addr = 0, slot;
+	__u16 be_port = 0;
+	int nat;
+
+	slot = weir_policy_slot(p->ifindex, 1);
+
+	/* TCP without a SYN (or SYN+ACK) is mid-stream, e.g. its entry was evicted: pass it
+	 * untouched and create no state; with an egress policy, only if the policy allows it. */
+	if (p->proto == IPPROTO_TCP && !weir_tcp_is_syn_only(p)) {
+		if (slot != WEIR_NO_POLICY_SLOT)
+			return weir_policy_call(skb, p, 1, slot, 0, 0, 0, 0, WEIR_PSTATE_F_NO_STATE);
+		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+	}
+
+	nat = weir_nat_pick(p, &be_addr, &be_port);
+	if (nat != WEIR_NAT_NONE && p->frag == WEIR_FRAG_FIRST)
+		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
+	if (nat == WEIR_NAT_NO_BACKEND) {
+		if (p->proto == IPPROTO_TCP)
+			return weir_answer_tcp_rst(skb, p);
+		return weir_answer_icmp_unreach(skb, p);
+	}
+	nat = nat == WEIR_NAT_BACKEND;
+
+	/* Egress policy of the workload, on the destination after DNAT. Returns only when the
+	 * tail call failed; the continuation carries on with the same backend. */
+	if (slot != WEIR_NO_POLICY_SLOT)
+		return weir_policy_call(skb, p, 1, slot, nat, be_addr, be_port, 0, 0);
+
+	return weir_new_from_wl_finish(skb, p, key, nat, be_addr, be_port);
+}
+
+/* Create the entry of a new flow towards a workload, the receiving workload's leg approved.
+ * `pol_done`: called by the continuation (an EEXIST race then must not run the policy again). */
+static __always_inline int weir_new_to_wl_finish(struct __sk_buff *skb, struct weir_pkt *p,
+						 const struct weir_ct_key *key, const int pol_done)
 {
 	struct weir_ct_leg sender = {}, receiver = {};
 	struct weir_ct_val v, *ct;
 	__u8 m[12];
 	int rc;
 
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & WEIR_TCP_RST))
-		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK); /* e.g. weir's own RST */
 	if (bpf_skb_load_bytes(skb, 0, m, sizeof(m)))
 		return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
 
@@ -241,27 +275,56 @@ static __always_inline int weir_new_to_wl(struct __sk_buff *skb, struct weir_pkt
 		ct = bpf_map_lookup_elem(&weir_ct1, key);
 		if (!ct)
 			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
-		return weir_established(skb, p, key, ct, 0);
+		return weir_established(skb, p, key, ct, 0, pol_done);
 	}
 	if (rc)
 		return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
 	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
 }
 
+/* New flow towards a workload (from the host stack or another node): the workload's ingress
+ * policy, then track it with the receiving workload's leg approved. */
+static __always_inline int weir_new_to_wl(struct __sk_buff *skb, struct weir_pkt *p,
+					  const struct weir_ct_key *key)
+{
+	__u32 slot;
+
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & WEIR_TCP_RST))
+		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK); /* e.g. weir's own RST */
+
+	slot = weir_policy_slot(p->ifindex, 0);
+	if (slot != WEIR_NO_POLICY_SLOT)
+		return weir_policy_call(skb, p, 0, slot, 0, 0, 0, 0, 0);
+	return weir_new_to_wl_finish(skb, p, key, 0);
+}
+
+/* Parse; the verdict of the packets that never reach conntrack (not IPv4, short, malformed,
+ * later fragments). Returns WEIR_PARSE_OK when the packet goes on. */
+static __always_inline __u32 weir_parse_and_screen(struct __sk_buff *skb, struct weir_pkt *p, int *verdict)
+{
+	__u32 rc = weir_parse(skb, p);
+
+	if (rc != WEIR_PARSE_OK) {
+		*verdict = weir_verdict(p, rc, rc == WEIR_CNT_ACCEPT_NON_IPV4 ? TC_ACT_OK : TC_ACT_SHOT);
+		return rc;
+	}
+	/* Later fragments carry no ports: they cannot be matched to a flow. They go up the host
+	 * stack untouched (a datagram that needed NAT lost its first fragment already). */
+	if (p->frag == WEIR_FRAG_LATER) {
+		*verdict = weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+		return WEIR_CNT_ACCEPT_NEW_FLOW;
+	}
+	return WEIR_PARSE_OK;
+}
+
 static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *p, const int from_wl)
 {
 	struct weir_ct_key key;
 	struct weir_ct_val *ct;
-	__u32 rc;
+	int verdict = TC_ACT_SHOT;
 
-	rc = weir_parse(skb, p);
-	if (rc != WEIR_PARSE_OK)
-		return weir_verdict(p, rc, rc == WEIR_CNT_ACCEPT_NON_IPV4 ? TC_ACT_OK : TC_ACT_SHOT);
-
-	/* Later fragments carry no ports: they cannot be matched to a flow. They go up the host
-	 * stack untouched (a datagram that needed NAT lost its first fragment already). */
-	if (p->frag == WEIR_FRAG_LATER)
-		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+	if (weir_parse_and_screen(skb, p, &verdict) != WEIR_PARSE_OK)
+		return verdict;
 
 	if (p->proto == IPPROTO_ICMP && weir_icmp_is_error(p->icmp_type))
 		return weir_icmp_error(skb, p, from_wl);
@@ -270,7 +333,7 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 	ct = bpf_map_lookup_elem(&weir_ct1, &key);
 	if (ct) {
 		if (!weir_tcp_is_syn_only(p) || !weir_ct_is_dead(ct, p->proto))
-			return weir_established(skb, p, &key, ct, from_wl);
+			return weir_established(skb, p, &key, ct, from_wl, 0);
 		/* A new SYN on the 5-tuple of a finished flow: start over. */
 		weir_ct_delete_flow(&key, ct);
 	}
@@ -279,13 +342,54 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 	return weir_new_to_wl(skb, p, &key);
 }
 
-static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl)
+/*
+ * Continuation after a policy program (tail-called from it, see weir/policy.h): the packet is
+ * exactly as the main program left it (no rewrite happens before the policy), so it is parsed
+ * again; the verdict and the main program's private data come from this CPU's weir_pstate1.
+ */
+static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_pkt *p, const int from_wl)
+{
+	struct weir_pol_resume r = {};
+	struct weir_ct_key key;
+	struct weir_ct_val *ct;
+	int verdict = TC_ACT_SHOT;
+	__u32 outcome = WEIR_CNT_DROP_TAIL_CALL;
+
+	if (weir_parse_and_screen(skb, p, &verdict) != WEIR_PARSE_OK)
+		return verdict; /* unreachable: the main program saw the same packet */
+	if (!weir_policy_allowed(p, from_wl, &r, &outcome))
+		return weir_verdict(p, outcome, TC_ACT_SHOT);
+
+	p->from_a = weir_ct_key_make(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto);
+	if (from_wl) {
+		if (r.pflags & WEIR_PSTATE_F_NO_STATE)
+			return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+		return weir_new_from_wl_finish(skb, p, &key, r.nat, r.nat_addr, r.nat_port);
+	}
+	if (r.ct_exists) {
+		/* The receiving leg of an existing entry; if the entry went away meanwhile (expired,
+		 * evicted), the packet starts a new one. */
+		ct = bpf_map_lookup_elem(&weir_ct1, &key);
+		if (ct)
+			return weir_established(skb, p, &key, ct, 0, 1);
+	}
+	return weir_new_to_wl_finish(skb, p, &key, 1);
+}
+
+static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, const int pol)
 {
 	struct weir_pkt p = {};
 	int verdict;
 
 	p.ifindex = skb->ifindex;
-	verdict = weir_process(skb, &p, from_wl);
+	if (pol) {
+		verdict = weir_process_pol(skb, &p, from_wl);
+		weir_policy_outcome(&p);
+	} else {
+		verdict = weir_process(skb, &p, from_wl);
+	}
+	/* After a successful tail call into a policy the main program does not get here: the
+	 * continuation counts the packet. */
 	weir_count(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, p.outcome, p.facts);
 	return verdict;
 }
@@ -293,11 +397,25 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl)
 SEC("tc")
 int weir_from_wl(struct __sk_buff *skb)
 {
-	return weir_tc(skb, 1);
+	return weir_tc(skb, 1, 0);
 }
 
 SEC("tc")
 int weir_to_wl(struct __sk_buff *skb)
 {
-	return weir_tc(skb, 0);
+	return weir_tc(skb, 0, 0);
+}
+
+/* Jump slot WEIR_JUMP_FROM_WL_POLICY_DONE: after the workload's egress policy. */
+SEC("tc")
+int weir_from_wl_pol(struct __sk_buff *skb)
+{
+	return weir_tc(skb, 1, 1);
+}
+
+/* Jump slot WEIR_JUMP_TO_WL_POLICY_DONE: after the workload's ingress policy. */
+SEC("tc")
+int weir_to_wl_pol(struct __sk_buff *skb)
+{
+	return weir_tc(skb, 0, 1);
 }

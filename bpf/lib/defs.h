@@ -22,6 +22,7 @@
 #include "weir/ifstate.h"
 #include "weir/maps.h"
 #include "weir/nat.h"
+#include "weir/policy.h"
 #include "weir/routes.h"
 
 /* ICMP (linux/icmp.h drags in libc's net/if.h, which does not build for -target bpf). */

@@ -88,4 +88,61 @@ struct {
 	__type(value, struct weir_counters_val);
 } weir_counters1 SEC(".maps");
 
+/*
+ * weir_jump1: slot -> program (PROG_ARRAY, see weir/policy.h for the slots).
+ * Writers: the loader (slots 0 and 1: the policy continuations of this object, written after
+ * every load and so replaced atomically on restart) and the agent's policy manager (policy
+ * programs and their chunks, slots from WEIR_JUMP_FIRST_POLICY_SLOT). Readers: both TC programs
+ * (bpf_tail_call into the slot named by ifstate) and the policy programs (tail call into the
+ * continuation). Full: the policy manager cannot allocate a slot and logs the endpoint; an empty
+ * slot makes the tail call fail and the packet is dropped (DROP_TAIL_CALL): fail closed.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, WEIR_MAP_JUMP_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} weir_jump1 SEC(".maps");
+
+/*
+ * weir_pstate1: [0] -> struct weir_pol_state, one per CPU: the facts of the packet being decided
+ * and the verdict, carried across the tail calls of one packet (a chain runs on one CPU).
+ * Writers: the TC programs (inputs, private part) and the policy programs (outputs). Readers:
+ * the policy programs (inputs) and the continuations. Never full (one entry); nothing in it
+ * outlives a packet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct weir_pol_state);
+} weir_pstate1 SEC(".maps");
+
+/*
+ * weir_ipsets1: (set id, member) -> 1 (see weir/policy.h for the key). Writer: the agent's
+ * policy manager (members of every IP set a rule refers to). Readers: the policy programs, the
+ * CLI (`weir bpf ipsets dump`). Full: the policy manager cannot add the member and logs the set;
+ * rules referring to it then miss that member (the endpoint is reported as not in sync).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, WEIR_MAP_IPSETS_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct weir_ipset_key);
+	__type(value, __u32);
+} weir_ipsets1 SEC(".maps");
+
+/*
+ * weir_rule_cnt1: rule id -> packets (per CPU). Writers: the policy programs (insert or
+ * increment for the deciding rule and every Log rule passed), the policy manager (removes the
+ * ids of deleted rules). Readers: the CLI (`policy dump` counts). Full: the packet is decided
+ * normally, the rule's count is lost.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, WEIR_MAP_RULE_CNT_SIZE);
+	__type(key, weir_rule_cnt_key);
+	__type(value, weir_rule_cnt_val);
+} weir_rule_cnt1 SEC(".maps");
+
 #endif

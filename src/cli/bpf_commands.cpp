@@ -164,6 +164,15 @@ Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m) {
   return out;
 }
 
+Result<std::vector<weir_ipset_key>> read_ipsets(maps::PolicyMaps& m) {
+  auto d = m.ipsets.dump();
+  if (!d) return d.error();
+  std::vector<weir_ipset_key> out;
+  out.reserve(d->size());
+  for (const auto& [k, v] : *d) out.push_back(k);
+  return out;
+}
+
 Result<VersionInfo> version_info() {
   VersionInfo v;
   v.weir = WEIR_VERSION;
@@ -284,6 +293,7 @@ const std::vector<std::pair<std::string, std::string>>& command_list() {
       {"counters", "Show and reset counters"},
       {"help", "Help about any command"},
       {"ifstate", "Manipulates ifstate"},
+      {"ipsets", "Manipulates IP sets"},
       {"nat", "Manipulates network address translation (nat)"},
       {"policy", "Dump policy attached to interface"},
       {"routes", "Manipulates routes"},
@@ -391,6 +401,21 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
     if (!r) { rc = fail("ifstate dump", r.error()); return; }
     if (st->json) print_json(ifstate_json(*r));
     else std::cout << format_ifstate_dump(*r);
+    rc = 0;
+  });
+
+  // ipsets dump
+  CLI::App* ipsets = bpf->add_subcommand("ipsets", describe("ipsets"));
+  ipsets->require_subcommand(1);
+  CLI::App* ips_dump = ipsets->add_subcommand("dump", "dump the IP sets policy rules refer to");
+  ips_dump->add_flag("--json", st->json, "JSON output");
+  ips_dump->callback([&g, &rc, st] {
+    auto m = maps::PolicyMaps::open_pinned(maps::PinLayout{g.pin_root});
+    if (!m) { rc = fail("ipsets dump", m.error()); return; }
+    auto k = read_ipsets(*m);
+    if (!k) { rc = fail("ipsets dump", k.error()); return; }
+    if (st->json) print_json(ipsets_json(*k));
+    else std::cout << format_ipsets_dump(*k);
     rc = 0;
   });
 

@@ -564,6 +564,58 @@ nlohmann::json ifstate_json(std::vector<IfstateEntry> entries) {
   return arr;
 }
 
+// ------------------------------------------------------------------ ipsets
+
+uint64_t ipset_id(const weir_ipset_key& k) {
+  uint64_t id = 0;
+  for (uint8_t b : k.set_id) id = (id << 8) | b;
+  return id;
+}
+
+std::string ipset_member(const weir_ipset_key& k) {
+  const uint32_t base = WEIR_IPSET_PREFIX_BASE;
+  if (k.port == 0 && k.proto == 0 && k.prefixlen >= base && k.prefixlen <= base + 32)
+    return fmt::format("{}/{}", format_ip(k.addr), k.prefixlen - base);
+  if (k.prefixlen == WEIR_IPSET_PREFIX_FULL && k.proto != 0)
+    return fmt::format("{}/{}", format_ip_port(k.addr, k.port), maps::proto_name(k.proto));
+  return fmt::format("{} (prefixlen {}, port {}, proto {})", format_ip(k.addr), k.prefixlen,
+                     port_host(k.port), k.proto);
+}
+
+namespace {
+// Sets by id, members sorted: (id, address, prefix length, proto, port) in host order.
+std::map<uint64_t, std::vector<weir_ipset_key>> ipsets_by_id(const std::vector<weir_ipset_key>& keys) {
+  std::map<uint64_t, std::vector<weir_ipset_key>> sets;
+  for (const auto& k : keys) sets[ipset_id(k)].push_back(k);
+  for (auto& [id, members] : sets) {
+    std::sort(members.begin(), members.end(), [](const weir_ipset_key& a, const weir_ipset_key& b) {
+      return std::make_tuple(ntohl(a.addr), a.prefixlen, a.proto, port_host(a.port)) <
+             std::make_tuple(ntohl(b.addr), b.prefixlen, b.proto, port_host(b.port));
+    });
+  }
+  return sets;
+}
+}  // namespace
+
+std::string format_ipsets_dump(const std::vector<weir_ipset_key>& keys) {
+  std::string out;
+  for (const auto& [id, members] : ipsets_by_id(keys)) {
+    out += fmt::format("IP set {:#018x}\n", id);
+    for (const auto& m : members) out += ipset_member(m) + "\n";
+  }
+  return out;
+}
+
+nlohmann::json ipsets_json(const std::vector<weir_ipset_key>& keys) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& [id, members] : ipsets_by_id(keys)) {
+    nlohmann::json ms = nlohmann::json::array();
+    for (const auto& m : members) ms.push_back(ipset_member(m));
+    arr.push_back({{"id", fmt::format("{:#018x}", id)}, {"members", ms}});
+  }
+  return arr;
+}
+
 // ------------------------------------------------------------------ version
 
 std::string format_version(const VersionInfo& v) {

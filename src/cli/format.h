@@ -16,6 +16,7 @@
 #include "weir/counters.h"
 #include "weir/ifstate.h"
 #include "weir/nat.h"
+#include "weir/policy.h"
 #include "weir/routes.h"
 
 namespace weir::cli {
@@ -155,6 +156,23 @@ std::string format_ifstate_dump(std::vector<IfstateEntry> entries);
 // JSON: [{"ifindex","name","flags":[...],"ingress_slot","egress_slot","mac"}] (mac = host mac)
 // (slots are null when WEIR_NO_POLICY_SLOT)
 nlohmann::json ifstate_json(std::vector<IfstateEntry> entries);
+
+// ------------------------------------------------------------------ ipsets
+
+// The 64-bit id of an IP set key (stored big-endian in set_id).
+uint64_t ipset_id(const weir_ipset_key& k);
+// One member as text: a CIDR member (prefixlen 64 + n, port and proto 0) "192.168.58.5/32", a
+// named-port member (prefixlen 128) "10.0.0.5:8080/TCP"; anything else is shown raw as
+// "10.0.0.5 (prefixlen 77, port 0, proto 0)" so that a malformed entry stays visible.
+std::string ipset_member(const weir_ipset_key& k);
+// `weir bpf ipsets dump`: sets sorted by id, each "IP set 0x<16 hex digits>" followed by its
+// members one per line, sorted by (address, prefix length, protocol, port):
+//   IP set 0x303904ae5eae5418
+//   192.168.58.5/32
+// No entries -> "" (nothing printed).
+std::string format_ipsets_dump(const std::vector<weir_ipset_key>& keys);
+// JSON: [{"id":"0x303904ae5eae5418","members":["192.168.58.5/32","10.0.0.5:8080/TCP"]}]
+nlohmann::json ipsets_json(const std::vector<weir_ipset_key>& keys);
 
 // ------------------------------------------------------------------ version
 

@@ -44,11 +44,19 @@ Status EndpointManager::attach(const calc::Interface& itf, int ifindex,
   st.egress_slot = WEIR_NO_POLICY_SLOT;
   std::memcpy(st.host_mac, host_mac.data(), 6);
   auto key = static_cast<__u32>(ifindex);
+  // The same interface programmed before (a previous agent, adopted): keep its policy slots,
+  // so that its policy stays enforced until the policy manager replaces it.
+  if (auto prev = maps_.ifstate.lookup(key); prev && *prev && maps::ifstate_name(**prev) == itf.name) {
+    st.ingress_slot = (*prev)->ingress_slot;
+    st.egress_slot = (*prev)->egress_slot;
+  }
   WEIR_TRY(maps_.ifstate.update(key, st));
   WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Ingress, from_fd_, mode_,
                           layout_.link_path(itf.name, bpf::TcDir::Ingress)));
   WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Egress, to_fd_, mode_,
                           layout_.link_path(itf.name, bpf::TcDir::Egress)));
+  // Re-read: the policy manager may have set a slot meanwhile; only the READY flag is ours.
+  if (auto cur = maps_.ifstate.lookup(key); cur && *cur) st = **cur;
   st.flags |= WEIR_IF_F_READY;
   WEIR_TRY(maps_.ifstate.update(key, st));
   return {};

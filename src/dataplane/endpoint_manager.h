@@ -6,7 +6,9 @@
 // host-side veth (tcx links pinned under <pin root>/links, or clsact filters), then the
 // interface is marked ready. Attaching replaces a previous program atomically (agent restart
 // or upgrade), never leaving a second weir program on the hook. An interface named by a
-// WorkloadEndpoint that does not exist yet is retried at every sync.
+// WorkloadEndpoint that does not exist yet is retried at every sync. A new interface has no
+// policy (WEIR_NO_POLICY_SLOT both ways); re-attaching an interface a previous agent programmed
+// keeps its policy slots (the policy programs live on in the pinned jump map).
 #pragma once
 
 #include <array>
@@ -41,6 +43,12 @@ class EndpointManager {
   // Interfaces named by a WorkloadEndpoint that do not exist (yet): apply() again later.
   bool has_pending() const { return !pending_.empty(); }
   size_t managed() const { return attached_.size(); }
+  // ifindex of a workload interface this agent attached, 0 when not (yet) attached: the key of
+  // its ifstate entry, for dataplane::set_policy_slot.
+  int ifindex_of(const std::string& name) const {
+    auto it = attached_.find(name);
+    return it == attached_.end() ? 0 : it->second.ifindex;
+  }
 
  private:
   struct Managed {

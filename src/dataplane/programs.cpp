@@ -6,6 +6,7 @@
 #include "bpf/skeleton.h"
 #include "tc.skel.h"
 #include "weir/maps.h"
+#include "weir/policy.h"
 
 namespace weir::dataplane {
 
@@ -13,8 +14,9 @@ struct TcPrograms::Impl {
   bpf::Skeleton<weir_tc> skel;
 };
 
-TcPrograms::TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m)
-    : impl_(std::move(impl)), maps_(std::move(m)) {}
+TcPrograms::TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
+                       std::unique_ptr<maps::PolicyMaps> p)
+    : impl_(std::move(impl)), maps_(std::move(m)), policy_(std::move(p)) {}
 TcPrograms::TcPrograms(TcPrograms&&) noexcept = default;
 TcPrograms& TcPrograms::operator=(TcPrograms&&) noexcept = default;
 TcPrograms::~TcPrograms() = default;
@@ -47,6 +49,8 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
       {WEIR_MAP_NAT_FE, sizes.nat_frontend}, {WEIR_MAP_NAT_BE, sizes.nat_backend},
       {WEIR_MAP_CT, sizes.conntrack},        {WEIR_MAP_ROUTES, sizes.routes},
       {WEIR_MAP_IFSTATE, sizes.ifstate},     {WEIR_MAP_COUNTERS, sizes.counters},
+      {WEIR_MAP_JUMP, WEIR_MAP_JUMP_SIZE},   {WEIR_MAP_PSTATE, 1},
+      {WEIR_MAP_IPSETS, sizes.ipsets},       {WEIR_MAP_RULE_CNT, sizes.rule_counters},
   };
   for (const auto& [name, size] : wanted) {
     WEIR_TRY(impl->skel.set_max_entries(name, effective_size(layout, name, size)));
@@ -64,10 +68,47 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   fds.counters = bpf_map__fd(s->maps.weir_counters1);
   auto m = maps::WeirMaps::from_fds(fds);
   if (!m) return m.error();
-  return TcPrograms(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)));
+  maps::PolicyMapFds pfds;
+  pfds.jump = bpf_map__fd(s->maps.weir_jump1);
+  pfds.pstate = bpf_map__fd(s->maps.weir_pstate1);
+  pfds.ipsets = bpf_map__fd(s->maps.weir_ipsets1);
+  pfds.rule_cnt = bpf_map__fd(s->maps.weir_rule_cnt1);
+  auto p = maps::PolicyMaps::from_fds(pfds);
+  if (!p) return p.error();
+  TcPrograms progs(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)),
+                   std::make_unique<maps::PolicyMaps>(std::move(*p)));
+  WEIR_TRY(progs.install_continuations());
+  return progs;
+}
+
+Status TcPrograms::install_continuations() {
+  const std::pair<__u32, int> slots[] = {
+      {WEIR_JUMP_FROM_WL_POLICY_DONE, from_wl_pol_fd()},
+      {WEIR_JUMP_TO_WL_POLICY_DONE, to_wl_pol_fd()},
+  };
+  for (const auto& [slot, fd] : slots) {
+    // PROG_ARRAY value = program fd; the kernel swaps the slot's program atomically.
+    auto st = policy_->jump.update(slot, static_cast<__u32>(fd));
+    if (!st) return st.error().wrap(fmt::format("writing the policy continuation into jump slot {}", slot));
+  }
+  return {};
+}
+
+polprog::PolicyMapFds TcPrograms::policy_map_fds() const {
+  polprog::PolicyMapFds f;
+  f.state = policy_->pstate.fd().fd();
+  f.ipsets = policy_->ipsets.fd().fd();
+  f.rule_cnt = policy_->rule_cnt.fd().fd();
+  f.jump = policy_->jump.fd().fd();
+  f.counters = maps_->counters.fd().fd();
+  return f;
 }
 
 int TcPrograms::from_wl_fd() const { return bpf_program__fd(impl_->skel->progs.weir_from_wl); }
 int TcPrograms::to_wl_fd() const { return bpf_program__fd(impl_->skel->progs.weir_to_wl); }
+int TcPrograms::from_wl_pol_fd() const {
+  return bpf_program__fd(impl_->skel->progs.weir_from_wl_pol);
+}
+int TcPrograms::to_wl_pol_fd() const { return bpf_program__fd(impl_->skel->progs.weir_to_wl_pol); }
 
 }  // namespace weir::dataplane

@@ -1,6 +1,12 @@
 // The TC programs and maps as the agent loads them: the embedded object (bpf/tc.bpf.c) with
 // every map pinned under the pin root, so that a restarted or upgraded agent adopts the maps
-// of the previous one (and with them every established flow).
+// of the previous one (and with them every established flow, and every policy program still
+// in the pinned jump map).
+//
+// Policy: after the load, the two continuations of the object (weir_from_wl_pol,
+// weir_to_wl_pol) are written into jump slots WEIR_JUMP_FROM_WL_POLICY_DONE and
+// WEIR_JUMP_TO_WL_POLICY_DONE (each slot update replaces the previous agent's program
+// atomically). Policy programs are installed by the policy manager (dataplane/policy_slots.h).
 #pragma once
 
 #include <memory>
@@ -8,6 +14,7 @@
 #include "maps/pin_layout.h"
 #include "maps/weir_maps.h"
 #include "model/resources.h"
+#include "polprog/compiler.h"
 #include "util/result.h"
 
 namespace weir::dataplane {
@@ -26,13 +33,24 @@ class TcPrograms {
 
   int from_wl_fd() const;  // weir_from_wl: tc ingress of a workload's host-side veth
   int to_wl_fd() const;    // weir_to_wl: tc egress of a workload's host-side veth
+  int from_wl_pol_fd() const;  // weir_from_wl_pol: jump slot WEIR_JUMP_FROM_WL_POLICY_DONE
+  int to_wl_pol_fd() const;    // weir_to_wl_pol: jump slot WEIR_JUMP_TO_WL_POLICY_DONE
   maps::WeirMaps& maps() { return *maps_; }
+  maps::PolicyMaps& policy_maps() { return *policy_; }
+  // The fds a generated policy program is relocated against (polprog::load). Borrowed: valid
+  // while this object lives.
+  polprog::PolicyMapFds policy_map_fds() const;
+
+  // (Re)writes the continuations into jump slots 0 and 1. load() does it; exposed for repair.
+  Status install_continuations();
 
  private:
   struct Impl;
-  explicit TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m);
+  TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
+             std::unique_ptr<maps::PolicyMaps> p);
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<maps::WeirMaps> maps_;
+  std::unique_ptr<maps::PolicyMaps> policy_;
 };
 
 }  // namespace weir::dataplane

@@ -13,6 +13,7 @@
 #include "weir/ifstate.h"
 #include "weir/maps.h"
 #include "weir/nat.h"
+#include "weir/policy.h"
 #include "weir/routes.h"
 
 namespace weir::maps {
@@ -23,8 +24,15 @@ using ConntrackMap = bpf::Map<weir_ct_key, weir_ct_val>;
 using RoutesMap = bpf::Map<weir_route_key, weir_route_val>;
 using IfstateMap = bpf::Map<__u32, weir_ifstate_val>;
 using CountersMap = bpf::PerCpuMap<weir_counters_key, weir_counters_val>;
+// Policy maps (weir/policy.h). The jump map is a PROG_ARRAY: updates take a program fd,
+// lookups (from userspace) return the program id.
+using JumpMap = bpf::Map<__u32, __u32>;
+using PolicyStateMap = bpf::PerCpuMap<__u32, weir_pol_state>;
+using IpsetsMap = bpf::Map<weir_ipset_key, __u32>;
+using RuleCountersMap = bpf::PerCpuMap<weir_rule_cnt_key, weir_rule_cnt_val>;
 
-// Names of every map, in a stable order (the order of docs/maps.md).
+// Names of every map, in a stable order (the order of docs/maps.md): the six maps of WeirMaps,
+// then the four of PolicyMaps.
 const std::vector<std::string>& all_map_names();
 
 // Raw fds of every map, for WeirMaps::from_fds (e.g. bpf_map__fd(skel->maps.weir_ct1)). The
@@ -62,6 +70,37 @@ class WeirMaps {
 
  private:
   WeirMaps() = default;
+};
+
+// Raw fds of the policy maps, for PolicyMaps::from_fds (borrowed; duplicated).
+struct PolicyMapFds {
+  int jump = -1;
+  int pstate = -1;
+  int ipsets = -1;
+  int rule_cnt = -1;
+};
+
+// The maps of the policy path (jump slots, per-CPU state, IP sets, rule counters). Separate from
+// WeirMaps so that users of the core maps (service syncer, conntrack scanner, most CLI commands)
+// do not need them.
+class PolicyMaps {
+ public:
+  PolicyMaps(PolicyMaps&&) noexcept = default;
+  PolicyMaps& operator=(PolicyMaps&&) noexcept = default;
+  PolicyMaps(const PolicyMaps&) = delete;
+  PolicyMaps& operator=(const PolicyMaps&) = delete;
+
+  // As WeirMaps::open_pinned (same "no weir state under ..." error when a pin is missing).
+  static Result<PolicyMaps> open_pinned(const PinLayout& layout);
+  static Result<PolicyMaps> from_fds(const PolicyMapFds& fds);
+
+  JumpMap jump;
+  PolicyStateMap pstate;
+  IpsetsMap ipsets;
+  RuleCountersMap rule_cnt;
+
+ private:
+  PolicyMaps() = default;
 };
 
 }  // namespace weir::maps

@@ -512,7 +512,8 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
 
   YAML::Node ms = c.map(spec, "mapSizes", "spec.mapSizes", false);
   c.warn_unknown_keys(ms, "spec.mapSizes",
-                      {"natFrontend", "natBackend", "conntrack", "routes", "ifstate", "counters"});
+                      {"natFrontend", "natBackend", "conntrack", "routes", "ifstate", "counters",
+                       "ipsets", "ruleCounters"});
   auto size = [&](const char* key, uint32_t& out) {
     if (auto v = c.integer(ms, key, fmt::format("spec.mapSizes.{}", key), 1, kMaxMapSize, false))
       out = static_cast<uint32_t>(*v);
@@ -523,6 +524,8 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
   size("routes", cfg.map_sizes.routes);
   size("ifstate", cfg.map_sizes.ifstate);
   size("counters", cfg.map_sizes.counters);
+  size("ipsets", cfg.map_sizes.ipsets);
+  size("ruleCounters", cfg.map_sizes.rule_counters);
   if (c.failed()) return std::nullopt;
   return cfg;
 }

@@ -47,11 +47,13 @@ struct MapSizes {
   static MapSizes defaults() { return MapSizes{}; }
 };
 
-enum class Prog { FromWl, ToWl };
+// FromWlPol / ToWlPol: the policy continuations (jump slots 0 and 1, written by load()).
+enum class Prog { FromWl, ToWl, FromWlPol, ToWlPol };
 
 class TcObject {
  public:
-  // Opens the embedded object, applies the sizes, loads it through the verifier. The error
+  // Opens the embedded object, applies the sizes, loads it through the verifier and writes the
+  // policy continuations into jump slots 0 and 1 (as the agent's loader does). The error
   // carries errno and the program names; libbpf prints the verifier log to stderr.
   static Result<std::unique_ptr<TcObject>> load(const MapSizes& sizes);
   ~TcObject();

@@ -17,6 +17,7 @@
 #include "tc.skel.h"
 #include "tc_harness.h"
 #include "weir/maps.h"
+#include "weir/policy.h"
 
 namespace weir::test {
 
@@ -63,14 +64,29 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const MapSizes& sizes) {
     if (rc != 0) return sys_error(rc, fmt::format("setting max_entries of {} to {}", o.map, *o.size));
   }
   int rc = weir_tc__load(skel);
-  if (rc != 0) return sys_error(rc, "loading weir_tc (weir_from_wl, weir_to_wl) through the verifier");
+  if (rc != 0)
+    return sys_error(rc, "loading weir_tc (weir_from_wl, weir_to_wl, weir_from_wl_pol, weir_to_wl_pol) "
+                         "through the verifier");
+  const std::pair<uint32_t, Prog> conts[] = {{WEIR_JUMP_FROM_WL_POLICY_DONE, Prog::FromWlPol},
+                                             {WEIR_JUMP_TO_WL_POLICY_DONE, Prog::ToWlPol}};
+  for (const auto& [slot, prog] : conts) {
+    int fd = obj->prog_fd(prog);
+    if (bpf_map_update_elem(bpf_map__fd(skel->maps.weir_jump1), &slot, &fd, BPF_ANY) != 0)
+      return errno_error(fmt::format("writing the policy continuation into jump slot {}", slot));
+  }
   return obj;
 }
 
 TcObject::~TcObject() { weir_tc__destroy(skel_); }
 
 int TcObject::prog_fd(Prog p) const {
-  return bpf_program__fd(p == Prog::FromWl ? skel_->progs.weir_from_wl : skel_->progs.weir_to_wl);
+  switch (p) {
+    case Prog::FromWl: return bpf_program__fd(skel_->progs.weir_from_wl);
+    case Prog::ToWl: return bpf_program__fd(skel_->progs.weir_to_wl);
+    case Prog::FromWlPol: return bpf_program__fd(skel_->progs.weir_from_wl_pol);
+    case Prog::ToWlPol: return bpf_program__fd(skel_->progs.weir_to_wl_pol);
+  }
+  return -1;
 }
 
 int TcObject::map_fd(const std::string& name) const {

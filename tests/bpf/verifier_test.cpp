@@ -1,6 +1,6 @@
 // Every program variant through the verifier. The object has one variant (no read-only
-// configuration): both programs, loaded with the compiled-in default map sizes, exactly as the
-// agent loads them before it overrides sizes.
+// configuration): the two main programs and the two policy continuations, loaded with the
+// compiled-in default map sizes, exactly as the agent loads them before it overrides sizes.
 #include <gtest/gtest.h>
 
 #include "netns_env.h"
@@ -14,7 +14,7 @@ TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
   ASSERT_TRUE(topology().ready) << topology().error;
   auto obj = TcObject::load(MapSizes::defaults());
   ASSERT_TRUE(obj.ok()) << obj.error().str();
-  for (Prog p : {Prog::FromWl, Prog::ToWl}) {
+  for (Prog p : {Prog::FromWl, Prog::ToWl, Prog::FromWlPol, Prog::ToWlPol}) {
     EXPECT_GE((*obj)->prog_fd(p), 0);
     auto insns = (*obj)->prog_insns(p);
     ASSERT_TRUE(insns.ok()) << insns.error().str();
@@ -26,6 +26,10 @@ TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_ROUTES), uint32_t(WEIR_MAP_ROUTES_SIZE));
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IFSTATE), uint32_t(WEIR_MAP_IFSTATE_SIZE));
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_COUNTERS), uint32_t(WEIR_MAP_COUNTERS_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_JUMP), uint32_t(WEIR_MAP_JUMP_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_PSTATE), 1u);
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IPSETS), uint32_t(WEIR_MAP_IPSETS_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_RULE_CNT), uint32_t(WEIR_MAP_RULE_CNT_SIZE));
 }
 
 TEST(TcVerifier, MapSizesCanBeOverriddenBeforeLoad) {

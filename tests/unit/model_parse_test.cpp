@@ -188,6 +188,8 @@ TEST(ParseDataplaneConfig, ValuesAndDefaults) {
   EXPECT_EQ(c.map_sizes.nat_backend, 262144u);
   EXPECT_EQ(c.map_sizes.ifstate, 1024u);
   EXPECT_EQ(c.map_sizes.counters, 20480u);
+  EXPECT_EQ(c.map_sizes.ipsets, 200000u);
+  EXPECT_EQ(c.map_sizes.rule_counters, 65536u);
 }
 
 TEST(ParseDataplaneConfig, EffectiveConfigDefaultsWhenAbsent) {

@@ -34,6 +34,10 @@
 #define WEIR_POL_ALLOW 1
 #define WEIR_POL_DENY 2
 
+/* Private flags (pflags) of the main program and its continuation. */
+#define WEIR_PSTATE_F_NO_STATE (1u << 0) /* from_wl: TCP mid-stream without an entry: on allow,
+					   * pass untouched and create no state */
+
 struct weir_pol_state {
 	/* ---- Inputs: written by the main program, read by the policy program. ---- */
 	__u32 saddr;     /* source address, network order (as in the packet) */
@@ -56,7 +60,7 @@ struct weir_pol_state {
 	__u8 ct_exists;      /* to_wl: the flow already had a conntrack entry (leg not approved) */
 	__u32 nat_addr;      /* network order: chosen backend */
 	__u16 nat_port;      /* network order */
-	__u16 pad0;
+	__u16 pflags;        /* WEIR_PSTATE_F_* */
 
 	/* ---- Outputs: written by the policy program. ---- */
 	__u32 verdict;   /* WEIR_POL_* */

@@ -1,0 +1,95 @@
+#include "dataplane/policy_slots.h"
+
+#include <algorithm>
+#include <cerrno>
+
+#include "weir/ifstate.h"
+#include "weir/policy.h"
+
+namespace weir::dataplane {
+
+JumpSlotAllocator::JumpSlotAllocator(uint32_t size)
+    : size_(size), next_(WEIR_JUMP_FIRST_POLICY_SLOT) {}
+
+Result<uint32_t> JumpSlotAllocator::take() {
+  for (uint32_t s = next_; s < size_; s++) {
+    if (used_.count(s) != 0) continue;
+    used_.insert(s);
+    next_ = s + 1;
+    return s;
+  }
+  return Error{ENOSPC, fmt::format("jump map {}: all {} policy slots are in use (map size {})",
+                                   WEIR_MAP_JUMP, size_ > WEIR_JUMP_FIRST_POLICY_SLOT
+                                                      ? size_ - WEIR_JUMP_FIRST_POLICY_SLOT
+                                                      : 0,
+                                   size_)};
+}
+
+Status JumpSlotAllocator::reserve(uint32_t slot) {
+  if (slot < WEIR_JUMP_FIRST_POLICY_SLOT || slot >= size_)
+    return Error{EINVAL, fmt::format("jump slot {} is not a policy slot (policy slots are {}..{})",
+                                     slot, WEIR_JUMP_FIRST_POLICY_SLOT, size_ - 1)};
+  if (!used_.insert(slot).second)
+    return Error{EEXIST, fmt::format("jump slot {} is already in use", slot)};
+  return {};
+}
+
+void JumpSlotAllocator::release(uint32_t slot) {
+  if (used_.erase(slot) != 0 && slot < next_) next_ = slot;
+}
+
+Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
+                        uint32_t egress_slot) {
+  auto cur = ifstate.lookup(ifindex);
+  if (!cur) return cur.error().wrap(fmt::format("setting the policy slots of ifindex {}", ifindex));
+  if (!*cur)
+    return Error{ENOENT, fmt::format("setting the policy slots of ifindex {}: no ifstate entry "
+                                     "(the interface is not managed by weir)",
+                                     ifindex)};
+  weir_ifstate_val v = **cur;
+  v.ingress_slot = ingress_slot;
+  v.egress_slot = egress_slot;
+  // BPF_EXIST: never resurrect an entry the endpoint manager removed meanwhile.
+  auto st = ifstate.update(ifindex, v, BPF_EXIST);
+  if (!st) return st.error().wrap(fmt::format("setting the policy slots of ifindex {}", ifindex));
+  return {};
+}
+
+Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::Direction dir,
+                       uint32_t slot) {
+  auto cur = ifstate.lookup(ifindex);
+  if (!cur) return cur.error().wrap(fmt::format("setting the policy slot of ifindex {}", ifindex));
+  if (!*cur)
+    return Error{ENOENT, fmt::format("setting the {} policy slot of ifindex {}: no ifstate entry "
+                                     "(the interface is not managed by weir)",
+                                     calc::pol::to_string(dir), ifindex)};
+  if (dir == calc::pol::Direction::Ingress)
+    return set_policy_slots(ifstate, ifindex, slot, (*cur)->egress_slot);
+  return set_policy_slots(ifstate, ifindex, (*cur)->ingress_slot, slot);
+}
+
+Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump) {
+  // Walks every index of the array; empty slots read back as absent and are skipped.
+  auto d = jump.dump();
+  if (!d) return d.error().wrap("listing the occupied jump slots");
+  std::vector<uint32_t> out;
+  for (const auto& [slot, prog_id] : *d)
+    if (slot >= WEIR_JUMP_FIRST_POLICY_SLOT) out.push_back(slot);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Status install_program(maps::JumpMap& jump, uint32_t slot, int prog_fd) {
+  if (prog_fd < 0) return Error{EBADF, fmt::format("installing into jump slot {}: no program", slot)};
+  auto st = jump.update(slot, static_cast<__u32>(prog_fd));
+  if (!st) return st.error().wrap(fmt::format("installing a program into jump slot {}", slot));
+  return {};
+}
+
+Status clear_program(maps::JumpMap& jump, uint32_t slot) {
+  auto r = jump.remove(slot);
+  if (!r) return r.error().wrap(fmt::format("clearing jump slot {}", slot));
+  return {};
+}
+
+}  // namespace weir::dataplane
