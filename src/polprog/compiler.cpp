@@ -2,8 +2,9 @@
 //
 // Code shape of one chunk:
 //
-//   prologue     r6 = ctx; r7 = &weir_pstate1[0] (null: TC_ACT_SHOT); ipset key prefixlen = 128;
-//                chunk 0: verdict/resume/rule_id = 0; chunk k > 0: dispatch on state.resume
+//   prologue     r6 = ctx; r7 = &weir_pstate1[0] (null: TC_ACT_SHOT); state.scratch =
+//                (proto << 16) | dport; chunk 0: verdict/resume/rule_id = 0; chunk k > 0:
+//                dispatch on state.resume
 //   steps        tiers, policies, rules in order; a rule is a list of checks that jump to its
 //                `next` label when they fail, then its action
 //   epilogue     continuation to the next chunk, the end-of-tiers allow, Pass stubs to tiers of
@@ -342,13 +343,19 @@ void emit_nets(Gen& g, int addr_h_off, const std::vector<model::Cidr>& nets,
   bool any_all = std::any_of(nets.begin(), nets.end(), [](model::Cidr n) { return n.prefix_len == 0; });
   if ((nets.empty() || any_all) && not_nets.empty()) return;
   g.ldx(Size::U32, R1, kState, addr_h_off);
-  if (!nets.empty() && !any_all) {
-    Target& in = g.target("net_in");
-    for (const model::Cidr& n : nets) emit_in_net(g, R1, n, in);
-    g.ja(next);
-    g.bind(in);
-  }
   for (const model::Cidr& n : not_nets) emit_in_net(g, R1, n, next);
+  if (nets.empty() || any_all) return;
+  if (nets.size() == 1) {
+    // The common case: mask r1 in place and compare once (r1 is not needed afterwards).
+    const uint32_t mask = nets[0].prefix_len >= 32 ? 0xffffffffu : ~(0xffffffffu >> nets[0].prefix_len);
+    if (mask != 0xffffffffu) g.and32(R1, mask);
+    g.jmp32(Cond::Ne, R1, nets[0].addr.value & mask, next);
+    return;
+  }
+  Target& in = g.target("net_in");
+  for (const model::Cidr& n : nets) emit_in_net(g, R1, n, in);
+  g.ja(next);
+  g.bind(in);
 }
 
 std::string hex_set(calc::SetId id) { return fmt::format("0x{:016x}", id); }
