@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "calc/policy_ir.h"
+#include "polprog/asm.h"
 #include "polprog/compiler.h"
 #include "util/fd.h"
 #include "weir/counters.h"
@@ -170,6 +171,7 @@ class Bench {
   }
 
   int floor_fd() const { return floor_.get(); }
+  int state_fd() const { return state_.get(); }
 
   void clear_ipsets() {
     weir_ipset_key k{};
@@ -363,6 +365,71 @@ int run(const Options& opt) {
                 one_ns / base_one);
   }
   std::printf("\n(empty policy: repeat mode %.1f ns, repeat=1 median %.0f ns)\n", empty_ns, empty_one);
+
+  // ---- 4. for comparison: the same members as /32 entries of a hash map (set id, address)
+  // looked up by a hand-assembled program (state lookup + one hash lookup, no tail call).
+  Fd hash(bpf_map_create(BPF_MAP_TYPE_HASH, "weir_pb_hash", 16, 4, 1u << 20, nullptr));
+  if (!hash.valid()) die(std::string("creating the hash map: ") + std::strerror(errno));
+  const polprog::MapRef kHash{"hash"}, kState{polprog::kMapState};
+  polprog::Assembler a("hash set");
+  using namespace polprog;
+  Label miss = a.new_label("miss");
+  a.st(Size::U32, R10, -4, 0);
+  a.mov(R2, R10);
+  a.add(R2, -4);
+  a.ld_map_fd(R1, kState);
+  a.call(BPF_FUNC_map_lookup_elem);
+  a.jeq(R0, 0, miss);
+  a.ldx(Size::U32, R1, R0, offsetof(weir_pol_state, saddr));
+  a.ld_imm64(R2, kSetA);
+  a.stx(Size::U64, R10, -16, R2);
+  a.stx(Size::U64, R10, -8, R1);  // addr, 4 zero bytes
+  a.mov(R2, R10);
+  a.add(R2, -16);
+  a.ld_map_fd(R1, kHash);
+  a.call(BPF_FUNC_map_lookup_elem);
+  a.jeq(R0, 0, miss);
+  a.mov(R0, WEIR_POL_ALLOW);
+  a.exit();
+  a.bind(miss);
+  a.mov(R0, WEIR_POL_DENY);
+  a.exit();
+  auto prog = a.assemble();
+  if (!prog.ok()) die(prog.error().str());
+  if (auto st = relocate(*prog, {{kHash, hash.get()}, {kState, b.state_fd()}}); !st.ok()) die(st.error().str());
+  Fd hprog(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_pb_hash", "GPL", as_bpf_insns(prog->insns.data()),
+                         prog->insns.size(), nullptr));
+  if (!hprog.valid()) die(std::string("loading the hash program: ") + std::strerror(errno));
+  std::printf("\n## For comparison: /32 members in a BPF_MAP_TYPE_HASH keyed (set id, address)\n\n");
+  std::printf("| members | repeat-mode ns/packet | x 10 members | repeat=1 median ns | x 10 members |\n");
+  std::printf("|---:|---:|---:|---:|---:|\n");
+  size_t inserted = 0;
+  double hbase_rep = 0, hbase_one = 0;
+  for (size_t n : {10u, 10000u, 1000000u}) {
+    for (; inserted < n; inserted++) {
+      uint8_t key[16] = {};
+      for (int i = 0; i < 8; i++) key[i] = static_cast<uint8_t>(kSetA >> (8 * i));  // as stored by stx u64
+      uint32_t addr = htonl(members[inserted]);
+      std::memcpy(key + 8, &addr, 4);
+      uint32_t one = 1;
+      if (bpf_map_update_elem(hash.get(), key, &one, BPF_ANY) != 0) die("filling the hash map");
+    }
+    std::vector<uint32_t> first(members.begin(), members.begin() + static_cast<long>(n));
+    pol::Packet p = pkt;
+    p.saddr = model::Ipv4{first[first.size() / 2]};
+    b.set_packet(p);
+    double rep = b.repeated(hprog.get(), WEIR_POL_ALLOW);
+    double one_ns = b.single(hprog.get(), [&](int i) {
+      pol::Packet q = pkt;
+      q.saddr = model::Ipv4{first[(static_cast<size_t>(i) * 7919) % first.size()]};
+      return q;
+    }, WEIR_POL_ALLOW);
+    if (n == 10) {
+      hbase_rep = rep;
+      hbase_one = one_ns;
+    }
+    std::printf("| %zu | %.1f | %.2f | %.0f | %.2f |\n", n, rep, rep / hbase_rep, one_ns, one_ns / hbase_one);
+  }
   return 0;
 }
 
