@@ -2,8 +2,9 @@
 //
 // Code shape of one chunk:
 //
-//   prologue     r6 = ctx; r7 = &weir_pstate1[0] (null: TC_ACT_SHOT); ipset key prefixlen = 128;
-//                chunk 0: verdict/resume/rule_id = 0; chunk k > 0: dispatch on state.resume
+//   prologue     r6 = ctx; r7 = &weir_pstate1[0] (null: TC_ACT_SHOT); state.scratch =
+//                (proto << 16) | dport; chunk 0: verdict/resume/rule_id = 0; chunk k > 0:
+//                dispatch on state.resume
 //   steps        tiers, policies, rules in order; a rule is a list of checks that jump to its
 //                `next` label when they fail, then its action
 //   epilogue     continuation to the next chunk, the end-of-tiers allow, Pass stubs to tiers of
@@ -22,6 +23,8 @@
 #include <linux/pkt_cls.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <cerrno>
 #include <cstddef>
 #include <deque>
@@ -65,23 +68,23 @@ constexpr int kOffVerdict = offsetof(weir_pol_state, verdict);
 constexpr int kOffResume = offsetof(weir_pol_state, resume);
 constexpr int kOffRuleId = offsetof(weir_pol_state, rule_id);
 
-// Stack (r10-relative): the IP set key, the rule counter key/value (the state map key at entry),
+// Stack (r10-relative), every slot 8-byte aligned: the IP set key, the rule counter key/value (the state map key at entry),
 // the interface counters key/value (missed tail call).
-constexpr int kStIpsetKey = -24;  // struct weir_ipset_key, 20 bytes
+constexpr int kStIpsetKey = -24;  // struct weir_ipset_key, 20 bytes in 3 words
 constexpr int kStRuleKey = -32;   // u64
 constexpr int kStRuleVal = -40;   // u64
 constexpr int kStCntKey = -48;    // struct weir_counters_key
 constexpr int kStCntVal = kStCntKey - static_cast<int>(sizeof(weir_counters_val));
 static_assert(sizeof(weir_ipset_key) == 20 && kStIpsetKey + 20 <= 0);
 static_assert(kStCntVal >= -512);
-constexpr int kKeySetId = offsetof(weir_ipset_key, set_id);
-constexpr int kKeyAddr = offsetof(weir_ipset_key, addr);
-constexpr int kKeyPort = offsetof(weir_ipset_key, port);
-constexpr int kKeyPad = offsetof(weir_ipset_key, pad);
-constexpr int kKeyProto = offsetof(weir_ipset_key, proto);
 
 constexpr Reg kCtx = R6;
 constexpr Reg kState = R7;
+// state.scratch holds (proto << 16) | dport, computed once per chunk: "TCP to port 80" is one
+// load, one add and one compare. Kept in memory, not in a callee-saved register: a register
+// compared against constants gets narrowed (linked copies included) by the verifier, which then
+// cannot prune the states of later rules.
+constexpr int kOffProtoPort = offsetof(weir_pol_state, scratch);
 
 constexpr size_t kMaxChunks = kMaxPolicyChunks;
 
@@ -117,6 +120,11 @@ class Gen {
   void mov32(Reg d, Reg s) { if (live) a.mov32(d, s); }
   void add(Reg d, Imm i) { if (live) a.add(d, i); }
   void and32(Reg d, Imm32 i) { if (live) a.and32(d, i); }
+  void or32(Reg d, Reg s) { if (live) a.or32(d, s); }
+  void add32(Reg d, Imm32 i) { if (live) a.add32(d, i); }
+  void lsh32(Reg d, Imm32 i) { if (live) a.lsh32(d, i); }
+  void lsh(Reg d, Imm i) { if (live) a.lsh(d, i); }
+  void or_(Reg d, Reg s) { if (live) a.or_(d, s); }
   void be16(Reg d) { if (live) a.be16(d); }
   void ld_imm64(Reg d, uint64_t v) { if (live) a.ld_imm64(d, v); }
   void ld_map_fd(Reg d, const char* map) { if (live) a.ld_map_fd(d, MapRef{map}); }
@@ -158,21 +166,43 @@ void stack_ptr(Gen& g, Reg r, int off) {
 // Looks the set up in weir_ipsets1 with the full key; r0 = value or null. `addr_off` is the
 // state field holding the address (network order); named-port sets also key on the packet's
 // destination port and protocol.
+//
+// The key is written as three full 8-byte stack words, every time: a full-word write tells the
+// verifier the old contents are dead, so states that differ only in a previous rule's key still
+// prune. (Narrower writes leave half-written slots whose types differ between paths, and the
+// verifier then explores every later rule again for each of them.)
 void emit_set_lookup(Gen& g, calc::SetId id, int addr_off, bool named_port) {
-  g.st(Size::U32, R10, kStIpsetKey + kKeySetId, htonl(static_cast<uint32_t>(id >> 32)));
-  g.st(Size::U32, R10, kStIpsetKey + kKeySetId + 4, htonl(static_cast<uint32_t>(id)));
+  static_assert(std::endian::native == std::endian::little,
+                "the IP set key words are laid out for a little-endian host");
+  static_assert(offsetof(weir_ipset_key, set_id) == 4 && offsetof(weir_ipset_key, addr) == 12 &&
+                offsetof(weir_ipset_key, port) == 16 && offsetof(weir_ipset_key, proto) == 19);
+  uint8_t bytes[16] = {};  // prefixlen, set_id (big-endian), addr (filled at run time)
+  const uint32_t prefixlen = WEIR_IPSET_PREFIX_FULL;
+  std::memcpy(bytes, &prefixlen, 4);
+  for (int i = 0; i < 8; i++) bytes[4 + i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+  uint64_t word0 = 0;
+  uint32_t id_low = 0;
+  std::memcpy(&word0, bytes, 8);
+  std::memcpy(&id_low, bytes + 8, 4);
+  // Word 0: prefixlen, set_id[0..3].
+  g.ld_imm64(R1, word0);
+  g.stx(Size::U64, R10, kStIpsetKey, R1);
+  // Word 1: set_id[4..7], addr.
   g.ldx(Size::U32, R1, kState, addr_off);
-  g.stx(Size::U32, R10, kStIpsetKey + kKeyAddr, R1);
+  g.lsh(R1, 32);
+  g.mov32(R2, id_low);
+  g.or_(R1, R2);
+  g.stx(Size::U64, R10, kStIpsetKey + 8, R1);
+  // Word 2: port, pad, proto (and 4 bytes past the key).
   if (named_port) {
     g.ldx(Size::U16, R1, kState, kOffDport);
     g.be16(R1);
-    g.stx(Size::U16, R10, kStIpsetKey + kKeyPort, R1);
-    g.st(Size::U8, R10, kStIpsetKey + kKeyPad, 0);
-    g.ldx(Size::U8, R1, kState, kOffProto);
-    g.stx(Size::U8, R10, kStIpsetKey + kKeyProto, R1);
+    g.ldx(Size::U8, R2, kState, kOffProto);
+    g.lsh(R2, 24);
+    g.or_(R1, R2);
+    g.stx(Size::U64, R10, kStIpsetKey + 16, R1);
   } else {
-    static_assert(offsetof(weir_ipset_key, port) + 4 == sizeof(weir_ipset_key));
-    g.st(Size::U32, R10, kStIpsetKey + kKeyPort, 0);  // port, pad, proto
+    g.st(Size::U64, R10, kStIpsetKey + 16, 0);
   }
   stack_ptr(g, R2, kStIpsetKey);
   g.ld_map_fd(R1, kMapIpsets);
@@ -271,6 +301,25 @@ void emit_in_range(Gen& g, Reg r, PortRange pr, Target& t) {
   }
 }
 
+// Protocol `proto` (TCP or UDP) and destination port in any of `ranges`; jumps to `next` when
+// not. Three instructions and one branch per range: r1 = ((proto << 16) | dport) - lo; unsigned
+// r1 > hi - lo means outside.
+void emit_proto_ports(Gen& g, uint8_t proto, const std::vector<PortRange>& ranges, Target& next) {
+  const uint32_t base = static_cast<uint32_t>(proto) << 16;
+  Target& in = g.target("proto_port_in");
+  for (size_t i = 0; i < ranges.size(); i++) {
+    const uint32_t lo = base | ranges[i].first, span = static_cast<uint32_t>(ranges[i].last - ranges[i].first);
+    g.ldx(Size::U32, R1, kState, kOffProtoPort);
+    g.add32(R1, static_cast<uint32_t>(0u - lo));
+    if (i + 1 == ranges.size()) {
+      g.jmp32(Cond::Gt, R1, span, next);
+    } else {
+      g.jmp32(Cond::Le, R1, span, in);
+    }
+  }
+  g.bind(in);
+}
+
 // Jump to `t` when the host-order address in `r` is in `n` (clobbers r2).
 void emit_in_net(Gen& g, Reg r, model::Cidr n, Target& t) {
   if (n.prefix_len == 0) {
@@ -294,13 +343,19 @@ void emit_nets(Gen& g, int addr_h_off, const std::vector<model::Cidr>& nets,
   bool any_all = std::any_of(nets.begin(), nets.end(), [](model::Cidr n) { return n.prefix_len == 0; });
   if ((nets.empty() || any_all) && not_nets.empty()) return;
   g.ldx(Size::U32, R1, kState, addr_h_off);
-  if (!nets.empty() && !any_all) {
-    Target& in = g.target("net_in");
-    for (const model::Cidr& n : nets) emit_in_net(g, R1, n, in);
-    g.ja(next);
-    g.bind(in);
-  }
   for (const model::Cidr& n : not_nets) emit_in_net(g, R1, n, next);
+  if (nets.empty() || any_all) return;
+  if (nets.size() == 1) {
+    // The common case: mask r1 in place and compare once (r1 is not needed afterwards).
+    const uint32_t mask = nets[0].prefix_len >= 32 ? 0xffffffffu : ~(0xffffffffu >> nets[0].prefix_len);
+    if (mask != 0xffffffffu) g.and32(R1, mask);
+    g.jmp32(Cond::Ne, R1, nets[0].addr.value & mask, next);
+    return;
+  }
+  Target& in = g.target("net_in");
+  for (const model::Cidr& n : nets) emit_in_net(g, R1, n, in);
+  g.ja(next);
+  g.bind(in);
 }
 
 std::string hex_set(calc::SetId id) { return fmt::format("0x{:016x}", id); }
@@ -332,7 +387,11 @@ void emit_rule(Gen& g, const Rule& r, Target& decided, Target& pass) {
   g.comment("Start of rule " + rule_description(r));
   if (std::string ips = ipsets_comment(m); !ips.empty()) g.comment(ips);
 
-  if (m.protocol) {
+  const bool named = !m.dst_named_port_sets.empty();
+  // "protocol TCP/UDP and destination port in ranges": fused on kProtoPort.
+  const bool fused = m.protocol && has_ports(*m.protocol) && !m.dst_ports.empty() && !named;
+  if (fused) emit_proto_ports(g, *m.protocol, m.dst_ports, next);
+  if (m.protocol && !fused) {
     g.ldx(Size::U8, R1, kState, kOffProto);
     g.jmp32(Cond::Ne, R1, *m.protocol, next);
   }
@@ -340,7 +399,6 @@ void emit_rule(Gen& g, const Rule& r, Target& decided, Target& pass) {
     g.ldx(Size::U8, R1, kState, kOffProto);
     g.jmp32(Cond::Eq, R1, *m.not_protocol, next);
   }
-  const bool named = !m.dst_named_port_sets.empty();
   const bool ports = !m.src_ports.empty() || !m.dst_ports.empty() || named || !m.dst_not_ports.empty();
   if (ports && !(m.protocol && has_ports(*m.protocol))) {
     Target& tcp_udp = g.target("tcp_udp");
@@ -368,7 +426,7 @@ void emit_rule(Gen& g, const Rule& r, Target& decided, Target& pass) {
     g.ja(next);
     g.bind(in);
   }
-  if (!m.dst_ports.empty() && !named) {
+  if (!m.dst_ports.empty() && !named && !fused) {
     Target& in = g.target("dport_in");
     g.ldx(Size::U16, R1, kState, kOffDport);
     for (PortRange pr : m.dst_ports) emit_in_range(g, R1, pr, in);
@@ -633,8 +691,11 @@ class Compiler {
     g.exit();
     g.bind(have);
     g.mov(kState, R0);
-    g.st(Size::U32, R10, kStIpsetKey + static_cast<int>(offsetof(weir_ipset_key, prefixlen)),
-         WEIR_IPSET_PREFIX_FULL);
+    g.ldx(Size::U8, R1, kState, kOffProto);
+    g.lsh32(R1, 16);
+    g.ldx(Size::U16, R2, kState, kOffDport);
+    g.or32(R1, R2);
+    g.stx(Size::U32, kState, kOffProtoPort, R1);
     if (chunk == 0) {
       g.st(Size::U32, kState, kOffVerdict, WEIR_POL_NONE);
       g.st(Size::U32, kState, kOffResume, 0);
