@@ -17,8 +17,11 @@
 #include "calc/calc.h"
 #include "calc/conntrack.h"
 #include "calc/diff.h"
+#include "calc/policy.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
+#include "dataplane/policy_manager.h"
+#include "dataplane/policy_slots.h"
 #include "dataplane/programs.h"
 #include "dataplane/service_syncer.h"
 #include "datastore/datastore.h"
@@ -61,11 +64,16 @@ class Agent {
         progs_(std::move(progs)),
         endpoints_(progs_.maps(), layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
         services_(progs_.maps()),
-        scanner_(progs_.maps().ct) {}
+        scanner_(progs_.maps().ct),
+        policies_(progs_.policy_map_fds(), progs_.policy_maps().jump.info().max_entries,
+                  o.state_dir, [this](uint32_t ifindex, calc::pol::Direction d, uint32_t slot) {
+                    return dataplane::set_policy_slot(progs_.maps().ifstate, ifindex, d, slot);
+                  }) {}
 
   Status adopt() {
     WEIR_TRY(endpoints_.adopt());
     WEIR_TRY(services_.adopt());
+    WEIR_TRY(policies_.adopt());
     return {};
   }
 
@@ -92,10 +100,12 @@ class Agent {
 
     calc::Output out = calc::compute(snap, opts_.node);
     for (const auto& w : out.warnings) spdlog::warn("{}", w.str());
+    resolver_.update(snap);
     if (good_) {
       auto d = calc::diff(*good_, out);
       if (d.empty() && !endpoints_.has_pending()) {
-        spdlog::debug("datastore changed, dataplane already up to date");
+        spdlog::debug("datastore changed, services and endpoints already up to date");
+        apply_policy(out);
         return;
       }
       spdlog::info("applying changes: {}", d.summary());
@@ -108,10 +118,24 @@ class Agent {
     if (!st) spdlog::error("endpoints: {}", st.error().str());
     auto ss = services_.apply(out.frontends);
     if (!ss) spdlog::error("services: {}", ss.error().str());
+    apply_policy(out);
     backends_ = calc::BackendIndex(out.frontends);
     good_ = std::move(out);
     // Flows to backends that were just removed go now, not at the next periodic scan.
     if (services_changed) scan();
+  }
+
+  // Policy programs and IP sets for the interfaces that carry weir's programs. Cheap when
+  // nothing changed (the manager compares each endpoint's policy with what it installed).
+  void apply_policy(const calc::Output& out) {
+    std::vector<dataplane::PolicyEndpoint> eps;
+    for (const auto& itf : out.interfaces) {
+      int idx = endpoints_.ifindex_of(itf.name);
+      if (idx > 0) eps.push_back({itf.workload, itf.name, static_cast<uint32_t>(idx)});
+    }
+    if (auto st = policies_.apply(resolver_, eps); !st) {
+      spdlog::error("policy: {}", st.error().str());
+    }
   }
 
   void scan() {
@@ -145,6 +169,8 @@ class Agent {
   dataplane::EndpointManager endpoints_;
   dataplane::ServiceSyncer services_;
   dataplane::ConntrackScanner scanner_;
+  calc::PolicyResolver resolver_;
+  dataplane::PolicyManager policies_;
   std::optional<calc::Output> good_;  // last successfully applied calc output
   calc::BackendIndex backends_;
   std::optional<model::DataplaneConfig> config_;

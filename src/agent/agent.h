@@ -14,6 +14,7 @@ struct AgentOptions {
   std::string datastore;         // "dir:PATH"
   std::string node;              // this node's name (WorkloadEndpoint spec.node)
   std::string bpffs = "/sys/fs/bpf";
+  std::string state_dir = "/run/weir/weir";  // files beside the pins (policy dump info)
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code. Programs and maps stay in the

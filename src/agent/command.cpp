@@ -19,6 +19,7 @@ void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
       ->capture_default_str();
   cmd->callback([&g, &rc, opts] {
     opts->pin_root = g.pin_root;
+    opts->state_dir = g.effective_state_dir();
     if (opts->node.empty()) {
       char host[HOST_NAME_MAX + 1] = {};
       gethostname(host, sizeof(host) - 1);

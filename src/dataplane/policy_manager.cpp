@@ -1,0 +1,280 @@
+#include "dataplane/policy_manager.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "maps/policy_info.h"
+#include "weir/ifstate.h"
+#include "weir/policy.h"
+
+namespace weir::dataplane {
+
+using calc::pol::Direction;
+
+// ---------------------------------------------------------------- helpers
+
+namespace {
+
+std::string short_name(const std::string& iface, Direction d) {
+  // BPF object names: at most 15 characters; the compiler's loader appends the chunk index.
+  std::string n = fmt::format("wp{}_{}", d == Direction::Ingress ? 'i' : 'e', iface);
+  if (n.size() > 12) n.resize(12);
+  return n;
+}
+
+uint32_t prog_id(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return 0;
+  return info.id;
+}
+
+weir_ipset_key ipset_key(calc::SetId id, uint32_t addr_host, uint8_t prefixlen, uint16_t port,
+                         uint8_t proto) {
+  weir_ipset_key k{};
+  k.prefixlen = prefixlen;
+  for (int i = 0; i < 8; ++i) k.set_id[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+  k.addr = htonl(addr_host);
+  k.port = htons(port);
+  k.proto = proto;
+  return k;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- PolicyManager
+
+PolicyManager::PolicyManager(polprog::PolicyMapFds fds, uint32_t jump_size, std::string state_dir,
+                             SetPolicySlot set_slot)
+    : fds_(fds), state_dir_(std::move(state_dir)), set_slot_(std::move(set_slot)),
+      slots_(jump_size) {}
+
+Status PolicyManager::adopt() {
+  // Every occupied policy slot belongs to the previous agent's programs (the continuations sit
+  // in slots 0 and 1). Lookups of a PROG_ARRAY from userspace return the program id.
+  uint32_t cur = WEIR_JUMP_FIRST_POLICY_SLOT - 1, next = 0;
+  while (bpf_map_get_next_key(fds_.jump, &cur, &next) == 0) {
+    uint32_t id = 0;
+    if (next >= WEIR_JUMP_FIRST_POLICY_SLOT && bpf_map_lookup_elem(fds_.jump, &next, &id) == 0) {
+      if (slots_.reserve(next)) adopted_.push_back(next);
+    }
+    cur = next;
+  }
+  if (!adopted_.empty()) {
+    spdlog::info("policy: {} jump slots hold a previous agent's programs; they serve until the "
+                 "first sync replaces them",
+                 adopted_.size());
+  }
+  return {};
+}
+
+Status PolicyManager::write_sets(const std::vector<calc::IpSetDelta>& changes, bool additions) {
+  const uint32_t one = 1;
+  std::vector<std::string> errors;
+  for (const auto& d : changes) {
+    const auto& nets = additions ? d.add_nets : d.del_nets;
+    const auto& ports = additions ? d.add_ports : d.del_ports;
+    auto apply_key = [&](const weir_ipset_key& k, const std::string& what) {
+      int rc = additions ? bpf_map_update_elem(fds_.ipsets, &k, &one, BPF_ANY)
+                         : bpf_map_delete_elem(fds_.ipsets, &k);
+      if (rc != 0 && !(rc == -ENOENT || errno == ENOENT) ) {
+        errors.push_back(fmt::format("{} {} in IP set {}: {}", additions ? "adding" : "removing",
+                                     what, calc::format_set_id(d.id), std::strerror(errno)));
+      }
+    };
+    for (const auto& n : nets) {
+      apply_key(ipset_key(d.id, n.addr.value,
+                          static_cast<uint8_t>(WEIR_IPSET_PREFIX_BASE + n.prefix_len), 0, 0),
+                n.str());
+    }
+    for (const auto& p : ports) {
+      apply_key(ipset_key(d.id, p.addr.value, WEIR_IPSET_PREFIX_FULL, p.port, p.proto),
+                fmt::format("{}:{}/{}", p.addr.str(), p.port, p.proto));
+    }
+  }
+  if (errors.empty()) return {};
+  std::string msg = errors.front();
+  if (errors.size() > 1) msg += fmt::format(" (and {} more)", errors.size() - 1);
+  return Error{EIO, "weir_ipsets1: " + msg};
+}
+
+void PolicyManager::ref_rules(const calc::pol::EndpointPolicy& p, int delta) {
+  for (const auto& t : p.tiers)
+    for (const auto& pol : t.policies)
+      for (const auto& r : pol.rules) {
+        if (delta > 0) {
+          ++rule_refs_[r.id];
+          continue;
+        }
+        auto it = rule_refs_.find(r.id);
+        if (it == rule_refs_.end()) continue;
+        if (--it->second == 0) {
+          rule_refs_.erase(it);
+          uint64_t id = r.id;
+          bpf_map_delete_elem(fds_.rule_cnt, &id);  // its count goes with the last user
+        }
+      }
+}
+
+void PolicyManager::retire(std::vector<uint32_t> slots) {
+  retired_.insert(retired_.end(), slots.begin(), slots.end());
+}
+
+void PolicyManager::clear_retired() {
+  for (uint32_t s : retired_) {
+    bpf_map_delete_elem(fds_.jump, &s);
+    slots_.release(s);
+  }
+  retired_.clear();
+}
+
+Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
+                              const calc::pol::EndpointPolicy& p,
+                              const calc::PolicyResolver& resolver) {
+  (void)resolver;
+  const std::string what = fmt::format("{} policy of {} ({})", calc::pol::to_string(key.second),
+                                       ep.wep_key, ep.iface);
+  std::vector<uint32_t> taken;
+  auto give_back = [&] {
+    for (uint32_t s : taken) slots_.release(s);
+  };
+  auto entry = slots_.take();
+  if (!entry) return entry.error().wrap(what);
+  taken.push_back(*entry);
+
+  polprog::CompileOptions opts;
+  bool out_of_slots = false;
+  opts.slot_of_chunk = [&](size_t) -> uint32_t {
+    auto s = slots_.take();
+    if (!s.ok()) {
+      out_of_slots = true;
+      return 0;
+    }
+    taken.push_back(*s);
+    return *s;
+  };
+  auto compiled = polprog::compile(p, opts);
+  if (!compiled || out_of_slots) {
+    give_back();
+    if (out_of_slots) return Error{ENOSPC, what + ": not enough free slots in weir_jump1"};
+    return compiled.error().wrap(what + ": compiling");
+  }
+  auto loaded = polprog::load(*compiled, fds_, short_name(ep.iface, key.second));
+  if (!loaded) {
+    give_back();
+    return loaded.error().wrap(what + ": loading");
+  }
+  if (auto st = polprog::install_chunks(*loaded, fds_.jump); !st) {
+    give_back();
+    return st.error().wrap(what + ": installing chunks");
+  }
+  int entry_fd = loaded->chunks.front().get();
+  if (bpf_map_update_elem(fds_.jump, &*entry, &entry_fd, BPF_ANY) != 0) {
+    auto e = errno_error(fmt::format("{}: writing weir_jump1[{}]", what, *entry));
+    retire(taken);  // chunks may already sit in their slots
+    return e;
+  }
+  // The flip: from here on new flows on this interface run the new program.
+  if (auto st = set_slot_(ep.ifindex, key.second, *entry); !st) {
+    retire(taken);
+    return st.error().wrap(what + ": pointing ifstate at the new program");
+  }
+
+  maps::PolicyInfo info = maps::policy_info_from(p, ep.iface, ep.ifindex);
+  info.entry_slot = *entry;
+  info.entry_prog_id = prog_id(entry_fd);
+  info.chunk_slots = taken;
+  info.asm_text = polprog::disassemble(*compiled);
+  if (auto st = maps::write_policy_info(state_dir_, info); !st) {
+    spdlog::warn("{}: policy dump info not written: {}", what, st.error().str());
+  }
+
+  auto old = installed_.find(key);
+  if (old != installed_.end()) {
+    retire(old->second.slots);
+    ref_rules(old->second.policy, -1);
+    installed_.erase(old);
+  }
+  ref_rules(p, +1);
+  Installed inst{p, std::move(*loaded), ep.ifindex, *entry, std::move(taken)};
+  installed_.emplace(key, std::move(inst));
+  spdlog::info("policy: installed {}: {} rules in {} program(s), entry slot {}", what,
+               p.rule_count(), installed_.at(key).slots.size(), *entry);
+  return {};
+}
+
+Status PolicyManager::uninstall(const Key& key) {
+  auto it = installed_.find(key);
+  if (it == installed_.end()) return {};
+  Status st = set_slot_(it->second.ifindex, key.second, WEIR_NO_POLICY_SLOT);
+  if (!st && st.error().err != ENOENT) return st.error().wrap("removing the policy of " + key.first);
+  retire(it->second.slots);
+  ref_rules(it->second.policy, -1);
+  (void)maps::remove_policy_info(state_dir_, key.first,
+                                 std::string(calc::pol::to_string(key.second)));
+  spdlog::info("policy: removed the {} policy of {}", calc::pol::to_string(key.second), key.first);
+  installed_.erase(it);
+  return {};
+}
+
+Status PolicyManager::apply(calc::PolicyResolver& resolver,
+                            const std::vector<PolicyEndpoint>& endpoints) {
+  clear_retired();  // programs replaced at the previous apply(): no packet can still need them
+  std::vector<std::string> errors;
+  auto changes = resolver.take_ipset_changes();
+  if (auto st = write_sets(changes, true); !st) errors.push_back(st.error().str());
+
+  std::set<Key> wanted;
+  for (const auto& ep : endpoints) {
+    for (Direction d : {Direction::Ingress, Direction::Egress}) {
+      Key key{ep.iface, d};
+      const calc::pol::EndpointPolicy* p = resolver.policy(ep.wep_key, d);
+      if (p == nullptr || p->tiers.empty()) {
+        // No policy: allow, no program. After a restart the interface may still point at a
+        // previous agent's program for a policy deleted meanwhile: point it at nothing.
+        if (first_apply_ && !installed_.count(key)) {
+          if (auto st = set_slot_(ep.ifindex, d, WEIR_NO_POLICY_SLOT); !st) {
+            errors.push_back(st.error().wrap(ep.iface).str());
+          }
+        }
+        continue;
+      }
+      wanted.insert(key);
+      auto it = installed_.find(key);
+      if (it != installed_.end() && it->second.ifindex == ep.ifindex && it->second.policy == *p) {
+        continue;
+      }
+      if (auto st = install(key, ep, *p, resolver); !st) {
+        errors.push_back(st.error().str());
+        // The previous program (if any) stays in force; keep it wanted.
+      }
+    }
+  }
+  std::vector<Key> gone;
+  for (const auto& [key, inst] : installed_) {
+    if (!wanted.count(key)) gone.push_back(key);
+  }
+  for (const auto& key : gone) {
+    if (auto st = uninstall(key); !st) errors.push_back(st.error().str());
+  }
+  if (!adopted_.empty()) {
+    retire(std::move(adopted_));
+    adopted_.clear();
+  }
+  if (auto st = write_sets(changes, false); !st) errors.push_back(st.error().str());
+  first_apply_ = false;
+
+  if (errors.empty()) return {};
+  std::string msg;
+  for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
+  return Error{EIO, msg};
+}
+
+}  // namespace weir::dataplane
