@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <filesystem>
 #include <set>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +28,7 @@
 #include "cli/format.h"
 #include "cli/version.h"
 #include "maps/decode.h"
+#include "maps/policy_info.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
 
@@ -222,7 +224,7 @@ Status detach_pinned_links(const maps::PinLayout& layout, CleanupReport& r) {
 }
 }  // namespace
 
-Result<CleanupReport> cleanup(const maps::PinLayout& layout) {
+Result<CleanupReport> cleanup(const maps::PinLayout& layout, const std::string& state_dir) {
   CleanupReport r;
   // 1. Every interface of this namespace (the ifstate map's interfaces are among them).
   auto links = bpf::list_links();
@@ -266,6 +268,29 @@ Result<CleanupReport> cleanup(const maps::PinLayout& layout) {
       return Error{EINVAL, fmt::format("refusing to remove pin root {}: it is not on a bpffs", layout.root)};
     WEIR_TRY(bpf::remove_tree(layout.root));
     note(r, fmt::format("removed pin root {}", layout.root));
+  }
+  // 3. The agent's files beside the pins: only what weir writes there (policy/*.json), then the
+  // directories if that left them empty. Never a recursive removal of a user-given path.
+  if (!state_dir.empty()) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path pol = fs::path(maps::policy_info_dir(state_dir));
+    size_t files = 0;
+    if (fs::is_directory(pol, ec)) {
+      for (const auto& e : fs::directory_iterator(pol, ec)) {
+        auto name = e.path().filename().string();
+        if (e.is_regular_file() && (name.ends_with(".json") || name.ends_with(".json.tmp"))) {
+          if (fs::remove(e.path(), ec)) ++files;
+        }
+      }
+    }
+    if (files) note(r, fmt::format("removed {} policy info file(s) under {}", files, pol.string()));
+    for (const fs::path& d : {pol, fs::path(state_dir), fs::path(state_dir).parent_path()}) {
+      if (fs::is_directory(d, ec) && fs::is_empty(d, ec) && d.string() != "/" &&
+          (d != fs::path(state_dir).parent_path() || d == fs::path("/run/weir"))) {
+        if (fs::remove(d, ec)) note(r, fmt::format("removed empty directory {}", d.string()));
+      }
+    }
   }
   return r;
 }
@@ -433,7 +458,7 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
   // cleanup
   CLI::App* clean = bpf->add_subcommand("cleanup", describe("cleanup"));
   clean->callback([&g, &rc] {
-    auto r = cleanup(maps::PinLayout{g.pin_root});
+    auto r = cleanup(maps::PinLayout{g.pin_root}, g.effective_state_dir());
     if (!r) { rc = fail("cleanup", r.error()); return; }
     if (r->removed.empty()) {
       std::cout << "nothing to clean\n";

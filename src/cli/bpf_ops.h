@@ -42,7 +42,8 @@ struct CleanupReport {
 // pinned under <root>/links are detached, every weir_* program on every interface of the
 // namespace is removed (tcx and cls_bpf), clsact qdiscs left empty by that are deleted, then
 // the pin root is removed (refused when it is not on a bpffs). Idempotent: a second run
-// reports nothing.
-Result<CleanupReport> cleanup(const maps::PinLayout& layout);
+// reports nothing. When `state_dir` is given, the agent's policy info files there are removed too
+// (and the directories they leave empty).
+Result<CleanupReport> cleanup(const maps::PinLayout& layout, const std::string& state_dir = "");
 
 }  // namespace weir::cli
