@@ -210,5 +210,47 @@ TEST_F(PolicyE2E, InvalidPolicyKeepsTheLastGoodOne) {
   EXPECT_FALSE(reaches("pod2"));
 }
 
+TEST_F(PolicyE2E, EgressPolicyOfTheSourceIsEnforcedToo) {
+  // pod2 may only talk to pods labelled app=pod9 (none): its own egress policy stops it before
+  // pod3's (absent) ingress policy is asked. pod1 has no policy and still connects.
+  ASSERT_TRUE(wait_until([&] { return reaches("pod1") && reaches("pod2"); }, 10s));
+  std::string egress =
+      "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+      "metadata: {name: pod2-egress, namespace: default}\n"
+      "spec:\n  podSelector: {matchLabels: {app: pod2}}\n  policyTypes: [Egress]\n"
+      "  egress:\n  - to:\n    - podSelector: {matchLabels: {app: pod9}}\n";
+  ASSERT_TRUE(lab_->write_resource("np-egress.yaml", egress).ok());
+  ASSERT_TRUE(wait_until([&] { return !reaches("pod2", 300ms); }, 10s));
+  EXPECT_TRUE(reaches("pod1"));
+  auto pod2_if = lab_->pod("pod2")->host_if;
+  // Egress policy runs in from_wl, the tc ingress hook of pod2's host veth.
+  EXPECT_GE(counter(pod2_if, "ingress", "dropped_by_policy"), 1u);
+  auto dump = lab_->run_weir({"bpf", "policy", "dump", pod2_if, "egress"});
+  ASSERT_TRUE(dump.ok()) << dump.error().str();
+  EXPECT_NE(dump->find("Hook: tc ingress"), std::string::npos) << *dump;
+  EXPECT_NE(dump->find("knp.default.pod2-egress"), std::string::npos) << *dump;
+  // Removing the policy restores pod2's access.
+  ASSERT_TRUE(lab_->remove_resource("np-egress.yaml").ok());
+  EXPECT_TRUE(wait_until([&] { return reaches("pod2"); }, 10s));
+}
+
+TEST_F(PolicyE2E, GlobalTierDenyOverridesAKubernetesAllow) {
+  ASSERT_TRUE(lab_->write_resource("np.yaml", allow_from_pod1()).ok());
+  ASSERT_TRUE(wait_until([&] { return reaches("pod1") && !reaches("pod2", 300ms); }, 10s));
+  // A tier before the Kubernetes one denies pod1 -> pod3 and passes the rest on.
+  std::string gnp =
+      "apiVersion: weir.dev/v1\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n"
+      "---\n"
+      "apiVersion: weir.dev/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: block-pod1}\n"
+      "spec:\n  tier: security\n  selector: \"app == 'pod3'\"\n  types: [Ingress]\n"
+      "  ingress:\n  - action: Deny\n    source: {selector: \"app == 'pod1'\"}\n"
+      "  - action: Pass\n";
+  ASSERT_TRUE(lab_->write_resource("gnp.yaml", gnp).ok());
+  ASSERT_TRUE(wait_until([&] { return !reaches("pod1", 300ms); }, 10s)) << policy_dump();
+  EXPECT_FALSE(reaches("pod2", 300ms));
+  std::string d = policy_dump();
+  EXPECT_LT(d.find("// Start of tier security"), d.find("// Start of tier kubernetes")) << d;
+}
+
 }  // namespace
 }  // namespace weir::e2e
