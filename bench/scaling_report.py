@@ -12,7 +12,7 @@ DPS = ["weir", "iptables", "nftables"]
 
 def main():
     ap = argparse.ArgumentParser()
-    for k in ["tsv", "out", "mode", "seconds", "runs", "duration", "load", "kernel", "cpus",
+    for k in ["tsv", "out", "mode", "seconds", "runs", "duration", "load", "kernel", "cpus", "rt",
               "iptables", "nft"]:
         ap.add_argument("--" + k, required=True)
     a = ap.parse_args()
@@ -45,10 +45,14 @@ def main():
       f"{a.kernel}, {a.iptables}, {a.nft}. Load average (1/5/15 min) {a.load}: the machine is "
       "shared with other jobs that compile, so absolute figures are noisy; every ratio below is "
       "taken within this one run.\n")
+    if a.rt == "1":
+        w("The load generator and the servers ran at SCHED_FIFO priority 10 (`--rt`), so that "
+          "the other jobs on the machine did not preempt them.\n")
     w(f"Each latency / rate figure is the median of {a.runs} runs of {a.duration} s (after a "
       f"0.5 s warm-up); each sync figure the median of {a.runs} changes (at 10,000 services and "
-      f"more: of min(3, {a.runs}) changes, and a single full iptables re-restore); the apply "
-      f"time is one measurement per size.\n")
+      f"more: of {min(3, int(a.runs))} changes, and for iptables one partial sync and no full "
+      f"re-restore, which costs what the apply costs); the apply time is one measurement per "
+      f"size.\n")
     w("## Figures\n")
     w("| services | dataplane | p50 µs | p90 µs | p99 µs | new conn/s | req/s established | "
       "apply ms | sync ms (one service) | memory |")
@@ -56,6 +60,10 @@ def main():
     for n in sizes:
         for dp in DPS:
             if (n, dp) not in v:
+                continue
+            if g(n, dp, "skipped"):
+                w(f"| {n:,} | {dp} | not run: loading this rule set grows quadratically with the "
+                  "services here (see the notes) | | | | | | | |")
                 continue
             if dp == "iptables":
                 sync = f"{fmt(g(n, dp, 'sync_ms'), 1)} full / {fmt(g(n, dp, 'sync_partial_ms'), 1)} partial"
@@ -91,8 +99,9 @@ def main():
       "add/delete endpoint chains); weir = from renaming the changed file into the datastore "
       "until the NAT maps show the new backends (the agent re-reads the whole datastore on "
       "every change).")
-    w("- memory: weir's maps are preallocated hash maps sized for 64Ki frontends / 256Ki "
-      "backends (docs/maps.md), so their memory does not grow with the services; the "
+    w("- memory: weir's maps are preallocated hash maps, here sized for 64Ki frontends / 512Ki "
+      "backends (DataplaneConfig `mapSizes`; the default 256Ki backends is too small for "
+      "50,000 services of 2-10 backends), so their memory does not grow with the services; the "
       "iptables/nftables figure is the size of the rule-set text, not kernel memory.")
     w("")
 

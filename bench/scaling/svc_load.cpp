@@ -632,8 +632,11 @@ int cmd_apply(const Args& a) {
     for (uint32_t ip : backends_of(last, version[last], servers))
       if (count_lines_starting(save, ":" + ipt_sep_chain(last, ip)) != 1)
         die("iptables: endpoint chain of the last change missing");
-    std::printf("sync_ms=%.3f sync_all=%s sync_partial_ms=%.3f sync_partial_all=%s\n", median(sync_ms),
-                join_ms(sync_ms).c_str(), median(sync_partial_ms), join_ms(sync_partial_ms).c_str());
+    // "NA" (not a number: the driver leaves it out) when no full re-restore was asked for.
+    std::printf("sync_ms=%s sync_all=%s sync_partial_ms=%.3f sync_partial_all=%s\n",
+                sync_ms.empty() ? "NA" : std::to_string(median(sync_ms)).c_str(),
+                sync_ms.empty() ? "NA" : join_ms(sync_ms).c_str(), median(sync_partial_ms),
+                join_ms(sync_partial_ms).c_str());
   } else if (dp == "nftables") {
     const std::string full = work + "/nft-full.nft";
     auto tg = Clock::now();
