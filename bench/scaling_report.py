@@ -99,6 +99,15 @@ def main():
       "add/delete endpoint chains); weir = from renaming the changed file into the datastore "
       "until the NAT maps show the new backends (the agent re-reads the whole datastore on "
       "every change).")
+    skipped = sorted({(n, dp) for (n, dp), m in v.items() if m.get("skipped")})
+    if skipped:
+        w("- not run: " + ", ".join(f"{dp} at {n:,}" for n, dp in skipped) + ". Loading these "
+          "rule sets grows quadratically on this machine: one `iptables-restore` of 10,000 "
+          "services (~200,000 rules, ~70,000 chains) had consumed 10 of its 29 MB of input after "
+          "15 min (10 min of CPU; perf shows iptables-nft 1.8.9 looking chains up with a linear "
+          "strcmp walk), against ~6 s at 1,000; one `nft -f` of 10,000 services takes ~3 min "
+          "(mostly kernel time) against ~1.6 s at 1,000. The caps are `bench/scaling.sh "
+          "--iptables-max` / `--nftables-max`.")
     w("- memory: weir's maps are preallocated hash maps, here sized for 64Ki frontends / 512Ki "
       "backends (DataplaneConfig `mapSizes`; the default 256Ki backends is too small for "
       "50,000 services of 2-10 backends), so their memory does not grow with the services; the "
@@ -154,6 +163,9 @@ def main():
             r = ratio(mine, best[0])
             better = mine >= best[0] if higher else mine <= best[0]
             (wins if better else losses).append(f"{label} {fmt(r, 2)}x {best[1]}")
+        if not wins and not losses:
+            w(f"- {n:,} services: no other dataplane measured at this size.")
+            continue
         w(f"- {n:,} services: wins: {', '.join(wins) or 'none'}; **loses: "
           f"{', '.join(losses) or 'none'}**.")
     w("")
@@ -183,7 +195,14 @@ def main():
         w(f"1. At 10,000 services weir's p50 new-connection latency is at most half of iptables "
           f"mode's: weir {fmt(g(shown, 'weir', 'p50_us'), 1)} µs vs iptables "
           f"{fmt(g(shown, 'iptables', 'p50_us'), 1)} µs at {shown:,} services = "
-          f"{fmt(r1, 2)}x: **{verdict(ok1)}**.{note}")
+          f"{fmt(r1, 2)}x: **{verdict(ok1)}**.{note}"
+          + ("" if g(shown, "iptables", "p50_us") is not None else
+             f" iptables mode was not run at {shown:,} services (see the notes); against "
+             f"nftables mode there: weir / nftables p50 = "
+             f"{fmt(ratio(g(shown, 'weir', 'p50_us'), g(shown, 'nftables', 'p50_us')), 2)}x, and "
+             f"against iptables mode at the largest size it ran "
+             f"({max([n for n in sizes if g(n, 'iptables', 'p50_us') is not None] or [0]):,}): "
+             f"{fmt(ratio(g(max([n for n in sizes if g(n, 'iptables', 'p50_us') is not None] or [0]), 'weir', 'p50_us'), g(max([n for n in sizes if g(n, 'iptables', 'p50_us') is not None] or [0]), 'iptables', 'p50_us')), 2)}x."))
         w(f"2. ... and within 1.1x of weir's own at {first:,} service(s): "
           f"{fmt(g(shown, 'weir', 'p50_us'), 1)} / {fmt(g(first, 'weir', 'p50_us'), 1)} µs = "
           f"{fmt(r2, 2)}x: **{verdict(ok2)}**.{note}")
