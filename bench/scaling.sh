@@ -6,7 +6,10 @@
 #   bench/scaling.sh --full      # 1, 100, 1000, 10000, 50000 services
 #
 # Options: --build DIR (default build; needs the targets weir and weir_svc_load),
-#          --sizes "1 100" (override), --runs R, --duration S, --out DIR (default bench/results).
+#          --sizes "1 100" (override), --runs R, --duration S, --out DIR (default bench/results),
+#          --iptables-max N / --nftables-max N (largest size run in those modes; 1000 / 10000),
+#          --rt (load generator and servers at SCHED_FIFO 10: use it on a shared machine).
+# If the script is SIGKILLed, remove its lab with `weir lab down --id <id>` (id in its log).
 # Writes <out>/scaling-<mode>.md, <out>/scaling-<mode>-*.png and <out>/scaling-<mode>.tsv.
 # Needs root. Everything lives in the lab's namespaces (weir-<id>-*); the lab, the servers and
 # the agent are removed on exit, failure or Ctrl-C (trap), by the lab's own record.
