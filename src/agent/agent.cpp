@@ -192,7 +192,15 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
     spdlog::error("BPF data plane mode enabled but not supported by the kernel: missing {}", list);
     return 1;
   }
-  const bpf::TcMode mode = features->tc_mode();
+  bpf::TcMode mode = features->tc_mode();
+  if (opts.tc_mode == "clsact") {
+    mode = bpf::TcMode::Clsact;
+  } else if (opts.tc_mode == "tcx" && mode != bpf::TcMode::Tcx) {
+    spdlog::error("BPF data plane mode enabled but not supported by the kernel: --tc-mode tcx, "
+                  "but the kernel has no tcx (BPF_TCX_INGRESS/EGRESS links, Linux 6.6+); use "
+                  "--tc-mode auto or clsact");
+    return 1;
+  }
 
 
   auto ds = datastore::open_datastore(opts.datastore);
@@ -237,8 +245,9 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
     return 1;
   }
   spdlog::info("BPF enabled, starting BPF endpoint manager and map manager");
-  spdlog::info("node {}, datastore {}, pin root {}, TC attach mode {}", opts.node,
-               (*ds)->describe(), opts.pin_root, bpf::to_string(mode));
+  spdlog::info("node {}, datastore {}, pin root {}, TC attach mode {}{}", opts.node,
+               (*ds)->describe(), opts.pin_root, bpf::to_string(mode),
+               opts.tc_mode == "auto" ? "" : " (--tc-mode " + opts.tc_mode + ")");
 
   Agent agent(opts, std::move(*progs), mode);
   agent.set_config(initial_cfg);

@@ -15,6 +15,9 @@ struct AgentOptions {
   std::string node;              // this node's name (WorkloadEndpoint spec.node)
   std::string bpffs = "/sys/fs/bpf";
   std::string state_dir = "/run/weir/weir";  // files beside the pins (policy dump info)
+  // TC attach mode: "auto" (tcx when the kernel has it, else clsact), "tcx" or "clsact".
+  // "clsact" on a tcx kernel runs the path Debian 12's 6.1 kernel takes.
+  std::string tc_mode = "auto";
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code. Programs and maps stay in the

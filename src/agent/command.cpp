@@ -17,6 +17,11 @@ void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
   cmd->add_option("--node", opts->node, "this node's name (default: the hostname)");
   cmd->add_option("--bpffs", opts->bpffs, "bpffs mount point (mounted when absent)")
       ->capture_default_str();
+  cmd->add_option("--tc-mode", opts->tc_mode,
+                  "TC attach mode: auto (tcx when the kernel has it, else clsact + cls_bpf), tcx "
+                  "or clsact")
+      ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
+      ->capture_default_str();
   cmd->callback([&g, &rc, opts] {
     opts->pin_root = g.pin_root;
     opts->state_dir = g.effective_state_dir();

@@ -139,6 +139,7 @@ void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc) {
       int pods = 3;
       std::string id, pod_cidr = "10.65.0.0/24";
       bool no_agent = false;
+      std::string tc_mode = "auto";
     };
     auto o = std::make_shared<Opts>();
     auto* sub =
@@ -147,6 +148,9 @@ void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc) {
     sub->add_option("--id", o->id, "run id: 1..8 of [a-z0-9] (default: from the pid)");
     sub->add_option("--pod-cidr", o->pod_cidr, "pod addresses")->capture_default_str();
     sub->add_flag("--no-agent", o->no_agent, "do not start the agent");
+    sub->add_option("--tc-mode", o->tc_mode, "the agent's TC attach mode: auto, tcx or clsact")
+        ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
+        ->capture_default_str();
     sub->callback([o, &g, &rc] {
       lab::LabSpec spec;
       spec.pods = o->pods;
@@ -154,6 +158,7 @@ void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc) {
       spec.pod_cidr = o->pod_cidr;
       spec.start_agent = !o->no_agent;
       spec.agent_log_level = g.log_level;
+      spec.agent_tc_mode = o->tc_mode;
       auto l = Lab::up(spec);
       if (!l) {
         rc = fail(l.error());

@@ -231,6 +231,7 @@ std::string LabState::to_json() const {
   j["pod_cidr"] = pod_cidr;
   j["weir_binary"] = weir_binary;
   j["agent_log_level"] = agent_log_level;
+  j["agent_tc_mode"] = agent_tc_mode;
   j["agent_start_timeout_ms"] = agent_start_timeout.count();
   j["netns"] = netns;
   j["pods"] = json::array();
@@ -260,6 +261,7 @@ Result<LabState> LabState::from_json(const std::string& text, const std::string&
     s.pod_cidr = j.value("pod_cidr", "");
     s.weir_binary = j.at("weir_binary").get<std::string>();
     s.agent_log_level = j.value("agent_log_level", "info");
+    s.agent_tc_mode = j.value("agent_tc_mode", "auto");
     s.agent_start_timeout = std::chrono::milliseconds(j.value("agent_start_timeout_ms", 30000));
     s.netns = j.at("netns").get<std::vector<std::string>>();
     for (const auto& p : j.at("pods"))
@@ -380,6 +382,7 @@ Result<Lab> Lab::up(const LabSpec& spec) {
   st.node_netns = "weir-" + id + "-node";
   st.pod_cidr = spec.pod_cidr;
   st.agent_log_level = spec.agent_log_level;
+  st.agent_tc_mode = spec.agent_tc_mode;
   st.agent_start_timeout = spec.agent_start_timeout;
   if (spec.weir_binary.empty()) {
     std::error_code ec;
@@ -604,7 +607,9 @@ Status Lab::start_agent() {
                                 "--datastore",
                                 "dir:" + st_.datastore_dir,
                                 "--node",
-                                st_.node_netns};
+                                st_.node_netns,
+                                "--tc-mode",
+                                st_.agent_tc_mode};
   std::string log = agent_log_path();
   {
     std::ofstream marker(log, std::ios::app);

@@ -41,6 +41,7 @@ struct LabSpec {
   std::string weir_binary;                // default: /proc/self/exe resolved
   bool start_agent = true;                // start the agent at the end of up()
   std::string agent_log_level = "info";
+  std::string agent_tc_mode = "auto";     // the agent's --tc-mode
   std::chrono::milliseconds min_sync_period = 200ms;  // DataplaneConfig, fast tests
   std::chrono::milliseconds conntrack_scan_period = 1000ms;
   std::chrono::milliseconds agent_start_timeout = 30s;
@@ -67,6 +68,7 @@ struct LabState {
   std::string pod_cidr;
   std::string weir_binary;
   std::string agent_log_level = "info";
+  std::string agent_tc_mode = "auto";
   std::chrono::milliseconds agent_start_timeout = 30s;
   std::vector<std::string> netns;  // namespaces this lab created (recorded before creation)
   std::vector<Pod> pods;           // recorded before their veth is created
