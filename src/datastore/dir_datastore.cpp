@@ -84,7 +84,29 @@ model::SnapshotResult DirDatastore::load_detailed() {
     }
     sources.push_back({name, ss.str()});
   }
-  model::SnapshotResult r = model::build_snapshot(sources);
+  // Parse what changed; reuse the rest. Then merge in file order and validate the whole, exactly
+  // as build_snapshot() does.
+  std::map<std::string, Parsed> next;
+  model::SnapshotResult r;
+  model::Snapshot snap;
+  for (auto& src : sources) {
+    auto it = cache_.find(src.file);
+    if (it == cache_.end() || it->second.content != src.text) {
+      Parsed p;
+      model::parse_text(src, p.part, p.errors);
+      p.content = std::move(src.text);
+      ++files_parsed_;
+      it = next.emplace(src.file, std::move(p)).first;
+    } else {
+      it = next.emplace(src.file, std::move(it->second)).first;
+    }
+    r.errors.insert(r.errors.end(), it->second.errors.begin(), it->second.errors.end());
+    model::merge_parsed(snap, it->second.part, r.errors);
+  }
+  cache_ = std::move(next);
+  model::validate_snapshot(snap, r.errors);
+  r.warnings = snap.warnings;
+  if (r.errors.empty()) r.snapshot = std::move(snap);
   if (!read_errors.empty()) {
     r.errors.insert(r.errors.begin(), read_errors.begin(), read_errors.end());
     r.snapshot.reset();

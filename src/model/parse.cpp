@@ -713,10 +713,40 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
   }
 }
 
+void merge_parsed(Snapshot& into, const Snapshot& part, ValidationErrors& errors) {
+  auto append = [](auto& dst, const auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+  append(into.services, part.services);
+  append(into.endpoint_slices, part.endpoint_slices);
+  append(into.workload_endpoints, part.workload_endpoints);
+  append(into.namespaces, part.namespaces);
+  append(into.network_policies, part.network_policies);
+  append(into.tiers, part.tiers);
+  append(into.global_network_policies, part.global_network_policies);
+  append(into.files, part.files);
+  append(into.warnings, part.warnings);
+  if (part.config) {
+    if (into.config) {
+      errors.push_back({part.config->source.file,
+                        fmt::format("{} {}", kKindDataplaneConfig, part.config->meta.name),
+                        "metadata.name",
+                        fmt::format("only one DataplaneConfig is allowed; DataplaneConfig {} is "
+                                    "already defined in {}",
+                                    into.config->meta.name, into.config->source.str()),
+                        part.config->source.line, 0});
+    } else {
+      into.config = part.config;
+    }
+  }
+}
+
 SnapshotResult build_snapshot(const std::vector<SourceText>& sources) {
   SnapshotResult r;
   Snapshot snap;
-  for (const auto& src : sources) parse_text(src, snap, r.errors);
+  for (const auto& src : sources) {
+    Snapshot part;
+    parse_text(src, part, r.errors);
+    merge_parsed(snap, part, r.errors);
+  }
   validate_snapshot(snap, r.errors);
   r.warnings = snap.warnings;
   if (r.errors.empty()) r.snapshot = std::move(snap);

@@ -47,6 +47,10 @@ void parse_text(const SourceText& src, Snapshot& out, ValidationErrors& errors);
 // protocol).
 void validate_snapshot(const Snapshot& snap, ValidationErrors& errors);
 
+// Appends the resources of `part` (one file's parse_text() output) to `into`, in order. A second
+// DataplaneConfig is an error, as parse_text() reports it within one file.
+void merge_parsed(Snapshot& into, const Snapshot& part, ValidationErrors& errors);
+
 // parse_text() on every source in order, then validate_snapshot(). The result carries a
 // snapshot only when there was no error at all: a load is accepted or rejected as a whole.
 SnapshotResult build_snapshot(const std::vector<SourceText>& sources);
