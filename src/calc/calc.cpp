@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace weir::calc {
@@ -49,11 +50,17 @@ std::vector<Frontend> compute_frontends(const model::Snapshot& snap, std::string
                                         std::vector<model::Warning>* warnings) {
   std::vector<Frontend> out;
   const std::set<Ipv4> local = local_ips(snap, node_name);
+  // Slices by (namespace, service name), in snapshot order: one pass, not one per service.
+  std::map<std::pair<std::string_view, std::string_view>, std::vector<const EndpointSlice*>>
+      slices_of;
+  for (const auto& es : snap.endpoint_slices)
+    slices_of[{es.meta.ns, es.service_name}].push_back(&es);
+  static const std::vector<const EndpointSlice*> kNone;
   for (const Service& svc : snap.services) {
     if (!svc.cluster_ip || svc.headless || svc.type == model::ServiceType::ExternalName) continue;
-    std::vector<const EndpointSlice*> slices;
-    for (const auto& es : snap.endpoint_slices)
-      if (es.meta.ns == svc.meta.ns && es.service_name == svc.meta.name) slices.push_back(&es);
+    auto found = slices_of.find({svc.meta.ns, svc.meta.name});
+    const std::vector<const EndpointSlice*>& slices =
+        found == slices_of.end() ? kNone : found->second;
 
     for (size_t i = 0; i < svc.ports.size(); ++i) {
       const auto& sp = svc.ports[i];

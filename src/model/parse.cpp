@@ -662,8 +662,10 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
   validate_policy_refs(snap, errors);
 
   // EndpointSlice -> Service.
+  std::set<std::pair<std::string_view, std::string_view>> services;
+  for (const auto& s : snap.services) services.insert({s.meta.ns, s.meta.name});
   for (const auto& es : snap.endpoint_slices) {
-    if (!snap.find_service(es.meta.ns, es.service_name)) {
+    if (!services.count({es.meta.ns, es.service_name})) {
       errors.push_back({es.source.file,
                         fmt::format("EndpointSlice {}/{}", es.meta.ns, es.meta.name),
                         fmt::format("metadata.labels[\"{}\"]", kServiceNameLabel),
