@@ -119,10 +119,14 @@ struct {
 } weir_pstate1 SEC(".maps");
 
 /*
- * weir_ipsets1: (set id, member) -> 1 (see weir/policy.h for the key). Writer: the agent's
- * policy manager (members of every IP set a rule refers to). Readers: the policy programs, the
- * CLI (`weir bpf ipsets dump`). Full: the policy manager cannot add the member and logs the set;
- * rules referring to it then miss that member (the endpoint is reported as not in sync).
+ * weir_ipsets1: (set id, CIDR member shorter than /32) -> 1; weir_ipsetx1: (set id, /32 or
+ * named-port member) -> 1 (see weir/policy.h for the keys and the order of lookups). Writer: the
+ * agent's policy manager (members of every IP set a rule refers to; a member goes to one map by
+ * its shape). Readers: the policy programs (exact hash first, then the trie), the CLI
+ * (`weir bpf ipsets dump` merges both). The main TC programs never use them: they are here to be
+ * created and pinned with the others. Both are sized by mapSizes.ipsets. Full (either map): the
+ * policy manager cannot add the member and logs the set; rules referring to it then miss that
+ * member (the endpoint is reported as not in sync).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -131,6 +135,14 @@ struct {
 	__type(key, struct weir_ipset_key);
 	__type(value, __u32);
 } weir_ipsets1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WEIR_MAP_IPSET_X_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct weir_ipset_exact_key);
+	__type(value, __u32);
+} weir_ipsetx1 SEC(".maps");
 
 /*
  * weir_rule_cnt1: rule id -> packets (per CPU). Writers: the policy programs (insert or

@@ -5,7 +5,7 @@
 //
 //   PolicyResolver r;
 //   r.update(snapshot);                       // after every good snapshot
-//   for (auto& d : r.take_ipset_changes())    // write/delete weir_ipsets1 entries
+//   for (auto& d : r.take_ipset_changes())    // write/delete weir_ipsetx1/weir_ipsets1 entries
 //   for (auto& key : r.endpoint_keys())       // compile r.policy(key, dir) where it changed
 //
 // Kubernetes NetworkPolicies form the tier "kubernetes" after every global tier (see

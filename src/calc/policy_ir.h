@@ -109,7 +109,7 @@ struct EndpointPolicy {
 std::string format_rule_id(uint64_t id);
 
 // The members of IP sets as the reference evaluator sees them (the dataplane has the same in
-// weir_ipsets1). CIDR members match any port; named-port members only their (proto, port).
+// weir_ipsetx1 + weir_ipsets1). CIDR members match any port; named-port members only their (proto, port).
 class IpSetTable {
  public:
   void add(SetId id, model::Cidr net);

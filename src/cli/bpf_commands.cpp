@@ -169,9 +169,12 @@ Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m) {
 Result<std::vector<weir_ipset_key>> read_ipsets(maps::PolicyMaps& m) {
   auto d = m.ipsets.dump();
   if (!d) return d.error();
+  auto x = m.ipset_exact.dump();
+  if (!x) return x.error();
   std::vector<weir_ipset_key> out;
-  out.reserve(d->size());
+  out.reserve(d->size() + x->size());
   for (const auto& [k, v] : *d) out.push_back(k);
+  for (const auto& [k, v] : *x) out.push_back(ipset_key_of(k));
   return out;
 }
 

@@ -30,7 +30,7 @@ Result<std::vector<IfaceCounters>> read_counters(maps::WeirMaps& m, const std::s
 Result<size_t> flush_counters(maps::WeirMaps& m, const std::string& iface);
 Result<std::vector<RouteEntry>> read_routes(maps::WeirMaps& m);
 Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m);
-// Every IP set member (key of weir_ipsets1).
+// Every IP set member: the keys of weir_ipsets1 and those of weir_ipsetx1 (ipset_key_of).
 Result<std::vector<weir_ipset_key>> read_ipsets(maps::PolicyMaps& m);
 // Versions and the attach mode probe_tc_mode() picks (needs root; else "unknown (...)").
 Result<VersionInfo> version_info();

@@ -572,6 +572,18 @@ uint64_t ipset_id(const weir_ipset_key& k) {
   return id;
 }
 
+weir_ipset_key ipset_key_of(const weir_ipset_exact_key& k) {
+  weir_ipset_key out{};
+  const bool plain = k.port == 0 && k.proto == 0;
+  out.prefixlen = plain ? WEIR_IPSET_PREFIX_BASE + 32 : WEIR_IPSET_PREFIX_FULL;
+  std::memcpy(out.set_id, k.set_id, sizeof(out.set_id));
+  out.addr = k.addr;
+  out.port = k.port;
+  out.pad = k.pad;
+  out.proto = k.proto;
+  return out;
+}
+
 std::string ipset_member(const weir_ipset_key& k) {
   const uint32_t base = WEIR_IPSET_PREFIX_BASE;
   if (k.port == 0 && k.proto == 0 && k.prefixlen >= base && k.prefixlen <= base + 32)

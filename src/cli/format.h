@@ -161,6 +161,9 @@ nlohmann::json ifstate_json(std::vector<IfstateEntry> entries);
 
 // The 64-bit id of an IP set key (stored big-endian in set_id).
 uint64_t ipset_id(const weir_ipset_key& k);
+// An exact member of weir_ipsetx1 in the trie key's form, so that both maps print alike: port
+// and proto 0 (a /32 member) -> prefixlen 64 + 32, else (a named-port member) prefixlen 128.
+weir_ipset_key ipset_key_of(const weir_ipset_exact_key& k);
 // One member as text: a CIDR member (prefixlen 64 + n, port and proto 0) "192.168.58.5/32", a
 // named-port member (prefixlen 128) "10.0.0.5:8080/TCP"; anything else is shown raw as
 // "10.0.0.5 (prefixlen 77, port 0, proto 0)" so that a malformed entry stays visible.

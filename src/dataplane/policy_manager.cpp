@@ -12,6 +12,7 @@
 
 #include "maps/policy_info.h"
 #include "weir/ifstate.h"
+#include "weir/maps.h"
 #include "weir/policy.h"
 
 namespace weir::dataplane {
@@ -36,11 +37,23 @@ uint32_t prog_id(int fd) {
   return info.id;
 }
 
-weir_ipset_key ipset_key(calc::SetId id, uint32_t addr_host, uint8_t prefixlen, uint16_t port,
-                         uint8_t proto) {
+void put_set_id(uint8_t (&out)[8], calc::SetId id) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+}
+
+// A CIDR member shorter than /32 (weir_ipsets1, the LPM trie).
+weir_ipset_key ipset_key(calc::SetId id, uint32_t addr_host, uint8_t prefix_len) {
   weir_ipset_key k{};
-  k.prefixlen = prefixlen;
-  for (int i = 0; i < 8; ++i) k.set_id[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+  k.prefixlen = WEIR_IPSET_PREFIX_BASE + prefix_len;
+  put_set_id(k.set_id, id);
+  k.addr = htonl(addr_host);
+  return k;
+}
+
+// A /32 member (port 0, proto 0) or a named-port member (weir_ipsetx1, the exact hash).
+weir_ipset_exact_key ipset_exact_key(calc::SetId id, uint32_t addr_host, uint16_t port, uint8_t proto) {
+  weir_ipset_exact_key k{};
+  put_set_id(k.set_id, id);
   k.addr = htonl(addr_host);
   k.port = htons(port);
   k.proto = proto;
@@ -76,33 +89,38 @@ Status PolicyManager::adopt() {
 }
 
 Status PolicyManager::write_sets(const std::vector<calc::IpSetDelta>& changes, bool additions) {
+  // /32 and named-port members go to the exact hash, shorter CIDRs to the trie (weir/policy.h).
   const uint32_t one = 1;
   std::vector<std::string> errors;
   for (const auto& d : changes) {
     const auto& nets = additions ? d.add_nets : d.del_nets;
     const auto& ports = additions ? d.add_ports : d.del_ports;
-    auto apply_key = [&](const weir_ipset_key& k, const std::string& what) {
-      int rc = additions ? bpf_map_update_elem(fds_.ipsets, &k, &one, BPF_ANY)
-                         : bpf_map_delete_elem(fds_.ipsets, &k);
-      if (rc != 0 && !(rc == -ENOENT || errno == ENOENT) ) {
-        errors.push_back(fmt::format("{} {} in IP set {}: {}", additions ? "adding" : "removing",
+    auto apply_key = [&](int fd, const void* k, const char* map, const std::string& what) {
+      int rc = additions ? bpf_map_update_elem(fd, k, &one, BPF_ANY) : bpf_map_delete_elem(fd, k);
+      if (rc != 0 && !(rc == -ENOENT || errno == ENOENT)) {
+        errors.push_back(fmt::format("{}: {} {} in IP set {}: {}", map, additions ? "adding" : "removing",
                                      what, calc::format_set_id(d.id), std::strerror(errno)));
       }
     };
     for (const auto& n : nets) {
-      apply_key(ipset_key(d.id, n.addr.value,
-                          static_cast<uint8_t>(WEIR_IPSET_PREFIX_BASE + n.prefix_len), 0, 0),
-                n.str());
+      if (n.prefix_len == 32) {
+        const weir_ipset_exact_key k = ipset_exact_key(d.id, n.addr.value, 0, 0);
+        apply_key(fds_.ipset_exact, &k, WEIR_MAP_IPSET_X, n.str());
+      } else {
+        const weir_ipset_key k = ipset_key(d.id, n.addr.value, static_cast<uint8_t>(n.prefix_len));
+        apply_key(fds_.ipsets, &k, WEIR_MAP_IPSETS, n.str());
+      }
     }
     for (const auto& p : ports) {
-      apply_key(ipset_key(d.id, p.addr.value, WEIR_IPSET_PREFIX_FULL, p.port, p.proto),
+      const weir_ipset_exact_key k = ipset_exact_key(d.id, p.addr.value, p.port, p.proto);
+      apply_key(fds_.ipset_exact, &k, WEIR_MAP_IPSET_X,
                 fmt::format("{}:{}/{}", p.addr.str(), p.port, p.proto));
     }
   }
   if (errors.empty()) return {};
   std::string msg = errors.front();
   if (errors.size() > 1) msg += fmt::format(" (and {} more)", errors.size() - 1);
-  return Error{EIO, "weir_ipsets1: " + msg};
+  return Error{EIO, "IP sets: " + msg};
 }
 
 void PolicyManager::ref_rules(const calc::pol::EndpointPolicy& p, int delta) {

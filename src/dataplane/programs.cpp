@@ -50,7 +50,8 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
       {WEIR_MAP_CT, sizes.conntrack},        {WEIR_MAP_ROUTES, sizes.routes},
       {WEIR_MAP_IFSTATE, sizes.ifstate},     {WEIR_MAP_COUNTERS, sizes.counters},
       {WEIR_MAP_JUMP, WEIR_MAP_JUMP_SIZE},   {WEIR_MAP_PSTATE, 1},
-      {WEIR_MAP_IPSETS, sizes.ipsets},       {WEIR_MAP_RULE_CNT, sizes.rule_counters},
+      {WEIR_MAP_IPSETS, sizes.ipsets},       {WEIR_MAP_IPSET_X, sizes.ipsets},
+      {WEIR_MAP_RULE_CNT, sizes.rule_counters},
   };
   for (const auto& [name, size] : wanted) {
     WEIR_TRY(impl->skel.set_max_entries(name, effective_size(layout, name, size)));
@@ -72,6 +73,7 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   pfds.jump = bpf_map__fd(s->maps.weir_jump1);
   pfds.pstate = bpf_map__fd(s->maps.weir_pstate1);
   pfds.ipsets = bpf_map__fd(s->maps.weir_ipsets1);
+  pfds.ipset_exact = bpf_map__fd(s->maps.weir_ipsetx1);
   pfds.rule_cnt = bpf_map__fd(s->maps.weir_rule_cnt1);
   auto p = maps::PolicyMaps::from_fds(pfds);
   if (!p) return p.error();
@@ -98,6 +100,7 @@ polprog::PolicyMapFds TcPrograms::policy_map_fds() const {
   polprog::PolicyMapFds f;
   f.state = policy_->pstate.fd().fd();
   f.ipsets = policy_->ipsets.fd().fd();
+  f.ipset_exact = policy_->ipset_exact.fd().fd();
   f.rule_cnt = policy_->rule_cnt.fd().fd();
   f.jump = policy_->jump.fd().fd();
   f.counters = maps_->counters.fd().fd();

@@ -9,7 +9,8 @@ namespace weir::maps {
 const std::vector<std::string>& all_map_names() {
   static const std::vector<std::string> names = {
       WEIR_MAP_NAT_FE, WEIR_MAP_NAT_BE, WEIR_MAP_CT,     WEIR_MAP_ROUTES,   WEIR_MAP_IFSTATE,
-      WEIR_MAP_COUNTERS, WEIR_MAP_JUMP, WEIR_MAP_PSTATE, WEIR_MAP_IPSETS, WEIR_MAP_RULE_CNT,
+      WEIR_MAP_COUNTERS, WEIR_MAP_JUMP, WEIR_MAP_PSTATE, WEIR_MAP_IPSETS, WEIR_MAP_IPSET_X,
+      WEIR_MAP_RULE_CNT,
   };
   return names;
 }
@@ -74,6 +75,7 @@ Result<PolicyMaps> PolicyMaps::open_pinned(const PinLayout& layout) {
   WEIR_TRY(open_one(layout, WEIR_MAP_JUMP, p.jump));
   WEIR_TRY(open_one(layout, WEIR_MAP_PSTATE, p.pstate));
   WEIR_TRY(open_one(layout, WEIR_MAP_IPSETS, p.ipsets));
+  WEIR_TRY(open_one(layout, WEIR_MAP_IPSET_X, p.ipset_exact));
   WEIR_TRY(open_one(layout, WEIR_MAP_RULE_CNT, p.rule_cnt));
   return p;
 }
@@ -83,6 +85,7 @@ Result<PolicyMaps> PolicyMaps::from_fds(const PolicyMapFds& fds) {
   WEIR_TRY(from_one(fds.jump, WEIR_MAP_JUMP, p.jump));
   WEIR_TRY(from_one(fds.pstate, WEIR_MAP_PSTATE, p.pstate));
   WEIR_TRY(from_one(fds.ipsets, WEIR_MAP_IPSETS, p.ipsets));
+  WEIR_TRY(from_one(fds.ipset_exact, WEIR_MAP_IPSET_X, p.ipset_exact));
   WEIR_TRY(from_one(fds.rule_cnt, WEIR_MAP_RULE_CNT, p.rule_cnt));
   return p;
 }

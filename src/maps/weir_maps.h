@@ -29,10 +29,11 @@ using CountersMap = bpf::PerCpuMap<weir_counters_key, weir_counters_val>;
 using JumpMap = bpf::Map<__u32, __u32>;
 using PolicyStateMap = bpf::PerCpuMap<__u32, weir_pol_state>;
 using IpsetsMap = bpf::Map<weir_ipset_key, __u32>;
+using IpsetExactMap = bpf::Map<weir_ipset_exact_key, __u32>;
 using RuleCountersMap = bpf::PerCpuMap<weir_rule_cnt_key, weir_rule_cnt_val>;
 
 // Names of every map, in a stable order (the order of docs/maps.md): the six maps of WeirMaps,
-// then the four of PolicyMaps.
+// then the five of PolicyMaps.
 const std::vector<std::string>& all_map_names();
 
 // Raw fds of every map, for WeirMaps::from_fds (e.g. bpf_map__fd(skel->maps.weir_ct1)). The
@@ -77,6 +78,7 @@ struct PolicyMapFds {
   int jump = -1;
   int pstate = -1;
   int ipsets = -1;
+  int ipset_exact = -1;
   int rule_cnt = -1;
 };
 
@@ -96,7 +98,8 @@ class PolicyMaps {
 
   JumpMap jump;
   PolicyStateMap pstate;
-  IpsetsMap ipsets;
+  IpsetsMap ipsets;         // CIDR members shorter than /32 (LPM trie)
+  IpsetExactMap ipset_exact; // /32 and named-port members (hash)
   RuleCountersMap rule_cnt;
 
  private:

@@ -14,6 +14,7 @@ static_assert(MapSizes{}.routes == WEIR_MAP_ROUTES_SIZE);
 static_assert(MapSizes{}.ifstate == WEIR_MAP_IFSTATE_SIZE);
 static_assert(MapSizes{}.counters == WEIR_MAP_COUNTERS_SIZE);
 static_assert(MapSizes{}.ipsets == WEIR_MAP_IPSETS_SIZE);
+static_assert(MapSizes{}.ipsets == WEIR_MAP_IPSET_X_SIZE);  // sizes both IP set maps
 static_assert(MapSizes{}.rule_counters == WEIR_MAP_RULE_CNT_SIZE);
 
 std::string Source::str() const {

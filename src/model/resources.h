@@ -163,7 +163,7 @@ struct MapSizes {
   uint32_t routes = 262144;
   uint32_t ifstate = 1024;
   uint32_t counters = 20480;
-  uint32_t ipsets = 1048576;        // IP set members (all sets)
+  uint32_t ipsets = 1048576;        // IP set members (all sets), each of the two IP set maps
   uint32_t rule_counters = 65536;   // policy rules with a packet count
   bool operator==(const MapSizes&) const = default;
 };

@@ -71,11 +71,14 @@ constexpr int kOffRuleId = offsetof(weir_pol_state, rule_id);
 // Stack (r10-relative), every slot 8-byte aligned: the IP set key, the rule counter key/value (the state map key at entry),
 // the interface counters key/value (missed tail call).
 constexpr int kStIpsetKey = -24;  // struct weir_ipset_key, 20 bytes in 3 words
+constexpr int kStIpsetExactKey = -16;  // struct weir_ipset_exact_key, 16 bytes in 2 words (shared)
 constexpr int kStRuleKey = -32;   // u64
 constexpr int kStRuleVal = -40;   // u64
 constexpr int kStCntKey = -48;    // struct weir_counters_key
 constexpr int kStCntVal = kStCntKey - static_cast<int>(sizeof(weir_counters_val));
 static_assert(sizeof(weir_ipset_key) == 20 && kStIpsetKey + 20 <= 0);
+static_assert(sizeof(weir_ipset_exact_key) == 16 && kStIpsetExactKey + 16 <= 0 &&
+              kStIpsetExactKey >= kStIpsetKey);
 static_assert(kStCntVal >= -512);
 
 constexpr Reg kCtx = R6;
@@ -110,6 +113,12 @@ class Gen {
   }
   void comment(std::string s) { a.comment(std::move(s)); }
   size_t pos() const { return a.pos(); }
+  // Instructions the verifier adds when it inlines a hash map lookup (htab_map_gen_lookup: the
+  // call becomes call + jeq + add, 2 more; 4 kept as margin). Counted by the chunk budget: a
+  // chunk must stay within the 16-bit jump range after the kernel's patching too.
+  static constexpr size_t kHashLookupInlineExtra = 4;
+  void hash_lookup_inlined() { if (live) inline_extra += kHashLookupInlineExtra; }
+  size_t inline_extra = 0;
 
   void ldx(Size s, Reg d, Reg src, int off) { if (live) a.ldx(s, d, src, off); }
   void stx(Size s, Reg d, int off, Reg src) { if (live) a.stx(s, d, off, src); }
@@ -163,28 +172,65 @@ void stack_ptr(Gen& g, Reg r, int off) {
   g.add(r, off);
 }
 
-// Looks the set up in weir_ipsets1 with the full key; r0 = value or null. `addr_off` is the
-// state field holding the address (network order); named-port sets also key on the packet's
-// destination port and protocol.
+// Tests whether the packet's address (state field `addr_off`, network order) is in set `id` and
+// jumps to `target` when it is (jump_if_member) or when it is not (!jump_if_member); falls
+// through otherwise. Lookups, first hit wins (weir/policy.h): the exact-member hash
+// weir_ipsetx1 with (addr, dport, proto) for a named-port set, the hash with (addr, 0, 0), then
+// the LPM trie weir_ipsets1 with the full key (CIDR members, any port).
 //
-// The key is written as three full 8-byte stack words, every time: a full-word write tells the
-// verifier the old contents are dead, so states that differ only in a previous rule's key still
-// prune. (Narrower writes leave half-written slots whose types differ between paths, and the
-// verifier then explores every later rule again for each of them.)
-void emit_set_lookup(Gen& g, calc::SetId id, int addr_off, bool named_port) {
+// Keys are written as full 8-byte stack words, every time: a full-word write tells the verifier
+// the old contents are dead, so states that differ only in a previous rule's key still prune.
+// (Narrower writes leave half-written slots whose types differ between paths, and the verifier
+// then explores every later rule again for each of them.) The exact key (2 words) shares the
+// last two words of the trie key's slot.
+void emit_set_test(Gen& g, calc::SetId id, int addr_off, bool named_port, Target& target,
+                   bool jump_if_member) {
   static_assert(std::endian::native == std::endian::little,
                 "the IP set key words are laid out for a little-endian host");
   static_assert(offsetof(weir_ipset_key, set_id) == 4 && offsetof(weir_ipset_key, addr) == 12 &&
                 offsetof(weir_ipset_key, port) == 16 && offsetof(weir_ipset_key, proto) == 19);
+  static_assert(offsetof(weir_ipset_exact_key, addr) == 8 && offsetof(weir_ipset_exact_key, port) == 12 &&
+                offsetof(weir_ipset_exact_key, proto) == 15);
+  Target& hit = jump_if_member ? target : g.target("set_hit");
   uint8_t bytes[16] = {};  // prefixlen, set_id (big-endian), addr (filled at run time)
   const uint32_t prefixlen = WEIR_IPSET_PREFIX_FULL;
   std::memcpy(bytes, &prefixlen, 4);
   for (int i = 0; i < 8; i++) bytes[4 + i] = static_cast<uint8_t>(id >> (56 - 8 * i));
   uint64_t word0 = 0;
+  uint64_t id_word = 0;
   uint32_t id_low = 0;
   std::memcpy(&word0, bytes, 8);
+  std::memcpy(&id_word, bytes + 4, 8);
   std::memcpy(&id_low, bytes + 8, 4);
-  // Word 0: prefixlen, set_id[0..3].
+
+  // Exact key, word 0: set_id. Word 1: addr, port, pad, proto.
+  g.ld_imm64(R1, id_word);
+  g.stx(Size::U64, R10, kStIpsetExactKey, R1);
+  if (named_port) {
+    g.ldx(Size::U16, R1, kState, kOffDport);
+    g.be16(R1);
+    g.lsh(R1, 32);
+    g.ldx(Size::U8, R2, kState, kOffProto);
+    g.lsh(R2, 56);
+    g.or_(R1, R2);
+    g.ldx(Size::U32, R2, kState, addr_off);
+    g.or_(R1, R2);
+    g.stx(Size::U64, R10, kStIpsetExactKey + 8, R1);
+    stack_ptr(g, R2, kStIpsetExactKey);
+    g.ld_map_fd(R1, kMapIpsetExact);
+    g.hash_lookup_inlined();
+    g.call(BPF_FUNC_map_lookup_elem);
+    g.jmp(Cond::Ne, R0, 0, hit);
+  }
+  g.ldx(Size::U32, R1, kState, addr_off);  // port 0, proto 0
+  g.stx(Size::U64, R10, kStIpsetExactKey + 8, R1);
+  stack_ptr(g, R2, kStIpsetExactKey);
+  g.ld_map_fd(R1, kMapIpsetExact);
+  g.hash_lookup_inlined();
+  g.call(BPF_FUNC_map_lookup_elem);
+  g.jmp(Cond::Ne, R0, 0, hit);
+
+  // Trie key, word 0: prefixlen, set_id[0..3].
   g.ld_imm64(R1, word0);
   g.stx(Size::U64, R10, kStIpsetKey, R1);
   // Word 1: set_id[4..7], addr.
@@ -207,6 +253,12 @@ void emit_set_lookup(Gen& g, calc::SetId id, int addr_off, bool named_port) {
   stack_ptr(g, R2, kStIpsetKey);
   g.ld_map_fd(R1, kMapIpsets);
   g.call(BPF_FUNC_map_lookup_elem);
+  if (jump_if_member) {
+    g.jmp(Cond::Ne, R0, 0, target);
+  } else {
+    g.jmp(Cond::Eq, R0, 0, target);
+    g.bind(hit);
+  }
 }
 
 // Bumps weir_rule_cnt1[r1] (per-CPU: plain increments are exact). Clobbers r0-r5.
@@ -440,22 +492,10 @@ void emit_rule(Gen& g, const Rule& r, Target& decided, Target& pass) {
   emit_nets(g, kOffSaddrH, m.src_nets, m.src_not_nets, next);
   emit_nets(g, kOffDaddrH, m.dst_nets, m.dst_not_nets, next);
 
-  for (calc::SetId id : m.src_sets) {
-    emit_set_lookup(g, id, kOffSaddr, false);
-    g.jmp(Cond::Eq, R0, 0, next);
-  }
-  for (calc::SetId id : m.src_not_sets) {
-    emit_set_lookup(g, id, kOffSaddr, false);
-    g.jmp(Cond::Ne, R0, 0, next);
-  }
-  for (calc::SetId id : m.dst_sets) {
-    emit_set_lookup(g, id, kOffDaddr, false);
-    g.jmp(Cond::Eq, R0, 0, next);
-  }
-  for (calc::SetId id : m.dst_not_sets) {
-    emit_set_lookup(g, id, kOffDaddr, false);
-    g.jmp(Cond::Ne, R0, 0, next);
-  }
+  for (calc::SetId id : m.src_sets) emit_set_test(g, id, kOffSaddr, false, next, false);
+  for (calc::SetId id : m.src_not_sets) emit_set_test(g, id, kOffSaddr, false, next, true);
+  for (calc::SetId id : m.dst_sets) emit_set_test(g, id, kOffDaddr, false, next, false);
+  for (calc::SetId id : m.dst_not_sets) emit_set_test(g, id, kOffDaddr, false, next, true);
   if (named) {
     // Destination port in dst_ports OR (daddr, proto, dport) in a named-port set.
     Target& in = g.target("dport_in");
@@ -464,8 +504,7 @@ void emit_rule(Gen& g, const Rule& r, Target& decided, Target& pass) {
       for (PortRange pr : m.dst_ports) emit_in_range(g, R1, pr, in);
     }
     for (calc::SetId id : m.dst_named_port_sets) {
-      emit_set_lookup(g, id, kOffDaddr, true);
-      g.jmp(Cond::Ne, R0, 0, in);
+      emit_set_test(g, id, kOffDaddr, true, in, true);
     }
     g.ja(next);
     g.bind(in);
@@ -600,7 +639,7 @@ class Compiler {
         Target& decided = g.target("d");
         Target& pass = g.target("p");
         emit_rule(g, rule_of(s), decided, pass);
-        return g.pos();
+        return g.pos() + g.inline_extra;
       }
       case StepKind::TierEnd:
       case StepKind::End:
@@ -855,6 +894,7 @@ Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fd
                           const std::string& name_prefix) {
   std::map<MapRef, int> refs;
   for (auto [name, fd] : {std::pair{kMapState, fds.state}, std::pair{kMapIpsets, fds.ipsets},
+                          std::pair{kMapIpsetExact, fds.ipset_exact},
                           std::pair{kMapRuleCnt, fds.rule_cnt}, std::pair{kMapJump, fds.jump},
                           std::pair{kMapCounters, fds.counters}})
     if (fd >= 0) refs[MapRef{name}] = fd;

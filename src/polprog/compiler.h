@@ -10,9 +10,9 @@
 //                            endpoint's ifstate at it (one atomic flip), see dataplane/policy_*.
 //
 // Generated code reads the inputs of weir_pol_state (weir_pstate1[0]), looks IP sets up in
-// weir_ipsets1 with the full key (prefixlen 128), bumps weir_rule_cnt1[rule.id] for the deciding
-// rule and every Log rule it passes, writes verdict and rule_id, and tail-calls the continuation
-// of its direction (Egress -> WEIR_JUMP_FROM_WL_POLICY_DONE, Ingress -> WEIR_JUMP_TO_WL_POLICY_DONE).
+// weir_ipsetx1 (exact members) and then weir_ipsets1 (CIDRs, full key), bumps
+// weir_rule_cnt1[rule.id] for the deciding rule and every Log rule it passes, writes verdict and
+// rule_id, and tail-calls the continuation of its direction (Egress -> WEIR_JUMP_FROM_WL_POLICY_DONE, Ingress -> WEIR_JUMP_TO_WL_POLICY_DONE).
 // If that tail call fails it counts WEIR_CNT_DROP_TAIL_CALL (+ TOTAL) in weir_counters1 for
 // (state.ifindex, state.hook) and returns TC_ACT_SHOT.
 //
@@ -37,6 +37,7 @@ namespace weir::polprog {
 // Names of the symbolic maps the generated programs use (MapRef names).
 inline constexpr const char* kMapState = "pstate";
 inline constexpr const char* kMapIpsets = "ipsets";
+inline constexpr const char* kMapIpsetExact = "ipset_x";
 inline constexpr const char* kMapRuleCnt = "rule_cnt";
 inline constexpr const char* kMapJump = "jump";
 inline constexpr const char* kMapCounters = "counters";
@@ -73,6 +74,7 @@ struct PolicyMapFds {
   int rule_cnt = -1;  // weir_rule_cnt1
   int jump = -1;      // weir_jump1
   int counters = -1;  // weir_counters1
+  int ipset_exact = -1;  // weir_ipsetx1 (last: keeps positional initialisers of the others valid)
 };
 
 struct LoadedPolicy {

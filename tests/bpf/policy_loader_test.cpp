@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include "bpf/bpffs.h"
 #include "cli/bpf_ops.h"
 #include "dataplane/policy_slots.h"
@@ -74,6 +76,7 @@ TEST_F(PolicyLoaderTest, ContinuationsInstalledAndReplacedOnRestart) {
     EXPECT_EQ(slot_prog(p, WEIR_JUMP_TO_WL_POLICY_DONE), first_to);
     EXPECT_FALSE(slot_prog(p, WEIR_JUMP_FIRST_POLICY_SLOT).has_value());
     EXPECT_EQ(p.ipsets.info().max_entries, 4096u);
+    EXPECT_EQ(p.ipset_exact.info().max_entries, 4096u);  // mapSizes.ipsets sizes both
     EXPECT_EQ(p.rule_cnt.info().max_entries, 512u);
     EXPECT_EQ(p.jump.info().max_entries, uint32_t(WEIR_MAP_JUMP_SIZE));
     // A policy program in slot 2, as the policy manager would install it.
@@ -82,6 +85,7 @@ TEST_F(PolicyLoaderTest, ContinuationsInstalledAndReplacedOnRestart) {
     auto f = progs->policy_map_fds();
     EXPECT_GE(f.state, 0);
     EXPECT_GE(f.ipsets, 0);
+    EXPECT_GE(f.ipset_exact, 0);
     EXPECT_GE(f.rule_cnt, 0);
     EXPECT_GE(f.jump, 0);
     EXPECT_GE(f.counters, 0);
@@ -167,34 +171,47 @@ TEST_F(PolicyLoaderTest, IpsetsReadBackAndMissingPinsExplained) {
   EXPECT_TRUE(empty->empty());
   EXPECT_EQ(cli::format_ipsets_dump(*empty), "");
 
+  // A /24 in the trie; a /32 and a named-port member in the exact hash; another set's /32.
+  const uint64_t id = 0x303904ae5eae5418, id2 = 0xffef9f925a8a4ca4;
   weir_ipset_key k{};
-  const uint64_t id = 0x303904ae5eae5418;
   for (int i = 0; i < 8; i++) k.set_id[i] = uint8_t(id >> (56 - 8 * i));
-  k.prefixlen = WEIR_IPSET_PREFIX_BASE + 32;
-  k.addr = htonl(0xc0a83a05);  // 192.168.58.5
+  k.prefixlen = WEIR_IPSET_PREFIX_BASE + 24;
+  k.addr = htonl(0xc0a83a00);  // 192.168.58.0/24
   ASSERT_TRUE(p->ipsets.update(k, 1).ok());
-  weir_ipset_key np = k;
-  np.prefixlen = WEIR_IPSET_PREFIX_FULL;
+  weir_ipset_exact_key x{};
+  std::memcpy(x.set_id, k.set_id, 8);
+  x.addr = htonl(0xc0a83a05);  // 192.168.58.5
+  ASSERT_TRUE(p->ipset_exact.update(x, 1).ok());
+  weir_ipset_exact_key np = x;
   np.addr = htonl(0x0a000005);
   np.port = htons(8080);
   np.proto = 6;
-  ASSERT_TRUE(p->ipsets.update(np, 1).ok());
+  ASSERT_TRUE(p->ipset_exact.update(np, 1).ok());
+  weir_ipset_exact_key other{};
+  for (int i = 0; i < 8; i++) other.set_id[i] = uint8_t(id2 >> (56 - 8 * i));
+  other.addr = htonl(0xc0a88142);  // 192.168.129.66
+  ASSERT_TRUE(p->ipset_exact.update(other, 1).ok());
   auto keys = cli::read_ipsets(*p);
   ASSERT_TRUE(keys.ok()) << keys.error().str();
-  EXPECT_EQ(cli::format_ipsets_dump(*keys), "IP set 0x303904ae5eae5418\n10.0.0.5:8080/TCP\n192.168.58.5/32\n");
+  EXPECT_EQ(cli::format_ipsets_dump(*keys),
+            "IP set 0x303904ae5eae5418\n10.0.0.5:8080/TCP\n192.168.58.0/24\n192.168.58.5/32\n"
+            "IP set 0xffef9f925a8a4ca4\n192.168.129.66/32\n");
 
-  // The datapath's lookup semantics: a full-length key finds the CIDR member whatever the
-  // port, the named-port member only with its port and protocol.
+  // The datapath's lookup semantics: a full-length key finds the trie's CIDR member whatever
+  // the port; the exact hash finds the named-port member only with its port and protocol.
   weir_ipset_key q = k;
   q.prefixlen = WEIR_IPSET_PREFIX_FULL;
+  q.addr = htonl(0xc0a83a63);  // 192.168.58.99
   q.port = htons(443);
   q.proto = 6;
   uint32_t val = 0;
   EXPECT_EQ(bpf_map_lookup_elem(p->ipsets.fd().fd(), &q, &val), 0);
   q.addr = np.addr;
   EXPECT_NE(bpf_map_lookup_elem(p->ipsets.fd().fd(), &q, &val), 0);
-  q.port = htons(8080);
-  EXPECT_EQ(bpf_map_lookup_elem(p->ipsets.fd().fd(), &q, &val), 0);
+  weir_ipset_exact_key qx = np;
+  EXPECT_EQ(bpf_map_lookup_elem(p->ipset_exact.fd().fd(), &qx, &val), 0);
+  qx.port = htons(8081);
+  EXPECT_NE(bpf_map_lookup_elem(p->ipset_exact.fd().fd(), &qx, &val), 0);
 }
 
 }  // namespace

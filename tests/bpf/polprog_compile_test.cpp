@@ -62,6 +62,7 @@ class Env {
     } specs[] = {
         {&e->state_, BPF_MAP_TYPE_PERCPU_ARRAY, "weir_t_pstate", 4, sizeof(weir_pol_state), 1, nullptr},
         {&e->ipsets_, BPF_MAP_TYPE_LPM_TRIE, "weir_t_ipsets", sizeof(weir_ipset_key), 4, 4096, &lpm},
+        {&e->ipset_x_, BPF_MAP_TYPE_HASH, "weir_t_ipsetx", sizeof(weir_ipset_exact_key), 4, 4096, &lpm},
         {&e->rule_cnt_, BPF_MAP_TYPE_PERCPU_HASH, "weir_t_rulecnt", 8, 8, 65536, nullptr},
         {&e->jump_, BPF_MAP_TYPE_PROG_ARRAY, "weir_t_jump", 4, 4, kJumpSize, nullptr},
         {&e->counters_, BPF_MAP_TYPE_PERCPU_HASH, "weir_t_counters", sizeof(weir_counters_key),
@@ -82,7 +83,7 @@ class Env {
   }
 
   PolicyMapFds fds() const {
-    return {state_.get(), ipsets_.get(), rule_cnt_.get(), jump_.get(), counters_.get()};
+    return {state_.get(), ipsets_.get(), rule_cnt_.get(), jump_.get(), counters_.get(), ipset_x_.get()};
   }
   int jump() const { return jump_.get(); }
 
@@ -191,30 +192,58 @@ class Env {
     return sum;
   }
 
-  // Replaces the IP sets' contents (map and reference table alike).
+  // Replaces the IP sets' contents (maps and reference table alike), as the policy manager
+  // writes them: /32 and named-port members to the exact hash, shorter CIDRs to the trie.
   Status set_ipsets(const pol::IpSetTable& t) {
     weir_ipset_key k{};
     while (bpf_map_get_next_key(ipsets_.get(), nullptr, &k) == 0)
       if (bpf_map_delete_elem(ipsets_.get(), &k) != 0) return errno_error("clearing ipsets");
-    uint32_t one = 1;
-    auto put = [&](calc::SetId id, uint32_t prefixlen, uint32_t addr_be, uint16_t port_be, uint8_t proto) {
-      weir_ipset_key key{};
-      key.prefixlen = prefixlen;
-      for (int i = 0; i < 8; i++) key.set_id[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
-      key.addr = addr_be;
-      key.port = port_be;
-      key.proto = proto;
-      return bpf_map_update_elem(ipsets_.get(), &key, &one, BPF_ANY);
-    };
+    weir_ipset_exact_key x{};
+    while (bpf_map_get_next_key(ipset_x_.get(), nullptr, &x) == 0)
+      if (bpf_map_delete_elem(ipset_x_.get(), &x) != 0) return errno_error("clearing ipset_x");
     for (const auto& [id, nets] : t.nets())
-      for (Cidr n : nets)
-        if (put(id, WEIR_IPSET_PREFIX_BASE + n.prefix_len, n.addr.network_order(), 0, 0) != 0)
+      for (Cidr n : nets) {
+        if (n.prefix_len == 32) {
+          if (put_exact(id, n.addr.network_order(), 0, 0) != 0) return errno_error("writing an ipset /32 member");
+        } else if (put_cidr(id, WEIR_IPSET_PREFIX_BASE + n.prefix_len, n.addr.network_order(), 0, 0) != 0) {
           return errno_error("writing an ipset CIDR member");
+        }
+      }
     for (const auto& [id, members] : t.ports())
       for (const auto& [addr, proto, port] : members)
-        if (put(id, WEIR_IPSET_PREFIX_FULL, htonl(addr), htons(port), proto) != 0)
+        if (put_exact(id, htonl(addr), htons(port), proto) != 0)
           return errno_error("writing an ipset named-port member");
     return {};
+  }
+  // Entries in the trie / in the exact hash.
+  size_t trie_entries() const { return count_keys<weir_ipset_key>(ipsets_.get()); }
+  size_t exact_entries() const { return count_keys<weir_ipset_exact_key>(ipset_x_.get()); }
+  template <typename K>
+  static size_t count_keys(int fd) {
+    size_t n = 0;
+    K k{}, next{};
+    for (const K* cur = nullptr; bpf_map_get_next_key(fd, cur, &next) == 0; cur = &k, n++) k = next;
+    return n;
+  }
+  // One raw entry of the trie (any prefix length) / of the exact hash.
+  int put_cidr(calc::SetId id, uint32_t prefixlen, uint32_t addr_be, uint16_t port_be, uint8_t proto) {
+    weir_ipset_key key{};
+    key.prefixlen = prefixlen;
+    for (int i = 0; i < 8; i++) key.set_id[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+    key.addr = addr_be;
+    key.port = port_be;
+    key.proto = proto;
+    const uint32_t one = 1;
+    return bpf_map_update_elem(ipsets_.get(), &key, &one, BPF_ANY);
+  }
+  int put_exact(calc::SetId id, uint32_t addr_be, uint16_t port_be, uint8_t proto) {
+    weir_ipset_exact_key key{};
+    for (int i = 0; i < 8; i++) key.set_id[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+    key.addr = addr_be;
+    key.port = port_be;
+    key.proto = proto;
+    const uint32_t one = 1;
+    return bpf_map_update_elem(ipset_x_.get(), &key, &one, BPF_ANY);
   }
 
  private:
@@ -244,7 +273,7 @@ class Env {
   }
 
   int ncpu_ = 0;
-  Fd state_, ipsets_, rule_cnt_, jump_, counters_;
+  Fd state_, ipsets_, rule_cnt_, jump_, counters_, ipset_x_;
   Fd cont_[2];
 };
 
@@ -414,6 +443,73 @@ TEST(PolprogCompile, EachMatchKind) {
     EXPECT_EQ(out.verdict, c.want ? uint32_t(WEIR_POL_ALLOW) : uint32_t(WEIR_POL_DENY));
     EXPECT_EQ(out.rule_id, c.want ? 77u : 0u);
   }
+}
+
+// /32 and named-port members live in the exact hash, shorter CIDRs in the trie: a set match is
+// the hash first, then the trie; a named-port set also tries the packet's (port, proto).
+TEST(PolprogCompile, IpSetMembersSplitAcrossHashAndTrie) {
+  const calc::SetId kS = 0x0102030405060708ull, kN = 0x8877665544332211ull;
+  pol::IpSetTable sets;
+  sets.add(kS, net("10.0.0.5", 32));       // hash
+  sets.add(kS, net("192.168.1.0", 24));    // trie
+  sets.add_port(kN, ip("10.0.1.2"), 6, 8080);  // hash, TCP 8080 only
+  sets.add(kN, net("10.0.1.3", 32));       // hash, any port
+  sets.add(kN, net("10.0.2.0", 24));       // trie, any port
+  ASSERT_TRUE(env().set_ipsets(sets).ok());
+  EXPECT_EQ(env().exact_entries(), 3u);
+  EXPECT_EQ(env().trie_entries(), 2u);
+  auto M = [](auto f) {
+    pol::Match m;
+    f(m);
+    return m;
+  };
+  const auto src_in = M([&](auto& m) { m.src_sets = {kS}; });
+  const auto src_not = M([&](auto& m) { m.src_not_sets = {kS}; });
+  const auto named = M([&](auto& m) { m.dst_named_port_sets = {kN}; });
+  const auto dst_in = M([&](auto& m) { m.dst_sets = {kN}; });
+  std::vector<MatchCase> cases = {
+      {"/32 member in the hash", src_in, tcp("10.0.0.5", 1, "10.9.9.9", 80), true},
+      {"/24 member in the trie", src_in, tcp("192.168.1.77", 1, "10.9.9.9", 80), true},
+      {"next to the /32", src_in, tcp("10.0.0.6", 1, "10.9.9.9", 80), false},
+      {"next to the /24", src_in, tcp("192.168.2.1", 1, "10.9.9.9", 80), false},
+      {"not-set, /32 member", src_not, tcp("10.0.0.5", 1, "10.9.9.9", 80), false},
+      {"not-set, /24 member", src_not, tcp("192.168.1.1", 1, "10.9.9.9", 80), false},
+      {"not-set, no member", src_not, tcp("10.0.0.4", 1, "10.9.9.9", 80), true},
+      {"named-port member, its port", named, tcp("10.0.0.5", 1, "10.0.1.2", 8080), true},
+      {"named-port member, other port", named, tcp("10.0.0.5", 1, "10.0.1.2", 8081), false},
+      {"named-port member, other proto", named, tcp("10.0.0.5", 1, "10.0.1.2", 8080, 17), false},
+      {"/32 member of a named-port set, any port", named, tcp("10.0.0.5", 1, "10.0.1.3", 9), true},
+      {"CIDR member of a named-port set, any port", named, tcp("10.0.0.5", 1, "10.0.2.9", 5), true},
+      {"CIDR member of a named-port set, UDP", named, tcp("10.0.0.5", 1, "10.0.2.9", 53, 17), true},
+      {"named-port set, no member", named, tcp("10.0.0.5", 1, "10.0.3.1", 8080), false},
+      {"plain match ignores named-port members", dst_in, tcp("10.0.0.5", 1, "10.0.1.2", 8080), false},
+      {"plain match, /32 member", dst_in, tcp("10.0.0.5", 1, "10.0.1.3", 8080), true},
+      {"plain match, CIDR member", dst_in, tcp("10.0.0.5", 1, "10.0.2.200", 1), true},
+  };
+  for (const MatchCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_EQ(pol::matches(c.match, c.pkt, sets), c.want) << "the reference disagrees with the case";
+    auto out = check(one_rule(rule(78, pol::Action::Allow, c.match)), c.pkt, sets);
+    EXPECT_EQ(out.verdict, c.want ? uint32_t(WEIR_POL_ALLOW) : uint32_t(WEIR_POL_DENY));
+  }
+
+  // Members an earlier writer left in the trie (/32 as prefix 96, named-port as prefix 128)
+  // still match.
+  auto c = compile(one_rule(rule(79, pol::Action::Allow, M([&](auto& m) { m.src_sets = {kS}; m.dst_named_port_sets = {kN}; }))), {});
+  ASSERT_TRUE(c.ok()) << c.error().str();
+  auto l = env().load_policy(*c);
+  ASSERT_TRUE(l.ok()) << l.error().str();
+  ASSERT_TRUE(env().set_ipsets({}).ok());
+  EXPECT_EQ(env().exact_entries() + env().trie_entries(), 0u);
+  ASSERT_EQ(env().put_cidr(kS, WEIR_IPSET_PREFIX_BASE + 32, ip("10.0.0.7").network_order(), 0, 0), 0);
+  ASSERT_EQ(env().put_cidr(kN, WEIR_IPSET_PREFIX_FULL, ip("10.0.1.4").network_order(), htons(443), 6), 0);
+  auto hit = env().run(*l, tcp("10.0.0.7", 1, "10.0.1.4", 443));
+  ASSERT_TRUE(hit.ok()) << hit.error().str();
+  EXPECT_EQ(hit->verdict, uint32_t(WEIR_POL_ALLOW));
+  auto miss = env().run(*l, tcp("10.0.0.7", 1, "10.0.1.4", 444));
+  ASSERT_TRUE(miss.ok()) << miss.error().str();
+  EXPECT_EQ(miss->verdict, uint32_t(WEIR_POL_DENY));
+  ASSERT_TRUE(env().set_ipsets({}).ok());
 }
 
 // ---------------------------------------------------------------- actions and tiers

@@ -29,6 +29,7 @@ TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_JUMP), uint32_t(WEIR_MAP_JUMP_SIZE));
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_PSTATE), 1u);
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IPSETS), uint32_t(WEIR_MAP_IPSETS_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IPSET_X), uint32_t(WEIR_MAP_IPSET_X_SIZE));
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_RULE_CNT), uint32_t(WEIR_MAP_RULE_CNT_SIZE));
 }
 

@@ -66,6 +66,31 @@ TEST(IpsetsDump, CidrsNamedPortsSmallIdsAndEmpty) {
   EXPECT_EQ(member(0x303904ae5eae5418, "1.2.3.4", 32).set_id[0], 0x30);
 }
 
+// Members of the exact hash (weir_ipsetx1) print as the trie's would: /32 or ip:port/PROTO.
+TEST(IpsetsDump, ExactMembersPrintLikeTrieMembers) {
+  weir_ipset_exact_key x{};
+  const uint64_t id = 0x303904ae5eae5418;
+  for (int i = 0; i < 8; i++) x.set_id[i] = uint8_t(id >> (56 - 8 * i));
+  inet_pton(AF_INET, "192.168.58.5", &x.addr);
+  weir_ipset_exact_key np = x;
+  inet_pton(AF_INET, "10.0.0.5", &np.addr);
+  np.port = htons(8080);
+  np.proto = 6;
+  weir_ipset_key k = cli::ipset_key_of(x);
+  EXPECT_EQ(k.prefixlen, uint32_t(WEIR_IPSET_PREFIX_BASE + 32));
+  EXPECT_EQ(cli::ipset_id(k), id);
+  EXPECT_EQ(cli::ipset_member(k), "192.168.58.5/32");
+  EXPECT_EQ(cli::ipset_member(cli::ipset_key_of(np)), "10.0.0.5:8080/TCP");
+  // Merged with a trie member of the same set: one set, members sorted as before.
+  EXPECT_EQ(cli::format_ipsets_dump({cli::ipset_key_of(x), member(id, "192.168.58.0", 24),
+                                     cli::ipset_key_of(np)}),
+            "IP set 0x303904ae5eae5418\n10.0.0.5:8080/TCP\n192.168.58.0/24\n192.168.58.5/32\n");
+  // A port without a protocol is malformed: shown raw.
+  weir_ipset_exact_key bad = x;
+  bad.port = htons(80);
+  EXPECT_EQ(cli::ipset_member(cli::ipset_key_of(bad)), "192.168.58.5 (prefixlen 128, port 80, proto 0)");
+}
+
 TEST(IpsetsDump, MalformedMembersStayVisible) {
   weir_ipset_key k = member(0x2, "10.1.2.3", 32);
   k.prefixlen = 40;  // below the id part: not a member weir writes

@@ -16,6 +16,7 @@
 #define WEIR_MAP_JUMP "weir_jump1"
 #define WEIR_MAP_PSTATE "weir_pstate1"
 #define WEIR_MAP_IPSETS "weir_ipsets1"
+#define WEIR_MAP_IPSET_X "weir_ipsetx1"
 #define WEIR_MAP_RULE_CNT "weir_rule_cnt1"
 
 #define WEIR_MAP_NAT_FE_SIZE (64 * 1024)
@@ -26,6 +27,7 @@
 #define WEIR_MAP_COUNTERS_SIZE (20 * 1024)
 #define WEIR_MAP_JUMP_SIZE (10 * 1024)
 #define WEIR_MAP_IPSETS_SIZE (1024 * 1024)
+#define WEIR_MAP_IPSET_X_SIZE (1024 * 1024)
 #define WEIR_MAP_RULE_CNT_SIZE (64 * 1024)
 
 #endif

@@ -71,14 +71,27 @@ struct weir_pol_state {
 WEIR_ASSERT_SIZE(struct weir_pol_state, 72);
 
 /*
- * IP sets (LPM trie, weir_ipsets1). A set is identified by a 64-bit id (for a selector: the
- * FNV-1a hash of its canonical text, see src/calc/selector.h) stored big-endian in set_id so
- * that `IP set 0x303904ae5eae5418` reads the same in the key's bytes.
- *   CIDR member a.b.c.d/n:            prefixlen = 64 + n, port = 0, proto = 0
- *   named-port member ip:port/proto:  prefixlen = 128 (every byte matched)
- * Lookup always uses the full key (prefixlen 128, the packet's address, port and protocol): a
- * CIDR member matches whatever the port, a named-port member only its exact port/protocol.
- * Value: __u32, unused (1).
+ * IP sets. A set is identified by a 64-bit id (for a selector: the FNV-1a hash of its canonical
+ * text, see src/calc/selector.h) stored big-endian in set_id so that `IP set 0x303904ae5eae5418`
+ * reads the same in the key's bytes. Members live in two maps, so that the common members cost
+ * one hash lookup whatever the size of the sets:
+ *
+ *   weir_ipsetx1 (HASH, struct weir_ipset_exact_key): the exact members
+ *     plain /32 member a.b.c.d/32:       port = 0, proto = 0
+ *     named-port member ip:port/proto:   port, proto as given (port != 0, proto != 0)
+ *   weir_ipsets1 (LPM trie, struct weir_ipset_key): CIDR members shorter than /32 only
+ *     CIDR member a.b.c.d/n (n < 32):    prefixlen = 64 + n, port = 0, proto = 0
+ *
+ * A member is in exactly one of the two maps (the writer moves nothing between them: a CIDR's
+ * map follows from its length). Readers test, in order, stopping at the first hit:
+ *   named-port set match:  exact (addr, dport, proto), then exact (addr, 0, 0), then the trie
+ *   plain set match:       exact (addr, 0, 0), then the trie
+ * The trie is looked up as it always was, with the full key (prefixlen 128, the packet's address
+ * and, for a named-port set, its destination port and protocol; else port 0, proto 0): CIDR
+ * members match whatever the port, and a /32 or named-port member left in the trie by an earlier
+ * writer still matches. This is pol::IpSetTable::contains of src/calc/policy_ir.h: CIDR members
+ * (any length) match any port, named-port members only their exact port and protocol.
+ * Values: __u32, unused (1).
  */
 #define WEIR_IPSET_PREFIX_BASE 64
 #define WEIR_IPSET_PREFIX_FULL 128
@@ -92,6 +105,15 @@ struct weir_ipset_key {
 	__u8 proto;      /* IP protocol number; 0 for CIDR members */
 };
 WEIR_ASSERT_SIZE(struct weir_ipset_key, 20);
+
+struct weir_ipset_exact_key {
+	__u8 set_id[8];  /* big-endian 64-bit set id */
+	__u32 addr;      /* network order */
+	__u16 port;      /* network order; 0 for a plain /32 member */
+	__u8 pad;        /* always 0 */
+	__u8 proto;      /* IP protocol number; 0 for a plain /32 member */
+};
+WEIR_ASSERT_SIZE(struct weir_ipset_exact_key, 16);
 
 /* Rule counters (per-CPU hash, weir_rule_cnt1): rule id (see src/calc/policy_ir.h) -> packets
  * the rule decided (or, for a Log rule, logged). */
