@@ -60,9 +60,61 @@ weir_ipset_exact_key ipset_exact_key(calc::SetId id, uint32_t addr_host, uint16_
   return k;
 }
 
+// Deletes every key of `fd` for which keep(key) is false; returns how many. Keys are collected
+// first: deleting while iterating with get_next_key can restart the walk.
+template <typename K, typename Keep>
+size_t prune(int fd, Keep keep) {
+  std::vector<K> doomed;
+  K cur{}, next{};
+  const K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (!keep(next)) doomed.push_back(next);
+    cur = next;
+    prev = &cur;
+  }
+  size_t n = 0;
+  for (const K& k : doomed) n += bpf_map_delete_elem(fd, &k) == 0 ? 1 : 0;
+  return n;
+}
+
+calc::SetId set_id_of(const uint8_t (&b)[8]) {
+  calc::SetId id = 0;
+  for (int i = 0; i < 8; ++i) id = (id << 8) | b[i];
+  return id;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- PolicyManager
+
+void PolicyManager::prune_stale_members(const calc::PolicyResolver& resolver) {
+  // Members a previous agent wrote for sets or pods that are gone meanwhile: the resolver only
+  // reports changes relative to what THIS agent wrote, so they would otherwise stay forever.
+  const calc::pol::IpSetTable want = resolver.ipset_table();
+  size_t trie = prune<weir_ipset_key>(fds_.ipsets, [&](const weir_ipset_key& k) {
+    auto it = want.nets().find(set_id_of(k.set_id));
+    if (it == want.nets().end() || k.prefixlen < WEIR_IPSET_PREFIX_BASE) return false;
+    model::Cidr c{model::Ipv4{ntohl(k.addr)},
+                  static_cast<uint8_t>(k.prefixlen - WEIR_IPSET_PREFIX_BASE)};
+    return c.prefix_len < 32 && it->second.count(c) != 0;
+  });
+  size_t exact = prune<weir_ipset_exact_key>(fds_.ipset_exact, [&](const weir_ipset_exact_key& k) {
+    calc::SetId id = set_id_of(k.set_id);
+    uint32_t addr = ntohl(k.addr);
+    if (k.port == 0 && k.proto == 0) {
+      auto it = want.nets().find(id);
+      return it != want.nets().end() && it->second.count(model::Cidr{model::Ipv4{addr}, 32}) != 0;
+    }
+    auto it = want.ports().find(id);
+    return it != want.ports().end() &&
+           it->second.count({addr, k.proto, static_cast<uint16_t>(ntohs(k.port))}) != 0;
+  });
+  if (trie + exact) {
+    spdlog::info("policy: removed {} IP set members left by a previous agent for sets or "
+                 "endpoints that no longer exist",
+                 trie + exact);
+  }
+}
 
 PolicyManager::PolicyManager(polprog::PolicyMapFds fds, uint32_t jump_size, std::string state_dir,
                              SetPolicySlot set_slot)
@@ -287,6 +339,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
     adopted_.clear();
   }
   if (auto st = write_sets(changes, false); !st) errors.push_back(st.error().str());
+  if (first_apply_) prune_stale_members(resolver);
   first_apply_ = false;
 
   if (errors.empty()) return {};

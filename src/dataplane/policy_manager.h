@@ -71,6 +71,7 @@ class PolicyManager {
   void clear_retired();
   Status write_sets(const std::vector<calc::IpSetDelta>& changes, bool additions);
   void ref_rules(const calc::pol::EndpointPolicy& p, int delta);
+  void prune_stale_members(const calc::PolicyResolver& resolver);
 
   polprog::PolicyMapFds fds_;
   std::string state_dir_;

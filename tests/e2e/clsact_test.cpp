@@ -123,6 +123,12 @@ TEST(ClsactE2E, ServicesPolicyRestartAndCleanupWithClsactFilters) {
       10s))
       << "after the restart every hook must carry exactly one, new, weir filter";
   EXPECT_FALSE(pod1_reaches_pod3()) << "the policy must survive the restart";
+  // The restarted agent prunes IP set members nobody needs any more, and only those: pod2's
+  // address is still in the set pod3's policy allows.
+  auto sets = l.run_weir({"bpf", "ipsets", "dump"});
+  ASSERT_TRUE(sets.ok()) << sets.error().str();
+  EXPECT_NE(sets->find(l.pod("pod2")->ip + "/32"), std::string::npos) << *sets;
+  EXPECT_EQ(sets->find(l.pod("pod1")->ip + "/32"), std::string::npos) << *sets;
 
   // Cleanup: no filter, no clsact qdisc left on the pods' host veths.
   ASSERT_TRUE(l.run_weir({"bpf", "cleanup"}).ok());
