@@ -27,6 +27,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "bench_options.h"
 #include "calc/policy_ir.h"
 #include "polprog/asm.h"
 #include "polprog/compiler.h"
@@ -42,16 +43,7 @@ namespace pol = calc::pol;
 using polprog::CompiledPolicy;
 using polprog::LoadedPolicy;
 
-struct Options {
-  int repeat = 1'000'000;
-  int runs = 20'000;
-  int cpu = 0;
-};
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "weir_policy_bench: %s\n", what.c_str());
-  std::exit(1);
-}
+[[noreturn]] void die(const std::string& what) { weir::bench::die("weir_policy_bench", what); }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -384,23 +376,5 @@ int run(const Options& opt) {
 }  // namespace weir::bench
 
 int main(int argc, char** argv) {
-  weir::bench::Options opt;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    auto next = [&]() -> int {
-      if (i + 1 >= argc) weir::bench::die("missing value after " + a);
-      return std::atoi(argv[++i]);
-    };
-    if (a == "--repeat") {
-      opt.repeat = next();
-    } else if (a == "--runs") {
-      opt.runs = next();
-    } else if (a == "--cpu") {
-      opt.cpu = next();
-    } else {
-      weir::bench::die("unknown argument " + a + " (usage: weir_policy_bench [--repeat N] [--runs M] [--cpu C])");
-    }
-  }
-  if (opt.repeat < 1 || opt.runs < 1) weir::bench::die("--repeat and --runs must be >= 1");
-  return weir::bench::run(opt);
+  return weir::bench::run(weir::bench::parse_options(argc, argv, "weir_policy_bench"));
 }

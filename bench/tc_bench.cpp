@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench_options.h"
 #include "../tests/bpf/packet.h"
 #include "../tests/bpf/tc_harness_impl.h"
 
@@ -36,16 +37,7 @@ const Mac kBeMac{0x02, 0, 0, 0, 1, 0x11}, kBeHostMac{0xee, 0xee, 0, 0, 1, 0x11};
 const uint32_t kClientIp = ip4("10.65.0.10"), kBeIp = ip4("10.65.1.11"), kVip = ip4("10.96.0.10");
 constexpr uint16_t kVipPort = 80, kBePort = 8080;
 
-struct Options {
-  int repeat = 1'000'000;  // repetitions per BPF_PROG_TEST_RUN where the path does not rewrite
-  int runs = 20'000;       // separate repeat=1 runs for paths that rewrite the packet
-  int cpu = 0;             // CPU the benchmark pins itself to
-};
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "weir_bench: %s\n", what.c_str());
-  std::exit(1);
-}
+[[noreturn]] void die(const std::string& what) { weir::bench::die("weir_bench", what); }
 
 PacketSpec tcp(const Mac& src_mac, const Mac& dst_mac, uint32_t saddr, uint16_t sport, uint32_t daddr, uint16_t dport,
                uint8_t flags) {
@@ -226,23 +218,5 @@ int run(const Options& opt) {
 }  // namespace weir::bench
 
 int main(int argc, char** argv) {
-  weir::bench::Options opt;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    auto next = [&]() -> int {
-      if (i + 1 >= argc) weir::bench::die("missing value after " + a);
-      return std::atoi(argv[++i]);
-    };
-    if (a == "--repeat") {
-      opt.repeat = next();
-    } else if (a == "--runs") {
-      opt.runs = next();
-    } else if (a == "--cpu") {
-      opt.cpu = next();
-    } else {
-      weir::bench::die("unknown argument " + a + " (usage: weir_bench [--repeat N] [--runs M] [--cpu C])");
-    }
-  }
-  if (opt.repeat < 1 || opt.runs < 1) weir::bench::die("--repeat and --runs must be >= 1");
-  return weir::bench::run(opt);
+  return weir::bench::run(weir::bench::parse_options(argc, argv, "weir_bench"));
 }
