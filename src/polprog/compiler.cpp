@@ -674,8 +674,20 @@ class Compiler {
   static constexpr size_t kPerTierExtra = 1 /* dispatcher entry */ + 7 /* Pass stub */;
 
   Status partition() {
-    limit_ = std::min(opts_.max_insns_per_chunk, kMaxChunkInsns);
     const size_t overhead = fixed_overhead();
+    if (opts_.max_insns_per_chunk == 0) {
+      // Automatic: small chunks, unless that would take too many of them.
+      size_t total = 0;
+      std::set<size_t> seen;
+      for (const Step& s : steps_) {
+        total += step_cost(s);
+        if (seen.insert(s.tier).second) total += kPerTierExtra;
+      }
+      size_t per_chunk = (total + kAutoMaxChunks - 1) / kAutoMaxChunks + overhead;
+      limit_ = std::min(std::max(kAutoChunkInsns, per_chunk), kMaxChunkInsns);
+    } else {
+      limit_ = std::min(opts_.max_insns_per_chunk, kMaxChunkInsns);
+    }
     if (limit_ <= overhead + 16)
       return make_error("max_insns_per_chunk {} is too small: a chunk needs {} instructions of its own",
                         opts_.max_insns_per_chunk, overhead);

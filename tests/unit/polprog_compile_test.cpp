@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
 
@@ -110,10 +112,27 @@ TEST(PolprogCompileUnit, ChunksRespectTheLimitAndAskForSlotsInOrder) {
 }
 
 TEST(PolprogCompileUnit, SmallPoliciesAreOneChunkWithoutSlots) {
-  auto c = compile(many_rules(1000), {});
+  auto c = compile(many_rules(100), {});
   ASSERT_TRUE(c.ok()) << c.error().str();
   EXPECT_EQ(c->chunks.size(), 1u);
-  EXPECT_LE(c->chunks[0].insns.size(), kMaxChunkInsns);
+  EXPECT_LE(c->chunks[0].insns.size(), kAutoChunkInsns);
+}
+
+TEST(PolprogCompileUnit, AutomaticChunksStaySmallUntilTheChunkLimitForcesThemToGrow) {
+  CompileOptions o;  // max_insns_per_chunk = 0: automatic
+  o.slot_of_chunk = [](size_t i) { return static_cast<uint32_t>(i + 2); };
+  auto mid = compile(many_rules(1000), o);
+  ASSERT_TRUE(mid.ok()) << mid.error().str();
+  EXPECT_GT(mid->chunks.size(), 1u);
+  for (const auto& ch : mid->chunks) EXPECT_LE(ch.insns.size(), kAutoChunkInsns);
+  // 20,000 rules do not fit 26 chunks of 4,096: chunks grow, their number stays in the limit.
+  auto big = compile(many_rules(20000), o);
+  ASSERT_TRUE(big.ok()) << big.error().str();
+  EXPECT_LE(big->chunks.size(), kMaxPolicyChunks);
+  size_t largest = 0;
+  for (const auto& ch : big->chunks) largest = std::max(largest, ch.insns.size());
+  EXPECT_GT(largest, kAutoChunkInsns);
+  EXPECT_LE(largest, kMaxChunkInsns);
 }
 
 TEST(PolprogCompileUnit, JumpOffsetsCapChunksWhateverTheOption) {
