@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's demo: a one-node lab with the agent, a ClusterIP service with three backends,
-# TCP and UDP clients through the VIP, then the kernel state as `weir bpf` shows it.
+# TCP and UDP clients through the VIP, the kernel state as `weir bpf` shows it, then a
+# NetworkPolicy and its effect (policy dump, IP sets, counters).
 # Builds nothing: usage  scripts/demo.sh [path/to/weir]   (default ./build/weir), as root.
 # Everything it creates is named weir-<id>-* and removed on exit, on failure and on Ctrl-C.
 set -euo pipefail
@@ -90,5 +91,26 @@ node_weir bpf nat dump
 node_weir bpf conntrack dump
 node_weir bpf counters dump --iface="weir${ID}p1"
 
-step "6. teardown"
+step "6. a NetworkPolicy: the web pods accept TCP 8080 from pod1 only (UDP is now denied)"
+cat >"$WORK/np.yaml" <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-pod1, namespace: default}
+spec:
+  podSelector: {matchExpressions: [{key: app, operator: In, values: [pod2, pod3, pod4]}]}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: pod1}}}]
+    ports: [{protocol: TCP, port: 8080}]
+EOF
+cat "$WORK/np.yaml"
+run "$WEIR" lab apply --id "$ID" "$WORK/np.yaml"
+sleep 0.5
+run "$WEIR" lab client --id "$ID" --pod pod1 --target "$VIP:80" --proto tcp --count 6
+run "$WEIR" lab client --id "$ID" --pod pod1 --target "$VIP:53" --proto udp --count 3 || true
+node_weir bpf policy dump "weir${ID}p2" ingress
+node_weir bpf ipsets dump
+node_weir bpf counters dump --iface="weir${ID}p2"
+
+step "7. teardown"
 run "$WEIR" lab down --id "$ID"
