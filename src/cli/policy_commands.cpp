@@ -15,6 +15,7 @@
 #include "bpf/map.h"
 #include "cli/commands.h"
 #include "cli/policy_format.h"
+#include "maps/decode.h"
 #include "maps/pin_layout.h"
 #include "maps/policy_info.h"
 #include "weir/ifstate.h"
@@ -35,7 +36,7 @@ Result<uint32_t> ifindex_of(bpf::Map<__u32, weir_ifstate_val>& ifstate, const st
   auto all = ifstate.dump();
   if (!all) return all.error();
   for (const auto& [idx, v] : *all) {
-    if (std::string(v.name, strnlen(v.name, sizeof(v.name))) == iface) return idx;
+    if (maps::ifstate_name(v) == iface) return idx;
   }
   unsigned idx = if_nametoindex(iface.c_str());
   if (idx == 0) {

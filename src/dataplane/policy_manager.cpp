@@ -116,22 +116,17 @@ void PolicyManager::prune_stale_members(const calc::PolicyResolver& resolver) {
   }
 }
 
-PolicyManager::PolicyManager(polprog::PolicyMapFds fds, uint32_t jump_size, std::string state_dir,
-                             SetPolicySlot set_slot)
-    : fds_(fds), state_dir_(std::move(state_dir)), set_slot_(std::move(set_slot)),
-      slots_(jump_size) {}
+PolicyManager::PolicyManager(maps::JumpMap& jump, polprog::PolicyMapFds fds,
+                             std::string state_dir, SetPolicySlot set_slot)
+    : jump_(jump), fds_(fds), state_dir_(std::move(state_dir)), set_slot_(std::move(set_slot)),
+      slots_(jump.info().max_entries) {}
 
 Status PolicyManager::adopt() {
-  // Every occupied policy slot belongs to the previous agent's programs (the continuations sit
-  // in slots 0 and 1). Lookups of a PROG_ARRAY from userspace return the program id.
-  uint32_t cur = WEIR_JUMP_FIRST_POLICY_SLOT - 1, next = 0;
-  while (bpf_map_get_next_key(fds_.jump, &cur, &next) == 0) {
-    uint32_t id = 0;
-    if (next >= WEIR_JUMP_FIRST_POLICY_SLOT && bpf_map_lookup_elem(fds_.jump, &next, &id) == 0) {
-      if (slots_.reserve(next)) adopted_.push_back(next);
-    }
-    cur = next;
-  }
+  // Every occupied policy slot belongs to the previous agent's programs.
+  auto occupied = occupied_policy_slots(jump_);
+  if (!occupied) return occupied.error();
+  for (uint32_t s : *occupied)
+    if (slots_.reserve(s)) adopted_.push_back(s);
   if (!adopted_.empty()) {
     spdlog::info("policy: {} jump slots hold a previous agent's programs; they serve until the "
                  "first sync replaces them",
@@ -199,16 +194,14 @@ void PolicyManager::retire(std::vector<uint32_t> slots) {
 
 void PolicyManager::clear_retired() {
   for (uint32_t s : retired_) {
-    bpf_map_delete_elem(fds_.jump, &s);
+    if (auto st = clear_program(jump_, s); !st) spdlog::warn("policy: {}", st.error().str());
     slots_.release(s);
   }
   retired_.clear();
 }
 
 Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
-                              const calc::pol::EndpointPolicy& p,
-                              const calc::PolicyResolver& resolver) {
-  (void)resolver;
+                              const calc::pol::EndpointPolicy& p) {
   const std::string what = fmt::format("{} policy of {} ({})", calc::pol::to_string(key.second),
                                        ep.wep_key, ep.iface);
   std::vector<uint32_t> taken;
@@ -242,14 +235,13 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     return loaded.error().wrap(what + ": loading");
   }
   if (auto st = polprog::install_chunks(*loaded, fds_.jump); !st) {
-    give_back();
+    retire(taken);  // some chunks may already sit in their slots
     return st.error().wrap(what + ": installing chunks");
   }
-  int entry_fd = loaded->chunks.front().get();
-  if (bpf_map_update_elem(fds_.jump, &*entry, &entry_fd, BPF_ANY) != 0) {
-    auto e = errno_error(fmt::format("{}: writing weir_jump1[{}]", what, *entry));
-    retire(taken);  // chunks may already sit in their slots
-    return e;
+  const int entry_fd = loaded->chunks.front().get();
+  if (auto st = install_program(jump_, *entry, entry_fd); !st) {
+    retire(taken);
+    return st.error().wrap(what);
   }
   // The flip: from here on new flows on this interface run the new program.
   if (auto st = set_slot_(ep.ifindex, key.second, *entry); !st) {
@@ -321,7 +313,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
       if (it != installed_.end() && it->second.ifindex == ep.ifindex && it->second.policy == *p) {
         continue;
       }
-      if (auto st = install(key, ep, *p, resolver); !st) {
+      if (auto st = install(key, ep, *p); !st) {
         errors.push_back(st.error().str());
         // The previous program (if any) stays in force; keep it wanted.
       }

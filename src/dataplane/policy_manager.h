@@ -41,7 +41,9 @@ using SetPolicySlot =
 
 class PolicyManager {
  public:
-  PolicyManager(polprog::PolicyMapFds fds, uint32_t jump_size, std::string state_dir,
+  // `jump` is weir_jump1 (also in fds.jump, for the programs' relocations); its size bounds the
+  // slots handed out.
+  PolicyManager(maps::JumpMap& jump, polprog::PolicyMapFds fds, std::string state_dir,
                 SetPolicySlot set_slot);
 
   // Reserves the jump slots a previous agent's programs occupy: they keep serving until this
@@ -64,8 +66,7 @@ class PolicyManager {
   };
   using Key = std::pair<std::string, calc::pol::Direction>;  // (iface, direction)
 
-  Status install(const Key& key, const PolicyEndpoint& ep, const calc::pol::EndpointPolicy& p,
-                 const calc::PolicyResolver& resolver);
+  Status install(const Key& key, const PolicyEndpoint& ep, const calc::pol::EndpointPolicy& p);
   Status uninstall(const Key& key);
   void retire(std::vector<uint32_t> slots);
   void clear_retired();
@@ -73,6 +74,7 @@ class PolicyManager {
   void ref_rules(const calc::pol::EndpointPolicy& p, int delta);
   void prune_stale_members(const calc::PolicyResolver& resolver);
 
+  maps::JumpMap& jump_;
   polprog::PolicyMapFds fds_;
   std::string state_dir_;
   SetPolicySlot set_slot_;
