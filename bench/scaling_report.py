@@ -50,9 +50,10 @@ def main():
           "the other jobs on the machine did not preempt them.\n")
     w(f"Each latency / rate figure is the median of {a.runs} runs of {a.duration} s (after a "
       f"0.5 s warm-up); each sync figure the median of {a.runs} changes (at 10,000 services and "
-      f"more: of {min(3, int(a.runs))} changes, and for iptables one partial sync and no full "
-      f"re-restore, which costs what the apply costs); the apply time is one measurement per "
-      f"size.\n")
+      f"more: of {min(3, int(a.runs))} changes, and for iptables of {min(3, int(a.runs))} partial "
+      f"syncs and one full re-restore, which costs about what the apply costs); the apply time "
+      f"is one measurement per size.\n")
+    multi_tx = [n for n in sizes if (g(n, "nftables", "apply_transactions") or 1) > 1]
     w("## Figures\n")
     w("| services | dataplane | p50 µs | p90 µs | p99 µs | new conn/s | req/s established | "
       "apply ms | sync ms (one service) | memory |")
@@ -62,8 +63,7 @@ def main():
             if (n, dp) not in v:
                 continue
             if g(n, dp, "skipped"):
-                w(f"| {n:,} | {dp} | not run: loading this rule set grows quadratically with the "
-                  "services here (see the notes) | | | | | | | |")
+                w(f"| {n:,} | {dp} | not run (capped, see the notes) | | | | | | | |")
                 continue
             if dp == "iptables":
                 sync = f"{fmt(g(n, dp, 'sync_ms'), 1)} full / {fmt(g(n, dp, 'sync_partial_ms'), 1)} partial"
@@ -85,9 +85,20 @@ def main():
     w("- new conn/s: one client thread, connect + `ping\\n` + answer line + close, to a service "
       "chosen at random, one connection at a time (so new conn/s is 1 / mean latency); "
       "req/s established: one request at a time round-robin over 16 open connections.")
-    w("- apply: iptables = `iptables-restore --noflush` of the whole set (the input kube-proxy "
-      "writes on a full sync); nftables = `nft -f` of the whole set as kube-proxy's add "
-      "commands; weir = from renaming the YAML files into the agent's datastore until the "
+    w(f"- apply: iptables = `iptables-restore --noflush` of the whole set (the input kube-proxy "
+      f"writes on a full sync; binary: {a.iptables}; above 1,000 endpoints in all, kube-proxy's "
+      f"large-cluster mode leaves the comments off the endpoint rules, kubernetes/kubernetes#65755); "
+      f"nftables = `nft -f` of the whole set as kube-proxy's add commands, in one transaction"
+      + ("" if not multi_tx else
+         " up to 10,000 services and above that in transactions of 1,000 services ("
+         + ", ".join(f"{int(g(n, 'nftables', 'apply_transactions')):,} at {n:,}" for n in multi_tx)
+         + "): one transaction of 50,000 services would take about an hour here, because the "
+         "kernel's cost per transaction grows with the square of its size (perf: "
+         "`__nft_set_trans_bind` walks the whole transaction for each service's anonymous vmap, "
+         "and `nf_tables_newset` scans every set of the table to name a new anonymous one); "
+         "the one transaction of 10,000 services holds a CPU in the kernel long enough for "
+         "soft-lockup warnings")
+      + "; weir = from renaming the YAML files into the agent's datastore until the "
       "pinned NAT maps hold every frontend and backend. Rule generation time is not counted "
       "for iptables/nftables (kube-proxy's own computation is left out, which favours them); "
       "weir's time includes the agent reading and parsing every file.")
@@ -97,17 +108,12 @@ def main():
       "the other top-level chains rewritten in full, plus the changed service's chains); "
       "nftables = kube-proxy's one-service transaction (flush + rewrite the service chain, "
       "add/delete endpoint chains); weir = from renaming the changed file into the datastore "
-      "until the NAT maps show the new backends (the agent re-reads the whole datastore on "
-      "every change).")
+      "until the NAT maps show the new backends (the agent re-parses the changed file only, then "
+      "recomputes and diffs its whole state: see the goals).")
     skipped = sorted({(n, dp) for (n, dp), m in v.items() if m.get("skipped")})
     if skipped:
-        w("- not run: " + ", ".join(f"{dp} at {n:,}" for n, dp in skipped) + ". Loading these "
-          "rule sets grows quadratically on this machine: one `iptables-restore` of 10,000 "
-          "services (~200,000 rules, ~70,000 chains) had consumed 10 of its 29 MB of input after "
-          "15 min (10 min of CPU; perf shows iptables-nft 1.8.9 looking chains up with a linear "
-          "strcmp walk), against ~6 s at 1,000; one `nft -f` of 10,000 services takes ~3 min "
-          "(mostly kernel time) against ~1.6 s at 1,000. The caps are `bench/scaling.sh "
-          "--iptables-max` / `--nftables-max`.")
+        w("- not run: " + ", ".join(f"{dp} at {n:,}" for n, dp in skipped) + " (capped with "
+          "`bench/scaling.sh --iptables-max` / `--nftables-max`).")
     w("- memory: weir's maps are preallocated hash maps, here sized for 64Ki frontends / 512Ki "
       "backends (DataplaneConfig `mapSizes`; the default 256Ki backends is too small for "
       "50,000 services of 2-10 backends), so their memory does not grow with the services; the "

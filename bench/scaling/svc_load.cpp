@@ -265,8 +265,12 @@ const char* kIptablesBase =
     "-j KUBE-SERVICES\n"
     "COMMIT\n";
 
+// large: kube-proxy's "large cluster mode" (more than 1,000 endpoints in all): the rules in
+// and to endpoint chains carry no comment, which otherwise is ~40 % of the rule set
+// (kubernetes/kubernetes#65755). Without it, 50,000 services of 2-10 backends make a 598 MB
+// nat table, past the kernel's 512 MB limit for one table (XT_MAX_TABLE_SIZE: ENOMEM).
 void ipt_service_chains(std::string& chains, std::string& rules, uint32_t idx,
-                        const std::vector<uint32_t>& bes) {
+                        const std::vector<uint32_t>& bes, bool large) {
   const std::string svc = ipt_svc_chain(idx), vip = ip_str(vip_of(idx));
   const std::string pn = svc_port_name(idx);
   chains += ":" + svc + " - [0:0]\n";
@@ -275,7 +279,8 @@ void ipt_service_chains(std::string& chains, std::string& rules, uint32_t idx,
   const size_t n = bes.size();
   for (size_t i = 0; i < n; i++) {
     std::string sep = ipt_sep_chain(idx, bes[i]);
-    rules += "-A " + svc + " -m comment --comment \"" + pn + " -> " + ep_str(bes[i]) + "\"";
+    rules += "-A " + svc;
+    if (!large) rules += " -m comment --comment \"" + pn + " -> " + ep_str(bes[i]) + "\"";
     if (i + 1 < n) {
       char prob[32];
       std::snprintf(prob, sizeof prob, "%.11f", 1.0 / double(n - i));
@@ -286,10 +291,9 @@ void ipt_service_chains(std::string& chains, std::string& rules, uint32_t idx,
   for (uint32_t ip : bes) {
     std::string sep = ipt_sep_chain(idx, ip);
     chains += ":" + sep + " - [0:0]\n";
-    rules += "-A " + sep + " -s " + ip_str(ip) + "/32 -m comment --comment \"" + pn +
-             "\" -j KUBE-MARK-MASQ\n";
-    rules += "-A " + sep + " -p tcp -m comment --comment \"" + pn + "\" -m tcp -j DNAT --to-destination " +
-             ep_str(ip) + "\n";
+    const std::string comment = large ? "" : " -m comment --comment \"" + pn + "\"";
+    rules += "-A " + sep + " -s " + ip_str(ip) + "/32" + comment + " -j KUBE-MARK-MASQ\n";
+    rules += "-A " + sep + " -p tcp" + comment + " -m tcp -j DNAT --to-destination " + ep_str(ip) + "\n";
   }
 }
 
@@ -315,9 +319,12 @@ std::string ipt_restore(uint32_t n, const std::vector<int>& version, const std::
   }
   top += "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be "
          "the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n";
+  size_t endpoints = 0;
+  for (uint32_t i = 0; i < n; i++) endpoints += backends_of(i, version[i], servers).size();
+  const bool large = endpoints > 1000;
   for (uint32_t i = 0; i < n; i++) {
     if (!full && i != changed) continue;
-    ipt_service_chains(chains, rules, i, backends_of(i, version[i], servers));
+    ipt_service_chains(chains, rules, i, backends_of(i, version[i], servers), large);
   }
   std::string removed_lines;
   for (uint32_t ip : removed) {
@@ -367,11 +374,10 @@ void nft_service(std::string& decl, std::string& rules, uint32_t idx, const std:
   }
 }
 
-std::string nft_full(uint32_t n, const std::vector<int>& version, const std::vector<uint32_t>& servers) {
-  std::string decl, rules, elems;
-  decl.reserve(size_t(n) * 600);
-  rules.reserve(size_t(n) * 1500);
+// The table, its base chains and the service-ips map, without services.
+std::string nft_head() {
   const std::string t = kNftTable;
+  std::string decl, rules;
   decl += "add table " + t + " { comment \"rules for kube-proxy\" ; }\n";
   for (const char* c : {"mark-for-masquerade", "masquerading", "services", "nodeports"})
     decl += "add chain " + t + " " + c + "\n";
@@ -390,7 +396,17 @@ std::string nft_full(uint32_t n, const std::vector<int>& version, const std::vec
   rules += "add rule " + t + " nat-prerouting jump services\n";
   rules += "add rule " + t + " nat-output jump services\n";
   rules += "add rule " + t + " nat-postrouting jump masquerading\n";
-  for (uint32_t i = 0; i < n; i++) {
+  return decl + rules;
+}
+
+// Services [from, to): their chains, rules and service-ips elements.
+std::string nft_services(uint32_t from, uint32_t to, const std::vector<int>& version,
+                         const std::vector<uint32_t>& servers) {
+  std::string decl, rules, elems;
+  decl.reserve(size_t(to - from) * 600);
+  rules.reserve(size_t(to - from) * 1500);
+  const std::string t = kNftTable;
+  for (uint32_t i = from; i < to; i++) {
     nft_service(decl, rules, i, backends_of(i, version[i], servers));
     elems += "add element " + t + " service-ips { " + ip_str(vip_of(i)) + " . tcp . " +
              std::to_string(kSvcPort) + " : goto " + nft_svc_chain(i) + " }\n";
@@ -591,17 +607,23 @@ int cmd_apply(const Args& a) {
 
   std::vector<double> sync_ms, sync_partial_ms;
   if (dp == "iptables") {
+    // --iptables legacy|nft: which iptables binaries (kube-proxy uses the host's; its images
+    // ship both and pick the one the host's rules are in).
+    const std::string backend = a.get("iptables", "legacy");
+    if (backend != "legacy" && backend != "nft") die("--iptables: legacy or nft");
+    const std::string restore = "iptables-" + backend + "-restore";
+    const std::string save_cmd = "iptables-" + backend + "-save";
     const std::string base = work + "/ipt-base.rules", full = work + "/ipt-full.rules";
     write_file(base, kIptablesBase);
-    run_ok({"iptables-restore", "-w", "--noflush"}, base);
+    run_ok({restore, "-w", "--noflush"}, base);
     auto tg = Clock::now();
     write_file(full, ipt_restore(n, version, servers, true, 0, {}));
     double gen_ms = ms_since(tg);
     auto t0 = Clock::now();
-    run_ok({"iptables-restore", "-w", "--noflush", "--counters"}, full);
+    run_ok({restore, "-w", "--noflush", "--counters"}, full);
     double apply_ms = ms_since(t0);
     const std::string save = work + "/ipt-save.txt";
-    run_ok({"iptables-save"}, "", save);
+    run_ok({save_cmd}, "", save);
     size_t nrules = count_lines_starting(save, "-A ");
     std::printf("apply_ms=%.3f gen_ms=%.3f input_bytes=%ju ruleset_bytes=%ju rules=%zu\n", apply_ms,
                 gen_ms, file_size(full), file_size(save), nrules);
@@ -623,11 +645,11 @@ int cmd_apply(const Args& a) {
       // Both kinds delete the changed service's stale endpoint chains (declare, then -X).
       write_file(f, ipt_restore(n, version, servers, !partial, idx, removed));
       auto t1 = Clock::now();
-      run_ok({"iptables-restore", "-w", "--noflush", "--counters"}, f);
+      run_ok({restore, "-w", "--noflush", "--counters"}, f);
       (partial ? sync_partial_ms : sync_ms).push_back(ms_since(t1));
     }
     // Check the last change is there.
-    run_ok({"iptables-save", "-t", "nat"}, "", save);
+    run_ok({save_cmd, "-t", "nat"}, "", save);
     uint32_t last = targets[size_t(sync_runs - 1) % targets.size()];
     for (uint32_t ip : backends_of(last, version[last], servers))
       if (count_lines_starting(save, ":" + ipt_sep_chain(last, ip)) != 1)
@@ -638,17 +660,35 @@ int cmd_apply(const Args& a) {
                 sync_ms.empty() ? "NA" : join_ms(sync_ms).c_str(), median(sync_partial_ms),
                 join_ms(sync_partial_ms).c_str());
   } else if (dp == "nftables") {
-    const std::string full = work + "/nft-full.nft";
+    // kube-proxy loads everything in one transaction. Its cost grows with the square of the
+    // number of services on this kernel (each rule's anonymous vmap, bound in
+    // __nft_set_trans_bind, walks the whole transaction): 10,000 services take minutes, 50,000
+    // about an hour. Above --nft-single-max services the set is loaded in transactions of
+    // --nft-chunk services instead (reported as apply_transactions); the one-service
+    // changes measured below are kube-proxy's own incremental transactions either way.
+    const uint32_t single_max = uint32_t(a.num("nft-single-max", 10000));
+    const uint32_t chunk = n > single_max ? uint32_t(std::max(1L, a.num("nft-chunk", 2500))) : n;
+    std::vector<std::string> files;
     auto tg = Clock::now();
-    write_file(full, nft_full(n, version, servers));
+    for (uint32_t from = 0; from < n || files.empty(); from += chunk) {
+      const std::string f = work + "/nft-full-" + std::to_string(files.size()) + ".nft";
+      std::string text = files.empty() ? nft_head() : std::string();
+      text += nft_services(from, std::min(n, from + chunk), version, servers);
+      write_file(f, text);
+      files.push_back(f);
+    }
     double gen_ms = ms_since(tg);
+    uintmax_t input_bytes = 0;
     auto t0 = Clock::now();
-    run_ok({"nft", "-f", full});
+    for (const auto& f : files) {
+      run_ok({"nft", "-f", f});
+      input_bytes += file_size(f);
+    }
     double apply_ms = ms_since(t0);
     const std::string list = work + "/nft-list.txt";
     run_ok({"nft", "list", "ruleset"}, "", list);
-    std::printf("apply_ms=%.3f gen_ms=%.3f input_bytes=%ju ruleset_bytes=%ju\n", apply_ms, gen_ms,
-                file_size(full), file_size(list));
+    std::printf("apply_ms=%.3f gen_ms=%.3f apply_transactions=%zu input_bytes=%ju ruleset_bytes=%ju\n",
+                apply_ms, gen_ms, files.size(), input_bytes, file_size(list));
     for (int r = 0; r < sync_runs; r++) {
       uint32_t idx = targets[size_t(r) % targets.size()];
       auto old_bes = backends_of(idx, version[idx], servers);

@@ -93,16 +93,23 @@ bool ct_expired(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags, uint6
 }
 
 BackendIndex::BackendIndex(const std::vector<Frontend>& frontends) {
+  size_t n = 0;
+  for (const auto& fe : frontends) n += fe.backends.size();
+  frontends_.reserve(frontends.size());
+  pairs_.reserve(n);
   for (const auto& fe : frontends) {
-    frontends_.insert(fe.key);
-    for (const auto& be : fe.backends) pairs_.emplace(fe.key, be);
+    uint64_t k = pack(fe.key);
+    frontends_.insert(k);
+    for (const auto& be : fe.backends) pairs_.insert({k, uint64_t(be.ip.value) << 16 | be.port});
   }
 }
 
-bool BackendIndex::has_frontend(const FrontendKey& fe) const { return frontends_.count(fe) > 0; }
+bool BackendIndex::has_frontend(const FrontendKey& fe) const {
+  return frontends_.count(pack(fe)) > 0;
+}
 
 bool BackendIndex::contains(const FrontendKey& fe, const Backend& be) const {
-  return pairs_.count({fe, be}) > 0;
+  return pairs_.count({pack(fe), uint64_t(be.ip.value) << 16 | be.port}) > 0;
 }
 
 std::optional<CtNatFlow> ct_nat_flow(const weir_ct_key& key, const weir_ct_val& val) {

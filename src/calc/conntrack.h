@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <unordered_set>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -65,8 +66,26 @@ class BackendIndex {
   size_t size() const { return pairs_.size(); }
 
  private:
-  std::set<FrontendKey> frontends_;
-  std::set<std::pair<FrontendKey, Backend>> pairs_;
+  // (frontend, backend) packed into 104 bits: the scanner asks once per NAT entry, so a hash of
+  // integers rather than an ordered set of structs.
+  struct Packed {
+    uint64_t fe = 0;  // vip << 24 | port << 8 | proto
+    uint64_t be = 0;  // ip << 16 | port
+    bool operator==(const Packed&) const = default;
+  };
+  struct PackedHash {
+    size_t operator()(const Packed& p) const {
+      uint64_t h = p.fe * 0x9e3779b97f4a7c15ull ^ (p.be + 0x632be59bd9b4e019ull);
+      h ^= h >> 29;
+      h *= 0xbf58476d1ce4e5b9ull;
+      return static_cast<size_t>(h ^ (h >> 32));
+    }
+  };
+  static uint64_t pack(const FrontendKey& k) {
+    return uint64_t(k.vip.value) << 24 | uint64_t(k.port) << 8 | k.proto;
+  }
+  std::unordered_set<uint64_t> frontends_;
+  std::unordered_set<Packed, PackedHash> pairs_;
 };
 
 // A NAT flow as seen from one of its two conntrack entries, host order.

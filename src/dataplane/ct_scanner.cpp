@@ -17,9 +17,26 @@ uint64_t monotonic_ns() {
 
 namespace {
 
-std::string key_bytes(const weir_ct_key& k) {
-  return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
+// A conntrack key as two integers (it is 16 bytes, padding zeroed by the datapath and by
+// ct_make_key), for a hash index without an allocation per entry.
+struct Key128 {
+  uint64_t lo = 0, hi = 0;
+  bool operator==(const Key128&) const = default;
+};
+static_assert(sizeof(weir_ct_key) == sizeof(Key128));
+
+Key128 key128(const weir_ct_key& k) {
+  uint64_t w[2];
+  std::memcpy(w, &k, sizeof(k));
+  return Key128{w[0], w[1]};
 }
+
+struct Key128Hash {
+  size_t operator()(const Key128& k) const {
+    uint64_t h = (k.lo ^ (k.hi * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
+};
 
 }  // namespace
 
@@ -28,9 +45,9 @@ Result<ConntrackScanner::Stats> ConntrackScanner::scan(const model::ConntrackTim
                                                        uint64_t now_ns) {
   auto entries = ct_.dump();
   if (!entries) return entries.error().wrap("conntrack scan");
-  std::unordered_map<std::string, size_t> index;
+  std::unordered_map<Key128, size_t, Key128Hash> index;
   index.reserve(entries->size());
-  for (size_t i = 0; i < entries->size(); i++) index[key_bytes((*entries)[i].first)] = i;
+  for (size_t i = 0; i < entries->size(); i++) index.emplace(key128((*entries)[i].first), i);
 
   Stats stats;
   stats.scanned = entries->size();
@@ -39,7 +56,7 @@ Result<ConntrackScanner::Stats> ConntrackScanner::scan(const model::ConntrackTim
     uint64_t last = val.last_seen_ns;
     auto partner = calc::ct_partner_key(key, val);
     if (partner) {
-      auto it = index.find(key_bytes(*partner));
+      auto it = index.find(key128(*partner));
       if (it != index.end()) last = std::max<uint64_t>(last, (*entries)[it->second].second.last_seen_ns);
     }
     auto verdict = calc::ct_decide(key, val, last, now_ns, timeouts, backends);
