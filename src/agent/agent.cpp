@@ -9,6 +9,7 @@
 #include <cstring>
 #include <chrono>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -104,9 +105,11 @@ class Agent {
 
   // Re-reads the datastore and applies what changed. Invalid input leaves the last good state
   // applied (nothing half-way: the snapshot is validated as a whole before anything is done).
+  // A change confined to Services and EndpointSlices recomputes and applies those services
+  // only; anything else recomputes everything and applies the difference.
   void sync(datastore::Datastore& ds) {
     PhaseTimer timer;
-    auto loaded = ds.load_detailed();
+    auto loaded = ds.load_incremental();
     timer.mark("datastore");
     if (!loaded.ok()) {
       spdlog::error("datastore {}: {} invalid resources; keeping the last good state ({})",
@@ -116,7 +119,12 @@ class Agent {
       return;
     }
     const model::Snapshot& snap = *loaded.snapshot;
-    for (const auto& w : snap.warnings) spdlog::warn("{}", w.str());
+    for (const auto& w : loaded.warnings) spdlog::warn("{}", w.str());
+    if (!loaded.changes.full && good_ && !force_full_ && !endpoints_.has_pending()) {
+      sync_services(snap, loaded.changes.services, timer);
+      return;
+    }
+    force_full_ = false;
     apply_log_level(snap);
     auto cfg = snap.effective_config();
     if (config_ && !(config_->map_sizes == cfg.map_sizes)) {
@@ -126,6 +134,7 @@ class Agent {
     config_ = cfg;
 
     calc::Output out = calc::compute(snap, opts_.node);
+    local_ = calc::local_workload_ips(snap, opts_.node);
     for (const auto& w : out.warnings) spdlog::warn("{}", w.str());
     timer.mark("calc");
     resolver_.update(snap);
@@ -159,6 +168,36 @@ class Agent {
     spdlog::info("sync done in {}", timer.str());
     // Flows to backends that were just removed go now, not at the next periodic scan.
     if (services_changed) scan();
+  }
+
+  // The incremental path: only these services ("ns/name") and their slices changed.
+  void sync_services(const model::Snapshot& snap, const std::vector<std::string>& services,
+                     PhaseTimer& timer) {
+    if (services.empty()) {
+      spdlog::debug("datastore changed, nothing to apply");
+      return;
+    }
+    std::vector<model::Warning> warnings;
+    auto d = calc::update_service_frontends(good_->frontends, snap, services, local_, &warnings);
+    for (const auto& w : warnings) spdlog::warn("{}", w.str());
+    timer.mark("calc");
+    if (d.empty()) {
+      spdlog::debug("{} services changed in the datastore, their frontends did not", services.size());
+      return;
+    }
+    spdlog::info("applying changes: frontends +{} ~{} -{} ({} services changed)", d.added.size(),
+                 d.updated.size(), d.removed.size(), services.size());
+    auto ss = services_.apply_changes(d);
+    if (!ss) {
+      spdlog::error("services: {}", ss.error().str());
+      force_full_ = true;  // the next sync retries them with the full set
+    }
+    timer.mark("services");
+    std::vector<calc::Frontend> changed = d.added;
+    changed.insert(changed.end(), d.updated.begin(), d.updated.end());
+    backends_.update(changed, d.removed);
+    spdlog::info("sync done in {}", timer.str());
+    scan();
   }
 
   // Policy programs and IP sets for the interfaces that carry weir's programs. Cheap when
@@ -208,6 +247,8 @@ class Agent {
   calc::PolicyResolver resolver_;
   dataplane::PolicyManager policies_;
   std::optional<calc::Output> good_;  // last successfully applied calc output
+  std::set<model::Ipv4> local_;        // the node's workload IPs in good_'s snapshot
+  bool force_full_ = false;            // the incremental path failed to program something
   calc::BackendIndex backends_;
   std::optional<model::DataplaneConfig> config_;
 };

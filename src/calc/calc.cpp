@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_set>
+
+#include "calc/diff.h"
 
 namespace weir::calc {
 
@@ -21,13 +24,6 @@ std::string FrontendKey::str() const {
 std::string Backend::str() const { return fmt::format("{}:{}", ip.str(), port); }
 
 namespace {
-
-std::set<Ipv4> local_ips(const model::Snapshot& snap, std::string_view node_name) {
-  std::set<Ipv4> out;
-  for (const auto& w : snap.workload_endpoints)
-    if (w.node == node_name) out.insert(w.ips.begin(), w.ips.end());
-  return out;
-}
 
 // kube-proxy's ServicePortName: "ns/name:port", or "ns/name" for an unnamed port.
 std::string service_port_name(const Service& s, const model::ServicePort& p) {
@@ -46,10 +42,75 @@ std::optional<uint16_t> resolve_port(const EndpointSlice& es, const model::Servi
 
 }  // namespace
 
+std::set<Ipv4> local_workload_ips(const model::Snapshot& snap, std::string_view node_name) {
+  std::set<Ipv4> out;
+  for (const auto& w : snap.workload_endpoints)
+    if (w.node == node_name) out.insert(w.ips.begin(), w.ips.end());
+  return out;
+}
+
+void compute_service_frontends(const Service& svc, const std::vector<const EndpointSlice*>& slices,
+                               const std::set<Ipv4>& local, std::vector<Frontend>& out,
+                               std::vector<model::Warning>* warnings) {
+  if (!svc.cluster_ip || svc.headless || svc.type == model::ServiceType::ExternalName) return;
+  for (size_t i = 0; i < svc.ports.size(); ++i) {
+    const auto& sp = svc.ports[i];
+    if (sp.protocol != Protocol::TCP && sp.protocol != Protocol::UDP)
+      continue;  // SCTP: warned by the parser
+    Frontend fe;
+    fe.key = FrontendKey{*svc.cluster_ip, sp.port, model::ip_proto(sp.protocol)};
+    fe.service = service_port_name(svc, sp);
+    fe.affinity_timeout_s =
+        svc.session_affinity == model::SessionAffinity::ClientIP ? svc.affinity_timeout_s : 0;
+    std::set<Backend> backends;
+    for (const EndpointSlice* es : slices) {
+      bool any_usable = std::any_of(es->endpoints.begin(), es->endpoints.end(),
+                                    [](const auto& ep) { return ep.conditions.usable(); });
+      if (!any_usable) continue;
+      auto port = resolve_port(*es, sp);
+      if (!port) {
+        if (warnings)
+          warnings->push_back(
+              {svc.source.file, fmt::format("Service {}", svc.key()),
+               fmt::format("spec.ports[{}].targetPort", i),
+               fmt::format("named targetPort \"{}\" is not resolved by any {} port named \"{}\" "
+                           "of EndpointSlice {}/{}: no backends from that slice",
+                           sp.target_port.name, model::to_string(sp.protocol), sp.name,
+                           es->meta.ns, es->meta.name),
+               svc.source.line, 0});
+        continue;
+      }
+      for (const auto& ep : es->endpoints) {
+        // Kubernetes: the addresses of one endpoint are interchangeable; consumers use the
+        // first (as kube-proxy does).
+        if (!ep.conditions.usable() || ep.addresses.empty()) continue;
+        backends.insert(Backend{ep.addresses.front(), *port});
+      }
+    }
+    fe.backends.assign(backends.begin(), backends.end());
+    fe.local = static_cast<uint32_t>(
+        std::count_if(fe.backends.begin(), fe.backends.end(),
+                      [&](const Backend& b) { return local.count(b.ip) > 0; }));
+    out.push_back(std::move(fe));
+  }
+}
+
+namespace {
+
+bool by_key(const Frontend& a, const Frontend& b) { return a.key < b.key; }
+
+// "ns/name" of a frontend's service: its ServicePortName up to the port name.
+std::string_view owner_of(const Frontend& fe) {
+  std::string_view s = fe.service;
+  return s.substr(0, s.find(':'));
+}
+
+}  // namespace
+
 std::vector<Frontend> compute_frontends(const model::Snapshot& snap, std::string_view node_name,
                                         std::vector<model::Warning>* warnings) {
   std::vector<Frontend> out;
-  const std::set<Ipv4> local = local_ips(snap, node_name);
+  const std::set<Ipv4> local = local_workload_ips(snap, node_name);
   // Slices by (namespace, service name), in snapshot order: one pass, not one per service.
   std::map<std::pair<std::string_view, std::string_view>, std::vector<const EndpointSlice*>>
       slices_of;
@@ -57,55 +118,56 @@ std::vector<Frontend> compute_frontends(const model::Snapshot& snap, std::string
     slices_of[{es.meta.ns, es.service_name}].push_back(&es);
   static const std::vector<const EndpointSlice*> kNone;
   for (const Service& svc : snap.services) {
-    if (!svc.cluster_ip || svc.headless || svc.type == model::ServiceType::ExternalName) continue;
     auto found = slices_of.find({svc.meta.ns, svc.meta.name});
-    const std::vector<const EndpointSlice*>& slices =
-        found == slices_of.end() ? kNone : found->second;
+    compute_service_frontends(svc, found == slices_of.end() ? kNone : found->second, local, out,
+                              warnings);
+  }
+  std::sort(out.begin(), out.end(), by_key);
+  return out;
+}
 
-    for (size_t i = 0; i < svc.ports.size(); ++i) {
-      const auto& sp = svc.ports[i];
-      if (sp.protocol != Protocol::TCP && sp.protocol != Protocol::UDP)
-        continue;  // SCTP: warned by the parser
-      Frontend fe;
-      fe.key = FrontendKey{*svc.cluster_ip, sp.port, model::ip_proto(sp.protocol)};
-      fe.service = service_port_name(svc, sp);
-      fe.affinity_timeout_s =
-          svc.session_affinity == model::SessionAffinity::ClientIP ? svc.affinity_timeout_s : 0;
-      std::set<Backend> backends;
-      for (const EndpointSlice* es : slices) {
-        bool any_usable = std::any_of(es->endpoints.begin(), es->endpoints.end(),
-                                      [](const auto& ep) { return ep.conditions.usable(); });
-        if (!any_usable) continue;
-        auto port = resolve_port(*es, sp);
-        if (!port) {
-          if (warnings)
-            warnings->push_back(
-                {svc.source.file, fmt::format("Service {}", svc.key()),
-                 fmt::format("spec.ports[{}].targetPort", i),
-                 fmt::format("named targetPort \"{}\" is not resolved by any {} port named \"{}\" "
-                             "of EndpointSlice {}/{}: no backends from that slice",
-                             sp.target_port.name, model::to_string(sp.protocol), sp.name,
-                             es->meta.ns, es->meta.name),
-                 svc.source.line, 0});
-          continue;
-        }
-        for (const auto& ep : es->endpoints) {
-          // Kubernetes: the addresses of one endpoint are interchangeable; consumers use the
-          // first (as kube-proxy does).
-          if (!ep.conditions.usable() || ep.addresses.empty()) continue;
-          backends.insert(Backend{ep.addresses.front(), *port});
-        }
-      }
-      fe.backends.assign(backends.begin(), backends.end());
-      fe.local = static_cast<uint32_t>(
-          std::count_if(fe.backends.begin(), fe.backends.end(),
-                        [&](const Backend& b) { return local.count(b.ip) > 0; }));
-      out.push_back(std::move(fe));
+SetDiff<FrontendKey, Frontend> update_service_frontends(
+    std::vector<Frontend>& frontends, const model::Snapshot& snap,
+    const std::vector<std::string>& services, const std::set<Ipv4>& local,
+    std::vector<model::Warning>* warnings) {
+  std::unordered_set<std::string_view> wanted(services.begin(), services.end());
+  auto key_of = [](std::string_view ns, std::string_view name) {
+    std::string k;
+    k.reserve(ns.size() + name.size() + 1);
+    k.append(ns).append("/").append(name);
+    return k;
+  };
+  // The changed services and their slices: one pass over each (snapshot order kept).
+  std::map<std::string, std::pair<const Service*, std::vector<const EndpointSlice*>>> changed;
+  for (const auto& s : services) changed[s];
+  for (const Service& svc : snap.services) {
+    std::string k = key_of(svc.meta.ns, svc.meta.name);
+    if (wanted.count(k)) changed[k].first = &svc;
+  }
+  for (const auto& es : snap.endpoint_slices) {
+    std::string k = key_of(es.meta.ns, es.service_name);
+    if (wanted.count(k)) changed[k].second.push_back(&es);
+  }
+  std::vector<Frontend> before, after;
+  size_t kept = 0;
+  for (size_t i = 0; i < frontends.size(); i++) {
+    if (wanted.count(owner_of(frontends[i]))) {
+      before.push_back(std::move(frontends[i]));
+    } else {
+      if (kept != i) frontends[kept] = std::move(frontends[i]);
+      kept++;
     }
   }
-  std::sort(out.begin(), out.end(),
-            [](const Frontend& a, const Frontend& b) { return a.key < b.key; });
-  return out;
+  frontends.resize(kept);
+  for (const auto& [k, what] : changed)
+    if (what.first) compute_service_frontends(*what.first, what.second, local, after, warnings);
+  std::sort(before.begin(), before.end(), by_key);
+  std::sort(after.begin(), after.end(), by_key);
+  auto d = diff_frontends(before, after);
+  size_t mid = frontends.size();
+  frontends.insert(frontends.end(), after.begin(), after.end());
+  std::inplace_merge(frontends.begin(), frontends.begin() + mid, frontends.end(), by_key);
+  return d;
 }
 
 std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view node_name) {

@@ -7,6 +7,7 @@
 #include <compare>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,16 @@ struct Frontend {
 // Sorted by key. Warnings are appended to *warnings when it is non-null.
 std::vector<Frontend> compute_frontends(const model::Snapshot& snap, std::string_view node_name,
                                         std::vector<model::Warning>* warnings = nullptr);
+
+// The IPs of the WorkloadEndpoints on node_name (what makes a backend "local").
+std::set<Ipv4> local_workload_ips(const model::Snapshot& snap, std::string_view node_name);
+
+// One Service's frontends, as compute_frontends() makes them, appended to `out` (unsorted):
+// `slices` are the service's EndpointSlices in snapshot order, `local` the node's workload IPs.
+void compute_service_frontends(const model::Service& svc,
+                               const std::vector<const model::EndpointSlice*>& slices,
+                               const std::set<Ipv4>& local, std::vector<Frontend>& out,
+                               std::vector<model::Warning>* warnings = nullptr);
 
 // ---------------------------------------------------------------- endpoints -> routes, interfaces
 

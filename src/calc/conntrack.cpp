@@ -1,5 +1,6 @@
 #include "calc/conntrack.h"
 
+#include <algorithm>
 #include <bit>
 
 namespace weir::calc {
@@ -93,23 +94,37 @@ bool ct_expired(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags, uint6
 }
 
 BackendIndex::BackendIndex(const std::vector<Frontend>& frontends) {
-  size_t n = 0;
-  for (const auto& fe : frontends) n += fe.backends.size();
-  frontends_.reserve(frontends.size());
-  pairs_.reserve(n);
-  for (const auto& fe : frontends) {
-    uint64_t k = pack(fe.key);
-    frontends_.insert(k);
-    for (const auto& be : fe.backends) pairs_.insert({k, uint64_t(be.ip.value) << 16 | be.port});
+  backends_.reserve(frontends.size());
+  for (const auto& fe : frontends) set(fe);
+}
+
+void BackendIndex::set(const Frontend& fe) {
+  auto& v = backends_[pack(fe.key)];
+  pairs_ -= v.size();
+  v.clear();
+  for (const auto& be : fe.backends) v.push_back(pack(be));
+  std::sort(v.begin(), v.end());
+  pairs_ += v.size();
+}
+
+void BackendIndex::update(const std::vector<Frontend>& added_or_updated,
+                          const std::vector<FrontendKey>& removed) {
+  for (const auto& k : removed) {
+    auto it = backends_.find(pack(k));
+    if (it == backends_.end()) continue;
+    pairs_ -= it->second.size();
+    backends_.erase(it);
   }
+  for (const auto& fe : added_or_updated) set(fe);
 }
 
 bool BackendIndex::has_frontend(const FrontendKey& fe) const {
-  return frontends_.count(pack(fe)) > 0;
+  return backends_.count(pack(fe)) > 0;
 }
 
 bool BackendIndex::contains(const FrontendKey& fe, const Backend& be) const {
-  return pairs_.count({pack(fe), uint64_t(be.ip.value) << 16 | be.port}) > 0;
+  auto it = backends_.find(pack(fe));
+  return it != backends_.end() && std::binary_search(it->second.begin(), it->second.end(), pack(be));
 }
 
 std::optional<CtNatFlow> ct_nat_flow(const weir_ct_key& key, const weir_ct_val& val) {

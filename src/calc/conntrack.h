@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
-#include <unordered_set>
+#include <unordered_map>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -58,34 +58,23 @@ class BackendIndex {
  public:
   BackendIndex() = default;
   explicit BackendIndex(const std::vector<Frontend>& frontends);
-
+  // Follows a change of the frontends (calc::update_service_frontends()).
+  void update(const std::vector<Frontend>& added_or_updated, const std::vector<FrontendKey>& removed);
   // True when the frontend exists.
   bool has_frontend(const FrontendKey& fe) const;
   // True when `be` is currently a backend of frontend `fe`.
   bool contains(const FrontendKey& fe, const Backend& be) const;
-  size_t size() const { return pairs_.size(); }
+  size_t size() const { return pairs_; }
 
  private:
-  // (frontend, backend) packed into 104 bits: the scanner asks once per NAT entry, so a hash of
-  // integers rather than an ordered set of structs.
-  struct Packed {
-    uint64_t fe = 0;  // vip << 24 | port << 8 | proto
-    uint64_t be = 0;  // ip << 16 | port
-    bool operator==(const Packed&) const = default;
-  };
-  struct PackedHash {
-    size_t operator()(const Packed& p) const {
-      uint64_t h = p.fe * 0x9e3779b97f4a7c15ull ^ (p.be + 0x632be59bd9b4e019ull);
-      h ^= h >> 29;
-      h *= 0xbf58476d1ce4e5b9ull;
-      return static_cast<size_t>(h ^ (h >> 32));
-    }
-  };
-  static uint64_t pack(const FrontendKey& k) {
+  // Integers, not structs in ordered sets: the scanner asks once per NAT entry.
+  static uint64_t pack(const FrontendKey& k) {  // vip << 24 | port << 8 | proto
     return uint64_t(k.vip.value) << 24 | uint64_t(k.port) << 8 | k.proto;
   }
-  std::unordered_set<uint64_t> frontends_;
-  std::unordered_set<Packed, PackedHash> pairs_;
+  static uint64_t pack(const Backend& b) { return uint64_t(b.ip.value) << 16 | b.port; }
+  void set(const Frontend& fe);
+  std::unordered_map<uint64_t, std::vector<uint64_t>> backends_;  // frontend -> sorted backends
+  size_t pairs_ = 0;
 };
 
 // A NAT flow as seen from one of its two conntrack entries, host order.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <set>
 #include <vector>
 
 #include "calc/calc.h"
@@ -40,5 +41,17 @@ SetDiff<model::Cidr, Route> diff_routes(const std::vector<Route>& before,
                                         const std::vector<Route>& after);
 SetDiff<std::string, Interface> diff_interfaces(const std::vector<Interface>& before,
                                                 const std::vector<Interface>& after);
+
+// Incremental service calc: replaces, in `frontends` (sorted by key, as compute_frontends()
+// returns them for `snap` before the change), the frontends of the services named in
+// `services` ("ns/name") by what compute_frontends() gives for them in `snap` now, and returns
+// what changed. Valid when nothing but those services and their EndpointSlices changed (the
+// node's workloads included: `local` is local_workload_ips() of snap). Costs one pass over the
+// snapshot's services, slices and the frontends, plus the changed services' own work.
+SetDiff<FrontendKey, Frontend> update_service_frontends(std::vector<Frontend>& frontends,
+                                                        const model::Snapshot& snap,
+                                                        const std::vector<std::string>& services,
+                                                        const std::set<Ipv4>& local,
+                                                        std::vector<model::Warning>* warnings = nullptr);
 
 }  // namespace weir::calc

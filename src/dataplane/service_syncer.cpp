@@ -133,51 +133,78 @@ Status ServiceSyncer::remove(const calc::FrontendKey& key, const Programmed& p) 
   return {};
 }
 
+// Writes `fe` unless the maps already hold it; a failure is logged and added to `failures`.
+void ServiceSyncer::apply_one(const calc::Frontend& fe, std::vector<std::string>& failures) {
+  auto it = programmed_.find(fe.key);
+  if (it != programmed_.end() && it->second.svc_id != 0 &&
+      sorted(it->second.backends) == sorted(fe.backends) && it->second.local == fe.local &&
+      it->second.affinity_timeout == fe.affinity_timeout_s) {
+    stats_.unchanged++;
+    return;
+  }
+  auto st = write(fe);
+  if (!st) {
+    spdlog::error("service {} ({}): not programmed: {}", fe.service, fe.key.str(), st.error().str());
+    failures.push_back(fe.service + ": " + st.error().str());
+    return;
+  }
+  stats_.written++;
+  spdlog::info("service {} ({}): {} backends", fe.service, fe.key.str(), fe.backends.size());
+}
+
+// Removes a programmed frontend; true when it is gone.
+bool ServiceSyncer::remove_one(const calc::FrontendKey& key, const Programmed& p,
+                               std::vector<std::string>& failures) {
+  auto st = remove(key, p);
+  if (!st) {
+    spdlog::error("removing frontend {}: {}", key.str(), st.error().str());
+    failures.push_back(st.error().str());
+    return false;
+  }
+  spdlog::info("frontend {} removed", key.str());
+  stats_.removed++;
+  return true;
+}
+
+namespace {
+
+Status failures_status(const std::vector<std::string>& failures) {
+  if (failures.empty()) return {};
+  std::string msg = fmt::format("{} NAT frontends failed", failures.size());
+  for (const auto& f : failures) msg += "\n  " + f;
+  return Error{0, msg};
+}
+
+}  // namespace
+
 Status ServiceSyncer::apply(const std::vector<calc::Frontend>& desired) {
   stats_ = {};
   std::vector<std::string> failures;
   std::set<calc::FrontendKey> want;
   for (const auto& fe : desired) {
     want.insert(fe.key);
-    auto it = programmed_.find(fe.key);
-    if (it != programmed_.end() && it->second.svc_id != 0 &&
-        sorted(it->second.backends) == sorted(fe.backends) && it->second.local == fe.local &&
-        it->second.affinity_timeout == fe.affinity_timeout_s) {
-      stats_.unchanged++;
-      continue;
-    }
-    auto st = write(fe);
-    if (!st) {
-      spdlog::error("service {} ({}): not programmed: {}", fe.service, fe.key.str(),
-                    st.error().str());
-      failures.push_back(fe.service + ": " + st.error().str());
-      continue;
-    }
-    stats_.written++;
-    spdlog::info("service {} ({}): {} backends", fe.service, fe.key.str(), fe.backends.size());
+    apply_one(fe, failures);
   }
   for (auto it = programmed_.begin(); it != programmed_.end();) {
-    if (want.count(it->first) != 0) {
+    if (want.count(it->first) == 0 && remove_one(it->first, it->second, failures)) {
+      it = programmed_.erase(it);
+    } else {
       ++it;
-      continue;
     }
-    auto st = remove(it->first, it->second);
-    if (!st) {
-      spdlog::error("removing frontend {}: {}", it->first.str(), st.error().str());
-      failures.push_back(st.error().str());
-      ++it;
-      continue;
-    }
-    spdlog::info("frontend {} removed", it->first.str());
-    stats_.removed++;
-    it = programmed_.erase(it);
   }
-  if (!failures.empty()) {
-    std::string msg = fmt::format("{} NAT frontends failed", failures.size());
-    for (const auto& f : failures) msg += "\n  " + f;
-    return Error{0, msg};
+  return failures_status(failures);
+}
+
+Status ServiceSyncer::apply_changes(const calc::SetDiff<calc::FrontendKey, calc::Frontend>& d) {
+  stats_ = {};
+  std::vector<std::string> failures;
+  for (const auto& key : d.removed) {
+    auto it = programmed_.find(key);
+    if (it != programmed_.end() && remove_one(it->first, it->second, failures)) programmed_.erase(it);
   }
-  return {};
+  for (const auto& fe : d.added) apply_one(fe, failures);
+  for (const auto& fe : d.updated) apply_one(fe, failures);
+  return failures_status(failures);
 }
 
 }  // namespace weir::dataplane

@@ -10,9 +10,11 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "calc/calc.h"
+#include "calc/diff.h"
 #include "maps/weir_maps.h"
 #include "util/result.h"
 
@@ -33,6 +35,11 @@ class ServiceSyncer {
   // lists every failure.
   Status apply(const std::vector<calc::Frontend>& desired);
 
+  // Applies a diff of calc's frontends (calc::update_service_frontends()) without looking at
+  // the others: removals first, then additions and updates, with apply()'s rules per frontend.
+  // A later apply() with the full set finds nothing left to do.
+  Status apply_changes(const calc::SetDiff<calc::FrontendKey, calc::Frontend>& d);
+
   struct Stats {
     size_t written = 0;    // frontends created or re-pointed
     size_t removed = 0;    // frontends deleted
@@ -49,6 +56,9 @@ class ServiceSyncer {
     uint32_t affinity_timeout = 0;
   };
 
+  void apply_one(const calc::Frontend& fe, std::vector<std::string>& failures);
+  bool remove_one(const calc::FrontendKey& key, const Programmed& p,
+                  std::vector<std::string>& failures);
   Status write(const calc::Frontend& fe);
   Status remove(const calc::FrontendKey& key, const Programmed& p);
   Status delete_backends(uint32_t svc_id, size_t count);

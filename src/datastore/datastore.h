@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "model/parse.h"
@@ -31,6 +33,27 @@ class Watcher {
   virtual Result<bool> drain() = 0;
 };
 
+// What a load_incremental() changed compared with the previous one.
+struct Changes {
+  // true: anything may have changed (the first load, a previous load that was rejected, or a
+  // change to anything but Services and EndpointSlices): recompute everything.
+  bool full = true;
+  // When !full: "ns/name" of every Service whose Service resource or EndpointSlices were
+  // added, modified or removed (sorted, unique). Nothing else changed.
+  std::vector<std::string> services;
+};
+
+// The outcome of load_incremental(): the snapshot (owned by the datastore, valid until its
+// next load) or every error, as load_detailed() gives them.
+struct Load {
+  const model::Snapshot* snapshot = nullptr;  // null when the load was rejected
+  model::ValidationErrors errors;
+  std::vector<model::Warning> warnings;
+  Changes changes;
+
+  bool ok() const { return snapshot != nullptr; }
+};
+
 class Datastore {
  public:
   virtual ~Datastore() = default;
@@ -42,9 +65,17 @@ class Datastore {
   virtual model::SnapshotResult load_detailed() = 0;
   // load_detailed() as a Result: the snapshot, or one Error listing all errors.
   Result<model::Snapshot> load() { return load_detailed().to_result(); }
+  // The same validation as load_detailed(), for a caller that applies changes incrementally:
+  // the snapshot stays with the datastore (no copy), and `changes` says what differs from the
+  // previous load_incremental(). This default reports every load as a full change; DirDatastore
+  // reports changes confined to Services and EndpointSlices as such.
+  virtual Load load_incremental();
   // Starts watching for changes. Create the watcher BEFORE the first load() so that no change
   // between the load and the watch is missed.
   virtual Result<std::unique_ptr<Watcher>> watch() = 0;
+
+ private:
+  std::optional<model::Snapshot> last_;  // the default load_incremental()'s snapshot
 };
 
 // Opens a datastore from a --datastore spec:

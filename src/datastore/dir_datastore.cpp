@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,65 +55,259 @@ Result<std::vector<fs::path>> DirDatastore::list_files() const {
     out.push_back(it->path());
   }
   if (ec) return Error{ec.value(), fmt::format("reading directory {}", dir_.string())};
-  std::sort(out.begin(), out.end(),
-            [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
+  // By name as a string: the incremental load relies on this order (resources grouped by file).
+  std::sort(out.begin(), out.end(), [](const fs::path& a, const fs::path& b) {
+    return a.filename().string() < b.filename().string();
+  });
   return out;
 }
 
-model::SnapshotResult DirDatastore::load_detailed() {
+namespace {
+
+int64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// A file's content may change without its mtime moving past a coarse clock tick: a file
+// modified within this long before it was read is read again on the next load.
+constexpr int64_t kRacyNs = 1000000000;
+
+bool only_services(const model::Snapshot& part) {
+  return part.workload_endpoints.empty() && part.namespaces.empty() &&
+         part.network_policies.empty() && part.tiers.empty() &&
+         part.global_network_policies.empty() && !part.config;
+}
+
+// In `v` (grouped by source file, files in name order), replaces the resources of `file` by
+// `items`: only that range is touched, the rest is moved at most.
+template <typename T>
+void replace_file_range(std::vector<T>& v, const std::string& file, const std::vector<T>& items) {
+  auto lo = std::lower_bound(v.begin(), v.end(), file,
+                             [](const T& x, const std::string& f) { return x.source.file < f; });
+  auto hi = std::upper_bound(lo, v.end(), file,
+                             [](const std::string& f, const T& x) { return f < x.source.file; });
+  size_t have = size_t(hi - lo), common = std::min(have, items.size());
+  size_t at = size_t(lo - v.begin());
+  std::copy(items.begin(), items.begin() + common, lo);
+  if (items.size() < have) {
+    v.erase(v.begin() + at + common, v.begin() + at + have);
+  } else {
+    v.insert(v.begin() + at + common, items.begin() + common, items.end());
+  }
+}
+
+std::string service_key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+}  // namespace
+
+DirDatastore::Scan DirDatastore::scan() {
+  Scan s;
   auto files = list_files();
   if (!files.ok()) {
-    model::SnapshotResult r;
-    r.errors.push_back({dir_.string(), "", "", files.error().str(), 0, 0});
-    return r;
+    s.read_errors.push_back({dir_.string(), "", "", files.error().str(), 0, 0});
+    return s;
   }
-  std::vector<model::SourceText> sources;
-  model::ValidationErrors read_errors;
   for (const fs::path& p : *files) {
     std::string name = p.filename().string();
+    auto cached = cache_.find(name);
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;  // removed since listing: its DELETE event follows
+      s.read_errors.push_back({name, "", "", Error{errno, "cannot stat file"}.str(), 0, 0});
+      continue;
+    }
+    FileId id{uint64_t(st.st_dev), uint64_t(st.st_ino), uint64_t(st.st_size),
+              int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+              int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec};
+    if (cached != cache_.end() && cached->second.id == id &&
+        id.mtime_ns + kRacyNs < cached->second.read_at_ns) {
+      s.files.emplace(name, std::move(cached->second));
+      continue;
+    }
+    int64_t read_at = realtime_ns();
     std::ifstream in(p, std::ios::binary);
     if (!in) {
       int err = errno;
-      if (err == ENOENT) continue;  // removed since listing: its DELETE event follows
-      read_errors.push_back({name, "", "", Error{err, "cannot open file"}.str(), 0, 0});
+      if (err == ENOENT) continue;
+      s.read_errors.push_back({name, "", "", Error{err, "cannot open file"}.str(), 0, 0});
       continue;
     }
     std::ostringstream ss;
     ss << in.rdbuf();
     if (in.bad()) {
-      read_errors.push_back({name, "", "", Error{errno, "cannot read file"}.str(), 0, 0});
+      s.read_errors.push_back({name, "", "", Error{errno, "cannot read file"}.str(), 0, 0});
       continue;
     }
-    sources.push_back({name, ss.str()});
+    ++files_read_;
+    std::string text = ss.str();
+    if (cached != cache_.end() && cached->second.content == text) {
+      Parsed& p2 = s.files.emplace(name, std::move(cached->second)).first->second;
+      p2.id = id;
+      p2.read_at_ns = read_at;
+      continue;
+    }
+    Parsed parsed;
+    model::parse_text(model::SourceText{name, text}, parsed.part, parsed.errors);
+    parsed.content = std::move(text);
+    parsed.id = id;
+    parsed.read_at_ns = read_at;
+    ++files_parsed_;
+    s.changed.push_back(name);
+    if (cached != cache_.end()) s.old.emplace(name, std::move(cached->second));
+    s.files.emplace(name, std::move(parsed));
   }
-  // Parse what changed; reuse the rest. Then merge in file order and validate the whole, exactly
-  // as build_snapshot() does.
-  std::map<std::string, Parsed> next;
+  // Files that are gone.
+  for (auto& [name, parsed] : cache_) {
+    if (s.files.count(name) || s.old.count(name)) continue;
+    s.changed.push_back(name);
+    s.old.emplace(name, std::move(parsed));
+  }
+  std::sort(s.changed.begin(), s.changed.end());
+  return s;
+}
+
+model::SnapshotResult DirDatastore::load_detailed() {
+  Scan s = scan();
+  merged_ok_ = false;  // the next load_incremental() cannot tell what changed since its last
   model::SnapshotResult r;
   model::Snapshot snap;
-  for (auto& src : sources) {
-    auto it = cache_.find(src.file);
-    if (it == cache_.end() || it->second.content != src.text) {
-      Parsed p;
-      model::parse_text(src, p.part, p.errors);
-      p.content = std::move(src.text);
-      ++files_parsed_;
-      it = next.emplace(src.file, std::move(p)).first;
-    } else {
-      it = next.emplace(src.file, std::move(it->second)).first;
-    }
-    r.errors.insert(r.errors.end(), it->second.errors.begin(), it->second.errors.end());
-    model::merge_parsed(snap, it->second.part, r.errors);
+  // Merge in file order and validate the whole, exactly as build_snapshot() does.
+  for (auto& [name, parsed] : s.files) {
+    r.errors.insert(r.errors.end(), parsed.errors.begin(), parsed.errors.end());
+    model::merge_parsed(snap, parsed.part, r.errors);
   }
-  cache_ = std::move(next);
+  cache_ = std::move(s.files);
   model::validate_snapshot(snap, r.errors);
   r.warnings = snap.warnings;
   if (r.errors.empty()) r.snapshot = std::move(snap);
-  if (!read_errors.empty()) {
-    r.errors.insert(r.errors.begin(), read_errors.begin(), read_errors.end());
+  if (!s.read_errors.empty()) {
+    r.errors.insert(r.errors.begin(), s.read_errors.begin(), s.read_errors.end());
     r.snapshot.reset();
   }
   return r;
+}
+
+Load DirDatastore::full_load(Scan s) {
+  ++full_loads_;
+  Load l;
+  merged_ = model::Snapshot();
+  merged_ok_ = false;
+  rules_.clear();
+  for (auto& [name, parsed] : s.files) {
+    l.errors.insert(l.errors.end(), parsed.errors.begin(), parsed.errors.end());
+    model::merge_parsed(merged_, parsed.part, l.errors);
+  }
+  cache_ = std::move(s.files);
+  model::validate_snapshot(merged_, l.errors);
+  l.warnings = merged_.warnings;
+  l.errors.insert(l.errors.begin(), s.read_errors.begin(), s.read_errors.end());
+  if (!l.errors.empty()) {
+    merged_ = model::Snapshot();
+    return l;
+  }
+  rules_.add(merged_, +1);
+  merged_ok_ = true;
+  l.snapshot = &merged_;
+  return l;
+}
+
+// The fast path: every changed file held, and holds, only Services and EndpointSlices, without
+// errors, and the service rules still hold afterwards. Updates merged_ and `changes`; false
+// (merged_ and rules_ may be half-updated: the caller takes the full path) otherwise.
+bool DirDatastore::apply_service_changes(const Scan& s, Changes& changes) {
+  static const model::Snapshot kEmpty;
+  auto part_of = [](const std::map<std::string, Parsed>& m, const std::string& name) {
+    auto it = m.find(name);
+    return it == m.end() ? static_cast<const Parsed*>(nullptr) : &it->second;
+  };
+  for (const auto& name : s.changed) {
+    const Parsed* before = part_of(s.old, name);
+    const Parsed* after = part_of(s.files, name);
+    if (before && (!before->errors.empty() || !only_services(before->part))) return false;
+    if (after && (!after->errors.empty() || !only_services(after->part))) return false;
+  }
+  std::vector<std::string> keys;
+  for (const auto& name : s.changed) {
+    for (const Parsed* p : {part_of(s.old, name), part_of(s.files, name)}) {
+      if (!p) continue;
+      for (const auto& svc : p->part.services) keys.push_back(service_key(svc.meta.ns, svc.meta.name));
+      for (const auto& es : p->part.endpoint_slices)
+        keys.push_back(service_key(es.meta.ns, es.service_name));
+    }
+    if (const Parsed* p = part_of(s.old, name)) rules_.add(p->part, -1);
+    if (const Parsed* p = part_of(s.files, name)) rules_.add(p->part, +1);
+  }
+  if (rules_.violations() > 0) return false;
+  for (const auto& name : s.changed) {
+    const Parsed* after = part_of(s.files, name);
+    const model::Snapshot& part = after ? after->part : kEmpty;
+    replace_file_range(merged_.services, name, part.services);
+    replace_file_range(merged_.endpoint_slices, name, part.endpoint_slices);
+  }
+  merged_.files.clear();
+  merged_.warnings.clear();
+  for (const auto& [name, parsed] : s.files) {
+    merged_.files.insert(merged_.files.end(), parsed.part.files.begin(), parsed.part.files.end());
+    merged_.warnings.insert(merged_.warnings.end(), parsed.part.warnings.begin(),
+                            parsed.part.warnings.end());
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  changes.full = false;
+  changes.services = std::move(keys);
+  return true;
+}
+
+Load DirDatastore::load_incremental() {
+  Scan s = scan();
+  if (!merged_ok_ || !s.read_errors.empty()) return full_load(std::move(s));
+  Changes changes;
+  if (!apply_service_changes(s, changes)) return full_load(std::move(s));
+  cache_ = std::move(s.files);
+  Load l;
+  l.snapshot = &merged_;
+  l.warnings = merged_.warnings;
+  l.changes = std::move(changes);
+  return l;
+}
+
+void DirDatastore::ServiceRules::count(std::unordered_map<std::string, int>& m,
+                                       const std::string& k, int sign) {
+  int& c = m[k];
+  if (sign > 0 && ++c == 2) ++dup_;
+  if (sign < 0 && c-- == 2) --dup_;
+  if (c == 0) m.erase(k);
+}
+
+void DirDatastore::ServiceRules::add(const model::Snapshot& part, int sign) {
+  for (const auto& svc : part.services) {
+    std::string k = service_key(svc.meta.ns, svc.meta.name);
+    count(services_, k, sign);
+    // A slice without its service counts as dangling while the service has no definition.
+    auto refs = slices_of_.find(k);
+    size_t n = refs == slices_of_.end() ? 0 : size_t(refs->second);
+    auto it = services_.find(k);
+    int now = it == services_.end() ? 0 : it->second;
+    if (sign > 0 && now == 1) dangling_ -= n;
+    if (sign < 0 && now == 0) dangling_ += n;
+    if (svc.cluster_ip && !svc.headless) {
+      for (const auto& p : svc.ports)
+        count(frontends_, fmt::format("{}:{}/{}", svc.cluster_ip->value, p.port, int(p.protocol)), sign);
+    }
+  }
+  for (const auto& es : part.endpoint_slices) {
+    count(slices_, service_key(es.meta.ns, es.meta.name), sign);
+    std::string k = service_key(es.meta.ns, es.service_name);
+    int& refs = slices_of_[k];
+    refs += sign;
+    if (refs == 0) slices_of_.erase(k);
+    if (services_.count(k) == 0) {
+      if (sign > 0) ++dangling_;
+      else --dangling_;
+    }
+  }
 }
 
 Result<std::unique_ptr<Watcher>> DirDatastore::watch() {
@@ -204,6 +400,16 @@ Result<bool> MtimeWatcher::drain() {
 }
 
 // ---------------------------------------------------------------- open_datastore
+
+Load Datastore::load_incremental() {
+  model::SnapshotResult r = load_detailed();
+  Load l;
+  l.errors = std::move(r.errors);
+  l.warnings = std::move(r.warnings);
+  last_ = std::move(r.snapshot);
+  if (last_) l.snapshot = &*last_;
+  return l;
+}
 
 Result<std::unique_ptr<Datastore>> open_datastore(const std::string& spec) {
   if (spec.rfind("dir:", 0) == 0) {

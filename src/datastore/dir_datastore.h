@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "datastore/datastore.h"
@@ -26,6 +27,14 @@ class DirDatastore : public Datastore {
   // followed), parses all documents and validates the whole. A missing or unreadable
   // directory or file is an error like any other (the load is rejected).
   model::SnapshotResult load_detailed() override;
+  // load_detailed()'s validation, kept between calls: a change confined to the Services and
+  // EndpointSlices of a few files updates the kept snapshot in place (the changed files' ranges)
+  // and checks the cross-resource rules that concern them (duplicate names, slices without a
+  // service, clusterIP:port collisions) through kept counts, without revisiting the other
+  // resources; any other change, or any error, takes the full path. A file whose size, mtime,
+  // ctime and inode are unchanged, and whose mtime is over a second older than when it was read,
+  // is not read again.
+  Load load_incremental() override;
   // An InotifyWatcher on the directory; falls back to an MtimeWatcher when inotify is not
   // available (e.g. out of inotify instances), with a warning.
   Result<std::unique_ptr<Watcher>> watch() override;
@@ -35,18 +44,58 @@ class DirDatastore : public Datastore {
   const std::filesystem::path& dir() const { return dir_; }
   // Files parsed (not served from the cache) by load_detailed() so far: tests and logs.
   uint64_t files_parsed() const { return files_parsed_; }
+  // Files read (opened) so far, and load_incremental() calls that took the full path.
+  uint64_t files_read() const { return files_read_; }
+  uint64_t full_loads() const { return full_loads_; }
 
  private:
   // One file's parse, reused while its bytes are unchanged: a change to one file of a large
   // datastore re-parses that file only (cross-file validation still runs on the whole).
+  struct FileId {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const FileId&) const = default;
+  };
   struct Parsed {
     std::string content;
+    FileId id;
+    int64_t read_at_ns = 0;  // CLOCK_REALTIME when content was read
     model::Snapshot part;
     model::ValidationErrors errors;
   };
+  // The directory now: every file's parse (from the cache when unchanged), the names of the
+  // files added, modified or removed since the cache was filled, their previous parses.
+  struct Scan {
+    std::map<std::string, Parsed> files;
+    std::vector<std::string> changed;
+    std::map<std::string, Parsed> old;
+    model::ValidationErrors read_errors;
+  };
+  Scan scan();
+  Load full_load(Scan s);
+  bool apply_service_changes(const Scan& s, Changes& changes);
+
+  // Counts behind the cross-resource rules on Services and EndpointSlices, kept up to date
+  // by the incremental path: violations() > 0 when a name is defined twice, a slice's service
+  // is missing or two services share a clusterIP:port/protocol.
+  class ServiceRules {
+   public:
+    void add(const model::Snapshot& part, int sign);
+    size_t violations() const { return dup_ + dangling_; }
+    void clear() { *this = ServiceRules(); }
+
+   private:
+    void count(std::unordered_map<std::string, int>& m, const std::string& k, int sign);
+    std::unordered_map<std::string, int> services_, slices_, frontends_, slices_of_;
+    size_t dup_ = 0, dangling_ = 0;
+  };
+
   std::filesystem::path dir_;
   std::map<std::string, Parsed> cache_;  // by file name
-  uint64_t files_parsed_ = 0;
+  uint64_t files_parsed_ = 0, files_read_ = 0, full_loads_ = 0;
+  model::Snapshot merged_;  // load_incremental()'s snapshot
+  bool merged_ok_ = false;  // merged_ is the accepted snapshot of cache_
+  ServiceRules rules_;
 };
 
 // inotify on one directory: IN_CLOSE_WRITE, IN_MOVED_TO, IN_DELETE, IN_MOVED_FROM, IN_CREATE

@@ -137,6 +137,40 @@ TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
   EXPECT_EQ(t.maps->nat_be.count().value(), 1u);
 }
 
+TEST(ServiceSyncer, ApplyChangesTouchesOnlyTheDiffAndEqualsAFullApply) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  ServiceSyncer s(*t.maps);
+  ASSERT_TRUE(s.adopt().ok());
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
+  auto c = frontend("10.96.0.12", 53, 17, {{"10.65.0.6", 53}});
+  std::vector<calc::Frontend> before = {a, b, c};
+  ASSERT_TRUE(s.apply(before).ok());
+  auto nat0 = read_nat(*t.maps);
+
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}});
+  auto d = frontend("10.96.0.13", 80, 6, {{"10.65.0.7", 80}, {"10.65.0.8", 80}});
+  std::vector<calc::Frontend> after = {a2, c, d};
+  auto diff = calc::diff_frontends(before, after);
+  ASSERT_TRUE(s.apply_changes(diff).ok());
+  EXPECT_EQ(s.last_stats().written, 2u);  // a re-pointed, d created
+  EXPECT_EQ(s.last_stats().removed, 1u);  // b
+  auto nat = read_nat(*t.maps);
+  ASSERT_EQ(nat.size(), 3u);
+  EXPECT_EQ(nat[a2.key].second, a2.backends);
+  EXPECT_EQ(nat[d.key].second, d.backends);
+  EXPECT_EQ(nat[c.key], nat0[c.key]);  // untouched: same id
+  EXPECT_EQ(nat.count(b.key), 0u);
+  EXPECT_EQ(t.maps->nat_be.count().value(), 4u);  // no backend entry of b or of a's old id left
+
+  // A full apply of the same set finds nothing to do.
+  ASSERT_TRUE(s.apply(after).ok());
+  EXPECT_EQ(s.last_stats().written, 0u);
+  EXPECT_EQ(s.last_stats().unchanged, 3u);
+  EXPECT_EQ(s.last_stats().removed, 0u);
+}
+
 TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   TestMaps t;
   ASSERT_TRUE(t.maps);

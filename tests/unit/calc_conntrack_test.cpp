@@ -192,6 +192,26 @@ TEST(CtBackendValid, OnlyCurrentBackendsOfThatFrontend) {
       CtNatFlow{FrontendKey{ip("10.96.0.99"), 80, TCP}, Backend{ip("10.65.0.2"), 8080}, {}, 1}));
 }
 
+TEST(CtBackendValid, IndexFollowsUpdates) {
+  auto fes = frontends();
+  BackendIndex idx(fes);
+  FrontendKey fe{ip("10.96.0.30"), 80, TCP};
+  Backend old_be{ip("10.65.0.2"), 8080}, new_be{ip("10.65.0.7"), 8080};
+  ASSERT_TRUE(idx.contains(fe, old_be));
+  // The frontend's backends replaced; another frontend added; the UDP one removed.
+  Frontend changed = fes[0].key == fe ? fes[0] : fes[1];
+  changed.backends = {new_be};
+  Frontend added;
+  added.key = FrontendKey{ip("10.96.0.40"), 443, TCP};
+  added.backends = {Backend{ip("10.65.0.8"), 8443}, Backend{ip("10.65.0.9"), 8443}};
+  idx.update({changed, added}, {FrontendKey{ip("10.96.0.31"), 53, UDP}});
+  EXPECT_FALSE(idx.contains(fe, old_be));
+  EXPECT_TRUE(idx.contains(fe, new_be));
+  EXPECT_TRUE(idx.contains(added.key, Backend{ip("10.65.0.9"), 8443}));
+  EXPECT_FALSE(idx.has_frontend(FrontendKey{ip("10.96.0.31"), 53, UDP}));
+  EXPECT_EQ(idx.size(), 3u);
+}
+
 TEST(CtDecide, StaleBackendExpiredKeep) {
   BackendIndex idx(frontends());
   ConntrackTimeouts t;
