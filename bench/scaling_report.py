@@ -35,6 +35,11 @@ def main():
             return "-"
         return f"{x:,.{digits}f}"
 
+    def fmt_ratio(x):
+        if x is None:
+            return "-"
+        return f"{x:.4f}" if x < 0.01 else (f"{x:.3f}" if x < 0.1 else f"{x:,.2f}")
+
     def ratio(x, y):
         return None if x is None or y is None or y == 0 else x / y
 
@@ -52,7 +57,8 @@ def main():
       f"0.5 s warm-up); each sync figure the median of {a.runs} changes (at 10,000 services and "
       f"more: of {min(3, int(a.runs))} changes, and for iptables of {min(3, int(a.runs))} partial "
       f"syncs and one full re-restore, which costs about what the apply costs); the apply time "
-      f"is one measurement per size.\n")
+      f"is the median of {a.runs} applies from scratch up to 1,000 services and one apply "
+      f"above (seconds to minutes each).\n")
     multi_tx = [n for n in sizes if (g(n, "nftables", "apply_transactions") or 1) > 1]
     w("## Figures\n")
     w("| services | dataplane | p50 µs | p90 µs | p99 µs | new conn/s | req/s established | "
@@ -108,8 +114,8 @@ def main():
       "the other top-level chains rewritten in full, plus the changed service's chains); "
       "nftables = kube-proxy's one-service transaction (flush + rewrite the service chain, "
       "add/delete endpoint chains); weir = from renaming the changed file into the datastore "
-      "until the NAT maps show the new backends (the agent re-parses the changed file only, then "
-      "recomputes and diffs its whole state: see the goals).")
+      "until the NAT maps show the new backends (the agent re-reads the changed file only and, "
+      "when only Services and EndpointSlices changed, recomputes those services only).")
     skipped = sorted({(n, dp) for (n, dp), m in v.items() if m.get("skipped")})
     if skipped:
         w("- not run: " + ", ".join(f"{dp} at {n:,}" for n, dp in skipped) + " (capped with "
@@ -134,7 +140,7 @@ def main():
              ratio(g(n, "weir", "sync_ms"), g(n, "iptables", "sync_partial_ms")),
              ratio(g(n, "weir", "sync_ms"), g(n, "nftables", "sync_ms")),
              ratio(g(n, "weir", "apply_ms"), g(n, "iptables", "apply_ms"))]
-        w(f"| {n:,} | " + " | ".join(fmt(x, 2) for x in r) + " |")
+        w(f"| {n:,} | " + " | ".join(fmt_ratio(x) for x in r) + " |")
     w("")
     first = sizes[0]
     w(f"Growth from {first:,} service(s) to each size, same dataplane (p50 latency ratio, "
@@ -168,7 +174,7 @@ def main():
             best = max(others) if higher else min(others)
             r = ratio(mine, best[0])
             better = mine >= best[0] if higher else mine <= best[0]
-            (wins if better else losses).append(f"{label} {fmt(r, 2)}x {best[1]}")
+            (wins if better else losses).append(f"{label} {fmt_ratio(r)}x {best[1]}")
         if not wins and not losses:
             w(f"- {n:,} services: no other dataplane measured at this size.")
             continue
