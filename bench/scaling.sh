@@ -48,7 +48,7 @@ fi
 # this kernel and per network namespace: nothing outside the lab's node namespace changes.
 # --iptables-backend nft measures iptables-nft (only sensible up to ~2,000 services).
 # nftables mode loads up to 10,000 services in one transaction as kube-proxy does; above that
-# in transactions of 1,000 services (the kernel's cost per transaction grows with its square,
+# in transactions of 2,500 services (the kernel's cost per transaction grows with its square,
 # see svc_load.cpp), reported in the results.
 : "${IPT_MAX:=1000000}" "${NFT_MAX:=1000000}"
 case "$IPT_BACKEND" in legacy|nft) ;; *) echo "$0: --iptables-backend: legacy or nft" >&2; exit 2 ;; esac

@@ -96,7 +96,7 @@ def main():
       f"large-cluster mode leaves the comments off the endpoint rules, kubernetes/kubernetes#65755); "
       f"nftables = `nft -f` of the whole set as kube-proxy's add commands, in one transaction"
       + ("" if not multi_tx else
-         " up to 10,000 services and above that in transactions of 1,000 services ("
+         " up to 10,000 services and above that in transactions of 2,500 services ("
          + ", ".join(f"{int(g(n, 'nftables', 'apply_transactions')):,} at {n:,}" for n in multi_tx)
          + "): one transaction of 50,000 services would take about an hour here, because the "
          "kernel's cost per transaction grows with the square of its size (perf: "
@@ -178,7 +178,7 @@ def main():
         if not wins and not losses:
             w(f"- {n:,} services: no other dataplane measured at this size.")
             continue
-        w(f"- {n:,} services: wins: {', '.join(wins) or 'none'}; **loses: "
+        w(f"- {n:,} service{'' if n == 1 else 's'}: wins: {', '.join(wins) or 'none'}; **loses: "
           f"{', '.join(losses) or 'none'}**.")
     w("")
 
@@ -207,7 +207,7 @@ def main():
         w(f"1. At 10,000 services weir's p50 new-connection latency is at most half of iptables "
           f"mode's: weir {fmt(g(shown, 'weir', 'p50_us'), 1)} µs vs iptables "
           f"{fmt(g(shown, 'iptables', 'p50_us'), 1)} µs at {shown:,} services = "
-          f"{fmt(r1, 2)}x: **{verdict(ok1)}**.{note}"
+          f"{fmt(r1, 3)}x: **{verdict(ok1)}**.{note}"
           + ("" if g(shown, "iptables", "p50_us") is not None else
              f" iptables mode was not run at {shown:,} services (see the notes); against "
              f"nftables mode there: weir / nftables p50 = "
@@ -217,7 +217,7 @@ def main():
              f"{fmt(ratio(g(max([n for n in sizes if g(n, 'iptables', 'p50_us') is not None] or [0]), 'weir', 'p50_us'), g(max([n for n in sizes if g(n, 'iptables', 'p50_us') is not None] or [0]), 'iptables', 'p50_us')), 2)}x."))
         w(f"2. ... and within 1.1x of weir's own at {first:,} service(s): "
           f"{fmt(g(shown, 'weir', 'p50_us'), 1)} / {fmt(g(first, 'weir', 'p50_us'), 1)} µs = "
-          f"{fmt(r2, 2)}x: **{verdict(ok2)}**.{note}")
+          f"{fmt(r2, 3)}x: **{verdict(ok2)}**.{note}")
         s = g(shown, "weir", "sync_ms")
         ok3 = None if big is None or s is None else s <= 10
         w(f"3. One service change at 10,000 services is in effect within 10 ms: weir "
@@ -232,7 +232,7 @@ def main():
         r4 = ratio(g(b50, "weir", "cps"), g(first, "weir", "cps"))
         w(f"4. weir's connections per second at 50,000 services within 10% of its rate at "
           f"{first:,}: {fmt(g(b50, 'weir', 'cps'))} vs {fmt(g(first, 'weir', 'cps'))} = "
-          f"{fmt(r4, 2)}x: **{verdict(None if r4 is None else r4 >= 0.9)}**.")
+          f"{fmt(r4, 3)}x: **{verdict(None if r4 is None else r4 >= 0.9)}**.")
     w("")
 
     # ---------------------------------------------------------------- plots

@@ -193,11 +193,16 @@ class Agent {
       force_full_ = true;  // the next sync retries them with the full set
     }
     timer.mark("services");
+    // Flows to backends that are gone are removed now (not at the next periodic scan); a
+    // change that only adds backends or services leaves every flow valid.
+    bool lost = !d.removed.empty() ||
+                std::any_of(d.updated.begin(), d.updated.end(),
+                            [&](const calc::Frontend& fe) { return backends_.loses_backends(fe); });
     std::vector<calc::Frontend> changed = d.added;
     changed.insert(changed.end(), d.updated.begin(), d.updated.end());
     backends_.update(changed, d.removed);
     spdlog::info("sync done in {}", timer.str());
-    scan();
+    if (lost) scan();
   }
 
   // Policy programs and IP sets for the interfaces that carry weir's programs. Cheap when

@@ -118,6 +118,15 @@ void BackendIndex::update(const std::vector<Frontend>& added_or_updated,
   for (const auto& fe : added_or_updated) set(fe);
 }
 
+bool BackendIndex::loses_backends(const Frontend& fe) const {
+  auto it = backends_.find(pack(fe.key));
+  if (it == backends_.end()) return false;
+  std::vector<uint64_t> now;
+  for (const auto& be : fe.backends) now.push_back(pack(be));
+  std::sort(now.begin(), now.end());
+  return !std::includes(now.begin(), now.end(), it->second.begin(), it->second.end());
+}
+
 bool BackendIndex::has_frontend(const FrontendKey& fe) const {
   return backends_.count(pack(fe)) > 0;
 }

@@ -60,6 +60,9 @@ class BackendIndex {
   explicit BackendIndex(const std::vector<Frontend>& frontends);
   // Follows a change of the frontends (calc::update_service_frontends()).
   void update(const std::vector<Frontend>& added_or_updated, const std::vector<FrontendKey>& removed);
+  // True when the index holds a backend of fe.key that `fe` does not have (flows to it are
+  // stale once `fe` is applied); false for a frontend the index does not hold.
+  bool loses_backends(const Frontend& fe) const;
   // True when the frontend exists.
   bool has_frontend(const FrontendKey& fe) const;
   // True when `be` is currently a backend of frontend `fe`.

@@ -204,6 +204,11 @@ TEST(CtBackendValid, IndexFollowsUpdates) {
   Frontend added;
   added.key = FrontendKey{ip("10.96.0.40"), 443, TCP};
   added.backends = {Backend{ip("10.65.0.8"), 8443}, Backend{ip("10.65.0.9"), 8443}};
+  EXPECT_TRUE(idx.loses_backends(changed));  // 10.65.0.2 and 10.65.1.2 go
+  Frontend grown = fes[0].key == fe ? fes[0] : fes[1];
+  grown.backends.push_back(new_be);
+  EXPECT_FALSE(idx.loses_backends(grown));  // only an addition
+  EXPECT_FALSE(idx.loses_backends(added));  // not in the index yet
   idx.update({changed, added}, {FrontendKey{ip("10.96.0.31"), 53, UDP}});
   EXPECT_FALSE(idx.contains(fe, old_be));
   EXPECT_TRUE(idx.contains(fe, new_be));
