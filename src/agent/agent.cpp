@@ -155,14 +155,14 @@ class Agent {
                    out.interfaces.size(), out.routes.size());
     }
     bool services_changed = !good_ || !calc::diff_frontends(good_->frontends, out.frontends).empty();
-    auto st = endpoints_.apply(out.interfaces, out.routes);
+    // Policy is installed from inside the endpoint apply, after new interfaces have their
+    // ifstate entry and before their programs are attached: no new workload runs unpoliced.
+    auto st = endpoints_.apply(out.interfaces, out.routes, [&] { apply_policy(out); });
     if (!st) spdlog::error("endpoints: {}", st.error().str());
-    timer.mark("endpoints");
+    timer.mark("endpoints+policy");
     auto ss = services_.apply(out.frontends);
     if (!ss) spdlog::error("services: {}", ss.error().str());
     timer.mark("services");
-    apply_policy(out);
-    timer.mark("policy");
     backends_ = calc::BackendIndex(out.frontends);
     good_ = std::move(out);
     spdlog::info("sync done in {}", timer.str());

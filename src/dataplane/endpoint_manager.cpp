@@ -35,8 +35,9 @@ Status EndpointManager::adopt() {
   return {};
 }
 
-Status EndpointManager::attach(const calc::Interface& itf, int ifindex,
-                               const std::array<uint8_t, 6>& host_mac) {
+// The interface's ifstate entry, without READY: the programs are not attached yet.
+Status EndpointManager::prepare(const calc::Interface& itf, int ifindex,
+                                const std::array<uint8_t, 6>& host_mac) {
   weir_ifstate_val st{};
   std::strncpy(st.name, itf.name.c_str(), sizeof(st.name) - 1);
   st.flags = WEIR_IF_F_WORKLOAD;
@@ -50,13 +51,20 @@ Status EndpointManager::attach(const calc::Interface& itf, int ifindex,
     st.ingress_slot = (*prev)->ingress_slot;
     st.egress_slot = (*prev)->egress_slot;
   }
-  WEIR_TRY(maps_.ifstate.update(key, st));
+  return maps_.ifstate.update(key, st);
+}
+
+Status EndpointManager::attach(const calc::Interface& itf, int ifindex) {
   WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Ingress, from_fd_, mode_,
                           layout_.link_path(itf.name, bpf::TcDir::Ingress)));
   WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Egress, to_fd_, mode_,
                           layout_.link_path(itf.name, bpf::TcDir::Egress)));
-  // Re-read: the policy manager may have set a slot meanwhile; only the READY flag is ours.
-  if (auto cur = maps_.ifstate.lookup(key); cur && *cur) st = **cur;
+  // Re-read: the policy manager has set the slots meanwhile; only the READY flag is ours.
+  auto key = static_cast<__u32>(ifindex);
+  auto cur = maps_.ifstate.lookup(key);
+  if (!cur) return cur.error().wrap("reading back the interface state");
+  if (!*cur) return Error{ENOENT, fmt::format("the ifstate entry of {} disappeared", itf.name)};
+  weir_ifstate_val st = **cur;
   st.flags |= WEIR_IF_F_READY;
   WEIR_TRY(maps_.ifstate.update(key, st));
   return {};
@@ -85,10 +93,13 @@ Status EndpointManager::detach(const Managed& m) {
 }
 
 Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
-                              const std::vector<calc::Route>& routes) {
+                              const std::vector<calc::Route>& routes,
+                              const std::function<void()>& before_attach) {
   std::vector<std::string> failures;
   std::set<std::string> want;
   pending_.clear();
+  preparing_.clear();
+  std::vector<const calc::Interface*> to_attach;
   for (const auto& itf : interfaces) {
     want.insert(itf.name);
     auto link = bpf::link_by_name(itf.name);
@@ -110,18 +121,32 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
       if (!d) spdlog::warn("detaching stale {}: {}", itf.name, d.error().str());
       attached_.erase(cur);
     }
-    auto st = attach(itf, link->ifindex, link->mac);
+    auto st = prepare(itf, link->ifindex, link->mac);
     if (!st) {
-      spdlog::error("workload {}: attaching programs to {} (ifindex {}): {}", itf.workload,
+      spdlog::error("workload {}: writing the interface state of {} (ifindex {}): {}", itf.workload,
                     itf.name, link->ifindex, st.error().str());
       failures.push_back(itf.workload + ": " + st.error().str());
       continue;
     }
-    attached_[itf.name] = Managed{link->ifindex, itf.name};
-    adopted_.erase(itf.name);
-    spdlog::info("workload {}: programs attached to {} (ifindex {}, {})", itf.workload, itf.name,
-                 link->ifindex, bpf::to_string(mode_));
+    preparing_[itf.name] = Managed{link->ifindex, itf.name};
+    to_attach.push_back(&itf);
   }
+  if (before_attach) before_attach();
+  for (const calc::Interface* itf : to_attach) {
+    int ifindex = preparing_[itf->name].ifindex;
+    auto st = attach(*itf, ifindex);
+    if (!st) {
+      spdlog::error("workload {}: attaching programs to {} (ifindex {}): {}", itf->workload,
+                    itf->name, ifindex, st.error().str());
+      failures.push_back(itf->workload + ": " + st.error().str());
+      continue;
+    }
+    attached_[itf->name] = Managed{ifindex, itf->name};
+    adopted_.erase(itf->name);
+    spdlog::info("workload {}: programs attached to {} (ifindex {}, {})", itf->workload, itf->name,
+                 ifindex, bpf::to_string(mode_));
+  }
+  preparing_.clear();
   // Interfaces no longer wanted: ours from this run, and adopted ones nobody claims.
   for (auto* set : {&attached_, &adopted_}) {
     for (auto it = set->begin(); it != set->end();) {

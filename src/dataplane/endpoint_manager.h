@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -37,17 +38,25 @@ class EndpointManager {
 
   // Makes interfaces, their programs and the routes match `interfaces` / `routes`.
   // Failures on one interface are logged (naming the workload) and do not stop the others.
+  // `before_attach`, when given, runs once per call after the ifstate entries of new
+  // interfaces are written (ifindex_of() knows them) and before any program is attached to
+  // them: the agent installs policy there, so a new workload's first packet already meets its
+  // policy. Interfaces no longer wanted are detached after it.
   Status apply(const std::vector<calc::Interface>& interfaces,
-               const std::vector<calc::Route>& routes);
+               const std::vector<calc::Route>& routes,
+               const std::function<void()>& before_attach = {});
 
   // Interfaces named by a WorkloadEndpoint that do not exist (yet): apply() again later.
   bool has_pending() const { return !pending_.empty(); }
   size_t managed() const { return attached_.size(); }
   // ifindex of a workload interface this agent attached, 0 when not (yet) attached: the key of
   // its ifstate entry, for dataplane::set_policy_slot.
+  // Also the ifindex of an interface being attached (inside apply()'s before_attach).
   int ifindex_of(const std::string& name) const {
     auto it = attached_.find(name);
-    return it == attached_.end() ? 0 : it->second.ifindex;
+    if (it != attached_.end()) return it->second.ifindex;
+    auto p = preparing_.find(name);
+    return p == preparing_.end() ? 0 : p->second.ifindex;
   }
 
  private:
@@ -55,7 +64,8 @@ class EndpointManager {
     int ifindex = 0;
     std::string name;
   };
-  Status attach(const calc::Interface& itf, int ifindex, const std::array<uint8_t, 6>& host_mac);
+  Status prepare(const calc::Interface& itf, int ifindex, const std::array<uint8_t, 6>& host_mac);
+  Status attach(const calc::Interface& itf, int ifindex);
   Status detach(const Managed& m);
   Status sync_routes(const std::vector<calc::Route>& routes);
 
@@ -67,6 +77,7 @@ class EndpointManager {
   std::map<std::string, Managed> attached_;  // by interface name: attached by THIS agent
   std::map<std::string, Managed> adopted_;   // by interface name: found in ifstate at start
   std::set<std::string> pending_;            // wanted but missing
+  std::map<std::string, Managed> preparing_;  // ifstate written, programs not attached yet
   std::set<std::pair<uint32_t, uint32_t>> programmed_routes_;  // (addr_be, prefixlen)
 };
 

@@ -5,11 +5,19 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
+#include <string>
 
 #include "calc/conntrack.h"
 #include "dataplane/ct_scanner.h"
+#include "dataplane/endpoint_manager.h"
+#include "dataplane/policy_slots.h"
 #include "dataplane/service_syncer.h"
+#include "netns_env.h"
+#include "bpf/attach.h"
+#include "bpf/bpffs.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
 
@@ -298,5 +306,75 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   EXPECT_FALSE(present(*t.maps, to_removed.rev_key));
 }
 
+
+// ---------------------------------------------------------------- EndpointManager
+
+// Runs `cmd` through the shell; its exit status.
+int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+// EndpointManager on a veth of the test namespace (netns_env.h: the whole binary runs in a
+// namespace of its own), with trivial programs: the policy hook sees the new interface's
+// ifstate entry and no program yet; the slot it sets survives the attach.
+TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
+  ASSERT_TRUE(test::topology().ready) << test::topology().error;
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  struct bpf_insn ok[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  Fd from(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_from_wl", "GPL", ok, 2, nullptr));
+  Fd to(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_to_wl", "GPL", ok, 2, nullptr));
+  ASSERT_TRUE(from.valid() && to.valid()) << std::strerror(errno);
+  const std::string host = "weirhk" + std::to_string(getpid() % 100000);
+  ASSERT_EQ(run("ip link add " + host + " type veth peer name " + host + "p"), 0);
+  ASSERT_EQ(run("ip link set " + host + " up"), 0);
+  maps::PinLayout layout{"/sys/fs/bpf/weir-dpt-" + std::to_string(getpid())};
+  ASSERT_TRUE(bpf::mkdirs(layout.links_dir()).ok());
+  auto mode = bpf::probe_tc_mode();
+  ASSERT_TRUE(mode.ok()) << mode.error().str();
+
+  {
+    EndpointManager em(*t.maps, layout, *mode, from.get(), to.get());
+    calc::Interface itf;
+    itf.name = host;
+    itf.workload = "default/hook";
+    itf.ips = {ip("10.65.9.9")};
+    int seen = 0, calls = 0;
+    auto st = em.apply({itf}, {}, [&] {
+      calls++;
+      seen = em.ifindex_of(host);
+      ASSERT_GT(seen, 0);
+      auto cur = t.maps->ifstate.lookup(uint32_t(seen));
+      ASSERT_TRUE(cur.ok() && cur->has_value()) << "no ifstate entry inside the hook";
+      EXPECT_EQ((*cur)->flags & WEIR_IF_F_READY, 0u);
+      auto progs = bpf::tc_list(seen, bpf::TcDir::Ingress);
+      ASSERT_TRUE(progs.ok()) << progs.error().str();
+      EXPECT_TRUE(progs->empty()) << "a program was attached before the hook ran";
+      EXPECT_TRUE(set_policy_slot(t.maps->ifstate, uint32_t(seen), calc::pol::Direction::Ingress, 7).ok());
+    });
+    ASSERT_TRUE(st.ok()) << st.error().str();
+    EXPECT_EQ(calls, 1);
+    ASSERT_EQ(em.ifindex_of(host), seen);
+    auto after = t.maps->ifstate.lookup(uint32_t(seen));
+    ASSERT_TRUE(after.ok() && after->has_value());
+    EXPECT_NE((*after)->flags & WEIR_IF_F_READY, 0u);
+    EXPECT_EQ((*after)->ingress_slot, 7u);  // the hook's slot is kept by the attach
+    auto progs = bpf::tc_list(seen, bpf::TcDir::Ingress);
+    ASSERT_TRUE(progs.ok());
+    EXPECT_EQ(progs->size(), 1u);
+
+    // Nothing new: the hook still runs once (the agent installs policy changes there).
+    calls = 0;
+    ASSERT_TRUE(em.apply({itf}, {}, [&] { calls++; }).ok());
+    EXPECT_EQ(calls, 1);
+    ASSERT_TRUE(em.apply({}, {}).ok());  // detaches
+    progs = bpf::tc_list(seen, bpf::TcDir::Ingress);
+    ASSERT_TRUE(progs.ok());
+    EXPECT_TRUE(progs->empty());
+  }
+  EXPECT_EQ(run("ip link del " + host), 0);
+  EXPECT_TRUE(bpf::remove_tree(layout.root).ok());
+}
 }  // namespace
 }  // namespace weir::dataplane
