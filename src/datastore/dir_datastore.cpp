@@ -168,24 +168,26 @@ DirDatastore::Scan DirDatastore::scan() {
   return s;
 }
 
+// Merges every file's parse in file order into `into` and validates the whole, exactly as
+// build_snapshot() does; keeps the parses as the cache. Read errors come first.
+void DirDatastore::merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors) {
+  for (auto& [name, parsed] : s.files) {
+    errors.insert(errors.end(), parsed.errors.begin(), parsed.errors.end());
+    model::merge_parsed(into, parsed.part, errors);
+  }
+  cache_ = std::move(s.files);
+  model::validate_snapshot(into, errors);
+  errors.insert(errors.begin(), s.read_errors.begin(), s.read_errors.end());
+}
+
 model::SnapshotResult DirDatastore::load_detailed() {
   Scan s = scan();
   merged_ok_ = false;  // the next load_incremental() cannot tell what changed since its last
   model::SnapshotResult r;
   model::Snapshot snap;
-  // Merge in file order and validate the whole, exactly as build_snapshot() does.
-  for (auto& [name, parsed] : s.files) {
-    r.errors.insert(r.errors.end(), parsed.errors.begin(), parsed.errors.end());
-    model::merge_parsed(snap, parsed.part, r.errors);
-  }
-  cache_ = std::move(s.files);
-  model::validate_snapshot(snap, r.errors);
+  merge_all(s, snap, r.errors);
   r.warnings = snap.warnings;
   if (r.errors.empty()) r.snapshot = std::move(snap);
-  if (!s.read_errors.empty()) {
-    r.errors.insert(r.errors.begin(), s.read_errors.begin(), s.read_errors.end());
-    r.snapshot.reset();
-  }
   return r;
 }
 
@@ -195,14 +197,8 @@ Load DirDatastore::full_load(Scan s) {
   merged_ = model::Snapshot();
   merged_ok_ = false;
   rules_.clear();
-  for (auto& [name, parsed] : s.files) {
-    l.errors.insert(l.errors.end(), parsed.errors.begin(), parsed.errors.end());
-    model::merge_parsed(merged_, parsed.part, l.errors);
-  }
-  cache_ = std::move(s.files);
-  model::validate_snapshot(merged_, l.errors);
+  merge_all(s, merged_, l.errors);
   l.warnings = merged_.warnings;
-  l.errors.insert(l.errors.begin(), s.read_errors.begin(), s.read_errors.end());
   if (!l.errors.empty()) {
     merged_ = model::Snapshot();
     return l;

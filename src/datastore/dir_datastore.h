@@ -72,6 +72,7 @@ class DirDatastore : public Datastore {
     model::ValidationErrors read_errors;
   };
   Scan scan();
+  void merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors);
   Load full_load(Scan s);
   bool apply_service_changes(const Scan& s, Changes& changes);
 
