@@ -5,7 +5,7 @@
 #   bench/scaling.sh --quick     # 1, 100, 1000 services (a few minutes)
 #   bench/scaling.sh --full      # 1, 100, 1000, 10000, 50000 services
 #
-# Options: --build DIR (default build; needs the targets weir and weir_svc_load),
+# Options: --build DIR (default build; the targets weir and weir_svc_load are built there first),
 #          --sizes "1 100" (override), --runs R, --duration S, --out DIR (default bench/results),
 #          --iptables-max N / --nftables-max N (largest size run in those modes; default: all),
 #          --iptables-backend legacy|nft (which iptables-restore: default legacy, see below),
@@ -53,9 +53,14 @@ fi
 : "${IPT_MAX:=1000000}" "${NFT_MAX:=1000000}"
 case "$IPT_BACKEND" in legacy|nft) ;; *) echo "$0: --iptables-backend: legacy or nft" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (network namespaces, nft, bpf)" >&2; exit 1; }
+# Build (or bring up to date) the two binaries it runs, so that this one command reproduces
+# everything on a checkout.
+[ -f "$BUILD/build.ninja" ] || [ -f "$BUILD/Makefile" ] ||
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD" --target weir weir_svc_load >/dev/null
 WEIR=$(realpath "$BUILD/weir")
 LOAD=$(realpath "$BUILD/weir_svc_load")
-for b in "$WEIR" "$LOAD"; do [ -x "$b" ] || { echo "$0: $b missing: cmake --build $BUILD --target weir weir_svc_load" >&2; exit 1; }; done
+for b in "$WEIR" "$LOAD"; do [ -x "$b" ] || { echo "$0: $b missing after the build" >&2; exit 1; }; done
 for t in iptables-$IPT_BACKEND-restore iptables-$IPT_BACKEND-save nft nsenter taskset gnuplot python3; do
   command -v $t >/dev/null || { echo "$0: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
