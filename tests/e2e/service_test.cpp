@@ -322,6 +322,9 @@ TEST_F(ServiceE2E, RemovedBackendKeepsOthersAndGetsNoNewConnections) {
       },
       10s, 250ms);
   EXPECT_TRUE(gone) << "conntrack entries to " << removed << " are still there:\n" << last;
+  // A change confined to one service's EndpointSlice took the agent's incremental path.
+  EXPECT_NE(lab_->agent_log().find("(1 services changed)"), std::string::npos)
+      << tail(lab_->agent_log(), 20);
 }
 
 TEST_F(ServiceE2E, VipWithoutReadyBackendIsRefusedFast) {
