@@ -175,10 +175,9 @@ for N in $SIZES; do
       "$WEIR" lab agent --id "$ID" start >/dev/null
       AGENT_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agent"]["pid"])' "$STATE")
       # The agent attaches its programs at its first sync; wait until every pod has them.
-      for _ in $(seq 100); do
-        [ "$("$WEIR" lab status --id "$ID" 2>/dev/null | grep -c 'weir_from_wl')" -ge $NPODS ] && break
-        sleep 0.1
-      done
+      attached() { [ "$("$WEIR" lab status --id "$ID" 2>/dev/null | grep -c 'weir_from_wl')" -ge $NPODS ]; }
+      for _ in $(seq 100); do attached && break; sleep 0.1; done
+      attached || { echo "$0: the agent did not attach to every pod in 10 s (/run/weir-lab-$ID/agent.log)" >&2; exit 1; }
       EXTRA=(--datastore "$DATASTORE" --pin-root "/sys/fs/bpf/weir-lab-$ID" --agent-pid "$AGENT_PID")
     fi
     f="$WORK/$N-$DP"
@@ -200,7 +199,6 @@ for N in $SIZES; do
     nsenter --net="$POD1" "${RTCMD[@]}" "$LOAD" load --services "$N" --mode rr --duration "$DURATION" \
       --runs "$RUNS" --cpu $CLI_CPU --seed $SEED --conns 16 >"$f.rr" 2>"$f.rr.err"
     record_median "$N" $DP "$f.rr"
-    SEED=$((SEED + 1))
     { echo "== $N $DP"; cat "$f.apply" "$f.conn" "$f.conn.err" "$f.rr" "$f.rr.err"; } >>"$RAW"
     if [ $DP = weir ]; then
       { echo "-- agent log (syncs):"; grep -E "applying|sync done|error|warn" "/run/weir-lab-$ID/agent.log" | tail -20; } >>"$RAW"
@@ -212,6 +210,7 @@ for N in $SIZES; do
     fi
     log "$N services: $DP done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
   done
+  SEED=$((SEED + 1))  # one traffic sequence per size, the same for the three dataplanes
 done
 END=$(date +%s)
 

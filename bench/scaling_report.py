@@ -80,7 +80,7 @@ def main():
             else:
                 sync = fmt(g(n, dp, "sync_ms"), 1)
                 mem = (f"agent RSS {fmt(g(n, dp, 'agent_rss_kb'))} KiB, NAT maps "
-                       f"{fmt((g(n, dp, 'nat_map_bytes') or 0) / 1024)} KiB, all maps "
+                       f"{fmt((g(n, dp, 'nat_map_bytes') or 0) / 1024)} KiB, service-path maps "
                        f"{fmt((g(n, dp, 'all_maps_bytes') or 0) / 1048576, 1)} MiB")
             errs = (g(n, dp, "errors") or 0) + (g(n, dp, "rr_errors") or 0)
             err = f" ({fmt(errs)} errors)" if errs else ""

@@ -352,26 +352,31 @@ std::string ipt_restore(uint32_t n, const std::vector<int>& version, const std::
 
 constexpr const char* kNftTable = "ip kube-proxy";
 
+// A service chain's rules: the hairpin masquerade mark, then the random pick among the
+// endpoint chains (a numgen vmap). The same for a full load and a one-service change.
+std::string nft_svc_rules(uint32_t idx, const std::vector<uint32_t>& bes) {
+  const std::string t = kNftTable, svc = nft_svc_chain(idx);
+  std::string out = "add rule " + t + " " + svc + " ip daddr " + ip_str(vip_of(idx)) + " tcp dport " +
+                    std::to_string(kSvcPort) + " ip saddr != " + kClusterCidr + " jump mark-for-masquerade\n";
+  out += "add rule " + t + " " + svc + " numgen random mod " + std::to_string(bes.size()) + " vmap { ";
+  for (size_t i = 0; i < bes.size(); i++)
+    out += (i ? ", " : "") + std::to_string(i) + " : goto " + nft_ep_chain(idx, bes[i]);
+  out += " }\n";
+  return out;
+}
+
+// An endpoint chain's rules: the hairpin mark and the DNAT.
+std::string nft_ep_rules(uint32_t idx, uint32_t ip) {
+  const std::string t = kNftTable, ep = nft_ep_chain(idx, ip);
+  return "add rule " + t + " " + ep + " ip saddr " + ip_str(ip) + " jump mark-for-masquerade\n" +
+         "add rule " + t + " " + ep + " meta l4proto tcp dnat to " + ep_str(ip) + "\n";
+}
+
 void nft_service(std::string& decl, std::string& rules, uint32_t idx, const std::vector<uint32_t>& bes) {
-  const std::string svc = nft_svc_chain(idx);
-  decl += std::string("add chain ") + kNftTable + " " + svc + "\n";
+  decl += std::string("add chain ") + kNftTable + " " + nft_svc_chain(idx) + "\n";
   for (uint32_t ip : bes) decl += std::string("add chain ") + kNftTable + " " + nft_ep_chain(idx, ip) + "\n";
-  rules += std::string("add rule ") + kNftTable + " " + svc + " ip daddr " + ip_str(vip_of(idx)) +
-           " tcp dport " + std::to_string(kSvcPort) + " ip saddr != " + kClusterCidr +
-           " jump mark-for-masquerade\n";
-  rules += std::string("add rule ") + kNftTable + " " + svc + " numgen random mod " +
-           std::to_string(bes.size()) + " vmap { ";
-  for (size_t i = 0; i < bes.size(); i++) {
-    rules += (i ? ", " : "") + std::to_string(i) + " : goto " + nft_ep_chain(idx, bes[i]);
-  }
-  rules += " }\n";
-  for (uint32_t ip : bes) {
-    const std::string ep = nft_ep_chain(idx, ip);
-    rules += std::string("add rule ") + kNftTable + " " + ep + " ip saddr " + ip_str(ip) +
-             " jump mark-for-masquerade\n";
-    rules += std::string("add rule ") + kNftTable + " " + ep + " meta l4proto tcp dnat to " +
-             ep_str(ip) + "\n";
-  }
+  rules += nft_svc_rules(idx, bes);
+  for (uint32_t ip : bes) rules += nft_ep_rules(idx, ip);
 }
 
 // The table, its base chains and the service-ips map, without services.
@@ -419,23 +424,13 @@ std::string nft_services(uint32_t from, uint32_t to, const std::vector<int>& ver
 // old ones. The service-ips element (same VIP, same chain) stays.
 std::string nft_change(uint32_t idx, const std::vector<uint32_t>& old_bes, const std::vector<uint32_t>& new_bes) {
   const std::string t = kNftTable;
-  const std::string svc = nft_svc_chain(idx);
-  std::string out = "flush chain " + t + " " + svc + "\n";
+  std::string out = "flush chain " + t + " " + nft_svc_chain(idx) + "\n";
   std::vector<uint32_t> added;
   for (uint32_t ip : new_bes)
     if (!std::binary_search(old_bes.begin(), old_bes.end(), ip)) added.push_back(ip);
   for (uint32_t ip : added) out += "add chain " + t + " " + nft_ep_chain(idx, ip) + "\n";
-  out += "add rule " + t + " " + svc + " ip daddr " + ip_str(vip_of(idx)) + " tcp dport " +
-         std::to_string(kSvcPort) + " ip saddr != " + kClusterCidr + " jump mark-for-masquerade\n";
-  out += "add rule " + t + " " + svc + " numgen random mod " + std::to_string(new_bes.size()) + " vmap { ";
-  for (size_t i = 0; i < new_bes.size(); i++)
-    out += (i ? ", " : "") + std::to_string(i) + " : goto " + nft_ep_chain(idx, new_bes[i]);
-  out += " }\n";
-  for (uint32_t ip : added) {
-    const std::string ep = nft_ep_chain(idx, ip);
-    out += "add rule " + t + " " + ep + " ip saddr " + ip_str(ip) + " jump mark-for-masquerade\n";
-    out += "add rule " + t + " " + ep + " meta l4proto tcp dnat to " + ep_str(ip) + "\n";
-  }
+  out += nft_svc_rules(idx, new_bes);
+  for (uint32_t ip : added) out += nft_ep_rules(idx, ip);
   for (uint32_t ip : old_bes)
     if (!std::binary_search(new_bes.begin(), new_bes.end(), ip)) {
       out += "flush chain " + t + " " + nft_ep_chain(idx, ip) + "\n";
@@ -830,6 +825,7 @@ int cmd_apply(const Args& a) {
     for (int fd : {maps->nat_fe.fd().fd(), maps->nat_be.fd().fd(), maps->ct.fd().fd(),
                    maps->routes.fd().fd(), maps->ifstate.fd().fd(), maps->counters.fd().fd()})
       all += std::max(0L, fd_memlock(fd));
+    // all_maps_bytes: the six service-path maps above (the policy maps hold nothing here).
     std::printf("agent_rss_kb=%ld nat_map_bytes=%ld all_maps_bytes=%ld\n", rss, nat + natb, all);
   } else {
     die("--dataplane: weir, iptables or nftables");

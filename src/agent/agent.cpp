@@ -124,7 +124,9 @@ class Agent {
       sync_services(snap, loaded.changes.services, timer);
       return;
     }
-    force_full_ = false;
+    // A failed service write is retried here with the full set (ServiceSyncer rewrites only
+    // what the maps lack), even when the datastore did not change.
+    const bool retry = std::exchange(force_full_, false);
     apply_log_level(snap);
     auto cfg = snap.effective_config();
     if (config_ && !(config_->map_sizes == cfg.map_sizes)) {
@@ -139,10 +141,12 @@ class Agent {
     timer.mark("calc");
     resolver_.update(snap);
     timer.mark("policy calc");
+    bool services_changed = !good_;
     if (good_) {
       auto d = calc::diff(*good_, out);
       timer.mark("diff");
-      if (d.empty() && !endpoints_.has_pending()) {
+      services_changed = !d.frontends.empty();
+      if (d.empty() && !endpoints_.has_pending() && !retry) {
         spdlog::debug("datastore changed, services and endpoints already up to date");
         apply_policy(out);
         timer.mark("policy");
@@ -154,14 +158,16 @@ class Agent {
       spdlog::info("applying {} frontends, {} interfaces, {} routes", out.frontends.size(),
                    out.interfaces.size(), out.routes.size());
     }
-    bool services_changed = !good_ || !calc::diff_frontends(good_->frontends, out.frontends).empty();
     // Policy is installed from inside the endpoint apply, after new interfaces have their
     // ifstate entry and before their programs are attached: no new workload runs unpoliced.
     auto st = endpoints_.apply(out.interfaces, out.routes, [&] { apply_policy(out); });
     if (!st) spdlog::error("endpoints: {}", st.error().str());
     timer.mark("endpoints+policy");
     auto ss = services_.apply(out.frontends);
-    if (!ss) spdlog::error("services: {}", ss.error().str());
+    if (!ss) {
+      spdlog::error("services: {}", ss.error().str());
+      force_full_ = true;
+    }
     timer.mark("services");
     backends_ = calc::BackendIndex(out.frontends);
     good_ = std::move(out);
@@ -190,7 +196,7 @@ class Agent {
     auto ss = services_.apply_changes(d);
     if (!ss) {
       spdlog::error("services: {}", ss.error().str());
-      force_full_ = true;  // the next sync retries them with the full set
+      force_full_ = true;  // retried by a full sync (has_pending())
     }
     timer.mark("services");
     // Flows to backends that are gone are removed now (not at the next periodic scan); a
@@ -239,7 +245,8 @@ class Agent {
     return duration_cast<milliseconds>(config_ ? config_->conntrack_scan_period
                                                : std::chrono::seconds(10));
   }
-  bool has_pending() const { return endpoints_.has_pending(); }
+  // Something to retry without a datastore change: missing interfaces, failed service writes.
+  bool has_pending() const { return endpoints_.has_pending() || force_full_; }
   void set_config(model::DataplaneConfig c) { config_ = std::move(c); }
 
  private:
@@ -253,7 +260,7 @@ class Agent {
   dataplane::PolicyManager policies_;
   std::optional<calc::Output> good_;  // last successfully applied calc output
   std::set<model::Ipv4> local_;        // the node's workload IPs in good_'s snapshot
-  bool force_full_ = false;            // the incremental path failed to program something
+  bool force_full_ = false;            // a service write failed: the next sync is a full one
   calc::BackendIndex backends_;
   std::optional<model::DataplaneConfig> config_;
 };

@@ -38,11 +38,7 @@ std::string format_rule_id(uint64_t id) {
 
 namespace {
 
-bool in_net(model::Cidr n, model::Ipv4 a) {
-  if (n.prefix_len == 0) return true;
-  uint32_t mask = n.prefix_len >= 32 ? 0xffffffffu : ~(0xffffffffu >> n.prefix_len);
-  return (a.value & mask) == (n.addr.value & mask);
-}
+bool in_net(model::Cidr n, model::Ipv4 a) { return n.contains(a); }
 
 bool in_any_net(const std::vector<model::Cidr>& nets, model::Ipv4 a) {
   return std::any_of(nets.begin(), nets.end(), [&](model::Cidr n) { return in_net(n, a); });

@@ -6,6 +6,8 @@
 #include <bpf/bpf.h>
 #include <net/if.h>
 
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <map>
 
@@ -25,12 +27,6 @@
 namespace weir::cli {
 
 namespace {
-
-struct LiveState {
-  bool managed = false;           // the interface has an ifstate entry
-  uint32_t slot = WEIR_NO_POLICY_SLOT;
-  uint32_t prog_id = 0;           // program in that slot, 0 if empty
-};
 
 Result<uint32_t> ifindex_of(bpf::Map<__u32, weir_ifstate_val>& ifstate, const std::string& iface) {
   auto all = ifstate.dump();
@@ -90,6 +86,10 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
     return 1;
   }
   auto jump = bpf::MapFd::open_pinned(layout.map_path(WEIR_MAP_JUMP));
+  if (!jump) {
+    std::cerr << "weir bpf policy dump: jump map: " << jump.error().str() << "\n";
+    return 1;
+  }
 
   std::vector<std::string> dirs;
   if (which == "ingress" || which == "all") dirs.push_back("ingress");
@@ -99,9 +99,14 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
   for (const auto& dir : dirs) {
     uint32_t slot = dir == "ingress" ? (*st)->ingress_slot : (*st)->egress_slot;
     uint32_t live_id = 0;
-    if (slot != WEIR_NO_POLICY_SLOT && jump) {
+    std::string jump_error;  // the slot could not be read (not: it is empty)
+    if (slot != WEIR_NO_POLICY_SLOT) {
       uint32_t id = 0;
-      if (bpf_map_lookup_elem(jump->fd(), &slot, &id) == 0) live_id = id;
+      if (bpf_map_lookup_elem(jump->fd(), &slot, &id) == 0) {
+        live_id = id;
+      } else if (errno != ENOENT) {
+        jump_error = fmt::format("reading jump slot {}: {}", slot, std::strerror(errno));
+      }
     }
     auto info = maps::read_policy_info(g.effective_state_dir(), iface, dir);
     if (slot == WEIR_NO_POLICY_SLOT) {
@@ -112,7 +117,7 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
                        {"hook", dir == "ingress" ? "tc egress" : "tc ingress"},
                        {"policy", nullptr}, {"error", error}});
       } else {
-        std::cout << format_no_policy(iface, dir);
+        std::cout << format_no_policy(iface, dir, error);
       }
       continue;
     }
@@ -129,8 +134,10 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
       rc = 1;
       continue;
     }
-    std::string error;
-    if (info->entry_slot != slot || (live_id != 0 && info->entry_prog_id != live_id)) {
+    std::string error = jump_error;
+    if (!error.empty()) {
+      // reported as is
+    } else if (info->entry_slot != slot || (live_id != 0 && info->entry_prog_id != live_id)) {
       error = fmt::format("the description is stale: ifstate names slot {} (program id {}), the "
                           "description slot {} (program id {})",
                           slot, live_id, info->entry_slot, info->entry_prog_id);

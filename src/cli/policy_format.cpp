@@ -58,11 +58,12 @@ std::string format_policy_dump(const maps::PolicyInfo& info,
   return out;
 }
 
-std::string format_no_policy(const std::string& iface, const std::string& direction) {
+std::string format_no_policy(const std::string& iface, const std::string& direction,
+                             const std::string& error) {
   return fmt::format(
-      "IfaceName: {}\nHook: {}\nError: \nPolicy Info:\n// No policy applies: every new flow is "
+      "IfaceName: {}\nHook: {}\nError: {}\nPolicy Info:\n// No policy applies: every new flow is "
       "allowed (no program runs)\n",
-      iface, direction == "ingress" ? "tc egress" : "tc ingress");
+      iface, direction == "ingress" ? "tc egress" : "tc ingress", error);
 }
 
 nlohmann::json policy_dump_json(const maps::PolicyInfo& info,

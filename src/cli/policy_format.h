@@ -29,8 +29,10 @@ namespace weir::cli {
 std::string format_policy_dump(const maps::PolicyInfo& info,
                                const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                const std::string& error);
-// "IfaceName: X\nHook: tc ingress\nError:\nPolicy Info:\n(no policy: every new flow is allowed)"
-std::string format_no_policy(const std::string& iface, const std::string& direction);
+// "IfaceName: X\nHook: tc ingress\nError: <error>\nPolicy Info:\n// No policy applies: every new
+// flow is allowed (no program runs)"
+std::string format_no_policy(const std::string& iface, const std::string& direction,
+                             const std::string& error = "");
 
 nlohmann::json policy_dump_json(const maps::PolicyInfo& info,
                                 const std::map<uint64_t, uint64_t>& counts, bool with_asm,

@@ -265,7 +265,7 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     installed_.erase(old);
   }
   ref_rules(p, +1);
-  Installed inst{p, std::move(*loaded), ep.ifindex, *entry, std::move(taken)};
+  Installed inst{p, ep.ifindex, *entry, std::move(taken)};
   installed_.emplace(key, std::move(inst));
   spdlog::info("policy: installed {}: {} rules in {} program(s), entry slot {}", what,
                p.rule_count(), installed_.at(key).slots.size(), *entry);
@@ -326,7 +326,9 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
   for (const auto& key : gone) {
     if (auto st = uninstall(key); !st) errors.push_back(st.error().str());
   }
-  if (!adopted_.empty()) {
+  // A previous agent's slots may still be what an interface points at when its replacement
+  // failed: free them only once every install succeeded.
+  if (!adopted_.empty() && errors.empty()) {
     retire(std::move(adopted_));
     adopted_.clear();
   }

@@ -58,8 +58,7 @@ class PolicyManager {
 
  private:
   struct Installed {
-    calc::pol::EndpointPolicy policy;
-    polprog::LoadedPolicy loaded;
+    calc::pol::EndpointPolicy policy;  // the programs themselves are held by weir_jump1
     uint32_t ifindex = 0;
     uint32_t entry_slot = 0;
     std::vector<uint32_t> slots;  // every slot, entry first

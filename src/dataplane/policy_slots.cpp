@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
 
 #include "weir/ifstate.h"
 #include "weir/policy.h"
@@ -38,34 +39,40 @@ void JumpSlotAllocator::release(uint32_t slot) {
   if (used_.erase(slot) != 0 && slot < next_) next_ = slot;
 }
 
-Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
-                        uint32_t egress_slot) {
+namespace {
+
+// One lookup and one update of the ifstate entry, the slots changed by `set`.
+template <typename Set>
+Status update_slots(maps::IfstateMap& ifstate, uint32_t ifindex, const std::string& what, Set set) {
   auto cur = ifstate.lookup(ifindex);
-  if (!cur) return cur.error().wrap(fmt::format("setting the policy slots of ifindex {}", ifindex));
+  if (!cur) return cur.error().wrap(fmt::format("setting the {} of ifindex {}", what, ifindex));
   if (!*cur)
-    return Error{ENOENT, fmt::format("setting the policy slots of ifindex {}: no ifstate entry "
-                                     "(the interface is not managed by weir)",
-                                     ifindex)};
+    return Error{ENOENT, fmt::format("setting the {} of ifindex {}: no ifstate entry (the "
+                                     "interface is not managed by weir)",
+                                     what, ifindex)};
   weir_ifstate_val v = **cur;
-  v.ingress_slot = ingress_slot;
-  v.egress_slot = egress_slot;
+  set(v);
   // BPF_EXIST: never resurrect an entry the endpoint manager removed meanwhile.
   auto st = ifstate.update(ifindex, v, BPF_EXIST);
-  if (!st) return st.error().wrap(fmt::format("setting the policy slots of ifindex {}", ifindex));
+  if (!st) return st.error().wrap(fmt::format("setting the {} of ifindex {}", what, ifindex));
   return {};
+}
+
+}  // namespace
+
+Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
+                        uint32_t egress_slot) {
+  return update_slots(ifstate, ifindex, "policy slots", [&](weir_ifstate_val& v) {
+    v.ingress_slot = ingress_slot;
+    v.egress_slot = egress_slot;
+  });
 }
 
 Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::Direction dir,
                        uint32_t slot) {
-  auto cur = ifstate.lookup(ifindex);
-  if (!cur) return cur.error().wrap(fmt::format("setting the policy slot of ifindex {}", ifindex));
-  if (!*cur)
-    return Error{ENOENT, fmt::format("setting the {} policy slot of ifindex {}: no ifstate entry "
-                                     "(the interface is not managed by weir)",
-                                     calc::pol::to_string(dir), ifindex)};
-  if (dir == calc::pol::Direction::Ingress)
-    return set_policy_slots(ifstate, ifindex, slot, (*cur)->egress_slot);
-  return set_policy_slots(ifstate, ifindex, (*cur)->ingress_slot, slot);
+  const bool in = dir == calc::pol::Direction::Ingress;
+  return update_slots(ifstate, ifindex, fmt::format("{} policy slot", calc::pol::to_string(dir)),
+                      [&](weir_ifstate_val& v) { (in ? v.ingress_slot : v.egress_slot) = slot; });
 }
 
 Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump) {

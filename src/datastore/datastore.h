@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <memory>
-#include <optional>
 #include <vector>
 #include <string>
 
@@ -67,15 +66,12 @@ class Datastore {
   Result<model::Snapshot> load() { return load_detailed().to_result(); }
   // The same validation as load_detailed(), for a caller that applies changes incrementally:
   // the snapshot stays with the datastore (no copy), and `changes` says what differs from the
-  // previous load_incremental(). This default reports every load as a full change; DirDatastore
-  // reports changes confined to Services and EndpointSlices as such.
-  virtual Load load_incremental();
+  // previous load_incremental() (DirDatastore: changes confined to Services and EndpointSlices
+  // are reported as such; anything else as a full change).
+  virtual Load load_incremental() = 0;
   // Starts watching for changes. Create the watcher BEFORE the first load() so that no change
   // between the load and the watch is missed.
   virtual Result<std::unique_ptr<Watcher>> watch() = 0;
-
- private:
-  std::optional<model::Snapshot> last_;  // the default load_incremental()'s snapshot
 };
 
 // Opens a datastore from a --datastore spec:

@@ -397,16 +397,6 @@ Result<bool> MtimeWatcher::drain() {
 
 // ---------------------------------------------------------------- open_datastore
 
-Load Datastore::load_incremental() {
-  model::SnapshotResult r = load_detailed();
-  Load l;
-  l.errors = std::move(r.errors);
-  l.warnings = std::move(r.warnings);
-  last_ = std::move(r.snapshot);
-  if (last_) l.snapshot = &*last_;
-  return l;
-}
-
 Result<std::unique_ptr<Datastore>> open_datastore(const std::string& spec) {
   if (spec.rfind("dir:", 0) == 0) {
     fs::path dir = spec.substr(4);

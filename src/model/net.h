@@ -39,6 +39,13 @@ struct Cidr {
 
   // "a.b.c.d/n".
   std::string str() const;
+  // The prefix's netmask, host order (0 for /0, all ones for /32).
+  uint32_t mask() const { return netmask(prefix_len); }
+  static uint32_t netmask(unsigned len) {
+    return len == 0 ? 0 : len >= 32 ? 0xffffffffu : ~(0xffffffffu >> len);
+  }
+  // True when `a` is in this prefix.
+  bool contains(Ipv4 a) const { return (a.value & mask()) == (addr.value & mask()); }
   auto operator<=>(const Cidr&) const = default;
 };
 

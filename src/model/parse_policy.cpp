@@ -33,11 +33,7 @@ namespace parse_detail {
 namespace {
 
 bool in_cidr(Cidr outer, Cidr inner) {
-  if (inner.prefix_len < outer.prefix_len) return false;
-  if (outer.prefix_len == 0) return true;
-  uint32_t mask = ~(0xffffffffu >> outer.prefix_len);
-  if (outer.prefix_len >= 32) mask = 0xffffffffu;
-  return (inner.addr.value & mask) == (outer.addr.value & mask);
+  return inner.prefix_len >= outer.prefix_len && outer.contains(inner.addr);
 }
 
 enum class CidrParse { Ok, Ipv6, Invalid };
@@ -60,9 +56,7 @@ CidrParse parse_cidr(std::string_view s, bool allow_bare, Cidr& out) {
     auto [p, ec] = std::from_chars(ls.data(), ls.data() + ls.size(), len);
     if (ec != std::errc() || len > 32) return CidrParse::Invalid;
   }
-  uint32_t mask = len == 0 ? 0 : ~(0xffffffffu >> len);
-  if (len >= 32) mask = 0xffffffffu;
-  out = Cidr{Ipv4{ip->value & mask}, static_cast<uint8_t>(len)};
+  out = Cidr{Ipv4{ip->value & Cidr::netmask(len)}, static_cast<uint8_t>(len)};
   return CidrParse::Ok;
 }
 

@@ -378,7 +378,7 @@ void emit_in_net(Gen& g, Reg r, model::Cidr n, Target& t) {
     g.ja(t);
     return;
   }
-  uint32_t mask = n.prefix_len >= 32 ? 0xffffffffu : ~(0xffffffffu >> n.prefix_len);
+  const uint32_t mask = n.mask();
   if (mask == 0xffffffffu) {
     g.jmp32(Cond::Eq, r, n.addr.value, t);
     return;
@@ -399,7 +399,7 @@ void emit_nets(Gen& g, int addr_h_off, const std::vector<model::Cidr>& nets,
   if (nets.empty() || any_all) return;
   if (nets.size() == 1) {
     // The common case: mask r1 in place and compare once (r1 is not needed afterwards).
-    const uint32_t mask = nets[0].prefix_len >= 32 ? 0xffffffffu : ~(0xffffffffu >> nets[0].prefix_len);
+    const uint32_t mask = nets[0].mask();
     if (mask != 0xffffffffu) g.and32(R1, mask);
     g.jmp32(Cond::Ne, R1, nets[0].addr.value & mask, next);
     return;
@@ -675,13 +675,16 @@ class Compiler {
 
   Status partition() {
     const size_t overhead = fixed_overhead();
+    // Each step's size, emitted once (a rule's code is generated again for its chunk only).
+    std::vector<size_t> cost(steps_.size());
+    for (size_t i = 0; i < steps_.size(); i++) cost[i] = step_cost(steps_[i]);
     if (opts_.max_insns_per_chunk == 0) {
       // Automatic: small chunks, unless that would take too many of them.
       size_t total = 0;
       std::set<size_t> seen;
-      for (const Step& s : steps_) {
-        total += step_cost(s);
-        if (seen.insert(s.tier).second) total += kPerTierExtra;
+      for (size_t i = 0; i < steps_.size(); i++) {
+        total += cost[i];
+        if (seen.insert(steps_[i].tier).second) total += kPerTierExtra;
       }
       size_t per_chunk = (total + kAutoMaxChunks - 1) / kAutoMaxChunks + overhead;
       limit_ = std::min(std::max(kAutoChunkInsns, per_chunk), kMaxChunkInsns);
@@ -697,7 +700,7 @@ class Compiler {
     std::set<size_t> tiers;
     for (size_t i = 0; i < steps_.size(); i++) {
       const Step& s = steps_[i];
-      size_t c = step_cost(s);
+      const size_t c = cost[i];
       size_t extra = tiers.count(s.tier) ? 0 : kPerTierExtra;
       if (used + c + extra > budget && i != chunk_begin_.back()) {
         chunk_begin_.push_back(i);

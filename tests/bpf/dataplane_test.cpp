@@ -330,6 +330,14 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
   ASSERT_EQ(run("ip link add " + host + " type veth peer name " + host + "p"), 0);
   ASSERT_EQ(run("ip link set " + host + " up"), 0);
   maps::PinLayout layout{"/sys/fs/bpf/weir-dpt-" + std::to_string(getpid())};
+  // bpffs is not per network namespace: the pins and the veth go also when an assertion fails.
+  struct Cleanup {
+    std::string root, host;
+    ~Cleanup() {
+      EXPECT_TRUE(bpf::remove_tree(root).ok());
+      EXPECT_EQ(run("ip link del " + host), 0);
+    }
+  } cleanup{layout.root, host};
   ASSERT_TRUE(bpf::mkdirs(layout.links_dir()).ok());
   auto mode = bpf::probe_tc_mode();
   ASSERT_TRUE(mode.ok()) << mode.error().str();
@@ -373,8 +381,6 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
     ASSERT_TRUE(progs.ok());
     EXPECT_TRUE(progs->empty());
   }
-  EXPECT_EQ(run("ip link del " + host), 0);
-  EXPECT_TRUE(bpf::remove_tree(layout.root).ok());
 }
 }  // namespace
 }  // namespace weir::dataplane

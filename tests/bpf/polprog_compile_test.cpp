@@ -603,6 +603,10 @@ TEST(PolprogCompile, MissedTailCallIsCountedAndDropped) {
   ASSERT_TRUE(c.ok()) << c.error().str();
   auto l = env().load_policy(*c);
   ASSERT_TRUE(l.ok()) << l.error().str();
+  // Put back for the tests that follow, also when an assertion below ends this one.
+  struct Restore {
+    ~Restore() { EXPECT_TRUE(env().install_continuations().ok()); }
+  } restore;
   ASSERT_TRUE(env().remove_continuation(WEIR_JUMP_TO_WL_POLICY_DONE).ok());
   const uint32_t hook = WEIR_HOOK_EGRESS;
   const uint64_t before = env().counter(hook, WEIR_CNT_DROP_TAIL_CALL).value_or(0);
@@ -613,7 +617,6 @@ TEST(PolprogCompile, MissedTailCallIsCountedAndDropped) {
     EXPECT_EQ(out->retval, uint32_t(TC_ACT_SHOT));
     EXPECT_EQ(out->verdict, uint32_t(WEIR_POL_ALLOW));
   }
-  ASSERT_TRUE(env().install_continuations().ok());
   EXPECT_EQ(env().counter(hook, WEIR_CNT_DROP_TAIL_CALL), before + 2);
   EXPECT_EQ(env().counter(hook, WEIR_CNT_TOTAL), total_before + 2);
   EXPECT_EQ(env().counter(hook, WEIR_CNT_ACCEPT_BY_POLICY), 0u);

@@ -249,7 +249,10 @@ TEST_F(PolicyE2E, GlobalTierDenyOverridesAKubernetesAllow) {
   ASSERT_TRUE(wait_until([&] { return !reaches("pod1", 300ms); }, 10s)) << policy_dump();
   EXPECT_FALSE(reaches("pod2", 300ms));
   std::string d = policy_dump();
-  EXPECT_LT(d.find("// Start of tier security"), d.find("// Start of tier kubernetes")) << d;
+  const size_t security = d.find("// Start of tier security"), k8s = d.find("// Start of tier kubernetes");
+  ASSERT_NE(security, std::string::npos) << d;
+  ASSERT_NE(k8s, std::string::npos) << d;
+  EXPECT_LT(security, k8s) << d;
 }
 
 }  // namespace

@@ -493,7 +493,7 @@ TEST(DirDatastoreIncremental, CrossResourceErrorsAreTheFullLoadsAndTheLastGoodSt
        svc_and_slice_yaml("s1", 1, "10.65.0.2").substr(service_yaml("s1", 1).size() + 4),
        "Service default/s1 does not exist"},
       {"clusterIP:port collision", "svc-9.yaml", service_yaml("other", 3), "10.96.3.3:80/TCP is already used"},
-      {"syntax error", "svc-9.yaml", "kind: [", ""},
+      {"syntax error", "svc-9.yaml", "kind: [", "svc-9.yaml"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
