@@ -51,6 +51,18 @@ struct {
 } weir_ct1 SEC(".maps");
 
 /*
+ * weir_ct_stats1: [WEIR_CT_STATS_DATAPATH | WEIR_CT_STATS_AGENT] -> per-CPU struct weir_ct_stats.
+ * Writers: the TC programs (index DATAPATH), the agent's scanner (index AGENT). Readers: the
+ * CLI (`weir bpf conntrack stats`) and the agent (occupancy warning). Never full (fixed size).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WEIR_CT_STATS__MAX);
+	__type(key, __u32);
+	__type(value, struct weir_ct_stats);
+} weir_ct_stats1 SEC(".maps");
+
+/*
  * weir_routes1: CIDR -> where it lives (local workload veth + MAC, host, remote).
  * Writer: the endpoint manager (a /32 per local workload IP). Reader: from_wl for new flows.
  * Full: the endpoint manager logs it; traffic to that workload goes up the host stack.

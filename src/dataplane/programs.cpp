@@ -51,7 +51,7 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
       {WEIR_MAP_IFSTATE, sizes.ifstate},     {WEIR_MAP_COUNTERS, sizes.counters},
       {WEIR_MAP_JUMP, WEIR_MAP_JUMP_SIZE},   {WEIR_MAP_PSTATE, 1},
       {WEIR_MAP_IPSETS, sizes.ipsets},       {WEIR_MAP_IPSET_X, sizes.ipsets},
-      {WEIR_MAP_RULE_CNT, sizes.rule_counters},
+      {WEIR_MAP_RULE_CNT, sizes.rule_counters}, {WEIR_MAP_CT_STATS, WEIR_CT_STATS__MAX},
   };
   for (const auto& [name, size] : wanted) {
     WEIR_TRY(impl->skel.set_max_entries(name, effective_size(layout, name, size)));

@@ -75,4 +75,34 @@ struct weir_ct_val {
 };
 WEIR_ASSERT_SIZE(struct weir_ct_val, 64);
 
+/*
+ * Conntrack statistics (per-CPU array, weir_ct_stats1), for `weir bpf conntrack stats` and the
+ * agent's occupancy warning. The kernel does not report LRU evictions; what can be told is
+ * counted here, and evictions are estimated by userspace as
+ *   created - deleted (datapath) - deleted (agent) - entries present.
+ * Index WEIR_CT_STATS_DATAPATH: written by the TC programs only (per-CPU increments).
+ * Index WEIR_CT_STATS_AGENT: written by the agent only (its scanner's deletions: `deleted`);
+ * the TC programs never touch it, so a read-add-write of every CPU's value is safe.
+ * Counts are since the map was created (they survive agent restarts, not `weir bpf cleanup`).
+ */
+enum weir_ct_stats_index {
+	WEIR_CT_STATS_DATAPATH = 0,
+	WEIR_CT_STATS_AGENT = 1,
+	WEIR_CT_STATS__MAX = 2,
+};
+
+struct weir_ct_stats {
+	__u64 created;       /* entries created (a NAT pair counts 2) */
+	__u64 create_failed; /* creations the map refused (packet dropped, DROP_CT_CREATE) */
+	__u64 deleted;       /* entries deleted (datapath: a finished flow's 5-tuple reused;
+	                      * agent: expired or to a removed backend) */
+	__u64 midflow_miss;  /* packets of an established TCP flow that found no entry (evicted or
+	                      * expired while still in use) */
+	__u64 midflow_renat; /* of those, packets to a service VIP re-resolved to a backend */
+	__u64 midflow_reset; /* of those, packets to a service VIP answered with a TCP RST (no
+	                      * backend could be resolved) */
+	__u64 reserved[2];
+};
+WEIR_ASSERT_SIZE(struct weir_ct_stats, 64);
+
 #endif

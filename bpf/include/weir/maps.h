@@ -18,6 +18,7 @@
 #define WEIR_MAP_IPSETS "weir_ipsets1"
 #define WEIR_MAP_IPSET_X "weir_ipsetx1"
 #define WEIR_MAP_RULE_CNT "weir_rule_cnt1"
+#define WEIR_MAP_CT_STATS "weir_ct_stats1"
 
 #define WEIR_MAP_NAT_FE_SIZE (64 * 1024)
 #define WEIR_MAP_NAT_BE_SIZE (256 * 1024)
