@@ -4,6 +4,11 @@
 // into it, so the test process itself never changes namespace. Needs root; fails (never skips)
 // otherwise. Programs are trivial SCHED_CLS programs loaded here (weir_test / other_prog), so
 // these tests do not depend on bpf/tc.bpf.c.
+//
+// The kernel decides what is expected: tcx exists from 6.6 (uname, see kernel_version.h). On an
+// older kernel (Debian 12's 6.1) the tests about tcx links check instead that a tcx attach is
+// refused with EINVAL, names the interface and leaves nothing behind, and the tests of attach in
+// general use the mode bpf::probe_tc_mode() picks, as the agent does.
 #include <bpf/bpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -18,12 +23,14 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "bpf/attach.h"
 #include "bpf/bpffs.h"
 #include "bpf/features.h"
 #include "bpf/netlink.h"
 #include "cli/bpf_ops.h"
+#include "kernel_version.h"
 #include "maps/pin_layout.h"
 #include "util/fd.h"
 
@@ -59,6 +66,12 @@ uint32_t prog_id(const Fd& fd) {
   __u32 len = sizeof(info);
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return 0;
   return info.id;
+}
+
+test::KernelVersion kernel() {
+  auto k = test::KernelVersion::running();
+  EXPECT_TRUE(k.has_value()) << "uname(2) gave no MAJOR.MINOR release";
+  return k.value_or(test::KernelVersion{});
 }
 
 std::vector<TcProgInfo> weir_only(const std::vector<TcProgInfo>& v) {
@@ -99,6 +112,9 @@ class AttachTest : public ::testing::Test {
       if0_ = l0->ifindex;
       if1_ = l1->ifindex;
     });
+    auto mode = bpf::probe_tc_mode();
+    ASSERT_TRUE(mode.ok()) << mode.error().str();
+    mode_ = *mode;
   }
 
   void TearDown() override {
@@ -137,27 +153,74 @@ class AttachTest : public ::testing::Test {
     return l.ok() ? *l : std::vector<TcProgInfo>{};
   }
 
+  // The link pin of (ifname, d) in tcx mode; clsact needs none.
+  std::string pin_for(const std::string& ifname, TcDir d) const {
+    return mode_ == TcMode::Tcx ? link_pin(ifname, d) : "";
+  }
+
+  // True on a kernel with tcx (6.6+). On an older one, checks that a tcx attach to weirh0 is
+  // refused with EINVAL and an error naming the interface, and leaves no pin and no program
+  // behind (what `--tc-mode tcx` gets there), and returns false: the caller's tcx-only
+  // checks do not apply.
+  bool tcx_or_refused() {
+    if (kernel().has_tcx()) return true;
+    in_ns([&] {
+      const std::string pin = link_pin("weirh0", TcDir::Ingress);
+      auto st = bpf::tc_attach(if0_, "weirh0", TcDir::Ingress, p1_.get(), TcMode::Tcx, pin);
+      ASSERT_FALSE(st.ok()) << "kernel " << kernel().release << " predates tcx, yet a tcx attach worked";
+      EXPECT_EQ(st.error().err, EINVAL) << st.error().str();
+      EXPECT_NE(st.error().msg.find("tcx ingress link on weirh0"), std::string::npos) << st.error().str();
+      struct stat sb {};
+      EXPECT_NE(::stat(pin.c_str(), &sb), 0) << "a refused attach left the pin " << pin;
+      EXPECT_TRUE(list(if0_, TcDir::Ingress).empty());
+      EXPECT_FALSE(*bpf::has_clsact(if0_)) << "a refused tcx attach must not fall back on its own";
+    });
+    return false;
+  }
+
   std::string ns_, pin_root_;
   bool ns_created_ = false;
   Fd p1_, p2_, other_;
   int if0_ = 0, if1_ = 0;
+  TcMode mode_ = TcMode::Tcx;  // what probe_tc_mode() picks on this kernel
 };
 
-TEST(TcModeProbe, TcxOnThisKernel) {
+TEST(KernelVersion, ParsesDebianAndUpstreamReleases) {
+  auto d = test::KernelVersion::parse("6.1.0-57-cloud-amd64");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(std::tie(d->major, d->minor, d->patch), std::make_tuple(6, 1, 0));
+  EXPECT_FALSE(d->has_tcx());
+  auto u = test::KernelVersion::parse("6.18.44-fc-v1252");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(std::tie(u->major, u->minor, u->patch), std::make_tuple(6, 18, 44));
+  EXPECT_TRUE(u->has_tcx());
+  EXPECT_TRUE(test::KernelVersion::parse("6.6")->has_tcx());
+  EXPECT_FALSE(test::KernelVersion::parse("5.19.17")->has_tcx());
+  EXPECT_FALSE(test::KernelVersion::parse("linux").has_value());
+}
+
+// The probe's answer must be what the kernel version says (tcx from 6.6), whichever kernel
+// this runs on: a probe that always said "tcx" (or never) fails on one of the two kernels of
+// the test run (this machine's and Debian 12's 6.1 in scripts/test-kernel.sh).
+TEST(TcModeProbe, FollowsTheKernelVersion) {
   ASSERT_EQ(geteuid(), 0u) << "needs root";
+  const auto k = kernel();
   auto m = bpf::probe_tc_mode();
   ASSERT_TRUE(m.ok()) << m.error().str();
-  EXPECT_EQ(*m, TcMode::Tcx) << "kernel 6.18 has tcx";
+  const TcMode want = k.has_tcx() ? TcMode::Tcx : TcMode::Clsact;
+  EXPECT_EQ(bpf::to_string(*m), bpf::to_string(want))
+      << "kernel " << k.release << (k.has_tcx() ? " has tcx (6.6+)" : " predates tcx (6.6)");
 }
 
 TEST(Features, KernelHasEverythingWeirNeeds) {
   ASSERT_EQ(geteuid(), 0u) << "needs root";
+  const auto k = kernel();
   bpf::KernelFeatureProbe probe;
   auto f = probe.probe();
   ASSERT_TRUE(f.ok()) << f.error().str();
   EXPECT_TRUE(f->missing().empty()) << f->describe();
-  EXPECT_TRUE(f->tcx);
-  EXPECT_EQ(f->tc_mode(), TcMode::Tcx);
+  EXPECT_EQ(f->tcx, k.has_tcx()) << "kernel " << k.release << "\n" << f->describe();
+  EXPECT_EQ(bpf::to_string(f->tc_mode()), k.has_tcx() ? "tcx" : "clsact");
   bpf::KernelFeatures none;
   EXPECT_EQ(none.missing().size(), 9u);  // everything but tcx is required
   none.tcx = true;
@@ -165,6 +228,7 @@ TEST(Features, KernelHasEverythingWeirNeeds) {
 }
 
 TEST_F(AttachTest, TcxAttachReplacesAtomicallyAndDetaches) {
+  if (!tcx_or_refused()) return;
   in_ns([&] {
     const std::string pin = link_pin("weirh0", TcDir::Ingress);
     auto st = bpf::tc_attach(if0_, "weirh0", TcDir::Ingress, p1_.get(), TcMode::Tcx, pin);
@@ -214,6 +278,7 @@ TEST_F(AttachTest, TcxAttachReplacesAtomicallyAndDetaches) {
 }
 
 TEST_F(AttachTest, TcxStalePinIsReplaced) {
+  if (!tcx_or_refused()) return;
   in_ns([&] {
     // A pin left from an interface that no longer exists: the link is defunct.
     const std::string pin = link_pin("weirh1", TcDir::Egress);
@@ -311,6 +376,7 @@ TEST_F(AttachTest, StaleWeirFilterRemovedOtherFilterKept) {
 }
 
 TEST_F(AttachTest, StaleWeirTcxLinkRemovedWhenAttachingElsewhereAndViceVersa) {
+  if (!tcx_or_refused()) return;
   in_ns([&] {
     // A tcx link from a previous run whose pin is not ours (another pin path).
     const std::string old_pin = pin_root_ + "/old_link";
@@ -341,6 +407,7 @@ TEST_F(AttachTest, StaleWeirTcxLinkRemovedWhenAttachingElsewhereAndViceVersa) {
 }
 
 TEST_F(AttachTest, NonWeirTcxProgramLeftAlone) {
+  if (!tcx_or_refused()) return;
   in_ns([&] {
     const std::string other_pin = pin_root_ + "/other_link";
     ASSERT_TRUE(bpf::tc_attach(if0_, "weirh0", TcDir::Egress, other_.get(), TcMode::Tcx, other_pin).ok());
@@ -399,9 +466,9 @@ TEST_F(AttachTest, NetlinkLinksOfTheNamespace) {
 
 TEST_F(AttachTest, GuardDetachesUnlessReleased) {
   in_ns([&] {
-    const std::string pin = link_pin("weirh0", TcDir::Ingress);
+    const std::string pin = pin_for("weirh0", TcDir::Ingress);
     {
-      auto a = bpf::TcAttachment::attach(if0_, "weirh0", TcDir::Ingress, p1_.get(), TcMode::Tcx, pin);
+      auto a = bpf::TcAttachment::attach(if0_, "weirh0", TcDir::Ingress, p1_.get(), mode_, pin);
       ASSERT_TRUE(a.ok()) << a.error().str();
       EXPECT_TRUE(a->active());
       bpf::TcAttachment moved = std::move(*a);
@@ -425,8 +492,9 @@ TEST_F(AttachTest, CleanupRemovesEverythingWeirAndIsIdempotent) {
   std::string out;
   maps::PinLayout layout{pin_root_ + "/root"};
   in_ns([&] {
-    ASSERT_TRUE(bpf::tc_attach(if0_, "weirh0", TcDir::Ingress, p1_.get(), TcMode::Tcx,
-                               layout.link_path("weirh0", TcDir::Ingress)).ok());
+    const std::string pin = mode_ == TcMode::Tcx ? layout.link_path("weirh0", TcDir::Ingress) : "";
+    auto st = bpf::tc_attach(if0_, "weirh0", TcDir::Ingress, p1_.get(), mode_, pin);
+    ASSERT_TRUE(st.ok()) << st.error().str();
     ASSERT_TRUE(bpf::tc_attach(if0_, "weirh0", TcDir::Egress, p1_.get(), TcMode::Clsact, "").ok());
     ASSERT_TRUE(bpf::tc_attach(if1_, "weirh1", TcDir::Egress, p2_.get(), TcMode::Clsact, "").ok());
   });
