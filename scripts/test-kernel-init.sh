@@ -1,9 +1,10 @@
 #!/busybox/busybox sh
 # The guest side of scripts/test-kernel.sh: busybox init (PID 1, which reaps the processes the
 # tests leave to it) runs this as its sysinit action. It mounts what the tests need, loads the
-# kernel modules, runs each test binary of $SUITES with its output on the console (ttyS0), then
-# sends the gtest XML reports, the exit codes, the verifier figures and the kernel log to the host
-# as a base64 tar on the second serial port (ttyS1), and powers off.
+# kernel modules, runs every test of each binary of $SUITES in a process of its own (as ctest
+# does on the host) with its output on the console (ttyS0), then sends the gtest XML reports, the
+# exit codes, the verifier figures and the kernel log to the host as a base64 tar on the second
+# serial port (ttyS1), and powers off.
 export PATH=/usr/sbin:/usr/bin:/busybox/bin
 export HOME=/tmp
 . /weir-vm.conf
@@ -21,21 +22,40 @@ for m in $(cat /modules/order); do
 done
 /usr/sbin/ip link set lo up
 
-echo "weir-vm: kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, modules: $(cat /modules/order | tr '\n' ' ')"
+echo "weir-vm: kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, modules: $(tr '\n' ' ' < /modules/order)"
 cd "$BUILD_DIR" || echo "weir-vm: no $BUILD_DIR in the guest"
 
-# run_suite NAME SECONDS: build/weir_NAME_tests with its XML report and exit code in /results.
+# list_tests BINARY: "Suite.Test" per line (gtest --gtest_list_tests, comments dropped).
+list_tests() {
+  set -- --gtest_list_tests
+  [ -n "$GTEST_FILTER" ] && set -- "$@" "--gtest_filter=$GTEST_FILTER"
+  "$bin" "$@" | while IFS= read -r line; do
+    line=${line%%#*}
+    case "$line" in
+      " "*) echo "$suite$(echo $line)" ;;
+      *.*) suite=$(echo $line) ;;
+    esac
+  done
+}
+
+# run_suite NAME: every test of build/weir_NAME_tests, one process each, with a timeout; the
+# XML report and "exit-status seconds" of each test in /results/NAME/.
 run_suite() {
   name=$1
-  set -- "--gtest_output=xml:/results/$name.xml"
-  [ -n "$GTEST_FILTER" ] && set -- "$@" "--gtest_filter=$GTEST_FILTER"
-  echo "weir-vm: ==== weir_${name}_tests $*"
-  start=$(date +%s)
-  timeout "$SUITE_TIMEOUT" "$BUILD_DIR/weir_${name}_tests" "$@" 2>&1
-  rc=$?
-  secs=$(( $(date +%s) - start ))
-  echo "$rc $secs" > "/results/$name.rc"
-  echo "weir-vm: ==== weir_${name}_tests exit status $rc after ${secs}s"
+  bin=$BUILD_DIR/weir_${name}_tests
+  mkdir -p "/results/$name"
+  tests=$(list_tests)
+  echo "$tests" > "/results/$name/list"
+  echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests"
+  suite_start=$(date +%s)
+  for t in $tests; do
+    start=$(date +%s)
+    timeout "$TEST_TIMEOUT" "$bin" "--gtest_filter=$t" "--gtest_output=xml:/results/$name/$t.xml" 2>&1
+    rc=$?
+    echo "$rc $(( $(date +%s) - start ))" > "/results/$name/$t.rc"
+    [ $rc -eq 0 ] || echo "weir-vm: $t: exit status $rc"
+  done
+  echo "weir-vm: ==== weir_${name}_tests done in $(( $(date +%s) - suite_start ))s"
 }
 for s in $SUITES; do run_suite "$s"; done
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises a scripts/test-kernel.sh run: for each suite, the tests run and failed (from the
-gtest XML report the guest sent back), the exit status, and for a binary that did not finish
-the test it was running (from the console log). Exits 1 when anything failed.
+exit status and gtest XML report of each test, which the guest sent back), and the tests that
+did not finish. Exits 1 when anything failed or nothing ran.
 
     test-kernel-report.py OUT_DIR "bpf e2e"
 """
@@ -11,49 +11,67 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-def last_unfinished_test(console: str, binary: str) -> str | None:
-    """The test that started last and never ended in the console section of `binary`."""
-    section = console.split(f"==== {binary} ")[-1]
-    running = None
-    for line in section.splitlines():
-        m = re.search(r"\[ RUN      \] (\S+)", line)
-        if m:
-            running = m.group(1)
-        elif re.search(r"\[ +(OK|FAILED|SKIPPED) +\] ", line):
-            running = None
-    return running
-
-
-def report(out: Path, suite: str, console: str) -> bool:
-    binary = f"weir_{suite}_tests"
-    rc_file, xml_file = out / "results" / f"{suite}.rc", out / "results" / f"{suite}.xml"
-    if not rc_file.exists():
-        test = last_unfinished_test(console, binary)
-        print(f"test-kernel: FAILED: {binary} did not finish in the guest"
-              + (f" (running {test})" if test else ""))
-        return False
-    rc, secs = (int(x) for x in rc_file.read_text().split())
+def failure_lines(xml_file: Path) -> list[str]:
+    """The first failure message of the test's report, shortened to its start and end."""
     if not xml_file.exists():
-        test = last_unfinished_test(console, binary)
-        print(f"test-kernel: FAILED: {binary} exited with status {rc} after {secs}s without a report"
-              + (f"; it was running {test}" if test else ""))
+        return []
+    for case in ET.parse(xml_file).getroot().iter("testcase"):
+        for failure in case.findall("failure"):
+            msg = failure.get("message", "").strip().splitlines()
+            return msg[:5] + ["..."] + msg[-2:] if len(msg) > 8 else msg
+    return []
+
+
+def from_console(console: str, binary: str) -> None:
+    """What the console shows of a suite whose results never came back (the guest stopped)."""
+    section = console.split(f"==== {binary}: ")
+    if len(section) < 2:
+        print(f"test-kernel: FAILED: {binary} never ran in the guest")
+        return
+    running = None
+    for line in section[1].splitlines():
+        if m := re.search(r"\[ RUN      \] (\S+)", line):
+            running = m.group(1)
+        elif m := re.search(r"\[  FAILED  \] (\S+) \(", line):
+            print(f"test-kernel:   FAILED {m.group(1)} (from the console)")
+            running = None
+        elif re.search(r"\[       OK \] ", line):
+            running = None
+    print(f"test-kernel: FAILED: the results of {binary} never came back from the guest"
+          + (f"; it was running {running}" if running else ""))
+
+
+def report(results: Path, suite: str, console: str) -> bool:
+    binary, d = f"weir_{suite}_tests", results / suite
+    listed = d / "list"
+    if not listed.exists():
+        from_console(console, binary)
         return False
-    root = ET.parse(xml_file).getroot()
-    failed = []
-    for case in root.iter("testcase"):
-        failures = case.findall("failure")
-        if failures:
-            msg = failures[0].get("message", "").strip().splitlines()
-            failed.append((f"{case.get('classname')}.{case.get('name')}", msg[:6]))
-    total = int(root.get("tests", 0))
-    print(f"test-kernel: {binary}: {total} tests, {len(failed)} failed, exit status {rc}, {secs}s")
+    tests = listed.read_text().split()
+    failed, unfinished, secs = [], [], 0
+    for t in tests:
+        rc_file = d / f"{t}.rc"
+        if not rc_file.exists():
+            unfinished.append(t)
+            continue
+        rc, s = (int(x) for x in rc_file.read_text().split())
+        secs += s
+        if rc != 0:
+            why = "" if (d / f"{t}.xml").exists() else f" (exit status {rc}, no report: crashed or timed out)"
+            failed.append((t + why, failure_lines(d / f"{t}.xml")))
+    print(f"test-kernel: {binary}: {len(tests)} tests, {len(failed)} failed, "
+          f"{len(unfinished)} did not run or finish, {secs}s")
     for name, msg in failed:
         print(f"test-kernel:   FAILED {name}")
         for line in msg:
             print(f"test-kernel:       {line}")
-    if rc != 0 and not failed:
-        print(f"test-kernel: FAILED: {binary} exited with status {rc} (see the console log)")
-    return rc == 0 and not failed and total > 0
+    for name in unfinished[:1]:
+        print(f"test-kernel:   NOT FINISHED {name} (the guest stopped while it ran)")
+    if len(unfinished) > 1:
+        print(f"test-kernel:   NOT RUN {len(unfinished) - 1} more: {' '.join(unfinished[1:])}")
+    if not tests:
+        print(f"test-kernel: FAILED: {binary} listed no test (a WEIR_VM_GTEST_FILTER that matches none?)")
+    return bool(tests) and not failed and not unfinished
 
 
 def main() -> int:
@@ -62,7 +80,7 @@ def main() -> int:
     console = console_file.read_text(errors="replace") if console_file.exists() else ""
     ok = True
     for suite in suites:
-        ok = report(out, suite, console) and ok
+        ok = report(out / "results", suite, console) and ok
     return 0 if ok else 1
 
 

@@ -12,13 +12,14 @@
 # time), stripped of debug info; iproute2's ip and tc, bpftool, nsenter and rm are the host's
 # real binaries with their shared libraries; busybox serves the guest's init only.
 #
-# Output: the guest console streams here and is kept in BUILD_DIR/vm/<release>/console.log; the
-# gtest XML reports and exit codes come back over a second serial port into
-# BUILD_DIR/vm/<release>/results/, and the verifier figures the tests write inside the guest
-# (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/. Exits non-zero when a test fails,
-# a test binary does not finish (WEIR_VM_SUITE_TIMEOUT seconds each, default 600), the guest
-# does not power off in time (WEIR_VM_TIMEOUT, default the suites' sum + 120 s), or the kernel
-# panics, oopses or warns; the failing tests and their failure messages are printed.
+# Each test runs in a process of its own, as under ctest. Output: the guest console streams here
+# and is kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come
+# back over a second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures
+# the tests write inside the guest (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/.
+# Exits non-zero when a test fails or does not finish (WEIR_VM_TEST_TIMEOUT seconds each,
+# default 300), when the guest does not power off in time (WEIR_VM_TIMEOUT, default 1800 s), or
+# when the kernel panics, oopses or warns; the failing tests and their failure messages are
+# printed.
 #
 # Other knobs: WEIR_VM_GTEST_FILTER (a --gtest_filter for both binaries, for iterating),
 # WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G).
@@ -30,9 +31,8 @@ if [[ $EUID -ne 0 ]]; then echo "test-kernel.sh: run as root (apt-get download, 
 
 cache=${WEIR_KERNEL_CACHE:-/var/cache/weir-kernels}
 suites=${WEIR_VM_SUITES:-bpf e2e}
-suite_timeout=${WEIR_VM_SUITE_TIMEOUT:-600}
-nsuites=$(wc -w <<< "$suites")
-timeout_s=${WEIR_VM_TIMEOUT:-$(( nsuites * suite_timeout + 120 ))}
+test_timeout=${WEIR_VM_TEST_TIMEOUT:-300}
+timeout_s=${WEIR_VM_TIMEOUT:-1800}
 modules=(veth sch_ingress cls_bpf act_bpf)
 
 log() { echo "test-kernel: $*"; }
@@ -161,7 +161,7 @@ done
 {
   echo "BUILD_DIR=$build"
   echo "SUITES='$suites'"
-  echo "SUITE_TIMEOUT=$suite_timeout"
+  echo "TEST_TIMEOUT=$test_timeout"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-}'"
 } > "$root/weir-vm.conf"
 
