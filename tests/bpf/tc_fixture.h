@@ -121,9 +121,9 @@ class TcTest : public ::testing::Test {
     client_if = topo.client_if;
     be1_if = topo.be1_if;
     be2_if = topo.be2_if;
-    auto obj = TcObject::load(MapSizes::small());
+    auto obj = TcObject::shared(MapSizes::small());
     ASSERT_TRUE(obj.ok()) << obj.error().str();
-    tc = std::move(*obj);
+    tc = *obj;
 
     add_workload(client_if, "weir0h", kClientHostMac, kClientIp, kClientMac);
     add_workload(be1_if, "weir1h", kBe1HostMac, kBe1Ip, kBe1Mac);
@@ -230,7 +230,7 @@ class TcTest : public ::testing::Test {
 
   uint64_t start_ns = 0;
   uint32_t client_if = 0, be1_if = 0, be2_if = 0;
-  std::unique_ptr<TcObject> tc;
+  TcObject* tc = nullptr;  // TcObject::shared(): loaded once per process, empty maps per test
 };
 
 #define EXPECT_FRAME(got, want) EXPECT_EQ((got), (want)) << ::weir::test::hex_diff((got), (want))

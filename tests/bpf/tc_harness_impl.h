@@ -67,14 +67,78 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const MapSizes& sizes) {
   if (rc != 0)
     return sys_error(rc, "loading weir_tc (weir_from_wl, weir_to_wl, weir_from_wl_pol, weir_to_wl_pol) "
                          "through the verifier");
+  WEIR_TRY(obj->install_continuations());
+  return obj;
+}
+
+Status TcObject::install_continuations() {
   const std::pair<uint32_t, Prog> conts[] = {{WEIR_JUMP_FROM_WL_POLICY_DONE, Prog::FromWlPol},
                                              {WEIR_JUMP_TO_WL_POLICY_DONE, Prog::ToWlPol}};
   for (const auto& [slot, prog] : conts) {
-    int fd = obj->prog_fd(prog);
-    if (bpf_map_update_elem(bpf_map__fd(skel->maps.weir_jump1), &slot, &fd, BPF_ANY) != 0)
+    int fd = prog_fd(prog);
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.weir_jump1), &slot, &fd, BPF_ANY) != 0)
       return errno_error(fmt::format("writing the policy continuation into jump slot {}", slot));
   }
-  return obj;
+  return {};
+}
+
+Result<TcObject*> TcObject::shared(const MapSizes& sizes) {
+  // One per size set, for the life of the process (test fixtures only).
+  static std::vector<std::pair<MapSizes, std::unique_ptr<TcObject>>> objects;  // NOLINT
+  for (auto& [s, obj] : objects) {
+    if (s == sizes) {
+      WEIR_TRY(obj->reset());
+      return obj.get();
+    }
+  }
+  auto obj = load(sizes);
+  if (!obj.ok()) return obj.error();
+  objects.emplace_back(sizes, std::move(*obj));
+  return objects.back().second.get();
+}
+
+namespace {
+// Zeroes every element of an array or per-CPU array map.
+Status zero_array(bpf_map* m) {
+  size_t size = bpf_map__value_size(m);
+  if (bpf_map__type(m) == BPF_MAP_TYPE_PERCPU_ARRAY) {
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) return sys_error(ncpu, "libbpf_num_possible_cpus");
+    size = (size + 7) / 8 * 8 * static_cast<size_t>(ncpu);
+  }
+  std::vector<uint8_t> zero(size, 0);
+  for (uint32_t i = 0; i < bpf_map__max_entries(m); i++) {
+    if (bpf_map_update_elem(bpf_map__fd(m), &i, zero.data(), BPF_ANY) != 0)
+      return errno_error(fmt::format("zeroing element {} of {}", i, bpf_map__name(m)));
+  }
+  return {};
+}
+
+// Deletes every key of a hash-like map (hash, LRU, LPM trie, per-CPU hash, program array).
+Status delete_all(bpf_map* m) {
+  const int fd = bpf_map__fd(m);
+  const size_t ksz = bpf_map__key_size(m);
+  std::vector<std::vector<uint8_t>> keys;
+  std::vector<uint8_t> next(ksz);
+  while (bpf_map_get_next_key(fd, keys.empty() ? nullptr : keys.back().data(), next.data()) == 0)
+    keys.push_back(next);
+  for (const auto& k : keys) {
+    if (bpf_map_delete_elem(fd, k.data()) != 0 && errno != ENOENT)
+      return errno_error(fmt::format("emptying {}", bpf_map__name(m)));
+  }
+  return {};
+}
+}  // namespace
+
+Status TcObject::reset() {
+  bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, skel_->obj) {
+    if (bpf_map__is_internal(m)) continue;  // .rodata: frozen constants, not state
+    const auto type = bpf_map__type(m);
+    const bool array = type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY;
+    WEIR_TRY(array ? zero_array(m) : delete_all(m));
+  }
+  return install_continuations();
 }
 
 TcObject::~TcObject() { weir_tc__destroy(skel_); }

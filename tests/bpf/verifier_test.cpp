@@ -143,7 +143,7 @@ TEST(TcVerifier, EveryProgramWithinTheBudgetRecordedPerKernel) {
   ASSERT_TRUE(topology().ready) << topology().error;
   auto kernel = KernelVersion::running();
   ASSERT_TRUE(kernel.has_value()) << "uname(2)";
-  auto obj = TcObject::load(MapSizes::defaults());
+  auto obj = TcObject::shared(MapSizes::defaults());
   ASSERT_TRUE(obj.ok()) << obj.error().str();
   std::vector<ProgCost> costs;
   const std::pair<Prog, const char*> progs[] = {{Prog::FromWl, "weir_from_wl"},
@@ -176,7 +176,7 @@ TEST(TcVerifier, EveryProgramWithinTheBudgetRecordedPerKernel) {
 
 TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
   ASSERT_TRUE(topology().ready) << topology().error;
-  auto obj = TcObject::load(MapSizes::defaults());
+  auto obj = TcObject::shared(MapSizes::defaults());
   ASSERT_TRUE(obj.ok()) << obj.error().str();
   for (Prog p : {Prog::FromWl, Prog::ToWl, Prog::FromWlPol, Prog::ToWlPol}) {
     EXPECT_GE((*obj)->prog_fd(p), 0);
