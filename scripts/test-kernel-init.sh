@@ -1,8 +1,8 @@
 #!/busybox/busybox sh
 # The guest side of scripts/test-kernel.sh: busybox init (PID 1, which reaps the processes the
 # tests leave to it) runs this as its sysinit action. It mounts what the tests need, loads the
-# kernel modules, runs every test of each binary of $SUITES in a process of its own (as ctest
-# does on the host) with its output on the console (ttyS0), then sends the gtest XML reports, the
+# kernel modules, runs the tests of each binary of $SUITES (see run_suite) with their output on
+# the console (ttyS0), then sends the gtest XML reports, the
 # exit codes, the verifier figures and the kernel log to the host as a base64 tar on the second
 # serial port (ttyS1), and powers off.
 export PATH=/usr/sbin:/usr/bin:/busybox/bin
@@ -38,22 +38,31 @@ list_tests() {
   done
 }
 
-# run_suite NAME: every test of build/weir_NAME_tests, one process each, with a timeout; the
-# XML report and "exit-status seconds" of each test in /results/NAME/.
+# run_suite NAME: the tests of build/weir_NAME_tests, one process per group with a timeout of
+# TEST_TIMEOUT seconds per test; a group is one test, or with NAME in PER_SUITE one gtest suite
+# (its fixture may then share what is costly to set up, such as the loaded TC object). Writes
+# /results/NAME/groups ("group test" per line) and per group GROUP.xml and GROUP.rc
+# ("exit-status seconds").
 run_suite() {
   name=$1
   bin=$BUILD_DIR/weir_${name}_tests
   mkdir -p "/results/$name"
   tests=$(list_tests)
-  echo "$tests" > "/results/$name/list"
-  echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests"
-  suite_start=$(date +%s)
+  per=test
+  case " $PER_SUITE " in *" $name "*) per=suite ;; esac
   for t in $tests; do
+    if [ $per = suite ]; then echo "${t%.*} $t"; else echo "$t $t"; fi
+  done > "/results/$name/groups"
+  echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests, one process per $per"
+  suite_start=$(date +%s)
+  for g in $(cut -d' ' -f1 "/results/$name/groups" | uniq); do
+    filter=$(grep "^$g " "/results/$name/groups" | cut -d' ' -f2 | tr '\n' ':')
+    n=$(grep -c "^$g " "/results/$name/groups")
     start=$(date +%s)
-    timeout "$TEST_TIMEOUT" "$bin" "--gtest_filter=$t" "--gtest_output=xml:/results/$name/$t.xml" 2>&1
+    timeout $((TEST_TIMEOUT * n)) "$bin" "--gtest_filter=${filter%:}" "--gtest_output=xml:/results/$name/$g.xml" 2>&1
     rc=$?
-    echo "$rc $(( $(date +%s) - start ))" > "/results/$name/$t.rc"
-    [ $rc -eq 0 ] || echo "weir-vm: $t: exit status $rc"
+    echo "$rc $(( $(date +%s) - start ))" > "/results/$name/$g.rc"
+    [ $rc -eq 0 ] || echo "weir-vm: $g: exit status $rc"
   done
   echo "weir-vm: ==== weir_${name}_tests done in $(( $(date +%s) - suite_start ))s"
 }

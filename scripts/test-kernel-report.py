@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Summarises a scripts/test-kernel.sh run: for each suite, the tests run and failed (from the
-exit status and gtest XML report of each test, which the guest sent back), and the tests that
-did not finish. Exits 1 when anything failed or nothing ran.
+gtest XML report and exit status of each process the guest ran, which it sent back), and the
+tests that did not finish. When the results never came back (the guest hung or died), the
+console tells what it can. Exits 1 when anything failed or nothing ran.
 
     test-kernel-report.py OUT_DIR "bpf e2e"
 """
@@ -11,67 +12,82 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-def failure_lines(xml_file: Path) -> list[str]:
-    """The first failure message of the test's report, shortened to its start and end."""
+def short(msg: str) -> list[str]:
+    """A failure message cut to its start (location, assertion) and its end (the error)."""
+    lines = msg.strip().splitlines()
+    return lines[:5] + ["..."] + lines[-2:] if len(lines) > 8 else lines
+
+
+def outcomes(xml_file: Path) -> dict[str, list[str] | None]:
+    """Test name -> None when it passed, else its first failure message."""
     if not xml_file.exists():
-        return []
+        return {}
+    result = {}
     for case in ET.parse(xml_file).getroot().iter("testcase"):
-        for failure in case.findall("failure"):
-            msg = failure.get("message", "").strip().splitlines()
-            return msg[:5] + ["..."] + msg[-2:] if len(msg) > 8 else msg
-    return []
+        failures = case.findall("failure")
+        name = f"{case.get('classname')}.{case.get('name')}"
+        result[name] = short(failures[0].get("message", "")) if failures else None
+    return result
 
 
-def from_console(console: str, binary: str) -> None:
-    """What the console shows of a suite whose results never came back (the guest stopped)."""
-    section = console.split(f"==== {binary}: ")
-    if len(section) < 2:
-        print(f"test-kernel: FAILED: {binary} never ran in the guest")
-        return
-    running = None
-    for line in section[1].splitlines():
+def console_outcomes(console: str, binary: str) -> tuple[dict[str, list[str] | None], str | None]:
+    """Outcomes printed on the console in the section of `binary`, and the test left running."""
+    parts = console.split(f"==== {binary}: ")
+    result, running = {}, None
+    for line in (parts[1] if len(parts) > 1 else "").splitlines():
         if m := re.search(r"\[ RUN      \] (\S+)", line):
             running = m.group(1)
         elif m := re.search(r"\[  FAILED  \] (\S+) \(", line):
-            print(f"test-kernel:   FAILED {m.group(1)} (from the console)")
-            running = None
-        elif re.search(r"\[       OK \] ", line):
-            running = None
-    print(f"test-kernel: FAILED: the results of {binary} never came back from the guest"
-          + (f"; it was running {running}" if running else ""))
+            result[m.group(1)], running = ["(failure message on the console)"], None
+        elif m := re.search(r"\[       OK \] (\S+) \(", line):
+            result[m.group(1)], running = None, None
+    return result, running
 
 
 def report(results: Path, suite: str, console: str) -> bool:
     binary, d = f"weir_{suite}_tests", results / suite
-    listed = d / "list"
-    if not listed.exists():
-        from_console(console, binary)
+    seen, running = console_outcomes(console, binary)
+    groups_file = d / "groups"
+    if not groups_file.exists():
+        failed = [t for t, msg in seen.items() if msg is not None]
+        for t in failed:
+            print(f"test-kernel:   FAILED {t} (from the console)")
+        print(f"test-kernel: FAILED: the results of {binary} never came back from the guest"
+              + (f"; it was running {running}" if running else ""))
         return False
-    tests = listed.read_text().split()
-    failed, unfinished, secs = [], [], 0
-    for t in tests:
-        rc_file = d / f"{t}.rc"
-        if not rc_file.exists():
-            unfinished.append(t)
+    pairs = [line.split() for line in groups_file.read_text().splitlines() if line.strip()]
+    failed, unfinished, secs, done = [], [], 0, {}
+    for group in dict.fromkeys(g for g, _ in pairs):
+        rc_file = d / f"{group}.rc"
+        if rc_file.exists():
+            rc, s = (int(x) for x in rc_file.read_text().split())
+            secs += s
+            done[group] = (rc, outcomes(d / f"{group}.xml"))
+    for group, test in pairs:
+        if group not in done:
+            unfinished.append(test)
             continue
-        rc, s = (int(x) for x in rc_file.read_text().split())
-        secs += s
-        if rc != 0:
-            why = "" if (d / f"{t}.xml").exists() else f" (exit status {rc}, no report: crashed or timed out)"
-            failed.append((t + why, failure_lines(d / f"{t}.xml")))
-    print(f"test-kernel: {binary}: {len(tests)} tests, {len(failed)} failed, "
-          f"{len(unfinished)} did not run or finish, {secs}s")
+        rc, got = done[group]
+        if test in got:
+            if got[test] is not None:
+                failed.append((test, got[test]))
+        elif test in seen:  # no report (the process crashed or timed out): what the console shows
+            if seen[test] is not None:
+                failed.append((test, seen[test]))
+        else:
+            failed.append((f"{test} (its process exited with status {rc} before it finished: "
+                           f"crashed, or timed out with 124/143)", []))
+    print(f"test-kernel: {binary}: {len(pairs)} tests, {len(failed)} failed, "
+          f"{len(unfinished)} did not run, {secs}s")
     for name, msg in failed:
         print(f"test-kernel:   FAILED {name}")
         for line in msg:
             print(f"test-kernel:       {line}")
-    for name in unfinished[:1]:
-        print(f"test-kernel:   NOT FINISHED {name} (the guest stopped while it ran)")
-    if len(unfinished) > 1:
-        print(f"test-kernel:   NOT RUN {len(unfinished) - 1} more: {' '.join(unfinished[1:])}")
-    if not tests:
+    if unfinished:
+        print(f"test-kernel:   NOT RUN (the guest stopped): {' '.join(unfinished)}")
+    if not pairs:
         print(f"test-kernel: FAILED: {binary} listed no test (a WEIR_VM_GTEST_FILTER that matches none?)")
-    return bool(tests) and not failed and not unfinished
+    return bool(pairs) and not failed and not unfinished
 
 
 def main() -> int:

@@ -12,14 +12,15 @@
 # time), stripped of debug info; iproute2's ip and tc, bpftool, nsenter and rm are the host's
 # real binaries with their shared libraries; busybox serves the guest's init only.
 #
-# Each test runs in a process of its own, as under ctest. Output: the guest console streams here
-# and is kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come
-# back over a second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures
-# the tests write inside the guest (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/.
-# Exits non-zero when a test fails or does not finish (WEIR_VM_TEST_TIMEOUT seconds each,
-# default 300), when the guest does not power off in time (WEIR_VM_TIMEOUT, default 1800 s), or
-# when the kernel panics, oopses or warns; the failing tests and their failure messages are
-# printed.
+# The e2e tests run in a process each, as under ctest; the BPF tests one gtest suite per process
+# (WEIR_VM_PER_SUITE), so that a suite's fixture loads the TC object once: the 6.1 verifier takes
+# seconds per load under TCG. Output: the guest console streams here and is kept in
+# BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over a
+# second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures the tests
+# write inside the guest (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/. Exits
+# non-zero when a test fails or does not finish (WEIR_VM_TEST_TIMEOUT seconds per test, default
+# 300), when the guest does not power off in time (WEIR_VM_TIMEOUT, default 1800 s), or when the
+# kernel panics, oopses or warns; the failing tests and their failure messages are printed.
 #
 # Other knobs: WEIR_VM_GTEST_FILTER (a --gtest_filter for both binaries, for iterating),
 # WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G).
@@ -117,7 +118,7 @@ ln -sf dash "$root/usr/bin/sh"
 bb=$(command -v busybox) || die "busybox is missing (busybox-static)"
 install -m 0755 "$bb" "$root/busybox/busybox"
 for a in sh mount mkdir cat echo cp tar base64 insmod poweroff sync timeout uname date dmesg grep tr \
-         hostname; do
+         cut uniq hostname; do
   ln -s ../busybox "$root/busybox/bin/$a"
 done
 ln -s busybox/busybox "$root/init"
@@ -162,6 +163,7 @@ done
   echo "BUILD_DIR=$build"
   echo "SUITES='$suites'"
   echo "TEST_TIMEOUT=$test_timeout"
+  echo "PER_SUITE='${WEIR_VM_PER_SUITE-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-}'"
 } > "$root/weir-vm.conf"
 
