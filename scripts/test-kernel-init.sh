@@ -39,19 +39,19 @@ list_tests() {
 }
 
 # run_suite NAME: the tests of build/weir_NAME_tests, one process per group with a timeout of
-# TEST_TIMEOUT seconds per test; a group is one test, or with NAME in PER_SUITE one gtest suite
-# (its fixture may then share what is costly to set up, such as the loaded TC object). Writes
-# /results/NAME/groups ("group test" per line) and per group GROUP.xml and GROUP.rc
-# ("exit-status seconds").
+# TEST_TIMEOUT seconds per test. A group is one test, or with NAME in ONE_PROCESS the whole
+# binary (its fixtures then share what is costly to set up: the loaded TC object, see
+# TcObject::shared). Writes /results/NAME/groups ("group test" per line) and per group
+# GROUP.xml and GROUP.rc ("exit-status seconds").
 run_suite() {
   name=$1
   bin=$BUILD_DIR/weir_${name}_tests
   mkdir -p "/results/$name"
   tests=$(list_tests)
   per=test
-  case " $PER_SUITE " in *" $name "*) per=suite ;; esac
+  case " $ONE_PROCESS " in *" $name "*) per=binary ;; esac
   for t in $tests; do
-    if [ $per = suite ]; then echo "${t%.*} $t"; else echo "$t $t"; fi
+    if [ $per = binary ]; then echo "all $t"; else echo "$t $t"; fi
   done > "/results/$name/groups"
   echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests, one process per $per"
   suite_start=$(date +%s)

@@ -12,11 +12,11 @@
 # time), stripped of debug info; iproute2's ip and tc, bpftool, nsenter and rm are the host's
 # real binaries with their shared libraries; busybox serves the guest's init only.
 #
-# The e2e tests run in a process each, as under ctest; the BPF tests one gtest suite per process
-# (WEIR_VM_PER_SUITE), so that a suite's fixture loads the TC object once: the 6.1 verifier takes
-# seconds per load under TCG. Output: the guest console streams here and is kept in
-# BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over a
-# second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures the tests
+# The e2e tests run in a process each, as under ctest; the BPF tests in one process
+# (WEIR_VM_ONE_PROCESS), so that their fixtures load the TC object once (TcObject::shared): the
+# 6.1 verifier takes seconds per load under TCG. Output: the guest console streams here and is
+# kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over
+# a second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures the tests
 # write inside the guest (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/. Exits
 # non-zero when a test fails or does not finish (WEIR_VM_TEST_TIMEOUT seconds per test, default
 # 300), when the guest does not power off in time (WEIR_VM_TIMEOUT, default 1800 s), or when the
@@ -163,7 +163,7 @@ done
   echo "BUILD_DIR=$build"
   echo "SUITES='$suites'"
   echo "TEST_TIMEOUT=$test_timeout"
-  echo "PER_SUITE='${WEIR_VM_PER_SUITE-bpf}'"
+  echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-}'"
 } > "$root/weir-vm.conf"
 

@@ -262,7 +262,7 @@ Result<LabState> LabState::from_json(const std::string& text, const std::string&
     s.weir_binary = j.at("weir_binary").get<std::string>();
     s.agent_log_level = j.value("agent_log_level", "info");
     s.agent_tc_mode = j.value("agent_tc_mode", "auto");
-    s.agent_start_timeout = std::chrono::milliseconds(j.value("agent_start_timeout_ms", 30000));
+    s.agent_start_timeout = std::chrono::milliseconds(j.value("agent_start_timeout_ms", 120000));
     s.netns = j.at("netns").get<std::vector<std::string>>();
     for (const auto& p : j.at("pods"))
       s.pods.push_back(Pod{p.at("name").get<std::string>(), p.at("netns").get<std::string>(),

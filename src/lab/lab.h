@@ -44,7 +44,10 @@ struct LabSpec {
   std::string agent_tc_mode = "auto";     // the agent's --tc-mode
   std::chrono::milliseconds min_sync_period = 200ms;  // DataplaneConfig, fast tests
   std::chrono::milliseconds conntrack_scan_period = 1000ms;
-  std::chrono::milliseconds agent_start_timeout = 30s;
+  // How long the agent may take to load its programs ("BPF enabled"). The wait ends as soon as
+  // it logs that: natively a second or two, but the 6.1 verifier under qemu TCG
+  // (scripts/test-kernel.sh) needs ~30 s for the object on a busy machine.
+  std::chrono::milliseconds agent_start_timeout = 120s;
   // Start a guardian process that runs down() from the record if this process dies without
   // doing it (crash, SIGKILL). release() tells it to stand down.
   bool guard = true;
@@ -69,7 +72,7 @@ struct LabState {
   std::string weir_binary;
   std::string agent_log_level = "info";
   std::string agent_tc_mode = "auto";
-  std::chrono::milliseconds agent_start_timeout = 30s;
+  std::chrono::milliseconds agent_start_timeout = 120s;
   std::vector<std::string> netns;  // namespaces this lab created (recorded before creation)
   std::vector<Pod> pods;           // recorded before their veth is created
   std::optional<ProcessRecord> agent;
