@@ -2,10 +2,15 @@
 //
 // Every change of a frontend's backends is written under a FRESH service id: the backends
 // (id, 0..n-1) are written first, then the frontend is switched to the new id and count in one
-// map update, then the old id's backends are deleted. A packet therefore always sees a
-// complete, consistent backend list, old or new. Established flows do not depend on ids (their
-// conntrack entries carry the backend address), so they are untouched; flows to backends that
-// were removed are removed by the conntrack scanner.
+// map update. The old id's backends are RETIRED, not deleted: a packet that read the old
+// frontend a moment before the switch may still be about to look up one of them, so they are
+// deleted at the start of the next apply()/apply_changes() (a sync later, as the policy manager
+// frees replaced jump slots). A removed frontend's backends are retired the same way. A packet
+// therefore always finds a complete, consistent backend list, old or new. Established flows do
+// not depend on ids (their conntrack entries carry the backend address), so they are
+// untouched; flows to backends that were removed are removed by the conntrack scanner.
+// Memory and time stay bounded: the retired list holds only the ids replaced or removed since
+// the previous sync, and deleting them costs what writing them cost.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +31,8 @@ class ServiceSyncer {
 
   // Reads what is already programmed (a previous agent's work) so that apply() changes only
   // what differs: a restart with unchanged input writes nothing. Backend entries that no
-  // frontend refers to (left by a crash between two writes) are deleted.
+  // frontend refers to (the previous agent's retired ones, or left by a crash between two
+  // writes) are retired: deleted at the next apply()/apply_changes(), not now.
   Status adopt();
 
   // Makes the maps hold exactly `desired`. Frontends whose backends (as a set), local count
@@ -47,6 +53,8 @@ class ServiceSyncer {
   };
   const Stats& last_stats() const { return stats_; }
   size_t programmed() const { return programmed_.size(); }
+  // Service ids whose backends wait for the next sync to be deleted.
+  size_t retired() const { return retired_.size(); }
 
  private:
   struct Programmed {
@@ -62,10 +70,13 @@ class ServiceSyncer {
   Status write(const calc::Frontend& fe);
   Status remove(const calc::FrontendKey& key, const Programmed& p);
   Status delete_backends(uint32_t svc_id, size_t count);
+  void retire(const Programmed& p);
+  void delete_retired();
   uint32_t allocate_id();
 
   maps::WeirMaps& maps_;
   std::map<calc::FrontendKey, Programmed> programmed_;
+  std::map<uint32_t, uint32_t> retired_;  // service id -> backend count, deleted next sync
   uint32_t next_id_ = 1;
   Stats stats_;
 };
