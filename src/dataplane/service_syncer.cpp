@@ -68,14 +68,17 @@ Status ServiceSyncer::adopt() {
   // to read them), or left by a crash between two writes. Retired, i.e. deleted at the next
   // sync, never now.
   size_t orphans = 0;
+  std::map<uint32_t, uint32_t> orphan_counts;  // service id -> highest ordinal + 1
   for (const auto& [k, v] : *bes) {
     max_id = std::max(max_id, k.svc_id);
     if (live_ids.count(k.svc_id) == 0) {
-      uint32_t& n = retired_[k.svc_id];
+      uint32_t& n = orphan_counts[k.svc_id];
       n = std::max(n, k.ordinal + 1);
       orphans++;
     }
   }
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, n] : orphan_counts) retired_.push_back(Retired{id, n, now});
   next_id_ = max_id + 1;
   spdlog::info("adopted {} NAT frontends from pinned maps ({} backend entries no frontend refers "
                "to: deleted at the next sync)",
@@ -138,23 +141,23 @@ Status ServiceSyncer::remove(const calc::FrontendKey& key, const Programmed& p) 
 
 void ServiceSyncer::retire(const Programmed& p) {
   if (p.svc_id == 0 || p.backends.empty()) return;
-  uint32_t& n = retired_[p.svc_id];
-  n = std::max(n, static_cast<uint32_t>(p.backends.size()));
+  retired_.push_back(Retired{p.svc_id, static_cast<uint32_t>(p.backends.size()),
+                             std::chrono::steady_clock::now()});
 }
 
 void ServiceSyncer::delete_retired() {
   // No frontend refers to a retired id: a frontend only ever moves to a fresh id (ids are never
   // reused while the agent runs, and start above every id found at adoption), and adoption
   // retires only ids no frontend held.
-  for (auto it = retired_.begin(); it != retired_.end();) {
-    auto d = delete_backends(it->first, it->second);
-    if (!d) {
-      spdlog::warn("deleting retired NAT backends {}:*: {}; retried at the next sync", it->first,
+  const auto now = std::chrono::steady_clock::now();
+  while (!retired_.empty() && now - retired_.front().since >= grace_) {
+    const Retired& r = retired_.front();
+    if (auto d = delete_backends(r.svc_id, r.count); !d) {
+      spdlog::warn("deleting retired NAT backends {}:*: {}; retried at the next sync", r.svc_id,
                    d.error().str());
-      ++it;
-      continue;
+      return;
     }
-    it = retired_.erase(it);
+    retired_.pop_front();
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "calc/conntrack.h"
 #include "dataplane/ct_scanner.h"
@@ -28,6 +29,9 @@ namespace {
 using model::Ipv4;
 
 Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
+
+// Retired backends go at the very next sync (the ordering under test, not the grace time).
+constexpr std::chrono::nanoseconds kNoGrace{0};
 
 // Every weir map, created with the real types and sizes (small), owned by the test.
 struct TestMaps {
@@ -94,7 +98,7 @@ std::map<calc::FrontendKey, std::pair<uint32_t, std::vector<calc::Backend>>> rea
 TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.10", 53, 17, {{"10.65.0.5", 5353}});
@@ -112,7 +116,7 @@ TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
 TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.12", 80, 6, {{"10.65.0.6", 80}});
@@ -178,7 +182,7 @@ struct StalePacket {
 TEST(ServiceSyncer, ABackendOutlivesTheSyncThatReplacedIt) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
@@ -210,6 +214,28 @@ TEST(ServiceSyncer, ABackendOutlivesTheSyncThatReplacedIt) {
   EXPECT_EQ(s.retired(), 0u);
 }
 
+// However fast syncs follow each other, retired backends live for the grace time.
+TEST(ServiceSyncer, RetiredBackendsLiveAtLeastTheGraceTime) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  ServiceSyncer s(*t.maps, std::chrono::milliseconds(300));
+  ASSERT_TRUE(s.adopt().ok());
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}});
+  ASSERT_TRUE(s.apply({a}).ok());
+  auto p = StalePacket::read_frontend(*t.maps, a);
+  const auto switched = std::chrono::steady_clock::now();
+  ASSERT_TRUE(s.apply({a2}).ok());
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(s.apply({a2}).ok());
+  if (std::chrono::steady_clock::now() - switched < std::chrono::milliseconds(300)) {
+    EXPECT_TRUE(p.finds_backends(*t.maps)) << "deleted within the grace time";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  ASSERT_TRUE(s.apply({a2}).ok());
+  EXPECT_FALSE(p.finds_backends(*t.maps));
+  EXPECT_EQ(s.retired(), 0u);
+}
+
 // Across a restart: the previous agent's retired backends (no frontend refers to them) are
 // kept by adoption and deleted at the new agent's first sync; backends a frontend refers to are
 // never deleted.
@@ -220,14 +246,14 @@ TEST(ServiceSyncer, AdoptionRetiresUnreferencedBackendsAtTheNextSync) {
   auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}});
   StalePacket in_flight;
   {
-    ServiceSyncer first(*t.maps);
+    ServiceSyncer first(*t.maps, kNoGrace);
     ASSERT_TRUE(first.adopt().ok());
     ASSERT_TRUE(first.apply({a}).ok());
     in_flight = StalePacket::read_frontend(*t.maps, a);
     ASSERT_TRUE(first.apply({a2}).ok());  // the agent stops here: a's old id is retired
   }
   auto live = StalePacket::read_frontend(*t.maps, a2);
-  ServiceSyncer second(*t.maps);
+  ServiceSyncer second(*t.maps, kNoGrace);
   ASSERT_TRUE(second.adopt().ok());
   EXPECT_TRUE(in_flight.finds_backends(*t.maps)) << "adoption deleted backends at once";
   EXPECT_EQ(second.retired(), 1u);
@@ -241,7 +267,7 @@ TEST(ServiceSyncer, AdoptionRetiresUnreferencedBackendsAtTheNextSync) {
 TEST(ServiceSyncer, ApplyChangesTouchesOnlyTheDiffAndEqualsAFullApply) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
@@ -279,7 +305,7 @@ TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   ASSERT_TRUE(t.maps);
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   {
-    ServiceSyncer first(*t.maps);
+    ServiceSyncer first(*t.maps, kNoGrace);
     ASSERT_TRUE(first.adopt().ok());
     ASSERT_TRUE(first.apply({a}).ok());
   }
@@ -287,7 +313,7 @@ TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   // An orphaned backend entry, as a crash between two writes would leave.
   ASSERT_TRUE(t.maps->nat_be.update(weir_nat_be_key{999, 0}, weir_nat_be_val{}).ok());
 
-  ServiceSyncer second(*t.maps);
+  ServiceSyncer second(*t.maps, kNoGrace);
   ASSERT_TRUE(second.adopt().ok());
   EXPECT_EQ(second.programmed(), 1u);
   ASSERT_TRUE(second.apply({a}).ok());
