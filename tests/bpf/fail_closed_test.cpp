@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "calc/policy.h"
 #include "cli/policy_format.h"
@@ -31,6 +35,18 @@ class FlakyLoader : public dataplane::PolicyLoader {
       return Error{E2BIG, "injected: the verifier rejected " + name};
     }
     return polprog::load(c, fds, name);
+  }
+};
+
+// Captures what the default logger writes while it lives.
+struct LogCapture {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  LogCapture() { spdlog::default_logger()->sinks().push_back(sink); }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
   }
 };
 
@@ -114,7 +130,12 @@ class FailClosedTest : public TcTest {
 
 TEST_F(FailClosedTest, NewWorkloadWhosePolicyFailsDeniesEverythingUntilItIsInstalled) {
   loader.fail_prefix = "wpe_";  // the client's egress policy program (not the deny-all)
+  LogCapture log;
   auto st = apply(8080);
+  EXPECT_NE(log.out.str().find("[error] policy: egress policy of default/client (weir0h) is not "
+                               "installed; new flows are denied until it is (fail closed)"),
+            std::string::npos)
+      << log.out.str();
   ASSERT_FALSE(st.ok()) << "the failure is reported";
   EXPECT_NE(st.error().str().find("injected"), std::string::npos) << st.error().str();
   EXPECT_EQ(mgr->failing(), 1u);
