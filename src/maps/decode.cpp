@@ -144,6 +144,8 @@ const CounterMeta kCounters[] = {
     {WEIR_CNT_DROP_NO_BACKEND, "Dropped", "service without backends", "dropped_no_backend", true},
     {WEIR_CNT_DROP_TAIL_CALL, "Dropped", "missed tail call", "dropped_tail_call", true},
     {WEIR_CNT_DROP_REWRITE, "Dropped", "packet rewrite failed", "dropped_rewrite", true},
+    {WEIR_CNT_DROP_ICMP_NO_FLOW, "Dropped", "ICMP errors about no tracked flow", "dropped_icmp_no_flow", true},
+    {WEIR_CNT_DROP_VLAN, "Dropped", "VLAN-tagged frames", "dropped_vlan", true},
     {WEIR_CNT_REDIRECT_NEIGH, "Redirect", "neigh", "redirect_neigh", true},
     {WEIR_CNT_REDIRECT_PEER, "Redirect", "peer", "redirect_peer", true},
     {WEIR_CNT_REDIRECT_PLAIN, "Redirect", "plain", "redirect_plain", true},

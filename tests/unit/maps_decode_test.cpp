@@ -164,7 +164,7 @@ TEST(PinLayoutTest, SanitizePinName) {
 
 TEST(MapNames, AllMapsListedOnceAndShort) {
   const auto& names = all_map_names();
-  EXPECT_EQ(names.size(), 11u);
+  EXPECT_EQ(names.size(), 13u);
   std::set<std::string> s(names.begin(), names.end());
   EXPECT_EQ(s.size(), names.size());
   for (const auto& n : names) {
