@@ -399,6 +399,8 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
           if (auto st = set_slot_(ep.ifindex, d, WEIR_NO_POLICY_SLOT); !st) {
             errors.push_back(st.error().wrap(ep.iface).str());
           }
+          // And its description, e.g. the previous agent's fail-closed one.
+          (void)maps::remove_policy_info(state_dir_, ep.iface, std::string(calc::pol::to_string(d)));
         }
         continue;
       }
