@@ -74,6 +74,18 @@ std::vector<uint8_t> udp(uint16_t sport, uint16_t dport, const std::string& payl
   return u;
 }
 
+// The TCP checksum of `seg` (header + data) from saddr to daddr (network order).
+uint16_t tcp_csum(uint32_t saddr, uint32_t daddr, const std::vector<uint8_t>& seg) {
+  std::vector<uint8_t> ph(12);
+  std::memcpy(&ph[0], &saddr, 4);
+  std::memcpy(&ph[4], &daddr, 4);
+  ph[9] = IPPROTO_TCP;
+  ph[10] = uint8_t(seg.size() >> 8);
+  ph[11] = uint8_t(seg.size());
+  append(ph, seg.data(), seg.size());
+  return inet_csum(ph.data(), ph.size());
+}
+
 uint32_t addr(const std::string& dotted) {
   in_addr a{};
   ::inet_pton(AF_INET, dotted.c_str(), &a);
@@ -275,6 +287,97 @@ TEST_F(TrustE2E, FragmentedUdpWorksThroughAClusterIp) {
   EXPECT_EQ(counter(pod("pod1").host_if, "ingress", "dropped_frag_unsupported"), 0u);
   EXPECT_EQ(counter(pod("pod1").host_if, "ingress", "dropped_frag_incomplete"), 0u);
   EXPECT_EQ(counter(pod("pod3").host_if, "ingress", "dropped_frag_order"), 0u);
+}
+
+// An idle connection through a ClusterIP outlives a flood of new flows from another pod that
+// evicts its conntrack entries (a 1,024-entry table, 6,000 SYNs): its next request is
+// re-resolved to the same backend and answered, never sent to the VIP un-NATed.
+TEST(ConntrackFloodE2E, IdleServiceConnectionSurvivesAFloodThatEvictsItsEntries) {
+  require_root();
+  lab::LabSpec spec;
+  spec.pods = 3;
+  spec.weir_binary = kWeirBinary;
+  spec.start_agent = false;
+  spec.conntrack_scan_period = 60s;  // eviction, not expiry, removes the entries here
+  auto up = Lab::up(spec);
+  ASSERT_TRUE(up.ok()) << up.error().str();
+  Lab lab = std::move(*up);
+  ASSERT_TRUE(lab.write_resource("dataplaneconfig.yaml",
+                                 "apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {name: default}\n"
+                                 "spec:\n  minSyncPeriod: 200ms\n  conntrackScanPeriod: 60s\n"
+                                 "  mapSizes: {conntrack: 1024}\n")
+                  .ok());
+  ASSERT_TRUE(lab.start_agent().ok());
+  ASSERT_TRUE(lab.start_server("pod3", {8080}, {}).ok());
+  lab::ServiceDef svc;
+  svc.name = "web";
+  svc.cluster_ip = kVip;
+  svc.ports = {{"http", "TCP", 80, 8080}};
+  auto b = lab.backends({"pod3"});
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(lab.write_service("svc-web.yaml", svc, *b).ok());
+
+  // The idle connection: pod2 -> VIP:80 -> pod3:8080, one request answered.
+  Fd conn;
+  ASSERT_TRUE(wait_until([&] {
+    auto c = lab.in_pod("pod2", [] { return lab::tcp_connect(kVip, 80, 500ms); });
+    if (!c) return false;
+    if (!lab::tcp_request(c->get(), 1s).ok()) return false;
+    conn = std::move(*c);
+    return true;
+  }, 15s)) << "service not reachable";
+  auto local = lab.in_pod("pod2", [&]() -> Result<uint16_t> {
+    sockaddr_in sa{};
+    socklen_t len = sizeof sa;
+    if (::getsockname(conn.get(), reinterpret_cast<sockaddr*>(&sa), &len) != 0) return errno_error("getsockname");
+    return uint16_t(ntohs(sa.sin_port));
+  });
+  ASSERT_TRUE(local.ok());
+  const std::string mine = fmt::format(":{} ", *local);
+  auto has_mine = [&] {
+    auto ct = lab.run_weir({"bpf", "conntrack", "dump"});
+    return ct.ok() && ct->find(mine) != std::string::npos;
+  };
+  ASSERT_TRUE(has_mine()) << "the connection's entries exist before the flood";
+
+  // pod1 floods SYNs from 40,000 source ports to pod3's server, which answers each (so the
+  // flood's entries are used, as a real flood's are: a never-used entry cannot push a used one
+  // out of the kernel's LRU).
+  auto pod1 = lab.pod("pod1");
+  ASSERT_TRUE(pod1.ok());
+  const uint32_t src = addr(pod1->ip), dst = addr(lab.pod("pod3")->ip);
+  auto flood = lab.in_pod("pod1", [&]() -> Status {
+    std::vector<uint8_t> syn(20, 0);
+    syn[2] = 8080 >> 8;
+    syn[3] = 8080 & 0xff;
+    syn[12] = 5 << 4;
+    syn[13] = 0x02;
+    syn[14] = 0xff;
+    for (int i = 0; i < 40000; i++) {
+      const uint16_t sport = uint16_t(20000 + i);
+      syn[0] = uint8_t(sport >> 8);
+      syn[1] = uint8_t(sport);
+      syn[16] = syn[17] = 0;
+      const uint16_t c = tcp_csum(src, dst, syn);
+      syn[16] = uint8_t(c >> 8);
+      syn[17] = uint8_t(c);
+      WEIR_TRY(send_raw_ip(ipv4(src, dst, IPPROTO_TCP, syn), dst));
+    }
+    return {};
+  });
+  ASSERT_TRUE(flood.ok()) << flood.error().str();
+  ASSERT_FALSE(has_mine()) << "the flood did not evict the connection's entries: the test proves nothing\n"
+                           << lab.run_weir({"bpf", "counters", "dump", "--iface=" + pod1->host_if}).value()
+                           << lab.run_weir({"bpf", "conntrack", "dump"}).value().substr(0, 3000);
+
+  auto again = lab::tcp_request(conn.get(), 3s);
+  EXPECT_TRUE(again.ok()) << "the idle connection broke: " << again.error().str();
+  if (again.ok()) {
+    EXPECT_EQ(*again, "pod3");
+  }
+  EXPECT_TRUE(has_mine()) << "its entries were re-created";
+  if (HasFailure()) std::cerr << tail(lab.agent_log(), 40);
+  EXPECT_TRUE(lab.down().ok());
 }
 
 }  // namespace
