@@ -83,11 +83,14 @@ void leave(PinRootPlan& p, const std::string& path, const std::string& why) {
 // Why the pin `name` under maps/ is not one of weir's maps; "" when it is.
 std::string not_weir_map(const std::string& path, const std::string& name, const MapTypes& types) {
   const auto& names = maps::all_map_names();
-  if (std::find(names.begin(), names.end(), name) == names.end()) return "not a weir map name";
+  const auto& retired = maps::retired_map_names();
+  const bool is_retired = std::find(retired.begin(), retired.end(), name) != retired.end();
+  if (!is_retired && std::find(names.begin(), names.end(), name) == names.end()) return "not a weir map name";
   auto o = bpf::inspect_pin(path);
   if (!o) return o.error().str();
   if (o->kind != bpf::PinKind::Map) return fmt::format("a {}", bpf::to_string(o->kind));
   if (o->name != name) return fmt::format("a map named {}", o->name);
+  if (is_retired) return "";  // an older agent's map (WEIR_MAPS_RETIRED): its name is all there is to check
   auto t = types.find(name);
   if (t == types.end() || t->second != o->type)
     return fmt::format("a {} map, weir's is not", bpf::map_type_name(o->type));

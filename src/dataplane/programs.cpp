@@ -44,7 +44,7 @@ uint32_t effective_size(const maps::PinLayout& layout, const char* name, uint32_
 // Pins of maps whose layout changed (WEIR_MAPS_RETIRED): their successors are pinned now, and
 // nothing reads the old ones any more.
 void remove_retired_pins(const maps::PinLayout& layout) {
-  for (const char* name : WEIR_MAPS_RETIRED) {
+  for (const std::string& name : maps::retired_map_names()) {
     const std::string path = layout.map_path(name);
     if (::unlink(path.c_str()) == 0) {
       spdlog::info("removed the pin of retired map {} (its layout changed; its successor is pinned)", path);

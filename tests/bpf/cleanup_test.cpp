@@ -218,6 +218,43 @@ TEST(Cleanup, RecognisesAPinRootMadeBeforeTheMarker) {
   });
 }
 
+TEST(Cleanup, RemovesARetiredMapAnOlderAgentPinned) {
+  // An older agent's counters map (weir_counters1, before its value grew) next to today's maps.
+  PrivateBpffs p("cleanup-retired");
+  p.run([&] {
+    const int ifx = privns::add_veth("weirc0", "weirc1");
+    ASSERT_GT(ifx, 0);
+    const maps::PinLayout layout{p.mnt() + "/weir"};
+    ASSERT_TRUE(privns::make_weir_root(layout, ifx, "weirc0"));
+    ASSERT_FALSE(maps::retired_map_names().empty());
+    const std::string old = maps::retired_map_names().front();
+    auto m = bpf::MapFd::create(BPF_MAP_TYPE_PERCPU_HASH, old, 8, 248, 16);
+    ASSERT_TRUE(m.ok()) << m.error().str();
+    ASSERT_TRUE(m->pin(layout.map_path(old)).ok());
+    auto r = cli::cleanup(layout);
+    ASSERT_TRUE(r.ok()) << r.error().str();
+    EXPECT_FALSE(exists(layout.root)) << joined(snapshot(layout.root));
+  });
+}
+
+TEST(Loader, UnpinsARetiredMapOnceItsSuccessorIsPinned) {
+  PrivateBpffs p("loader-retired");
+  p.run([&] {
+    const maps::PinLayout layout{p.mnt() + "/weir"};
+    ASSERT_TRUE(bpf::mkdirs(layout.maps_dir()).ok());
+    const std::string old = maps::retired_map_names().front();
+    auto m = bpf::MapFd::create(BPF_MAP_TYPE_PERCPU_HASH, old, 8, 248, 16);
+    ASSERT_TRUE(m.ok()) << m.error().str();
+    ASSERT_TRUE(m->pin(layout.map_path(old)).ok());
+    auto progs = dataplane::TcPrograms::load(layout, privns::small_map_sizes());
+    ASSERT_TRUE(progs.ok()) << progs.error().str();
+    EXPECT_FALSE(exists(layout.map_path(old)));
+    EXPECT_TRUE(exists(layout.map_path(WEIR_MAP_COUNTERS)));
+    auto r = cli::cleanup(layout);
+    EXPECT_TRUE(r.ok()) << r.error().str();
+  });
+}
+
 TEST(Cleanup, MarkerIsWrittenOnceAndCheckedStrictly) {
   PrivateBpffs p("cleanup-marker");
   p.run([&] {
