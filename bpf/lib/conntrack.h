@@ -72,11 +72,9 @@ static __always_inline __u32 weir_ct_tcp_bits(const struct weir_pkt *p)
  * starts a new flow; a NAT collision with it may overwrite it. */
 static __always_inline int weir_ct_is_dead(const struct weir_ct_val *ct, __u8 proto)
 {
-	__u32 fa = ct->a.flags, fb = ct->b.flags;
-
 	if (proto != IPPROTO_TCP)
 		return 0;
-	return ((fa | fb) & WEIR_CT_LEG_RST) || ((fa & fb) & WEIR_CT_LEG_FIN);
+	return weir_ct_tcp_is_over(weir_ct_tcp_state(ct->a.flags, ct->b.flags));
 }
 
 static __always_inline int weir_tcp_is_syn_only(const struct weir_pkt *p)

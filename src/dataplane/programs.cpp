@@ -44,7 +44,7 @@ uint32_t effective_size(const maps::PinLayout& layout, const char* name, uint32_
 // Pins of maps whose layout changed (WEIR_MAPS_RETIRED): their successors are pinned now, and
 // nothing reads the old ones any more.
 void remove_retired_pins(const maps::PinLayout& layout) {
-  for (const char* name : WEIR_MAPS_RETIRED) {
+  for (const std::string& name : maps::retired_map_names()) {
     const std::string path = layout.map_path(name);
     if (::unlink(path.c_str()) == 0) {
       spdlog::info("removed the pin of retired map {} (its layout changed; its successor is pinned)", path);
@@ -57,6 +57,7 @@ void remove_retired_pins(const maps::PinLayout& layout) {
 }  // namespace
 
 Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::MapSizes& sizes) {
+  WEIR_TRY(maps::write_pin_marker(layout));
   auto impl = std::make_unique<Impl>();
   auto skel = bpf::Skeleton<weir_tc>::open("tc");
   if (!skel) return skel.error();
@@ -100,6 +101,15 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
                    std::make_unique<maps::PolicyMaps>(std::move(*p)));
   WEIR_TRY(progs.install_continuations());
   return progs;
+}
+
+Result<std::map<std::string, uint32_t>> TcPrograms::map_types() {
+  auto skel = bpf::Skeleton<weir_tc>::open("tc");
+  if (!skel) return skel.error();
+  std::map<std::string, uint32_t> out;
+  struct bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, skel->get()->obj) out[bpf_map__name(m)] = bpf_map__type(m);
+  return out;
 }
 
 Status TcPrograms::install_continuations() {

@@ -15,6 +15,11 @@ const std::vector<std::string>& all_map_names() {
   return names;
 }
 
+const std::vector<std::string>& retired_map_names() {
+  static const std::vector<std::string> names = WEIR_MAPS_RETIRED;
+  return names;
+}
+
 namespace {
 
 Error no_state(const PinLayout& layout, const std::string& name) {
