@@ -12,6 +12,7 @@
 #include <linux/bpf.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -103,6 +104,23 @@ Result<std::vector<std::string>> raw_keys(const MapFd& m);
 // caller falls back to raw_keys + lookups.
 Result<bool> raw_dump_batch(const MapFd& m, size_t value_stride, std::vector<uint8_t>& keys,
                             std::vector<uint8_t>& values, size_t& n);
+
+// One step of a BPF_MAP_LOOKUP_BATCH walk, for callers that stream a map chunk by chunk into
+// buffers of their own (memory O(chunk) whatever the map's size).
+struct BatchCursor {
+  std::vector<uint8_t> in, out;  // the kernel's opaque position (a bucket index for hashes)
+  bool first = true;
+};
+enum class BatchStep {
+  More,         // `count` elements copied; call again
+  Last,         // `count` elements copied (maybe 0); the walk is over
+  NoSpace,      // one bucket holds more than `count` elements: nothing copied, retry bigger
+  Unsupported,  // the map type has no batch ops (only ever on the first call)
+};
+// Copies at most `count` elements into keys/values (value_stride bytes per value) and sets
+// `count` to the number copied.
+Result<BatchStep> raw_batch_step(const MapFd& m, BatchCursor& c, void* keys, void* values,
+                                 uint32_t& count);
 }  // namespace detail
 
 // Typed view of a map with one value per key.
@@ -173,11 +191,43 @@ class Map {
     }
     return out;
   }
-  // Number of entries (walks the keys).
+  // Streams every (key, value) pair chunk by chunk: fn(const K* keys, const V* values, size_t n)
+  // -> Status is called for each non-empty chunk of at most `chunk` elements, in buffers reused
+  // from one chunk to the next, so memory stays O(chunk) whatever the map's size. fn may
+  // delete entries (those of the chunk it holds, or any other: a later chunk then lacks them).
+  // BPF_MAP_LOOKUP_BATCH where the map type has it (bucket by bucket: concurrent deletion never
+  // restarts the walk), else the whole dump() handed out in chunks. An error of fn stops the
+  // walk and is returned.
+  template <typename F>
+  Status for_each_chunk(F&& fn, uint32_t chunk = kDefaultChunk) const {
+    std::vector<K> keys(chunk);
+    std::vector<V> vals(chunk);
+    detail::BatchCursor cur;
+    for (;;) {
+      uint32_t n = static_cast<uint32_t>(keys.size());
+      auto step = detail::raw_batch_step(m_, cur, keys.data(), vals.data(), n);
+      if (!step) return step.error();
+      if (*step == detail::BatchStep::Unsupported) return chunks_of_dump(fn, chunk);
+      if (*step == detail::BatchStep::NoSpace) {
+        if (keys.size() >= (1u << 20)) return Error{ENOSPC, "batch lookup in map " + name()};
+        keys.resize(keys.size() * 2);
+        vals.resize(vals.size() * 2);
+        continue;
+      }
+      if (n > 0) WEIR_TRY(fn(static_cast<const K*>(keys.data()), static_cast<const V*>(vals.data()), size_t{n}));
+      if (*step == detail::BatchStep::Last) return {};
+    }
+  }
+  // Number of entries: streamed with for_each_chunk (nothing kept), or a key walk for map
+  // types without batch ops. Not a snapshot under concurrent changes.
   Result<size_t> count() const {
-    auto keys = detail::raw_keys(m_);
-    if (!keys) return keys.error();
-    return keys->size();
+    size_t n = 0;
+    auto st = for_each_chunk([&n](const K*, const V*, size_t c) -> Status {
+      n += c;
+      return {};
+    });
+    if (!st) return st.error();
+    return n;
   }
   // Delete every entry; returns how many were deleted.
   Result<size_t> clear() {
@@ -196,8 +246,27 @@ class Map {
   const MapInfo& info() const { return m_.info(); }
   const std::string& name() const { return m_.name(); }
 
+  static constexpr uint32_t kDefaultChunk = 4096;
+
  private:
   explicit Map(MapFd m) : m_(std::move(m)) {}
+  template <typename F>
+  Status chunks_of_dump(F& fn, uint32_t chunk) const {
+    auto all = dump();
+    if (!all) return all.error();
+    std::vector<K> keys;
+    std::vector<V> vals;
+    for (size_t i = 0; i < all->size(); i += chunk) {
+      keys.clear();
+      vals.clear();
+      for (size_t j = i; j < std::min(all->size(), i + chunk); j++) {
+        keys.push_back((*all)[j].first);
+        vals.push_back((*all)[j].second);
+      }
+      WEIR_TRY(fn(static_cast<const K*>(keys.data()), static_cast<const V*>(vals.data()), keys.size()));
+    }
+    return {};
+  }
   MapFd m_;
 };
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "calc/conntrack.h"
+#include "cli/bpf_ops.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
 #include "dataplane/policy_slots.h"
@@ -30,7 +31,7 @@ Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
 
 // Every weir map, created with the real types and sizes (small), owned by the test.
 struct TestMaps {
-  Fd fe, be, ct, routes, ifstate, counters;
+  Fd fe, be, ct, routes, ifstate, counters, ct_stats;
   std::unique_ptr<maps::WeirMaps> maps;
 
   static Fd create(bpf_map_type type, const char* name, uint32_t k, uint32_t v, uint32_t n,
@@ -50,7 +51,10 @@ struct TestMaps {
     ifstate = create(BPF_MAP_TYPE_HASH, "t_ifstate", sizeof(__u32), sizeof(weir_ifstate_val), 16);
     counters = create(BPF_MAP_TYPE_PERCPU_HASH, "t_counters", sizeof(weir_counters_key),
                       sizeof(weir_counters_val), 16);
-    maps::MapFds fds{fe.get(), be.get(), ct.get(), routes.get(), ifstate.get(), counters.get()};
+    ct_stats = create(BPF_MAP_TYPE_PERCPU_ARRAY, "t_ct_stats", sizeof(__u32), sizeof(weir_ct_stats),
+                      WEIR_CT_STATS__MAX);
+    maps::MapFds fds{fe.get(),      be.get(),       ct.get(),      routes.get(),
+                     ifstate.get(), counters.get(), ct_stats.get()};
     auto m = maps::WeirMaps::from_fds(fds);
     if (!m) {
       ADD_FAILURE() << m.error().str();
@@ -306,6 +310,41 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   EXPECT_FALSE(present(*t.maps, to_removed.rev_key));
 }
 
+TEST(ConntrackStats, ReadCountsEntriesAndSumsStatisticsOverCpus) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  const uint64_t now = 10000 * kSec;
+  for (uint16_t p = 0; p < 40; p++)
+    insert(*t.maps, nat_pair("10.65.0.2", 40000 + p, "10.96.0.10", 80, "10.65.0.3", 8080, 6, now,
+                             kEstablished));
+  const int n = t.maps->ct_stats.ncpus();
+  std::vector<weir_ct_stats> dp(n), agent(n);
+  dp[0].created = 100, dp[0].deleted = 4, dp[0].midflow_miss = 2, dp[0].midflow_renat = 2;
+  dp[n - 1].created += 20, dp[n - 1].create_failed = 3;
+  agent[0].deleted = 30;
+  ASSERT_TRUE(t.maps->ct_stats.update(WEIR_CT_STATS_DATAPATH, dp).ok());
+  ASSERT_TRUE(t.maps->ct_stats.update(WEIR_CT_STATS_AGENT, agent).ok());
+  std::vector<weir_counters_val> c(n);
+  c[0].c[WEIR_CNT_DROP_CT_CREATE] = 2;
+  c[n - 1].c[WEIR_CNT_DROP_CT_CREATE] += 1;
+  ASSERT_TRUE(t.maps->counters.update(weir_counters_key{7, WEIR_HOOK_INGRESS}, c).ok());
+  ASSERT_TRUE(t.maps->counters.update(weir_counters_key{8, WEIR_HOOK_EGRESS}, c).ok());
+
+  auto r = cli::read_ct_stats(*t.maps);
+  ASSERT_TRUE(r.ok()) << r.error().str();
+  EXPECT_EQ(r->map_name, "t_ct");
+  EXPECT_EQ(r->entries, 80u);
+  EXPECT_EQ(r->max_entries, 256u);
+  EXPECT_EQ(r->datapath.created, 120u);
+  EXPECT_EQ(r->datapath.create_failed, 3u);
+  EXPECT_EQ(r->datapath.deleted, 4u);
+  EXPECT_EQ(r->datapath.midflow_renat, 2u);
+  EXPECT_EQ(r->agent.deleted, 30u);
+  EXPECT_EQ(r->dropped_ct_create, 6u);
+  EXPECT_NE(cli::format_ct_stats(*r).find("80 of 256 entries (31.2% full)"), std::string::npos)
+      << cli::format_ct_stats(*r);
+  EXPECT_EQ(cli::ct_stats_json(*r)["evictions_estimated"], 120 - 4 - 30 - 80);
+}
 
 // ---------------------------------------------------------------- EndpointManager
 
