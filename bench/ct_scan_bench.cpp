@@ -201,7 +201,7 @@ int run(const Options& o) {
   std::printf("filled %u entries (%d%% of the flows NAT pairs), baseline RSS %.1f MiB\n", n,
               o.nat_percent, status_kib("VmRSS:") / 1024.0);
 
-  dataplane::ConntrackScanner scanner(ct);
+  dataplane::ConntrackScanner scanner(progs->maps());
   double cpu_sum = 0;
   for (int p = 0; p < o.periods; p++) {
     dataplane::ConntrackScanner::Stats st;

@@ -91,7 +91,7 @@ class Agent {
         progs_(std::move(progs)),
         endpoints_(progs_.maps(), layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
         services_(progs_.maps()),
-        scanner_(progs_.maps().ct),
+        scanner_(progs_.maps()),
         policies_(progs_.policy_maps().jump, progs_.policy_map_fds(), o.state_dir, [this](uint32_t ifindex, calc::pol::Direction d, uint32_t slot) {
                     return dataplane::set_policy_slot(progs_.maps().ifstate, ifindex, d, slot);
                   }) {}

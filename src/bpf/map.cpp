@@ -158,6 +158,46 @@ Result<std::vector<std::string>> raw_keys(const MapFd& m) {
   return keys;
 }
 
+namespace {
+Result<size_t> delete_one_by_one(const MapFd& m, const uint8_t* keys, size_t n) {
+  size_t done = 0;
+  for (size_t i = 0; i < n; i++) {
+    auto r = raw_delete(m, keys + i * m.info().key_size);
+    if (!r) return r.error();
+    done += *r ? 1 : 0;
+  }
+  return done;
+}
+}  // namespace
+
+Result<size_t> raw_delete_batch(const MapFd& m, const void* keys, size_t n) {
+  const auto* k = static_cast<const uint8_t*>(keys);
+  const size_t ks = m.info().key_size;
+  size_t done = 0, i = 0;
+  while (i < n) {
+    uint32_t count = static_cast<uint32_t>(std::min<size_t>(n - i, UINT32_MAX));
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_delete_batch(m.fd(), k + i * ks, &count, &opts);
+    int e = err != 0 ? errno : 0;
+    // The kernel stops at the first key it cannot delete; `count` says how many went before.
+    done += count;
+    i += count;
+    if (e == 0) continue;
+    if (e == ENOENT) {  // that key was gone already: skip it
+      i++;
+      continue;
+    }
+    constexpr int kENOTSUPP = 524;
+    if (e == EINVAL || e == EOPNOTSUPP || e == kENOTSUPP) {
+      auto rest = delete_one_by_one(m, k + i * ks, n - i);
+      if (!rest) return rest.error();
+      return done + *rest;
+    }
+    return Error{e, "batch delete from map " + m.name()};
+  }
+  return done;
+}
+
 Result<BatchStep> raw_batch_step(const MapFd& m, BatchCursor& c, void* keys, void* values,
                                  uint32_t& count) {
   switch (m.info().type) {

@@ -105,6 +105,11 @@ Result<std::vector<std::string>> raw_keys(const MapFd& m);
 Result<bool> raw_dump_batch(const MapFd& m, size_t value_stride, std::vector<uint8_t>& keys,
                             std::vector<uint8_t>& values, size_t& n);
 
+// Deletes n keys (key_size bytes each, packed) with BPF_MAP_DELETE_BATCH, one syscall for many
+// keys; keys already absent are skipped. Falls back to one delete per key for map types
+// without batch ops. Returns how many were deleted.
+Result<size_t> raw_delete_batch(const MapFd& m, const void* keys, size_t n);
+
 // One step of a BPF_MAP_LOOKUP_BATCH walk, for callers that stream a map chunk by chunk into
 // buffers of their own (memory O(chunk) whatever the map's size).
 struct BatchCursor {
@@ -160,6 +165,9 @@ class Map {
   }
   // Delete `key`; false when it was not present.
   Result<bool> remove(const K& key) { return detail::raw_delete(m_, &key); }
+  // Delete n keys in as few syscalls as the kernel allows; absent keys are skipped. Returns
+  // how many were deleted.
+  Result<size_t> remove_batch(const K* keys, size_t n) { return detail::raw_delete_batch(m_, keys, n); }
   // Every (key, value) pair. Entries deleted while the dump runs are skipped; no key is
   // returned twice. Not a snapshot: entries added during the walk may or may not appear.
   Result<std::vector<std::pair<K, V>>> dump() const {

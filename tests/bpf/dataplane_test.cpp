@@ -271,7 +271,7 @@ TEST(ConntrackScanner, ExpiresIdlePairsTogetherAndKeepsLiveOnes) {
   insert(*t.maps, udp_live);
   insert(*t.maps, tcp);
 
-  ConntrackScanner sc(t.maps->ct);
+  ConntrackScanner sc(*t.maps);
   auto st = sc.scan(to, nullptr, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_EQ(st->scanned, 6u);
@@ -300,7 +300,7 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   insert(*t.maps, to_kept);
   insert(*t.maps, to_removed);
   calc::BackendIndex idx({frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}})});
-  ConntrackScanner sc(t.maps->ct);
+  ConntrackScanner sc(*t.maps);
   auto st = sc.scan(model::ConntrackTimeouts{}, &idx, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_GE(st->stale_backend, 1u);
