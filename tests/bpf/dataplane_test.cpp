@@ -19,6 +19,7 @@
 #include "netns_env.h"
 #include "bpf/attach.h"
 #include "bpf/bpffs.h"
+#include "maps/decode.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
 
@@ -42,10 +43,10 @@ struct TestMaps {
     return Fd(fd);
   }
 
-  TestMaps() {
+  explicit TestMaps(uint32_t ct_size = 256) {
     fe = create(BPF_MAP_TYPE_HASH, "t_nat_fe", sizeof(weir_nat_fe_key), sizeof(weir_nat_fe_val), 64);
     be = create(BPF_MAP_TYPE_HASH, "t_nat_be", sizeof(weir_nat_be_key), sizeof(weir_nat_be_val), 256);
-    ct = create(BPF_MAP_TYPE_LRU_HASH, "t_ct", sizeof(weir_ct_key), sizeof(weir_ct_val), 256);
+    ct = create(BPF_MAP_TYPE_LRU_HASH, "t_ct", sizeof(weir_ct_key), sizeof(weir_ct_val), ct_size);
     routes = create(BPF_MAP_TYPE_LPM_TRIE, "t_routes", sizeof(weir_route_key),
                     sizeof(weir_route_val), 64, BPF_F_NO_PREALLOC);
     ifstate = create(BPF_MAP_TYPE_HASH, "t_ifstate", sizeof(__u32), sizeof(weir_ifstate_val), 16);
@@ -308,6 +309,52 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   EXPECT_TRUE(present(*t.maps, to_kept.rev_key));
   EXPECT_FALSE(present(*t.maps, to_removed.fwd_key));
   EXPECT_FALSE(present(*t.maps, to_removed.rev_key));
+}
+
+uint64_t agent_deleted(maps::WeirMaps& m) {
+  auto v = m.ct_stats.lookup(WEIR_CT_STATS_AGENT);
+  EXPECT_TRUE(v.ok() && v->has_value());
+  return v.ok() && v->has_value() ? maps::sum_ct_stats(**v).deleted : 0;
+}
+
+TEST(ConntrackScanner, ManyChunksPairsAcrossChunksAndDeletionsCountedForTheAgent) {
+  // More entries than several scanner chunks: a pair's halves usually lie in different chunks.
+  TestMaps t(65536);
+  ASSERT_TRUE(t.maps);
+  const uint64_t now = 10000 * kSec;
+  const int kPairs = 12000;
+  std::vector<NatPair> pairs;
+  for (int i = 0; i < kPairs; i++) {
+    // Every third pair is idle 61 s (UDP: expired); every other third has an old forward half
+    // and a fresh reverse half (alive); the rest are fresh.
+    auto p = nat_pair(i % 2 ? "10.65.0.2" : "10.65.0.7", static_cast<uint16_t>(1024 + i), "10.96.0.10", 53,
+                      "10.65.0.5", 5353, 17, i % 3 == 2 ? now : now - 61 * kSec, 0);
+    if (i % 3 == 1) p.rev.last_seen_ns = now - kSec;
+    insert(*t.maps, p);
+    pairs.push_back(p);
+  }
+  ASSERT_EQ(*t.maps->ct.count(), 2u * kPairs);
+  ASSERT_GT(2u * kPairs, 4 * ConntrackScanner::kChunk);
+  ConntrackScanner sc(*t.maps);
+  auto st = sc.scan(model::ConntrackTimeouts{}, nullptr, now);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  const size_t dead = 2 * ((kPairs + 2) / 3);  // i % 3 == 0
+  EXPECT_EQ(st->expired, dead);
+  EXPECT_EQ(st->stale_backend, 0u);
+  EXPECT_EQ(st->deleted(), dead);
+  for (int i = 0; i < kPairs; i++) {
+    EXPECT_EQ(present(*t.maps, pairs[i].fwd_key), i % 3 != 0) << i;
+    EXPECT_EQ(present(*t.maps, pairs[i].rev_key), i % 3 != 0) << i;
+  }
+  EXPECT_EQ(agent_deleted(*t.maps), dead);
+  // A second pass deletes nothing and adds nothing; a later one adds to the total.
+  ASSERT_TRUE(sc.scan(model::ConntrackTimeouts{}, nullptr, now).ok());
+  EXPECT_EQ(agent_deleted(*t.maps), dead);
+  auto later = sc.scan(model::ConntrackTimeouts{}, nullptr, now + 120 * kSec);
+  ASSERT_TRUE(later.ok()) << later.error().str();
+  EXPECT_EQ(later->deleted(), 2u * kPairs - dead);
+  EXPECT_EQ(agent_deleted(*t.maps), 2u * kPairs);
+  EXPECT_EQ(*t.maps->ct.count(), 0u);
 }
 
 TEST(ConntrackStats, ReadCountsEntriesAndSumsStatisticsOverCpus) {
