@@ -49,13 +49,19 @@ Status ConntrackScanner::judge(Pass& p, const weir_ct_key& key, const weir_ct_va
     return calc::ct_decide(key, val, last, p.now_ns, p.timeouts, p.backends);
   };
   auto verdict = decide(val.last_seen_ns);
-  if (verdict == calc::CtVerdict::Keep) return {};
+  if (verdict == calc::CtVerdict::Keep) {
+    p.stats.kept++;
+    return {};
+  }
   auto partner = calc::ct_partner_key(key, val);
   if (partner && verdict == calc::CtVerdict::Expired) {
     auto twin = maps_.ct.lookup(*partner);
     if (!twin) return twin.error();
     if (*twin) verdict = decide(std::max<uint64_t>(val.last_seen_ns, (*twin)->last_seen_ns));
-    if (verdict == calc::CtVerdict::Keep) return {};
+    if (verdict == calc::CtVerdict::Keep) {
+      p.stats.kept++;
+      return {};
+    }
   }
   auto& doomed = verdict == calc::CtVerdict::Expired ? p.expired : p.stale;
   doomed.push_back(key);

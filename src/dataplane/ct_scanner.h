@@ -30,6 +30,8 @@ class ConntrackScanner {
 
   struct Stats {
     size_t scanned = 0;        // entries seen by the walk
+    size_t kept = 0;           // of those, left in place: the table's occupancy after the pass
+                               // (entries created meanwhile in walked buckets aside)
     size_t expired = 0;        // entries removed for idleness
     size_t stale_backend = 0;  // entries removed because their backend went away
     size_t deleted() const { return expired + stale_backend; }

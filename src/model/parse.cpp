@@ -480,7 +480,8 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
   YAML::Node spec = c.map(root, "spec", "spec", false);
   c.warn_unknown_keys(
       spec, "spec",
-      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod"});
+      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod",
+       "conntrackWarnThresholdPercent"});
   if (auto lvl = c.str(spec, "logLevel", "spec.logLevel", false)) {
     if (*lvl == "trace" || *lvl == "debug" || *lvl == "info" || *lvl == "warn" || *lvl == "error")
       cfg.log_level = *lvl;
@@ -493,6 +494,9 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
     cfg.min_sync_period = *d;
   if (auto d = c.duration(spec, "conntrackScanPeriod", "spec.conntrackScanPeriod", false))
     cfg.conntrack_scan_period = *d;
+  if (auto v = c.integer(spec, "conntrackWarnThresholdPercent",
+                         "spec.conntrackWarnThresholdPercent", 1, 100, false))
+    cfg.conntrack_warn_threshold_percent = static_cast<uint32_t>(*v);
 
   YAML::Node ct = c.map(spec, "conntrackTimeouts", "spec.conntrackTimeouts", false);
   c.warn_unknown_keys(

@@ -179,6 +179,8 @@ struct DataplaneConfig {
   ConntrackTimeouts conntrack_timeouts;
   MapSizes map_sizes;
   std::chrono::nanoseconds conntrack_scan_period = std::chrono::seconds(10);
+  // The agent logs a WARNING when the conntrack table is at least this full (1..100).
+  uint32_t conntrack_warn_threshold_percent = 90;
 };
 
 // ---------------------------------------------------------------- Namespace (v1)

@@ -342,6 +342,7 @@ TEST(ConntrackScanner, ManyChunksPairsAcrossChunksAndDeletionsCountedForTheAgent
   EXPECT_EQ(st->expired, dead);
   EXPECT_EQ(st->stale_backend, 0u);
   EXPECT_EQ(st->deleted(), dead);
+  EXPECT_EQ(st->kept, 2u * kPairs - dead) << "what the occupancy warning is fed";
   for (int i = 0; i < kPairs; i++) {
     EXPECT_EQ(present(*t.maps, pairs[i].fwd_key), i % 3 != 0) << i;
     EXPECT_EQ(present(*t.maps, pairs[i].rev_key), i % 3 != 0) << i;
