@@ -15,6 +15,7 @@
 #include "lib/conntrack.h"
 #include "lib/counters.h"
 #include "lib/csum.h"
+#include "lib/frags.h"
 #include "lib/icmp.h"
 #include "lib/maps.h"
 #include "lib/nat.h"
@@ -39,9 +40,6 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 	__u32 add, changed = 0;
 	__u64 now;
 
-	if ((nat_dst || nat_src) && p->frag == WEIR_FRAG_FIRST)
-		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
-
 	if (!from_wl && !pol_done && !(dst->flags & WEIR_CT_LEG_APPROVED)) {
 		/* The receiving workload has not approved the flow yet (e.g. the first packet
 		 * from_wl redirected to it): its ingress policy decides, before the entry is
@@ -52,10 +50,13 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 			return weir_policy_call(skb, p, 0, slot, 0, 0, 0, 1, 0);
 	}
 
-	/* Written only when the (coarse) clock moved: most packets leave the line clean. */
+	/* Written only when the (coarse) clock moved: most packets leave the line clean. Then, and
+	 * only then, the other half of a NAT pair is looked at (and re-created if it was evicted). */
 	now = weir_now();
-	if (ct->last_seen_ns != now)
+	if (ct->last_seen_ns != now) {
 		ct->last_seen_ns = now;
+		weir_ct_keep_pair(key, ct, now);
+	}
 
 	add = weir_ct_tcp_bits(p) & ~src->flags;
 	if (add) {
@@ -131,17 +132,22 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 				}
 				/* The colliding flow is over (or just vanished): take its place. */
 				if (bpf_map_update_elem(&weir_ct1, &rk, &v, BPF_ANY)) {
+					weir_ct_stat_add(create_failed, 1);
 					p->outcome = WEIR_CNT_DROP_CT_CREATE;
 					return 1;
 				}
+				if (e)
+					weir_ct_stat_add(deleted, 1); /* the dead flow's entry, overwritten */
 				created_rev = 1;
 			}
 		} else if (rc) {
+			weir_ct_stat_add(create_failed, 1);
 			p->outcome = WEIR_CNT_DROP_CT_CREATE;
 			return 1;
 		} else {
 			created_rev = 1;
 		}
+		weir_ct_stat_add(created, created_rev);
 		v.type = WEIR_CT_NAT_FWD;
 		v.nat_addr = be_addr;
 		v.nat_port = be_port;
@@ -152,24 +158,29 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 		struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, key);
 
 		/* Lost a race: the winner may have picked another backend; drop our orphan. */
-		if (created_rev && (!e || e->nat_addr != be_addr || e->nat_port != be_port))
-			bpf_map_delete_elem(&weir_ct1, &rk);
+		if (created_rev && (!e || e->nat_addr != be_addr || e->nat_port != be_port) &&
+		    !bpf_map_delete_elem(&weir_ct1, &rk))
+			weir_ct_stat_add(deleted, 1);
 		return -WEIR_EEXIST;
 	}
 	if (rc) {
-		if (created_rev)
-			bpf_map_delete_elem(&weir_ct1, &rk);
+		if (created_rev && !bpf_map_delete_elem(&weir_ct1, &rk))
+			weir_ct_stat_add(deleted, 1);
+		weir_ct_stat_add(create_failed, 1);
 		p->outcome = WEIR_CNT_DROP_CT_CREATE;
 		return 1;
 	}
+	weir_ct_stat_add(created, 1);
 	return 0;
 }
 
 /* The part of a new flow from a workload after the policy decision (or without a policy):
- * route, conntrack, DNAT to the backend chosen before the policy ran, forward. */
+ * route, conntrack, DNAT to the backend chosen before the policy ran, forward. `midflow`: a TCP
+ * packet of a connection through a service whose entries were lost (evicted, expired), being
+ * re-resolved: both legs are recorded as past the handshake. */
 static __always_inline int weir_new_from_wl_finish(struct __sk_buff *skb, struct weir_pkt *p,
 						   const struct weir_ct_key *key, int nat,
-						   __u32 be_addr, __u16 be_port)
+						   __u32 be_addr, __u16 be_port, int midflow)
 {
 	struct weir_ct_leg client = {}, other = {};
 	struct weir_ct_val *ct;
@@ -183,6 +194,10 @@ static __always_inline int weir_new_from_wl_finish(struct __sk_buff *skb, struct
 	__builtin_memcpy(client.wl_mac, &m[6], 6);   /* Ethernet source: the workload */
 	__builtin_memcpy(client.host_mac, &m[0], 6); /* Ethernet destination: the host veth */
 	weir_route_dst_leg(&other, nat ? be_addr : p->daddr);
+	if (midflow) {
+		client.flags |= WEIR_CT_LEG_SYN | WEIR_CT_LEG_ACK;
+		other.flags |= WEIR_CT_LEG_SYN | WEIR_CT_LEG_ACK;
+	}
 
 	rc = weir_ct_create_from_wl(p, key, &client, &other, nat, be_addr, be_port);
 	if (rc == -WEIR_EEXIST) {
@@ -202,9 +217,28 @@ static __always_inline int weir_new_from_wl_finish(struct __sk_buff *skb, struct
 		 * policy) sees the first packet and approves the flow. */
 		if (weir_set_macs(skb, &other))
 			return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
-		return weir_verdict(p, WEIR_CNT_REDIRECT_PLAIN, bpf_redirect(other.ifindex, 0));
+		return weir_redirect(p, WEIR_CNT_REDIRECT_PLAIN, other.ifindex, 0);
 	}
 	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+}
+
+/* TCP without a SYN (or with a SYN+ACK) and without an entry: mid-stream, its entries were lost
+ * (LRU eviction under a flood of new flows, expiry, a restart that cleaned the table). Towards
+ * a service it must never leave un-NATed: it is re-resolved through the frontend to the backend
+ * the flow hash picks (the same one as at its start while the service's backends did not
+ * change; if they did, the backend answers with a reset), or answered with a TCP reset when the
+ * service has no backend left. Returns weir_nat_pick's answer and counts the case in the
+ * conntrack statistics. */
+static __always_inline int weir_midflow_pick(struct weir_pkt *p, __u32 *be_addr, __u16 *be_port)
+{
+	int nat = weir_nat_pick(p, be_addr, be_port);
+
+	weir_ct_stat_add(midflow_miss, 1);
+	if (nat == WEIR_NAT_BACKEND)
+		weir_ct_stat_add(midflow_renat, 1);
+	else if (nat == WEIR_NAT_NO_BACKEND)
+		weir_ct_stat_add(midflow_reset, 1);
+	return nat;
 }
 
 /* New flow from a workload: service NAT, the workload's egress policy, then the rest
@@ -213,22 +247,26 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 					    const struct weir_ct_key *key)
 {
 	__u32 be_addr = 0, slot;
-	__u16 be_port = 0;
-	int nat;
+	__u16 be_port = 0, pflags = 0;
+	int nat, midflow = p->proto == IPPROTO_TCP && !weir_tcp_is_syn_only(p);
 
 	slot = weir_policy_slot(p->ifindex, 1);
 
-	/* TCP without a SYN (or SYN+ACK) is mid-stream, e.g. its entry was evicted: pass it
-	 * untouched and create no state; with an egress policy, only if the policy allows it. */
-	if (p->proto == IPPROTO_TCP && !weir_tcp_is_syn_only(p)) {
-		if (slot != WEIR_NO_POLICY_SLOT)
-			return weir_policy_call(skb, p, 1, slot, 0, 0, 0, 0, WEIR_PSTATE_F_NO_STATE);
-		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+	if (midflow) {
+		nat = weir_midflow_pick(p, &be_addr, &be_port);
+		if (nat == WEIR_NAT_NONE) {
+			/* Not to a service: pass it untouched and create no state; with an egress
+			 * policy, only if the policy allows it. */
+			if (slot != WEIR_NO_POLICY_SLOT)
+				return weir_policy_call(skb, p, 1, slot, 0, 0, 0, 0, WEIR_PSTATE_F_NO_STATE);
+			return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+		}
+		if (nat == WEIR_NAT_NO_BACKEND && (p->tcp_flags & WEIR_TCP_RST))
+			return weir_verdict(p, WEIR_CNT_DROP_NO_BACKEND, TC_ACT_SHOT); /* no RST for a RST */
+		pflags = WEIR_PSTATE_F_MIDFLOW;
+	} else {
+		nat = weir_nat_pick(p, &be_addr, &be_port);
 	}
-
-	nat = weir_nat_pick(p, &be_addr, &be_port);
-	if (nat != WEIR_NAT_NONE && p->frag == WEIR_FRAG_FIRST)
-		return weir_verdict(p, WEIR_CNT_DROP_FRAG_UNSUPPORTED, TC_ACT_SHOT);
 	if (nat == WEIR_NAT_NO_BACKEND) {
 		if (p->proto == IPPROTO_TCP)
 			return weir_answer_tcp_rst(skb, p);
@@ -239,9 +277,9 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 	/* Egress policy of the workload, on the destination after DNAT. Returns only when the
 	 * tail call failed; the continuation carries on with the same backend. */
 	if (slot != WEIR_NO_POLICY_SLOT)
-		return weir_policy_call(skb, p, 1, slot, nat, be_addr, be_port, 0, 0);
+		return weir_policy_call(skb, p, 1, slot, nat, be_addr, be_port, 0, pflags);
 
-	return weir_new_from_wl_finish(skb, p, key, nat, be_addr, be_port);
+	return weir_new_from_wl_finish(skb, p, key, nat, be_addr, be_port, midflow);
 }
 
 /* Create the entry of a new flow towards a workload, the receiving workload's leg approved.
@@ -277,8 +315,11 @@ static __always_inline int weir_new_to_wl_finish(struct __sk_buff *skb, struct w
 			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
 		return weir_established(skb, p, key, ct, 0, pol_done);
 	}
-	if (rc)
+	if (rc) {
+		weir_ct_stat_add(create_failed, 1);
 		return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
+	}
+	weir_ct_stat_add(created, 1);
 	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
 }
 
@@ -298,9 +339,10 @@ static __always_inline int weir_new_to_wl(struct __sk_buff *skb, struct weir_pkt
 	return weir_new_to_wl_finish(skb, p, key, 0);
 }
 
-/* Parse; the verdict of the packets that never reach conntrack (not IPv4, short, malformed,
- * later fragments). Returns WEIR_PARSE_OK when the packet goes on. */
-static __always_inline __u32 weir_parse_and_screen(struct __sk_buff *skb, struct weir_pkt *p, int *verdict)
+/* Parse; the verdict of the packets that never reach conntrack (not IPv4, VLAN-tagged, short,
+ * malformed, later fragments). Returns WEIR_PARSE_OK when the packet goes on. */
+static __always_inline __u32 weir_parse_and_screen(struct __sk_buff *skb, struct weir_pkt *p, int *verdict,
+						   const int from_wl)
 {
 	__u32 rc = weir_parse(skb, p);
 
@@ -308,11 +350,10 @@ static __always_inline __u32 weir_parse_and_screen(struct __sk_buff *skb, struct
 		*verdict = weir_verdict(p, rc, rc == WEIR_CNT_ACCEPT_NON_IPV4 ? TC_ACT_OK : TC_ACT_SHOT);
 		return rc;
 	}
-	/* Later fragments carry no ports: they cannot be matched to a flow. They go up the host
-	 * stack untouched (a datagram that needed NAT lost its first fragment already). */
+	/* Later fragments carry no ports: they follow their first fragment (lib/frags.h). */
 	if (p->frag == WEIR_FRAG_LATER) {
-		*verdict = weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
-		return WEIR_CNT_ACCEPT_NEW_FLOW;
+		*verdict = weir_frag_later(skb, p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS);
+		return p->outcome;
 	}
 	return WEIR_PARSE_OK;
 }
@@ -323,7 +364,7 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 	struct weir_ct_val *ct;
 	int verdict = TC_ACT_SHOT;
 
-	if (weir_parse_and_screen(skb, p, &verdict) != WEIR_PARSE_OK)
+	if (weir_parse_and_screen(skb, p, &verdict, from_wl) != WEIR_PARSE_OK)
 		return verdict;
 
 	if (p->proto == IPPROTO_ICMP && weir_icmp_is_error(p->icmp_type))
@@ -332,13 +373,19 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 	p->from_a = weir_ct_key_make(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto);
 	ct = bpf_map_lookup_elem(&weir_ct1, &key);
 	if (ct) {
+		/* A workload sends only with its own addresses (docs/packet-path.md). */
+		if (from_wl && !weir_ct_src_ok(ct, p))
+			return weir_verdict(p, WEIR_CNT_DROP_UNKNOWN_SOURCE, TC_ACT_SHOT);
 		if (!weir_tcp_is_syn_only(p) || !weir_ct_is_dead(ct, p->proto))
 			return weir_established(skb, p, &key, ct, from_wl, 0);
 		/* A new SYN on the 5-tuple of a finished flow: start over. */
 		weir_ct_delete_flow(&key, ct);
 	}
-	if (from_wl)
+	if (from_wl) {
+		if (!weir_src_is_workload(p->saddr, p->ifindex))
+			return weir_verdict(p, WEIR_CNT_DROP_UNKNOWN_SOURCE, TC_ACT_SHOT);
 		return weir_new_from_wl(skb, p, &key);
+	}
 	return weir_new_to_wl(skb, p, &key);
 }
 
@@ -355,7 +402,7 @@ static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_p
 	int verdict = TC_ACT_SHOT;
 	__u32 outcome = WEIR_CNT_DROP_TAIL_CALL;
 
-	if (weir_parse_and_screen(skb, p, &verdict) != WEIR_PARSE_OK)
+	if (weir_parse_and_screen(skb, p, &verdict, from_wl) != WEIR_PARSE_OK)
 		return verdict; /* unreachable: the main program saw the same packet */
 	if (!weir_policy_allowed(p, from_wl, &r, &outcome))
 		return weir_verdict(p, outcome, TC_ACT_SHOT);
@@ -364,7 +411,8 @@ static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_p
 	if (from_wl) {
 		if (r.pflags & WEIR_PSTATE_F_NO_STATE)
 			return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
-		return weir_new_from_wl_finish(skb, p, &key, r.nat, r.nat_addr, r.nat_port);
+		return weir_new_from_wl_finish(skb, p, &key, r.nat, r.nat_addr, r.nat_port,
+					       !!(r.pflags & WEIR_PSTATE_F_MIDFLOW));
 	}
 	if (r.ct_exists) {
 		/* The receiving leg of an existing entry; if the entry went away meanwhile (expired,
@@ -388,6 +436,8 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	} else {
 		verdict = weir_process(skb, &p, from_wl);
 	}
+	if (p.frag == WEIR_FRAG_FIRST)
+		weir_frag_first_done(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, verdict);
 	/* After a successful tail call into a policy the main program does not get here: the
 	 * continuation counts the packet. */
 	weir_count(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, p.outcome, p.facts);

@@ -9,6 +9,22 @@
 #include "lib/defs.h"
 #include "lib/maps.h"
 
+/* This CPU's datapath statistics (weir/conntrack.h, struct weir_ct_stats); NULL never happens
+ * (a fixed array) but is checked. Per-CPU: plain increments are exact. */
+static __always_inline struct weir_ct_stats *weir_ct_stats(void)
+{
+	__u32 k = WEIR_CT_STATS_DATAPATH;
+
+	return bpf_map_lookup_elem(&weir_ct_stats1, &k);
+}
+
+#define weir_ct_stat_add(field, n)                            \
+	do {                                                  \
+		struct weir_ct_stats *st_ = weir_ct_stats();  \
+		if (st_)                                      \
+			st_->field += (n);                    \
+	} while (0)
+
 /* Build the normalised key of a packet going (saddr, sport) -> (daddr, dport). Returns 1 when
  * the sender is side A (its (addr, port) compares lower or equal), else 0. */
 static __always_inline __u8 weir_ct_key_make(struct weir_ct_key *k, __u32 saddr, __u16 sport,
@@ -56,11 +72,9 @@ static __always_inline __u32 weir_ct_tcp_bits(const struct weir_pkt *p)
  * starts a new flow; a NAT collision with it may overwrite it. */
 static __always_inline int weir_ct_is_dead(const struct weir_ct_val *ct, __u8 proto)
 {
-	__u32 fa = ct->a.flags, fb = ct->b.flags;
-
 	if (proto != IPPROTO_TCP)
 		return 0;
-	return ((fa | fb) & WEIR_CT_LEG_RST) || ((fa & fb) & WEIR_CT_LEG_FIN);
+	return weir_ct_tcp_is_over(weir_ct_tcp_state(ct->a.flags, ct->b.flags));
 }
 
 static __always_inline int weir_tcp_is_syn_only(const struct weir_pkt *p)
@@ -126,11 +140,50 @@ static __always_inline void weir_ct_delete_flow(const struct weir_ct_key *k, con
 	struct weir_ct_key pk;
 	__u8 unused;
 
+	__u32 n = 0;
+
 	if (ct->type != WEIR_CT_NORMAL) {
 		weir_ct_pair_key(&pk, k, ct, &unused);
-		bpf_map_delete_elem(&weir_ct1, &pk);
+		if (!bpf_map_delete_elem(&weir_ct1, &pk))
+			n++;
 	}
-	bpf_map_delete_elem(&weir_ct1, k);
+	if (!bpf_map_delete_elem(&weir_ct1, k))
+		n++;
+	weir_ct_stat_add(deleted, n);
+}
+
+/* Re-create the missing other half of a NAT pair from the half that was hit (LRU eviction can
+ * take one half of an idle flow and leave the other): same legs, the opposite type, the NAT
+ * address taken from this half's key. Called at most once per flow and clock tick (when the
+ * hit moves last_seen), so an established packet still costs one lookup in the common case;
+ * the lookup also keeps the pair's LRU position close to this half's. */
+static __noinline void weir_ct_keep_pair(const struct weir_ct_key *k, const struct weir_ct_val *ct,
+					      __u64 now)
+{
+	struct weir_ct_key pk;
+	struct weir_ct_val v;
+	__u8 pair_client_is_a, client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
+
+	if (ct->type == WEIR_CT_NORMAL)
+		return;
+	weir_ct_pair_key(&pk, k, ct, &pair_client_is_a);
+	if (bpf_map_lookup_elem(&weir_ct1, &pk))
+		return;
+	v = *ct;
+	v.type = ct->type == WEIR_CT_NAT_FWD ? WEIR_CT_NAT_REV : WEIR_CT_NAT_FWD;
+	v.last_seen_ns = now;
+	/* This half's non-client side: the VIP (FWD) or the backend (REV). */
+	v.nat_addr = client_is_a ? k->addr_b : k->addr_a;
+	v.nat_port = client_is_a ? k->port_b : k->port_a;
+	v.flags &= ~WEIR_CT_F_A_IS_CLIENT;
+	if (pair_client_is_a)
+		v.flags |= WEIR_CT_F_A_IS_CLIENT;
+	if (client_is_a != pair_client_is_a) {
+		v.a = ct->b;
+		v.b = ct->a;
+	}
+	if (!bpf_map_update_elem(&weir_ct1, &pk, &v, BPF_NOEXIST))
+		weir_ct_stat_add(created, 1);
 }
 
 /* Fill an entry's legs from the client's and the other side's leg, given the client's side. */

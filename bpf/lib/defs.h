@@ -19,6 +19,7 @@
 #include "weir/common.h"
 #include "weir/conntrack.h"
 #include "weir/counters.h"
+#include "weir/frags.h"
 #include "weir/ifstate.h"
 #include "weir/maps.h"
 #include "weir/nat.h"
@@ -102,7 +103,14 @@ struct weir_pkt {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 from_a;     /* 1 when the sender is side A of the conntrack key */
-	__u8 pad;
+	__u8 more_frags; /* IP MF bit */
+	__u16 ip_id;     /* IP identification, network order (as in the packet) */
+	__u16 frag_offset; /* IP fragment offset in 8-byte units (host order) */
+	__u32 orig_saddr; /* the addresses as parsed, before any NAT of this program */
+	__u32 orig_daddr;
+	__u32 redirect_ifindex; /* where the verdict redirects (TC_ACT_REDIRECT), else 0 */
+	__u8 redirect_fwd;      /* enum weir_frag_fwd: how */
+	__u8 pad2[3];
 	__u32 outcome;   /* enum weir_counter: the outcome counter of this packet */
 	__u32 facts;     /* WEIR_FACT_* */
 };
@@ -120,6 +128,15 @@ static __always_inline int weir_verdict(struct weir_pkt *p, __u32 outcome, int v
 {
 	p->outcome = outcome;
 	return verdict;
+}
+
+/* bpf_redirect / bpf_redirect_peer to `ifindex`, remembered in p (later fragments follow). */
+static __always_inline int weir_redirect(struct weir_pkt *p, __u32 outcome, __u32 ifindex, const int peer)
+{
+	p->outcome = outcome;
+	p->redirect_ifindex = ifindex;
+	p->redirect_fwd = peer ? WEIR_FRAG_FWD_PEER : WEIR_FRAG_FWD_REDIRECT;
+	return peer ? bpf_redirect_peer(ifindex, 0) : bpf_redirect(ifindex, 0);
 }
 
 #endif

@@ -88,7 +88,8 @@ static __noinline int weir_answer_tcp_rst(struct __sk_buff *skb, struct weir_pkt
 	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(out), 0) || weir_swap_macs(skb) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN, &out, sizeof(out), BPF_F_RECOMPUTE_CSUM))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
-	return weir_verdict(p, WEIR_CNT_DROP_NO_BACKEND, bpf_redirect(p->ifindex, 0));
+	skb->mark = WEIR_MARK_ANSWER;
+	return weir_redirect(p, WEIR_CNT_DROP_NO_BACKEND, p->ifindex, 0);
 }
 
 /*
@@ -133,7 +134,8 @@ static __noinline int weir_answer_icmp_unreach(struct __sk_buff *skb, struct wei
 	    bpf_skb_store_bytes(skb, ETH_HLEN, &out, sizeof(out.ip) + sizeof(out.icmp) + inner_len,
 				BPF_F_RECOMPUTE_CSUM))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
-	return weir_verdict(p, WEIR_CNT_DROP_NO_BACKEND, bpf_redirect(p->ifindex, 0));
+	skb->mark = WEIR_MARK_ANSWER;
+	return weir_redirect(p, WEIR_CNT_DROP_NO_BACKEND, p->ifindex, 0);
 }
 
 /* Rewrite a 4-byte address and a 2-byte port inside the ICMP payload (the offending packet's
@@ -164,7 +166,9 @@ static __always_inline int weir_icmp_inner_rewrite(struct __sk_buff *skb, struct
  * An ICMP error (destination unreachable incl. fragmentation needed, time exceeded, parameter
  * problem). The quoted header identifies the flow: look it up in conntrack; for a NATed flow
  * undo the NAT on both the outer and the quoted header, then forward like the flow. Errors
- * about unknown flows pass untouched and never create state.
+ * about no tracked flow are dropped (an error is only ever an answer to a packet of a flow,
+ * and every flow through these programs is tracked) and never create state. From a workload,
+ * the outer source must be the workload's own, as for any packet.
  */
 static __noinline int weir_icmp_error(struct __sk_buff *skb, struct weir_pkt *p, int from_wl)
 {
@@ -178,6 +182,13 @@ static __noinline int weir_icmp_error(struct __sk_buff *skb, struct weir_pkt *p,
 	__u8 from_a, client_is_a, from_client, has_ports;
 	int rc = 0;
 
+	if (from_wl && !weir_src_is_workload(p->saddr, p->ifindex))
+		return weir_verdict(p, WEIR_CNT_DROP_UNKNOWN_SOURCE, TC_ACT_SHOT);
+	if (!from_wl && skb->mark == WEIR_MARK_ANSWER) {
+		/* weir's own answer for a service without backends, redirected here by from_wl. */
+		skb->mark = 0;
+		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+	}
 	if (bpf_skb_load_bytes(skb, inner_off, &in, sizeof(in)))
 		return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT);
 	iihl = in.ihl * 4;
@@ -203,7 +214,7 @@ static __noinline int weir_icmp_error(struct __sk_buff *skb, struct weir_pkt *p,
 	from_a = weir_ct_key_make(&key, in.saddr, isport, in.daddr, idport, in.protocol);
 	ct = bpf_map_lookup_elem(&weir_ct1, &key);
 	if (!ct)
-		return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
+		return weir_verdict(p, WEIR_CNT_DROP_ICMP_NO_FLOW, TC_ACT_SHOT);
 
 	client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
 	from_client = from_a == client_is_a;

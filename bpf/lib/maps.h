@@ -63,6 +63,18 @@ struct {
 } weir_ct_stats1 SEC(".maps");
 
 /*
+ * weir_frags1: datagram at a hook -> what its first fragment's verdict did (see weir/frags.h).
+ * Writers and readers: both TC programs (the first fragment writes, later ones read, the last
+ * one deletes). Full: LRU eviction; the evicted datagram's later fragments are dropped.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WEIR_MAP_FRAGS_SIZE);
+	__type(key, struct weir_frag_key);
+	__type(value, struct weir_frag_val);
+} weir_frags1 SEC(".maps");
+
+/*
  * weir_routes1: CIDR -> where it lives (local workload veth + MAC, host, remote).
  * Writer: the endpoint manager (a /32 per local workload IP). Reader: from_wl for new flows.
  * Full: the endpoint manager logs it; traffic to that workload goes up the host stack.
@@ -88,7 +100,7 @@ struct {
 } weir_ifstate1 SEC(".maps");
 
 /*
- * weir_counters1: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
+ * weir_counters2: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
  * Writers: both TC programs (lookup, insert a zeroed entry when missing), the CLI (flush) and
  * the endpoint manager (removes an interface's entries). Reader: the CLI.
  * Full: the packet is processed normally, its counts are lost.
@@ -98,7 +110,7 @@ struct {
 	__uint(max_entries, WEIR_MAP_COUNTERS_SIZE);
 	__type(key, struct weir_counters_key);
 	__type(value, struct weir_counters_val);
-} weir_counters1 SEC(".maps");
+} weir_counters2 SEC(".maps");
 
 /*
  * weir_jump1: slot -> program (PROG_ARRAY, see weir/policy.h for the slots).

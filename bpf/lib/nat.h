@@ -6,6 +6,7 @@
 #include "lib/csum.h"
 #include "lib/defs.h"
 #include "lib/maps.h"
+#include "lib/pkt.h"
 
 enum weir_nat_pick {
 	WEIR_NAT_NONE = 0,       /* no frontend: not a service */
@@ -13,7 +14,28 @@ enum weir_nat_pick {
 	WEIR_NAT_NO_BACKEND = 2, /* a frontend without a ready backend */
 };
 
-/* Frontend lookup for a TCP/UDP packet and a random backend among the `count` ready ones. */
+/* A hash of the packet's 5-tuple (murmur3's finaliser over the folded fields). The backend of
+ * a new flow is chosen by it rather than at random, so that a packet of a flow whose conntrack
+ * entries were lost is re-resolved to the backend the flow started with, as long as the
+ * service's backends did not change. Clients vary their source ports, which spreads flows over
+ * the backends as evenly as a random pick. */
+static __always_inline __u32 weir_flow_hash(const struct weir_pkt *p)
+{
+	__u32 h = p->saddr * 0x9e3779b1u;
+
+	h = (h ^ p->daddr) * 0x85ebca6bu;
+	h = (h ^ (((__u32)p->sport << 16) | p->dport)) * 0xc2b2ae35u;
+	h ^= p->proto;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Frontend lookup for a TCP/UDP packet and the backend the flow hash picks among the `count`
+ * ready ones. */
 static __always_inline int weir_nat_pick(const struct weir_pkt *p, __u32 *addr, __u16 *port)
 {
 	struct weir_nat_fe_key fk = { .addr = p->daddr, .port = p->dport, .proto = p->proto };
@@ -29,7 +51,7 @@ static __always_inline int weir_nat_pick(const struct weir_pkt *p, __u32 *addr, 
 	if (fe->count == 0)
 		return WEIR_NAT_NO_BACKEND;
 	bk.svc_id = fe->svc_id;
-	bk.ordinal = bpf_get_prandom_u32() % fe->count;
+	bk.ordinal = weir_flow_hash(p) % fe->count;
 	be = bpf_map_lookup_elem(&weir_nat_be1, &bk);
 	if (!be)
 		return WEIR_NAT_NO_BACKEND; /* syncer mid-update or inconsistent: same answer */
@@ -72,10 +94,8 @@ static __always_inline int weir_nat_rewrite(struct __sk_buff *skb, struct weir_p
 	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return -1;
-	if (l4_off > ETH_HLEN + 60)
-		return -1; /* unreachable: the parser bounds it; tells the verifier */
-	ports = data + l4_off;
-	if ((void *)(ports + 2) > data_end)
+	ports = weir_pkt_ptr(skb, l4_off, 2 * sizeof(*ports));
+	if (!ports)
 		return -1;
 	ip->check = weir_csum_replace4(ip->check, old_addr, addr);
 	if (dst) {

@@ -31,6 +31,29 @@ static __always_inline void weir_route_dst_leg(struct weir_ct_leg *leg, __u32 da
 	__builtin_memcpy(leg->host_mac, ifs->host_mac, sizeof(leg->host_mac));
 }
 
+/* Whether `saddr` belongs to the local workload behind `ifindex`: its /32 in the routes map is a
+ * local workload route naming that interface (the source check of traffic from a workload,
+ * Calico's wep_rpf_check: a pod may only send with its own addresses). */
+static __always_inline int weir_src_is_workload(__u32 saddr, __u32 ifindex)
+{
+	struct weir_route_key rk = { .prefixlen = 32, .addr = saddr };
+	struct weir_route_val *rt = bpf_map_lookup_elem(&weir_routes1, &rk);
+
+	return rt && (rt->flags & WEIR_RT_F_LOCAL_WORKLOAD) && rt->ifindex == ifindex;
+}
+
+/* The source check for a packet from a workload that hit conntrack: the sender's leg already
+ * names this interface (its first packet passed the check, or the flow learnt where the
+ * workload lives), which costs nothing; anything else takes the route lookup. */
+static __always_inline int weir_ct_src_ok(const struct weir_ct_val *ct, const struct weir_pkt *p)
+{
+	const struct weir_ct_leg *src = p->from_a ? &ct->a : &ct->b;
+
+	if ((src->flags & WEIR_CT_LEG_WORKLOAD) && src->ifindex == p->ifindex)
+		return 1;
+	return weir_src_is_workload(p->saddr, p->ifindex);
+}
+
 /* Rewrite the Ethernet addresses for delivery to the workload behind `leg`. */
 static __always_inline int weir_set_macs(struct __sk_buff *skb, const struct weir_ct_leg *leg)
 {
@@ -55,7 +78,7 @@ static __always_inline int weir_fwd_established(struct __sk_buff *skb, struct we
 	    dst->ifindex) {
 		if (weir_set_macs(skb, dst))
 			return weir_verdict(p, WEIR_CNT_DROP_SHORT, TC_ACT_SHOT); /* unreachable: parsed */
-		return weir_verdict(p, WEIR_CNT_REDIRECT_PEER, bpf_redirect_peer(dst->ifindex, 0));
+		return weir_redirect(p, WEIR_CNT_REDIRECT_PEER, dst->ifindex, 1);
 	}
 	return weir_verdict(p, WEIR_CNT_ACCEPT_ESTABLISHED, TC_ACT_OK);
 }

@@ -93,9 +93,14 @@ class Agent {
         endpoints_(progs_.maps(), layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
         services_(progs_.maps()),
         scanner_(progs_.maps()),
-        policies_(progs_.policy_maps().jump, progs_.policy_map_fds(), o.state_dir, [this](uint32_t ifindex, calc::pol::Direction d, uint32_t slot) {
-                    return dataplane::set_policy_slot(progs_.maps().ifstate, ifindex, d, slot);
-                  }) {}
+        policies_(
+            progs_.policy_maps().jump, progs_.policy_map_fds(), o.state_dir,
+            [this](uint32_t ifindex, calc::pol::Direction d, uint32_t slot) {
+              return dataplane::set_policy_slot(progs_.maps().ifstate, ifindex, d, slot);
+            },
+            [this](uint32_t ifindex, calc::pol::Direction d) {
+              return dataplane::get_policy_slot(progs_.maps().ifstate, ifindex, d);
+            }) {}
 
   Status adopt() {
     WEIR_TRY(endpoints_.adopt());
@@ -149,7 +154,7 @@ class Agent {
       services_changed = !d.frontends.empty();
       if (d.empty() && !endpoints_.has_pending() && !retry) {
         spdlog::debug("datastore changed, services and endpoints already up to date");
-        apply_policy(out);
+        (void)apply_policy(out);
         timer.mark("policy");
         spdlog::debug("sync done in {}", timer.str());
         return;
@@ -161,7 +166,7 @@ class Agent {
     }
     // Policy is installed from inside the endpoint apply, after new interfaces have their
     // ifstate entry and before their programs are attached: no new workload runs unpoliced.
-    auto st = endpoints_.apply(out.interfaces, out.routes, [&] { apply_policy(out); });
+    auto st = endpoints_.apply(out.interfaces, out.routes, [&] { return apply_policy(out); });
     if (!st) spdlog::error("endpoints: {}", st.error().str());
     timer.mark("endpoints+policy");
     auto ss = services_.apply(out.frontends);
@@ -214,7 +219,9 @@ class Agent {
 
   // Policy programs and IP sets for the interfaces that carry weir's programs. Cheap when
   // nothing changed (the manager compares each endpoint's policy with what it installed).
-  void apply_policy(const calc::Output& out) {
+  // An endpoint whose policy failed runs deny-all (fail closed) and is retried with a backoff;
+  // the error returned names the interfaces that could not even be denied (not to be attached).
+  Status apply_policy(const calc::Output& out) {
     std::vector<dataplane::PolicyEndpoint> eps;
     for (const auto& itf : out.interfaces) {
       int idx = endpoints_.ifindex_of(itf.name);
@@ -223,6 +230,34 @@ class Agent {
     if (auto st = policies_.apply(resolver_, eps); !st) {
       spdlog::error("policy: {}", st.error().str());
     }
+    schedule_policy_retry();
+    if (policies_.unprotected().empty()) return {};
+    std::string msg;
+    for (const auto& [iface, why] : policies_.unprotected()) {
+      msg += (msg.empty() ? "" : "; ") + iface + ": " + why;
+    }
+    return Error{EIO, "policy not in force: " + msg};
+  }
+
+  void schedule_policy_retry() {
+    if (policies_.failing() == 0) {
+      policy_retry_delay_ = milliseconds(0);
+      return;
+    }
+    policy_retry_delay_ = std::clamp(policy_retry_delay_ * 2, milliseconds(1000), milliseconds(60000));
+    policy_retry_at_ = Clock::now() + policy_retry_delay_;
+  }
+
+ public:
+  // Endpoints failed closed (their policy did not install): when to try again (1 s, doubling
+  // up to 60 s), nullopt when none.
+  std::optional<Clock::time_point> policy_retry_at() const {
+    if (policies_.failing() == 0 || !good_) return std::nullopt;
+    return policy_retry_at_;
+  }
+  void retry_policy() {
+    spdlog::info("policy: retrying {} policies that failed to install", policies_.failing());
+    (void)apply_policy(*good_);
   }
 
   void scan() {
@@ -285,6 +320,8 @@ class Agent {
   bool force_full_ = false;            // a service write failed: the next sync is a full one
   calc::BackendIndex backends_;
   std::optional<model::DataplaneConfig> config_;
+  Clock::time_point policy_retry_at_{};
+  milliseconds policy_retry_delay_{0};
 };
 
 }  // namespace
@@ -380,6 +417,7 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
     auto deadline = last_scan + agent.scan_period();
     if (dirty) deadline = std::min(deadline, last_sync + agent.min_sync_period());
     if (agent.has_pending()) deadline = std::min(deadline, last_sync + pending_retry);
+    if (auto at = agent.policy_retry_at()) deadline = std::min(deadline, *at);
     if ((*watcher)->fd() < 0) deadline = std::min(deadline, now + (*watcher)->poll_interval());
     int timeout = static_cast<int>(
         std::max<int64_t>(0, duration_cast<milliseconds>(deadline - now).count()));
@@ -413,6 +451,7 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
       agent.sync(**ds);
       last_sync = Clock::now();
     }
+    if (auto at = agent.policy_retry_at(); at && Clock::now() >= *at) agent.retry_policy();
     if (now >= last_scan + agent.scan_period()) {
       agent.scan();
       last_scan = Clock::now();

@@ -1,16 +1,25 @@
 #include "bpf/bpffs.h"
 
+#include <bpf/bpf.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "util/fd.h"
+
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000  // linux/stat.h of 5.8+
+#endif
 
 namespace weir::bpf {
 
@@ -66,6 +75,120 @@ Status mkdirs(const std::string& path) {
     if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, cur + " exists and is not a directory"};
   }
   return {};
+}
+
+Result<bool> is_mount_point(const std::string& path) {
+  struct statx sx {};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_BASIC_STATS, &sx) != 0) return errno_error("stat " + path);
+  bool attr = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
+              (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+  struct stat self {}, parent {};
+  if (::stat(path.c_str(), &self) != 0) return errno_error("stat " + path);
+  if (::stat((path + "/..").c_str(), &parent) != 0) return errno_error("stat " + path + "/..");
+  return attr || self.st_dev != parent.st_dev || self.st_ino == parent.st_ino;
+}
+
+Result<std::vector<DirEntry>> list_dir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return errno_error("opening directory " + path);
+  std::vector<DirEntry> out;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    struct stat st {};
+    bool ok = ::lstat((path + "/" + n).c_str(), &st) == 0;
+    out.push_back({n, ok && S_ISDIR(st.st_mode), ok && S_ISREG(st.st_mode)});
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end(), [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
+  return out;
+}
+
+namespace {
+// The kind of BPF object behind `fd`: its anon inode is named bpf-map, bpf-prog or bpf-link.
+PinKind kind_of_fd(int fd) {
+  char buf[64] = {};
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof(buf) - 1);
+  std::string target(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  if (target == "anon_inode:bpf-map") return PinKind::Map;
+  if (target == "anon_inode:bpf-prog") return PinKind::Prog;
+  if (target == "anon_inode:bpf-link") return PinKind::Link;
+  return PinKind::Other;
+}
+
+Status fill_map(int fd, const std::string& path, PinnedObject& o) {
+  struct bpf_map_info info {};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return errno_error("reading the map info of " + path);
+  o.name = info.name;
+  o.type = info.type;
+  o.id = info.id;
+  return {};
+}
+
+Result<std::string> prog_name(int fd, uint32_t* type, uint32_t* id) {
+  struct bpf_prog_info info {};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return errno_error("reading program info");
+  if (type != nullptr) *type = info.type;
+  if (id != nullptr) *id = info.id;
+  return std::string(info.name);
+}
+
+Status fill_link(int fd, const std::string& path, PinnedObject& o) {
+  struct bpf_link_info info {};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return errno_error("reading the link info of " + path);
+  o.type = info.type;
+  o.id = info.id;
+  o.prog_id = info.prog_id;
+  Fd prog(bpf_prog_get_fd_by_id(info.prog_id));
+  if (!prog.valid()) return {};  // program gone or not visible: no name to tell
+  auto n = prog_name(prog.get(), nullptr, nullptr);
+  if (n) o.prog_name = *n;
+  return {};
+}
+}  // namespace
+
+Result<PinnedObject> inspect_pin(const std::string& path) {
+  Fd fd(bpf_obj_get(path.c_str()));
+  if (!fd.valid()) return errno_error("opening pinned object " + path);
+  PinnedObject o;
+  o.kind = kind_of_fd(fd.get());
+  switch (o.kind) {
+    case PinKind::Map: WEIR_TRY(fill_map(fd.get(), path, o)); break;
+    case PinKind::Link: WEIR_TRY(fill_link(fd.get(), path, o)); break;
+    case PinKind::Prog: {
+      auto n = prog_name(fd.get(), &o.type, &o.id);
+      if (!n) return n.error().wrap(path);
+      o.name = *n;
+      break;
+    }
+    case PinKind::Other: break;
+  }
+  return o;
+}
+
+std::string_view to_string(PinKind k) {
+  switch (k) {
+    case PinKind::Map: return "map";
+    case PinKind::Prog: return "program";
+    case PinKind::Link: return "link";
+    case PinKind::Other: break;
+  }
+  return "object";
+}
+
+Status remove_pin(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("unlinking " + path);
+  return {};
+}
+
+Result<bool> remove_dir_if_empty(const std::string& path) {
+  if (::rmdir(path.c_str()) == 0) return true;
+  if (errno == ENOTEMPTY || errno == EEXIST || errno == ENOENT) return false;
+  return errno_error("removing directory " + path);
 }
 
 namespace {

@@ -13,10 +13,18 @@ uint16_t to_host16(uint16_t v) {
 }
 uint16_t to_net16(uint16_t v) { return to_host16(v); }
 
-constexpr uint32_t kLegSyn = WEIR_CT_LEG_SYN;
-constexpr uint32_t kLegFin = WEIR_CT_LEG_FIN;
-constexpr uint32_t kLegRst = WEIR_CT_LEG_RST;
-constexpr uint32_t kLegAck = WEIR_CT_LEG_ACK;
+
+// ct_state() maps weir_ct_tcp_state() onto CtState by position.
+constexpr bool same_order(CtState s, weir_ct_tcp t) {
+  return static_cast<int>(s) - static_cast<int>(CtState::TcpSynSent) == static_cast<int>(t);
+}
+static_assert(same_order(CtState::TcpSynSent, WEIR_CT_TCP_SYN_SENT));
+static_assert(same_order(CtState::TcpSynRecv, WEIR_CT_TCP_SYN_RECV));
+static_assert(same_order(CtState::TcpEstablished, WEIR_CT_TCP_ESTABLISHED));
+static_assert(same_order(CtState::TcpFinWait, WEIR_CT_TCP_FIN_WAIT));
+static_assert(same_order(CtState::TcpClosed, WEIR_CT_TCP_CLOSED));
+static_assert(same_order(CtState::TcpReset, WEIR_CT_TCP_RESET));
+static_assert(WEIR_CT_TCP__MAX == 6, "a new TCP state needs a CtState");
 
 }  // namespace
 
@@ -24,10 +32,14 @@ std::string_view to_string(CtState s) {
   switch (s) {
     case CtState::TcpSynSent:
       return "SYN-SENT";
+    case CtState::TcpSynRecv:
+      return "SYN-RECV";
     case CtState::TcpEstablished:
       return "ESTABLISHED";
-    case CtState::TcpFin:
-      return "FIN";
+    case CtState::TcpFinWait:
+      return "FIN-WAIT";
+    case CtState::TcpClosed:
+      return "CLOSED";
     case CtState::TcpReset:
       return "RESET";
     case CtState::Udp:
@@ -44,15 +56,10 @@ CtState ct_state(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags) {
   const uint32_t a = leg_a_flags;
   const uint32_t b = leg_b_flags;
   switch (proto) {
-    case WEIR_IPPROTO_TCP: {
-      uint32_t any = a | b;
-      if (any & kLegRst) return CtState::TcpReset;
-      if (any & kLegFin) return CtState::TcpFin;
-      bool syn_a = a & kLegSyn, syn_b = b & kLegSyn;
-      if (syn_a && syn_b) return CtState::TcpEstablished;
-      if (!syn_a && !syn_b && (a & kLegAck) && (b & kLegAck)) return CtState::TcpEstablished;
-      return CtState::TcpSynSent;
-    }
+    case WEIR_IPPROTO_TCP:
+      // Same order as enum weir_ct_tcp (static_asserts above).
+      return static_cast<CtState>(static_cast<int>(CtState::TcpSynSent) +
+                                  static_cast<int>(weir_ct_tcp_state(a, b)));
     case WEIR_IPPROTO_UDP:
       return CtState::Udp;
     case WEIR_IPPROTO_ICMP:
@@ -65,10 +72,12 @@ CtState ct_state(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags) {
 std::chrono::nanoseconds ct_timeout(CtState s, const model::ConntrackTimeouts& t) {
   switch (s) {
     case CtState::TcpSynSent:
+    case CtState::TcpSynRecv:
       return t.tcp_syn_sent;
     case CtState::TcpEstablished:
       return t.tcp_established;
-    case CtState::TcpFin:
+    case CtState::TcpFinWait:
+    case CtState::TcpClosed:
       return t.tcp_fin;
     case CtState::TcpReset:
       return t.tcp_reset;

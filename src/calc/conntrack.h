@@ -21,27 +21,30 @@
 
 namespace weir::calc {
 
-// The state a conntrack entry is in, for timeout purposes.
+// The state a conntrack entry is in, for timeout purposes. The TCP states are those of
+// weir_ct_tcp_state() in bpf/include/weir/conntrack.h (the one definition the datapath and the
+// CLI use too), in the same order.
 enum class CtState {
-  TcpSynSent,      // TCP: a SYN on one leg only (handshake not confirmed by both sides)
-  TcpEstablished,  // TCP: SYN on both legs; or no SYN on either leg but ACKs on both (picked up
-                   // mid-stream)
-  TcpFin,          // TCP: a FIN on either leg (and no RST)
-  TcpReset,        // TCP: a RST on either leg (takes precedence over FIN)
+  TcpSynSent,      // SYN on one leg only, or a single leg seen
+  TcpSynRecv,      // SYN on both legs, the initiator's final ACK not seen
+  TcpEstablished,  // SYN and ACK on both legs; or no SYN but ACKs on both (picked up mid-stream)
+  TcpFinWait,      // a FIN on one leg (and no RST)
+  TcpClosed,       // a FIN on both legs (and no RST)
+  TcpReset,        // a RST on either leg (takes precedence over FIN)
   Udp,
   Icmp,
   Other,  // any other IP protocol
 };
 
-// "SYN-SENT", "ESTABLISHED", "FIN", "RESET", "UDP", "ICMP", "OTHER".
+// "SYN-SENT", "SYN-RECV", "ESTABLISHED", "FIN-WAIT", "CLOSED", "RESET" (the CLI's state column),
+// "UDP", "ICMP", "OTHER".
 std::string_view to_string(CtState s);
 
-// State from the IP protocol number and the two legs' WEIR_CT_LEG_* flags. TCP: RST (either leg)
-// > FIN (either leg) > SYN on both legs = ESTABLISHED > otherwise SYN-SENT, except that an entry
-// with no SYN on either leg but ACK on both counts as ESTABLISHED.
+// State from the IP protocol number and the two legs' WEIR_CT_LEG_* flags; TCP per
+// weir_ct_tcp_state().
 CtState ct_state(uint8_t proto, uint32_t leg_a_flags, uint32_t leg_b_flags);
 
-// The timeout of a state.
+// The timeout of a state: SYN-SENT and SYN-RECV tcpSynSent, FIN-WAIT and CLOSED tcpFin.
 std::chrono::nanoseconds ct_timeout(CtState s, const model::ConntrackTimeouts& t);
 
 // now - last_seen in ns, or 0 when last_seen is in the future (clock read earlier than the

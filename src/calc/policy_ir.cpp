@@ -18,6 +18,17 @@ std::string_view to_string(Action a) {
 
 std::string_view to_string(Direction d) { return d == Direction::Ingress ? "ingress" : "egress"; }
 
+EndpointPolicy fail_closed_policy(Direction d) {
+  EndpointPolicy p;
+  p.direction = d;
+  Tier t;
+  t.name = "weir-fail-closed";
+  t.default_action = Action::Deny;
+  t.policies.push_back(Policy{"weir-fail-closed.deny-all", {}});
+  p.tiers.push_back(std::move(t));
+  return p;
+}
+
 size_t EndpointPolicy::rule_count() const {
   size_t n = 0;
   for (const Tier& t : tiers)

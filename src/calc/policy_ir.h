@@ -105,6 +105,11 @@ struct EndpointPolicy {
   size_t rule_count() const;
 };
 
+// What an endpoint runs while its own policy cannot be installed (it failed to compile or to
+// load): one tier, "weir-fail-closed", with one policy without rules, so the tier's default
+// denies every packet (fail closed). The policy manager loads it once per direction.
+EndpointPolicy fail_closed_policy(Direction d);
+
 // "29vMYcPWr7reSxxN": a rule id as `policy dump` prints it (16 base62 characters).
 std::string format_rule_id(uint64_t id);
 

@@ -1,7 +1,5 @@
 // `weir bpf ...`: inspection and repair of weir's kernel state, read straight from the pinned
 // maps, so every command works while the agent is down. Formatting lives in format.cpp.
-#include <dirent.h>
-#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -14,8 +12,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <filesystem>
-#include <set>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -28,9 +24,7 @@
 #include "cli/format.h"
 #include "cli/version.h"
 #include "maps/decode.h"
-#include "maps/policy_info.h"
 #include "maps/weir_maps.h"
-#include "util/fd.h"
 
 namespace weir::cli {
 
@@ -215,110 +209,6 @@ Result<VersionInfo> version_info() {
   return v;
 }
 
-namespace {
-void note(CleanupReport& r, std::string line) { r.removed.push_back(std::move(line)); }
-
-// Detach every tcx link pinned under <root>/links (wherever it is attached), before the pins
-// go away with the pin root.
-Status detach_pinned_links(const maps::PinLayout& layout, CleanupReport& r) {
-  DIR* d = ::opendir(layout.links_dir().c_str());
-  if (d == nullptr) return {};
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  for (const auto& n : names) {
-    std::string path = layout.links_dir() + "/" + n;
-    int fd = bpf_obj_get(path.c_str());
-    if (fd < 0) continue;
-    Fd link(fd);
-    auto info = bpf::tcx_link_info(fd);
-    if (!info || !info->has_value()) continue;
-    const bpf::TcxLinkInfo& t = **info;
-    if (t.ifindex == 0) continue;  // already detached (interface gone): the pin goes with the root
-    std::string where = fmt::format("ifindex {}", t.ifindex);
-    if (auto l = bpf::link_by_index(t.ifindex); l) where = l->name;
-    WEIR_TRY(bpf::link_detach(fd));
-    note(r, fmt::format("detached tcx link {} from {} {} (link id {}, prog id {})", path, where,
-                        bpf::to_string(t.dir), t.link_id, t.prog_id));
-  }
-  return {};
-}
-}  // namespace
-
-Result<CleanupReport> cleanup(const maps::PinLayout& layout, const std::string& state_dir) {
-  CleanupReport r;
-  // 1. Every interface of this namespace (the ifstate map's interfaces are among them).
-  auto links = bpf::list_links();
-  if (!links) return links.error();
-  std::set<int> ifindexes;
-  for (const auto& l : *links) ifindexes.insert(l.ifindex);
-  auto wm = maps::WeirMaps::open_pinned(layout);
-  if (wm) {
-    auto ifs = wm->ifstate.dump();
-    if (ifs) {
-      for (const auto& [idx, v] : *ifs)
-        if (ifindexes.count(static_cast<int>(idx)) == 0)
-          spdlog::debug("ifstate entry {} ({}) has no interface in this namespace", idx, maps::ifstate_name(v));
-    }
-  }
-  WEIR_TRY(detach_pinned_links(layout, r));
-  for (const auto& l : *links) {
-    bool had_clsact = false;
-    if (auto h = bpf::has_clsact(l.ifindex); h) had_clsact = *h;
-    for (bpf::TcDir dir : {bpf::TcDir::Ingress, bpf::TcDir::Egress}) {
-      auto removed = bpf::tc_detach_all_weir(l.ifindex, dir);
-      if (!removed) return removed.error().wrap(fmt::format("cleaning {} {}", l.name, bpf::to_string(dir)));
-      for (const auto& p : *removed) {
-        if (p.mode == bpf::TcMode::Tcx) {
-          note(r, fmt::format("removed tcx program {} (id {}, link {}) from {} {}", p.prog_name, p.prog_id,
-                              p.link_id, l.name, bpf::to_string(dir)));
-        } else {
-          note(r, fmt::format("removed tc filter {} (id {}, pref {}, handle {:#x}) from {} {}", p.prog_name,
-                              p.prog_id, p.priority, p.handle, l.name, bpf::to_string(dir)));
-        }
-      }
-    }
-    if (had_clsact) {
-      if (auto h = bpf::has_clsact(l.ifindex); h && !*h) note(r, fmt::format("removed empty clsact qdisc of {}", l.name));
-    }
-  }
-  // 2. The pin root (maps, links, anything else weir pinned).
-  struct stat st {};
-  if (::stat(layout.root.c_str(), &st) == 0) {
-    if (!bpf::is_on_bpffs(layout.root))
-      return Error{EINVAL, fmt::format("refusing to remove pin root {}: it is not on a bpffs", layout.root)};
-    WEIR_TRY(bpf::remove_tree(layout.root));
-    note(r, fmt::format("removed pin root {}", layout.root));
-  }
-  // 3. The agent's files beside the pins: only what weir writes there (policy/*.json), then the
-  // directories if that left them empty. Never a recursive removal of a user-given path.
-  if (!state_dir.empty()) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    fs::path pol = fs::path(maps::policy_info_dir(state_dir));
-    size_t files = 0;
-    if (fs::is_directory(pol, ec)) {
-      for (const auto& e : fs::directory_iterator(pol, ec)) {
-        auto name = e.path().filename().string();
-        if (e.is_regular_file() && (name.ends_with(".json") || name.ends_with(".json.tmp"))) {
-          if (fs::remove(e.path(), ec)) ++files;
-        }
-      }
-    }
-    if (files) note(r, fmt::format("removed {} policy info file(s) under {}", files, pol.string()));
-    for (const fs::path& d : {pol, fs::path(state_dir), fs::path(state_dir).parent_path()}) {
-      if (fs::is_directory(d, ec) && fs::is_empty(d, ec) && d.string() != "/" &&
-          (d != fs::path(state_dir).parent_path() || d == fs::path("/run/weir"))) {
-        if (fs::remove(d, ec)) note(r, fmt::format("removed empty directory {}", d.string()));
-      }
-    }
-  }
-  return r;
-}
-
 // ------------------------------------------------------------------ CLI wiring
 
 namespace {
@@ -498,11 +388,9 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
   clean->callback([&g, &rc] {
     auto r = cleanup(maps::PinLayout{g.pin_root}, g.effective_state_dir());
     if (!r) { rc = fail("cleanup", r.error()); return; }
-    if (r->removed.empty()) {
-      std::cout << "nothing to clean\n";
-    } else {
-      for (const auto& l : r->removed) std::cout << l << "\n";
-    }
+    if (r->removed.empty() && r->left.empty()) std::cout << "nothing to clean\n";
+    for (const auto& l : r->removed) std::cout << l << "\n";
+    for (const auto& l : r->left) std::cout << l << "\n";
     rc = 0;
   });
 

@@ -41,13 +41,26 @@ Result<VersionInfo> version_info();
 
 struct CleanupReport {
   std::vector<std::string> removed;  // one human-readable line per thing removed
+  std::vector<std::string> left;     // one line per foreign thing left under a weir pin root
 };
-// Remove everything weir put in this network namespace and under layout.root: tcx links
-// pinned under <root>/links are detached, every weir_* program on every interface of the
-// namespace is removed (tcx and cls_bpf), clsact qdiscs left empty by that are deleted, then
-// the pin root is removed (refused when it is not on a bpffs). Idempotent: a second run
-// reports nothing. When `state_dir` is given, the agent's policy info files there are removed too
-// (and the directories they leave empty).
+// Remove what weir created in this network namespace and under layout.root, and nothing else.
+// First, before any change, the pin root is checked and its contents sorted: when it exists it
+// must be a directory on a bpffs that is not the bpffs mount point itself, holding weir's marker
+// (maps::write_pin_marker) or at least one weir map under maps/ (a name of maps::all_map_names(),
+// a map of that kernel name and of the embedded object's type for it); otherwise an Error names
+// the path and the reason and nothing is removed. Then: weir's tcx links pinned under
+// <root>/links (tcx links holding a weir_* program) are detached, every weir_* program on every
+// interface of the namespace is removed (tcx and cls_bpf; programs of others stay), clsact
+// qdiscs left empty by that are deleted, weir's pins are unpinned (the marker last) and weir's
+// directories removed when that left them empty. Anything else under the pin root stays, with a
+// `left` line each. A missing pin root is fine (only the namespace and state files are cleaned).
+// A second run reports nothing (or, when foreign pins were left, refuses: no weir state is
+// left there). When `state_dir` is given, cleanup_state_files too.
 Result<CleanupReport> cleanup(const maps::PinLayout& layout, const std::string& state_dir = "");
+
+// The agent's files under `state_dir`: regular files policy/*.json and policy/*.json.tmp (what
+// maps::write_policy_info writes), then policy/, the state dir and /run/weir when left empty.
+// Never throws, never removes anything else; what it removed is appended to `r`.
+void cleanup_state_files(const std::string& state_dir, CleanupReport& r);
 
 }  // namespace weir::cli

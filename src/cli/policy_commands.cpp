@@ -134,16 +134,7 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
       rc = 1;
       continue;
     }
-    std::string error = jump_error;
-    if (!error.empty()) {
-      // reported as is
-    } else if (info->entry_slot != slot || (live_id != 0 && info->entry_prog_id != live_id)) {
-      error = fmt::format("the description is stale: ifstate names slot {} (program id {}), the "
-                          "description slot {} (program id {})",
-                          slot, live_id, info->entry_slot, info->entry_prog_id);
-    } else if (live_id == 0) {
-      error = fmt::format("jump slot {} is empty: new flows are dropped (missed tail call)", slot);
-    }
+    const std::string error = policy_dump_error(slot, live_id, jump_error, *info);
     if (json) {
       out.push_back(policy_dump_json(*info, *counts, with_asm, error));
     } else {

@@ -66,6 +66,20 @@ std::string format_no_policy(const std::string& iface, const std::string& direct
       iface, direction == "ingress" ? "tc egress" : "tc ingress", error);
 }
 
+std::string policy_dump_error(uint32_t slot, uint32_t live_id, const std::string& jump_error,
+                              const maps::PolicyInfo& info) {
+  if (!jump_error.empty()) return jump_error;
+  if (info.entry_slot != slot || (live_id != 0 && info.entry_prog_id != live_id)) {
+    return fmt::format("the description is stale: ifstate names slot {} (program id {}), the "
+                       "description slot {} (program id {})",
+                       slot, live_id, info.entry_slot, info.entry_prog_id);
+  }
+  if (live_id == 0) {
+    return fmt::format("jump slot {} is empty: new flows are dropped (missed tail call)", slot);
+  }
+  return info.install_error;
+}
+
 nlohmann::json policy_dump_json(const maps::PolicyInfo& info,
                                 const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                 const std::string& error) {

@@ -34,6 +34,13 @@ std::string format_policy_dump(const maps::PolicyInfo& info,
 std::string format_no_policy(const std::string& iface, const std::string& direction,
                              const std::string& error = "");
 
+// The Error line of the dump of an interface whose ifstate names jump slot `slot`, holding
+// program `live_id` (0: empty), described by `info`: the slot could not be read (`jump_error`),
+// the description is stale, the slot is empty, or the agent could not install the endpoint's
+// policy (info.install_error: deny-all or the previous program runs). "" when all is well.
+std::string policy_dump_error(uint32_t slot, uint32_t live_id, const std::string& jump_error,
+                              const maps::PolicyInfo& info);
+
 nlohmann::json policy_dump_json(const maps::PolicyInfo& info,
                                 const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                 const std::string& error);

@@ -92,9 +92,16 @@ Status EndpointManager::detach(const Managed& m) {
   return first;
 }
 
+// An interface that never got programs: its ifstate entry goes.
+Status EndpointManager::forget(const Managed& m) {
+  auto r = maps_.ifstate.remove(static_cast<__u32>(m.ifindex));
+  if (!r) return r.error().wrap("removing the interface state of " + m.name);
+  return {};
+}
+
 Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
                               const std::vector<calc::Route>& routes,
-                              const std::function<void()>& before_attach) {
+                              const BeforeAttach& before_attach) {
   std::vector<std::string> failures;
   std::set<std::string> want;
   pending_.clear();
@@ -131,7 +138,18 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
     preparing_[itf.name] = Managed{link->ifindex, itf.name};
     to_attach.push_back(&itf);
   }
-  if (before_attach) before_attach();
+  if (Status hook = before_attach ? before_attach() : Status{}; !hook) {
+    // Attaching now could run a new workload without its policy: hold them all back.
+    for (const calc::Interface* itf : to_attach) {
+      spdlog::error("workload {}: programs not attached to {}: its policy could not be put in "
+                    "place; will retry",
+                    itf->workload, itf->name);
+      failures.push_back(itf->workload + ": not attached: " + hook.error().str());
+      pending_.insert(itf->name);
+      if (!adopted_.count(itf->name)) held_[itf->name] = preparing_[itf->name];
+    }
+    to_attach.clear();
+  }
   for (const calc::Interface* itf : to_attach) {
     int ifindex = preparing_[itf->name].ifindex;
     auto st = attach(*itf, ifindex);
@@ -143,10 +161,25 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
     }
     attached_[itf->name] = Managed{ifindex, itf->name};
     adopted_.erase(itf->name);
+    held_.erase(itf->name);
     spdlog::info("workload {}: programs attached to {} (ifindex {}, {})", itf->workload, itf->name,
                  ifindex, bpf::to_string(mode_));
   }
   preparing_.clear();
+  // Held back and no longer wanted (or recreated under another ifindex): only an ifstate entry.
+  for (auto it = held_.begin(); it != held_.end();) {
+    bool keep = false;
+    if (want.count(it->first) != 0) {
+      auto link = bpf::link_by_name(it->first);
+      keep = link && link->ifindex == it->second.ifindex;
+    }
+    if (keep) {
+      ++it;
+      continue;
+    }
+    if (auto f = forget(it->second); !f) failures.push_back(f.error().str());
+    it = held_.erase(it);
+  }
   // Interfaces no longer wanted: ours from this run, and adopted ones nobody claims.
   for (auto* set : {&attached_, &adopted_}) {
     for (auto it = set->begin(); it != set->end();) {

@@ -36,15 +36,21 @@ class EndpointManager {
   // by this agent's at the first apply(); interfaces no longer wanted are then detached.
   Status adopt();
 
+  // Runs between writing the ifstate entries of new interfaces and attaching programs to them
+  // (see apply()). An error means the policy of some new interface could not be put in place
+  // (not even fail-closed deny-all): then no new interface is attached by this apply(); they
+  // keep their ifstate entry without READY and are retried at the next apply() (has_pending()).
+  using BeforeAttach = std::function<Status()>;
+
   // Makes interfaces, their programs and the routes match `interfaces` / `routes`.
   // Failures on one interface are logged (naming the workload) and do not stop the others.
   // `before_attach`, when given, runs once per call after the ifstate entries of new
   // interfaces are written (ifindex_of() knows them) and before any program is attached to
   // them: the agent installs policy there, so a new workload's first packet already meets its
-  // policy. Interfaces no longer wanted are detached after it.
+  // policy (or the deny-all of a policy that failed). Interfaces no longer wanted are detached
+  // after it.
   Status apply(const std::vector<calc::Interface>& interfaces,
-               const std::vector<calc::Route>& routes,
-               const std::function<void()>& before_attach = {});
+               const std::vector<calc::Route>& routes, const BeforeAttach& before_attach = {});
 
   // Interfaces named by a WorkloadEndpoint that do not exist (yet): apply() again later.
   bool has_pending() const { return !pending_.empty(); }
@@ -67,6 +73,7 @@ class EndpointManager {
   Status prepare(const calc::Interface& itf, int ifindex, const std::array<uint8_t, 6>& host_mac);
   Status attach(const calc::Interface& itf, int ifindex);
   Status detach(const Managed& m);
+  Status forget(const Managed& m);
   Status sync_routes(const std::vector<calc::Route>& routes);
 
   maps::WeirMaps& maps_;
@@ -78,6 +85,7 @@ class EndpointManager {
   std::map<std::string, Managed> adopted_;   // by interface name: found in ifstate at start
   std::set<std::string> pending_;            // wanted but missing
   std::map<std::string, Managed> preparing_;  // ifstate written, programs not attached yet
+  std::map<std::string, Managed> held_;  // ifstate written, not attached: before_attach failed
   std::set<std::pair<uint32_t, uint32_t>> programmed_routes_;  // (addr_be, prefixlen)
 };
 

@@ -117,9 +117,99 @@ void PolicyManager::prune_stale_members(const calc::PolicyResolver& resolver) {
 }
 
 PolicyManager::PolicyManager(maps::JumpMap& jump, polprog::PolicyMapFds fds,
-                             std::string state_dir, SetPolicySlot set_slot)
+                             std::string state_dir, SetPolicySlot set_slot,
+                             GetPolicySlot get_slot, PolicyLoader* loader)
     : jump_(jump), fds_(fds), state_dir_(std::move(state_dir)), set_slot_(std::move(set_slot)),
+      get_slot_(std::move(get_slot)), loader_(loader ? loader : &default_loader_),
       slots_(jump.info().max_entries) {}
+
+std::optional<uint32_t> PolicyManager::deny_all_slot(Direction d) const {
+  const auto& da = deny_all_[static_cast<int>(d)];
+  return da ? std::optional<uint32_t>(da->slot) : std::nullopt;
+}
+
+// The deny-all program of a direction, compiled, loaded and written into a slot of its own on
+// first use; it stays for the agent's lifetime (a restarted agent adopts and frees it).
+Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
+  auto& da = deny_all_[static_cast<int>(d)];
+  if (da) return &*da;
+  const auto policy = calc::pol::fail_closed_policy(d);
+  auto compiled = polprog::compile(policy, {});
+  if (!compiled) return compiled.error().wrap("compiling the deny-all program");
+  auto loaded = loader_->load(*compiled, fds_, d == Direction::Ingress ? "wp_denyall_i" : "wp_denyall_e");
+  if (!loaded) return loaded.error().wrap("loading the deny-all program");
+  auto slot = slots_.take();
+  if (!slot) return slot.error().wrap("a jump slot for the deny-all program");
+  const int fd = loaded->chunks.front().get();
+  if (auto st = install_program(jump_, *slot, fd); !st) {
+    slots_.release(*slot);
+    return st.error().wrap("installing the deny-all program");
+  }
+  da = DenyAll{*slot, prog_id(fd), polprog::disassemble(*compiled)};
+  spdlog::info("policy: deny-all {} program in jump slot {} (for endpoints whose policy failed)",
+               calc::pol::to_string(d), *slot);
+  return &*da;
+}
+
+// `key`'s policy failed to compile or load. An endpoint that runs a program keeps it; one that
+// runs none fails closed.
+void PolicyManager::install_failed(const Key& key, const PolicyEndpoint& ep, const Error& err) {
+  if (installed_.count(key) != 0) return;  // this agent's previous program stays in force
+  if (!fail_closed_.count(key)) {
+    auto cur = get_slot_(ep.ifindex, key.second);
+    if (!cur) {
+      unprotected_[ep.iface] = cur.error().wrap("reading its policy slot").str();
+      return;
+    }
+    if (*cur != WEIR_NO_POLICY_SLOT && *cur != deny_all_slot(key.second)) {
+      return;  // a previous agent's program (adopted slot) stays in force
+    }
+  }
+  if (auto st = fail_closed(key, ep, err); !st) unprotected_[ep.iface] = st.error().str();
+}
+
+Status PolicyManager::fail_closed(const Key& key, const PolicyEndpoint& ep, const Error& err) {
+  const std::string what = fmt::format("{} policy of {} ({})", calc::pol::to_string(key.second),
+                                       ep.wep_key, ep.iface);
+  auto da = deny_all(key.second);
+  if (!da) return da.error().wrap(what + ": failing closed");
+  if (auto st = set_slot_(ep.ifindex, key.second, (*da)->slot); !st) {
+    return st.error().wrap(what + ": pointing ifstate at the deny-all program");
+  }
+  if (!fail_closed_.count(key) || fail_closed_[key] != ep.ifindex) {
+    spdlog::error("policy: {} is not installed; new flows are denied until it is (fail closed): "
+                  "{}",
+                  what, err.str());
+  }
+  fail_closed_[key] = ep.ifindex;
+  maps::PolicyInfo info =
+      maps::policy_info_from(calc::pol::fail_closed_policy(key.second), ep.iface, ep.ifindex);
+  info.entry_slot = (*da)->slot;
+  info.entry_prog_id = (*da)->prog_id;
+  info.chunk_slots = {(*da)->slot};
+  info.asm_text = (*da)->asm_text;
+  info.install_error = fmt::format(
+      "policy not installed, every new flow is denied until it is (fail closed): {}", err.str());
+  if (auto st = maps::write_policy_info(state_dir_, info); !st) {
+    spdlog::warn("{}: policy dump info not written: {}", what, st.error().str());
+  }
+  return {};
+}
+
+// `key` no longer runs deny-all: its policy is installed (the install rewrote ifstate and the
+// info file), or it needs none or is gone (`point_at_nothing`: ifstate to no policy, info file
+// removed).
+void PolicyManager::forget_fail_closed(const Key& key, bool point_at_nothing) {
+  auto it = fail_closed_.find(key);
+  if (it == fail_closed_.end()) return;
+  if (point_at_nothing) {
+    auto st = set_slot_(it->second, key.second, WEIR_NO_POLICY_SLOT);
+    if (!st && st.error().err != ENOENT) spdlog::warn("policy: {}", st.error().wrap(key.first).str());
+    (void)maps::remove_policy_info(state_dir_, key.first,
+                                   std::string(calc::pol::to_string(key.second)));
+  }
+  fail_closed_.erase(it);
+}
 
 Status PolicyManager::adopt() {
   // Every occupied policy slot belongs to the previous agent's programs.
@@ -229,7 +319,7 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     if (out_of_slots) return Error{ENOSPC, what + ": not enough free slots in weir_jump1"};
     return compiled.error().wrap(what + ": compiling");
   }
-  auto loaded = polprog::load(*compiled, fds_, short_name(ep.iface, key.second));
+  auto loaded = loader_->load(*compiled, fds_, short_name(ep.iface, key.second));
   if (!loaded) {
     give_back();
     return loaded.error().wrap(what + ": loading");
@@ -265,6 +355,7 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     installed_.erase(old);
   }
   ref_rules(p, +1);
+  fail_closed_.erase(key);
   Installed inst{p, ep.ifindex, *entry, std::move(taken)};
   installed_.emplace(key, std::move(inst));
   spdlog::info("policy: installed {}: {} rules in {} program(s), entry slot {}", what,
@@ -289,6 +380,7 @@ Status PolicyManager::uninstall(const Key& key) {
 Status PolicyManager::apply(calc::PolicyResolver& resolver,
                             const std::vector<PolicyEndpoint>& endpoints) {
   clear_retired();  // programs replaced at the previous apply(): no packet can still need them
+  unprotected_.clear();
   std::vector<std::string> errors;
   auto changes = resolver.take_ipset_changes();
   if (auto st = write_sets(changes, true); !st) errors.push_back(st.error().str());
@@ -300,11 +392,15 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
       const calc::pol::EndpointPolicy* p = resolver.policy(ep.wep_key, d);
       if (p == nullptr || p->tiers.empty()) {
         // No policy: allow, no program. After a restart the interface may still point at a
-        // previous agent's program for a policy deleted meanwhile: point it at nothing.
+        // previous agent's program for a policy deleted meanwhile: point it at nothing; so does
+        // an endpoint that failed closed on a policy that no longer applies.
+        forget_fail_closed(key, true);
         if (first_apply_ && !installed_.count(key)) {
           if (auto st = set_slot_(ep.ifindex, d, WEIR_NO_POLICY_SLOT); !st) {
             errors.push_back(st.error().wrap(ep.iface).str());
           }
+          // And its description, e.g. the previous agent's fail-closed one.
+          (void)maps::remove_policy_info(state_dir_, ep.iface, std::string(calc::pol::to_string(d)));
         }
         continue;
       }
@@ -315,14 +411,19 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
       }
       if (auto st = install(key, ep, *p); !st) {
         errors.push_back(st.error().str());
-        // The previous program (if any) stays in force; keep it wanted.
+        // The previous program (if any) stays in force; keep it wanted. None: fail closed.
+        install_failed(key, ep, st.error());
       }
     }
   }
-  std::vector<Key> gone;
+  std::vector<Key> gone, gone_closed;
   for (const auto& [key, inst] : installed_) {
     if (!wanted.count(key)) gone.push_back(key);
   }
+  for (const auto& [key, ifindex] : fail_closed_) {
+    if (!wanted.count(key)) gone_closed.push_back(key);
+  }
+  for (const auto& key : gone_closed) forget_fail_closed(key, true);
   for (const auto& key : gone) {
     if (auto st = uninstall(key); !st) errors.push_back(st.error().str());
   }

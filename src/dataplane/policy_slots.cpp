@@ -75,6 +75,14 @@ Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::D
                       [&](weir_ifstate_val& v) { (in ? v.ingress_slot : v.egress_slot) = slot; });
 }
 
+Result<uint32_t> get_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex,
+                                 calc::pol::Direction dir) {
+  auto cur = ifstate.lookup(ifindex);
+  if (!cur) return cur.error().wrap(fmt::format("reading the ifstate entry of ifindex {}", ifindex));
+  if (!*cur) return Error{ENOENT, fmt::format("ifindex {} has no ifstate entry", ifindex)};
+  return dir == calc::pol::Direction::Ingress ? (*cur)->ingress_slot : (*cur)->egress_slot;
+}
+
 Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump) {
   // Walks every index of the array; empty slots read back as absent and are skipped.
   auto d = jump.dump();

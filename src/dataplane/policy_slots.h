@@ -52,6 +52,9 @@ class JumpSlotAllocator {
 // a mix. Error{ENOENT} when the interface has no ifstate entry (not managed by weir).
 Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::Direction dir,
                        uint32_t slot);
+// The slot ifstate[ifindex] names for `dir`; Error{ENOENT} when there is no entry.
+Result<uint32_t> get_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex,
+                                 calc::pol::Direction dir);
 // Both directions in one update.
 Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
                         uint32_t egress_slot);

@@ -1,6 +1,10 @@
 #include "dataplane/programs.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "bpf/map.h"
 #include "bpf/skeleton.h"
@@ -37,9 +41,23 @@ uint32_t effective_size(const maps::PinLayout& layout, const char* name, uint32_
   return have;
 }
 
+// Pins of maps whose layout changed (WEIR_MAPS_RETIRED): their successors are pinned now, and
+// nothing reads the old ones any more.
+void remove_retired_pins(const maps::PinLayout& layout) {
+  for (const std::string& name : maps::retired_map_names()) {
+    const std::string path = layout.map_path(name);
+    if (::unlink(path.c_str()) == 0) {
+      spdlog::info("removed the pin of retired map {} (its layout changed; its successor is pinned)", path);
+    } else if (errno != ENOENT) {
+      spdlog::warn("could not remove the pin of retired map {}: {}", path, std::strerror(errno));
+    }
+  }
+}
+
 }  // namespace
 
 Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::MapSizes& sizes) {
+  WEIR_TRY(maps::write_pin_marker(layout));
   auto impl = std::make_unique<Impl>();
   auto skel = bpf::Skeleton<weir_tc>::open("tc");
   if (!skel) return skel.error();
@@ -52,12 +70,14 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
       {WEIR_MAP_JUMP, WEIR_MAP_JUMP_SIZE},   {WEIR_MAP_PSTATE, 1},
       {WEIR_MAP_IPSETS, sizes.ipsets},       {WEIR_MAP_IPSET_X, sizes.ipsets},
       {WEIR_MAP_RULE_CNT, sizes.rule_counters}, {WEIR_MAP_CT_STATS, WEIR_CT_STATS__MAX},
+      {WEIR_MAP_FRAGS, WEIR_MAP_FRAGS_SIZE},
   };
   for (const auto& [name, size] : wanted) {
     WEIR_TRY(impl->skel.set_max_entries(name, effective_size(layout, name, size)));
     WEIR_TRY(impl->skel.set_pin_path(name, layout.map_path(name)));
   }
   WEIR_TRY(impl->skel.load());
+  remove_retired_pins(layout);
 
   auto* s = impl->skel.get();
   maps::MapFds fds;
@@ -66,7 +86,7 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   fds.ct = bpf_map__fd(s->maps.weir_ct1);
   fds.routes = bpf_map__fd(s->maps.weir_routes1);
   fds.ifstate = bpf_map__fd(s->maps.weir_ifstate1);
-  fds.counters = bpf_map__fd(s->maps.weir_counters1);
+  fds.counters = bpf_map__fd(s->maps.weir_counters2);
   fds.ct_stats = bpf_map__fd(s->maps.weir_ct_stats1);
   auto m = maps::WeirMaps::from_fds(fds);
   if (!m) return m.error();
@@ -82,6 +102,15 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
                    std::make_unique<maps::PolicyMaps>(std::move(*p)));
   WEIR_TRY(progs.install_continuations());
   return progs;
+}
+
+Result<std::map<std::string, uint32_t>> TcPrograms::map_types() {
+  auto skel = bpf::Skeleton<weir_tc>::open("tc");
+  if (!skel) return skel.error();
+  std::map<std::string, uint32_t> out;
+  struct bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, skel->get()->obj) out[bpf_map__name(m)] = bpf_map__type(m);
+  return out;
 }
 
 Status TcPrograms::install_continuations() {

@@ -9,7 +9,10 @@
 // atomically). Policy programs are installed by the policy manager (dataplane/policy_slots.h).
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "maps/pin_layout.h"
 #include "maps/weir_maps.h"
@@ -29,7 +32,12 @@ class TcPrograms {
   // layout.maps_dir() and loads. A map already pinned there is reused as it is: when its size
   // differs from `sizes`, the pinned size wins (a warning says that the new size takes effect
   // after `weir bpf cleanup`), because recreating it would drop every tracked flow.
+  // The pin root gets weir's marker first (maps::write_pin_marker).
   static Result<TcPrograms> load(const maps::PinLayout& layout, const model::MapSizes& sizes);
+
+  // The type (enum bpf_map_type) of every map of the embedded object, by name. Opens the
+  // object without loading anything: what `weir bpf cleanup` checks a pin under maps/ against.
+  static Result<std::map<std::string, uint32_t>> map_types();
 
   int from_wl_fd() const;  // weir_from_wl: tc ingress of a workload's host-side veth
   int to_wl_fd() const;    // weir_to_wl: tc egress of a workload's host-side veth

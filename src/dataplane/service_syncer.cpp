@@ -64,17 +64,24 @@ Status ServiceSyncer::adopt() {
   }
   auto bes = maps_.nat_be.dump();
   if (!bes) return bes.error().wrap("adopting NAT backends");
+  // Backends no frontend refers to: a previous agent's retired ones (a packet may still be about
+  // to read them), or left by a crash between two writes. Retired, i.e. deleted at the next
+  // sync, never now.
   size_t orphans = 0;
+  std::map<uint32_t, uint32_t> orphan_counts;  // service id -> highest ordinal + 1
   for (const auto& [k, v] : *bes) {
     max_id = std::max(max_id, k.svc_id);
     if (live_ids.count(k.svc_id) == 0) {
-      auto r = maps_.nat_be.remove(k);
-      if (!r) return r.error().wrap("removing orphaned NAT backend");
+      uint32_t& n = orphan_counts[k.svc_id];
+      n = std::max(n, k.ordinal + 1);
       orphans++;
     }
   }
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, n] : orphan_counts) retired_.push_back(Retired{id, n, now});
   next_id_ = max_id + 1;
-  spdlog::info("adopted {} NAT frontends from pinned maps ({} orphaned backend entries removed)",
+  spdlog::info("adopted {} NAT frontends from pinned maps ({} backend entries no frontend refers "
+               "to: deleted at the next sync)",
                programmed_.size(), orphans);
   return {};
 }
@@ -117,11 +124,10 @@ Status ServiceSyncer::write(const calc::Frontend& fe) {
     (void)delete_backends(id, fe.backends.size());
     return st.error().wrap(fmt::format("writing frontend {} of {}", fe.key.str(), fe.service));
   }
+  // A packet that read the old frontend a moment ago may be about to read its backends: they
+  // stay until the next sync.
   auto old = programmed_.find(fe.key);
-  if (old != programmed_.end() && old->second.svc_id != 0) {
-    auto d = delete_backends(old->second.svc_id, old->second.backends.size());
-    if (!d) spdlog::warn("deleting old backends of {}: {}", fe.service, d.error().str());
-  }
+  if (old != programmed_.end()) retire(old->second);
   programmed_[fe.key] = Programmed{id, fe.backends, fe.local, fe.affinity_timeout_s};
   return {};
 }
@@ -129,8 +135,30 @@ Status ServiceSyncer::write(const calc::Frontend& fe) {
 Status ServiceSyncer::remove(const calc::FrontendKey& key, const Programmed& p) {
   auto r = maps_.nat_fe.remove(to_map_key(key));
   if (!r) return r.error().wrap("removing frontend " + key.str());
-  if (p.svc_id != 0) WEIR_TRY(delete_backends(p.svc_id, p.backends.size()));
+  retire(p);  // deleted at the next sync, like replaced backends
   return {};
+}
+
+void ServiceSyncer::retire(const Programmed& p) {
+  if (p.svc_id == 0 || p.backends.empty()) return;
+  retired_.push_back(Retired{p.svc_id, static_cast<uint32_t>(p.backends.size()),
+                             std::chrono::steady_clock::now()});
+}
+
+void ServiceSyncer::delete_retired() {
+  // No frontend refers to a retired id: a frontend only ever moves to a fresh id (ids are never
+  // reused while the agent runs, and start above every id found at adoption), and adoption
+  // retires only ids no frontend held.
+  const auto now = std::chrono::steady_clock::now();
+  while (!retired_.empty() && now - retired_.front().since >= grace_) {
+    const Retired& r = retired_.front();
+    if (auto d = delete_backends(r.svc_id, r.count); !d) {
+      spdlog::warn("deleting retired NAT backends {}:*: {}; retried at the next sync", r.svc_id,
+                   d.error().str());
+      return;
+    }
+    retired_.pop_front();
+  }
 }
 
 // Writes `fe` unless the maps already hold it; a failure is logged and added to `failures`.
@@ -179,6 +207,7 @@ Status failures_status(const std::vector<std::string>& failures) {
 
 Status ServiceSyncer::apply(const std::vector<calc::Frontend>& desired) {
   stats_ = {};
+  delete_retired();
   std::vector<std::string> failures;
   std::set<calc::FrontendKey> want;
   for (const auto& fe : desired) {
@@ -197,6 +226,7 @@ Status ServiceSyncer::apply(const std::vector<calc::Frontend>& desired) {
 
 Status ServiceSyncer::apply_changes(const calc::SetDiff<calc::FrontendKey, calc::Frontend>& d) {
   stats_ = {};
+  delete_retired();
   std::vector<std::string> failures;
   for (const auto& key : d.removed) {
     auto it = programmed_.find(key);

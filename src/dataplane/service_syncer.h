@@ -2,13 +2,24 @@
 //
 // Every change of a frontend's backends is written under a FRESH service id: the backends
 // (id, 0..n-1) are written first, then the frontend is switched to the new id and count in one
-// map update, then the old id's backends are deleted. A packet therefore always sees a
-// complete, consistent backend list, old or new. Established flows do not depend on ids (their
-// conntrack entries carry the backend address), so they are untouched; flows to backends that
-// were removed are removed by the conntrack scanner.
+// map update. The old id's backends are RETIRED, not deleted: a packet that read the old
+// frontend a moment before the switch may still be about to look up one of them, so they are
+// deleted at the start of the next apply()/apply_changes() (a sync later, as the policy manager
+// frees replaced jump slots) that comes at least `retire_grace` (default 1 s) after the switch:
+// the agent never syncs faster than its minSyncPeriod, but a caller that syncs back to back
+// (a test, a burst) must not shrink a packet's window to one sync's few microseconds, which a
+// vCPU preempted between the two lookups can outlast. A removed frontend's backends are retired
+// the same way. A packet
+// therefore always finds a complete, consistent backend list, old or new. Established flows do
+// not depend on ids (their conntrack entries carry the backend address), so they are
+// untouched; flows to backends that were removed are removed by the conntrack scanner.
+// Memory and time stay bounded: the retired list holds only the ids replaced or removed since
+// the previous sync or within the grace, and deleting them costs what writing them cost.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,11 +33,14 @@ namespace weir::dataplane {
 
 class ServiceSyncer {
  public:
-  explicit ServiceSyncer(maps::WeirMaps& m) : maps_(m) {}
+  static constexpr std::chrono::milliseconds kRetireGrace{1000};
+  explicit ServiceSyncer(maps::WeirMaps& m, std::chrono::nanoseconds retire_grace = kRetireGrace)
+      : maps_(m), grace_(retire_grace) {}
 
   // Reads what is already programmed (a previous agent's work) so that apply() changes only
   // what differs: a restart with unchanged input writes nothing. Backend entries that no
-  // frontend refers to (left by a crash between two writes) are deleted.
+  // frontend refers to (the previous agent's retired ones, or left by a crash between two
+  // writes) are retired: deleted at the next apply()/apply_changes(), not now.
   Status adopt();
 
   // Makes the maps hold exactly `desired`. Frontends whose backends (as a set), local count
@@ -47,6 +61,8 @@ class ServiceSyncer {
   };
   const Stats& last_stats() const { return stats_; }
   size_t programmed() const { return programmed_.size(); }
+  // Service ids whose backends wait for the next sync to be deleted.
+  size_t retired() const { return retired_.size(); }
 
  private:
   struct Programmed {
@@ -62,10 +78,21 @@ class ServiceSyncer {
   Status write(const calc::Frontend& fe);
   Status remove(const calc::FrontendKey& key, const Programmed& p);
   Status delete_backends(uint32_t svc_id, size_t count);
+  void retire(const Programmed& p);
+  void delete_retired();
   uint32_t allocate_id();
 
   maps::WeirMaps& maps_;
   std::map<calc::FrontendKey, Programmed> programmed_;
+  struct Retired {
+    uint32_t svc_id = 0;
+    uint32_t count = 0;                           // backends (svc_id, 0..count-1)
+    std::chrono::steady_clock::time_point since;  // when its frontend left the id
+  };
+  // Oldest first (an id is retired once: a frontend only ever moves to a fresh id), so a sync
+  // deletes from the front and stops at the first one still within the grace.
+  std::deque<Retired> retired_;
+  std::chrono::nanoseconds grace_;
   uint32_t next_id_ = 1;
   Stats stats_;
 };

@@ -1,5 +1,8 @@
 #include "lab/lab.h"
 
+#include "cli/bpf_ops.h"
+#include "cli/commands.h"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fcntl.h>
@@ -542,9 +545,20 @@ Status Lab::down() {
   }
   st_.servers.clear();
   save_if();
+  bool cleaned = false;
   if (netns_exists(st_.node_netns) && !st_.weir_binary.empty()) {
     auto r = run_weir({"bpf", "cleanup"}, 60s);
     if (!r) spdlog::debug("lab {}: weir bpf cleanup: {}", st_.id, r.error().str());
+    cleaned = r.ok();
+  }
+  if (!cleaned && !st_.pin_root.empty()) {
+    // The node namespace is gone (or cleanup failed): the agent's files beside the pins
+    // (/run/weir/<pin root name>) are still removed, and only those.
+    cli::GlobalOptions g;
+    g.pin_root = st_.pin_root;
+    cli::CleanupReport report;
+    cli::cleanup_state_files(g.effective_state_dir(), report);
+    for (const auto& l : report.removed) spdlog::debug("lab {}: {}", st_.id, l);
   }
   for (auto it = st_.netns.rbegin(); it != st_.netns.rend(); ++it) {
     if (!netns_exists(*it)) continue;

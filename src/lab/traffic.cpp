@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -71,6 +72,20 @@ Result<Fd> bound_socket(int type, uint16_t port) {
 
 // ---------------------------------------------------------------- server
 
+namespace {
+// The answer to a UDP datagram: NAME\n, padded with '.' to N bytes when the datagram starts
+// with "size N\n" (large, fragmented answers; N at most kMaxUdpAnswer).
+std::string udp_answer(const std::string& answer, std::string_view request) {
+  if (!request.starts_with("size ")) return answer;
+  size_t n = 0;
+  for (size_t i = 5; i < request.size() && request[i] >= '0' && request[i] <= '9'; ++i) n = n * 10 + size_t(request[i] - '0');
+  n = std::min(n, kMaxUdpAnswer);
+  std::string a = answer;
+  if (a.size() < n) a.append(n - a.size(), '.');
+  return a;
+}
+}  // namespace
+
 Status serve(const ServeOptions& opts) {
   if (opts.name.empty()) return make_error("serve: --name is required");
   if (opts.tcp_ports.empty() && opts.udp_ports.empty())
@@ -97,7 +112,8 @@ Status serve(const ServeOptions& opts) {
   std::fflush(stdout);
 
   std::vector<pollfd> pfds;
-  char buf[4096];
+  std::vector<char> storage(65536);  // a whole UDP datagram, however large
+  char* buf = storage.data();
   for (;;) {
     pfds.clear();
     for (auto& s : socks) pfds.push_back({s.fd.get(), POLLIN, 0});
@@ -124,15 +140,16 @@ Status serve(const ServeOptions& opts) {
         case Kind::Udp: {
           sockaddr_in from{};
           socklen_t len = sizeof from;
-          ssize_t r = ::recvfrom(s.fd.get(), buf, sizeof buf, MSG_DONTWAIT,
+          ssize_t r = ::recvfrom(s.fd.get(), buf, storage.size(), MSG_DONTWAIT,
                                  reinterpret_cast<sockaddr*>(&from), &len);
-          if (r >= 0)
-            ::sendto(s.fd.get(), answer.data(), answer.size(), MSG_DONTWAIT,
-                     reinterpret_cast<sockaddr*>(&from), len);
+          if (r >= 0) {
+            const std::string a = udp_answer(answer, std::string_view(buf, size_t(r)));
+            ::sendto(s.fd.get(), a.data(), a.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), len);
+          }
           break;
         }
         case Kind::Conn: {
-          ssize_t r = ::recv(s.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+          ssize_t r = ::recv(s.fd.get(), buf, storage.size(), MSG_DONTWAIT);
           if (r <= 0) {
             if (r == 0 || (errno != EAGAIN && errno != EINTR)) closed.push_back(i);
             break;
@@ -263,6 +280,40 @@ Result<UdpAnswer> udp_request(const std::string& ip, uint16_t port,
     std::string s(buf, static_cast<size_t>(r));
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
     return UdpAnswer{s, addr_str(from)};
+  }
+}
+
+Result<SizedUdpAnswer> udp_sized_request(const std::string& ip, uint16_t port, size_t request_bytes,
+                                         size_t answer_bytes, std::chrono::milliseconds timeout) {
+  auto sa = make_addr(ip, port);
+  if (!sa) return sa.error();
+  if (answer_bytes > kMaxUdpAnswer || request_bytes > kMaxUdpAnswer)
+    return Error{EINVAL, fmt::format("UDP sizes {} / {}: at most {} bytes", request_bytes, answer_bytes, kMaxUdpAnswer)};
+  Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return errno_error("socket");
+  std::string req = fmt::format("size {}\n", answer_bytes);
+  if (req.size() < request_bytes) req.append(request_bytes - req.size(), '-');
+  if (::sendto(fd.get(), req.data(), req.size(), 0, reinterpret_cast<const sockaddr*>(&*sa), sizeof *sa) < 0)
+    return errno_error(fmt::format("UDP send of {} bytes to {}:{}", req.size(), ip, port));
+  auto deadline = Clock::now() + timeout;
+  std::vector<char> buf(kMaxUdpAnswer + 1);
+  for (;;) {
+    int n = wait_fd(fd.get(), POLLIN, deadline);
+    if (n < 0) return errno_error("UDP recv");
+    if (n == 0) return Error{ETIMEDOUT, fmt::format("UDP {}:{}: no answer to a {}-byte datagram", ip, port, req.size())};
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    ssize_t r = ::recvfrom(fd.get(), buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &len);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return errno_error(fmt::format("UDP recv from {}:{}", ip, port));
+    }
+    std::string_view got(buf.data(), size_t(r));
+    SizedUdpAnswer a;
+    a.bytes = size_t(r);
+    a.from = addr_str(from);
+    a.name = std::string(got.substr(0, got.find('\n')));
+    return a;
   }
 }
 

@@ -3,7 +3,8 @@
 // namespace of the calling thread: wrap calls in in_netns() to run them from a pod.
 //
 // Protocol: a server started with --name NAME answers every line received on a TCP connection
-// and every UDP datagram with "NAME\n", so a client sees which backend answered.
+// and every UDP datagram with "NAME\n", so a client sees which backend answered; a datagram
+// that starts with "size N\n" gets "NAME\n" padded to N bytes (large, fragmented answers).
 #pragma once
 
 #include <chrono>
@@ -66,6 +67,20 @@ struct UdpAnswer {
 // from (recvfrom). Error ETIMEDOUT when nothing came back.
 Result<UdpAnswer> udp_request(const std::string& ip, uint16_t port,
                               std::chrono::milliseconds timeout = 2s);
+
+// The largest UDP answer the lab server pads to (and the largest request the client sends).
+inline constexpr size_t kMaxUdpAnswer = 60000;
+
+struct SizedUdpAnswer {
+  std::string name;  // the answering backend
+  std::string from;  // the source address of the reply datagram, "ip:port"
+  size_t bytes = 0;  // the size of the answer as received (reassembled)
+};
+
+// One datagram of `request_bytes` asking the lab server for an answer of `answer_bytes`
+// (NAME\n padded): datagrams larger than the path MTU travel as IP fragments both ways.
+Result<SizedUdpAnswer> udp_sized_request(const std::string& ip, uint16_t port, size_t request_bytes,
+                                         size_t answer_bytes, std::chrono::milliseconds timeout = 2s);
 
 // One datagram on a *connected* UDP socket: an ICMP port unreachable for it is reported as
 // Error ECONNREFUSED by recv (what the tests use to see the "no backend" answer).

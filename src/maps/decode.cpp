@@ -36,17 +36,21 @@ std::optional<uint32_t> parse_ip(std::string_view s) {
   return a.s_addr;
 }
 
+std::string_view ct_tcp_state_name(uint32_t state) {
+  switch (state) {
+    case WEIR_CT_TCP_SYN_SENT: return "SYN-SENT";
+    case WEIR_CT_TCP_SYN_RECV: return "SYN-RECV";
+    case WEIR_CT_TCP_ESTABLISHED: return "ESTABLISHED";
+    case WEIR_CT_TCP_FIN_WAIT: return "FIN-WAIT";
+    case WEIR_CT_TCP_CLOSED: return "CLOSED";
+    case WEIR_CT_TCP_RESET: return "RESET";
+    default: return "?";
+  }
+}
+
 std::string ct_state(uint8_t proto, const weir_ct_leg& a, const weir_ct_leg& b) {
   if (proto != WEIR_IPPROTO_TCP) return "";
-  auto has = [](const weir_ct_leg& l, uint32_t f) { return (l.flags & f) != 0; };
-  if (has(a, WEIR_CT_LEG_RST) || has(b, WEIR_CT_LEG_RST)) return "RESET";
-  bool fa = has(a, WEIR_CT_LEG_FIN), fb = has(b, WEIR_CT_LEG_FIN);
-  if (fa && fb) return "CLOSED";
-  if (fa || fb) return "FIN-WAIT";
-  if ((has(a, WEIR_CT_LEG_SYN) && has(b, WEIR_CT_LEG_SYN)) ||
-      (has(a, WEIR_CT_LEG_ACK) && has(b, WEIR_CT_LEG_ACK)))
-    return "ESTABLISHED";
-  return "SYN-SENT";
+  return std::string(ct_tcp_state_name(weir_ct_tcp_state(a.flags, b.flags)));
 }
 
 weir_ct_stats sum_ct_stats(const std::vector<weir_ct_stats>& per_cpu) {
@@ -163,6 +167,8 @@ const CounterMeta kCounters[] = {
     {WEIR_CNT_DROP_NO_BACKEND, "Dropped", "service without backends", "dropped_no_backend", true},
     {WEIR_CNT_DROP_TAIL_CALL, "Dropped", "missed tail call", "dropped_tail_call", true},
     {WEIR_CNT_DROP_REWRITE, "Dropped", "packet rewrite failed", "dropped_rewrite", true},
+    {WEIR_CNT_DROP_ICMP_NO_FLOW, "Dropped", "ICMP errors about no tracked flow", "dropped_icmp_no_flow", true},
+    {WEIR_CNT_DROP_VLAN, "Dropped", "VLAN-tagged frames", "dropped_vlan", true},
     {WEIR_CNT_REDIRECT_NEIGH, "Redirect", "neigh", "redirect_neigh", true},
     {WEIR_CNT_REDIRECT_PEER, "Redirect", "peer", "redirect_peer", true},
     {WEIR_CNT_REDIRECT_PLAIN, "Redirect", "plain", "redirect_plain", true},

@@ -27,14 +27,13 @@ uint16_t port_host(uint16_t port_be);
 // Parse "a.b.c.d" into network order; nullopt when malformed.
 std::optional<uint32_t> parse_ip(std::string_view s);
 
-// TCP connection state from the two legs of a conntrack entry:
-//   any leg RST                   -> "RESET"
-//   both legs FIN                 -> "CLOSED"
-//   one leg FIN                   -> "FIN-WAIT"
-//   both legs SYN (handshake answered) or both legs ACK -> "ESTABLISHED"
-//   otherwise (only one side has spoken) -> "SYN-SENT"
+// TCP connection state from the two legs of a conntrack entry: weir_ct_tcp_state() of
+// bpf/include/weir/conntrack.h (the definition the datapath and the scanner use), named
+// "SYN-SENT", "SYN-RECV", "ESTABLISHED", "FIN-WAIT", "CLOSED" or "RESET".
 // Returns "" for non-TCP protocols (UDP/ICMP have no state in the dump).
 std::string ct_state(uint8_t proto, const weir_ct_leg& a, const weir_ct_leg& b);
+// The name of an enum weir_ct_tcp value ("?" when out of range).
+std::string_view ct_tcp_state_name(uint32_t state);
 // "NORMAL", "NAT_FWD", "NAT_REV", else "TYPE<n>".
 std::string ct_type_name(uint8_t type);
 // Leg flags as "SYN|ACK|APPROVED|WORKLOAD" ("" when none).

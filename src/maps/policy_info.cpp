@@ -62,7 +62,7 @@ nlohmann::json to_json(const PolicyInfo& info) {
     tiers.push_back(
         {{"name", t.name}, {"default_action", t.default_action}, {"policies", std::move(pols)}});
   }
-  return {{"iface", info.iface},
+  nlohmann::json j = {{"iface", info.iface},
           {"ifindex", info.ifindex},
           {"direction", info.direction},
           {"entry_slot", info.entry_slot},
@@ -70,6 +70,8 @@ nlohmann::json to_json(const PolicyInfo& info) {
           {"chunk_slots", info.chunk_slots},
           {"tiers", std::move(tiers)},
           {"asm", info.asm_text}};
+  if (!info.install_error.empty()) j["install_error"] = info.install_error;
+  return j;
 }
 
 Result<PolicyInfo> policy_info_from_json(const nlohmann::json& j) {
@@ -82,6 +84,7 @@ Result<PolicyInfo> policy_info_from_json(const nlohmann::json& j) {
     info.entry_prog_id = j.at("entry_prog_id").get<uint32_t>();
     info.chunk_slots = j.at("chunk_slots").get<std::vector<uint32_t>>();
     info.asm_text = j.value("asm", "");
+    info.install_error = j.value("install_error", "");
     for (const auto& t : j.at("tiers")) {
       PolicyInfoTier tier{t.at("name").get<std::string>(),
                           t.at("default_action").get<std::string>(),

@@ -49,6 +49,10 @@ struct PolicyInfo {
   std::vector<uint32_t> chunk_slots;      // every slot the program uses, entry first
   std::vector<PolicyInfoTier> tiers;
   std::string asm_text;                   // disassembly with the compiler's comments
+  // Non-empty when the endpoint's own policy could not be installed (why): the program
+  // described here is then the deny-all of calc::pol::fail_closed_policy() (fail closed), or
+  // the previous policy, still in force. Shown on the dump's Error line. JSON "install_error".
+  std::string install_error;
 
   // "tc egress" for ingress policy (the host veth's egress hook), "tc ingress" for egress.
   std::string hook() const;

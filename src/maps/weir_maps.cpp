@@ -10,8 +10,13 @@ const std::vector<std::string>& all_map_names() {
   static const std::vector<std::string> names = {
       WEIR_MAP_NAT_FE, WEIR_MAP_NAT_BE, WEIR_MAP_CT,     WEIR_MAP_ROUTES,   WEIR_MAP_IFSTATE,
       WEIR_MAP_COUNTERS, WEIR_MAP_JUMP, WEIR_MAP_PSTATE, WEIR_MAP_IPSETS, WEIR_MAP_IPSET_X,
-      WEIR_MAP_RULE_CNT, WEIR_MAP_CT_STATS,
+      WEIR_MAP_RULE_CNT, WEIR_MAP_CT_STATS, WEIR_MAP_FRAGS,
   };
+  return names;
+}
+
+const std::vector<std::string>& retired_map_names() {
+  static const std::vector<std::string> names = WEIR_MAPS_RETIRED;
   return names;
 }
 

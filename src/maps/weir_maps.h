@@ -38,6 +38,9 @@ using RuleCountersMap = bpf::PerCpuMap<weir_rule_cnt_key, weir_rule_cnt_val>;
 // Names of every map, in a stable order (the order of docs/maps.md): the six core maps of
 // WeirMaps, then the five of PolicyMaps, then the conntrack statistics (in WeirMaps too).
 const std::vector<std::string>& all_map_names();
+// Names of maps an older agent pinned whose layout changed (WEIR_MAPS_RETIRED): the loader
+// unpins them once their successors are pinned, `weir bpf cleanup` removes them.
+const std::vector<std::string>& retired_map_names();
 
 // Raw fds of every map, for WeirMaps::from_fds (e.g. bpf_map__fd(skel->maps.weir_ct1)). The
 // fds are borrowed: from_fds duplicates them.

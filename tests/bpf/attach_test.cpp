@@ -433,11 +433,8 @@ TEST_F(AttachTest, CleanupRemovesEverythingWeirAndIsIdempotent) {
   // A foreign filter on weirh1 ingress keeps its clsact qdisc alive.
   ASSERT_EQ(sh(tc() + "filter add dev weirh1 ingress pref 3 handle 0x1 bpf da object-pinned " + other_pin, &out), 0)
       << out;
-  // Some pinned map under the root, as the agent would leave it.
-  Fd map(bpf_map_create(BPF_MAP_TYPE_HASH, "weir_x1", 4, 4, 8, nullptr));
-  ASSERT_TRUE(map.valid());
-  ASSERT_TRUE(bpf::mkdirs(layout.maps_dir()).ok());
-  ASSERT_EQ(bpf_obj_pin(map.get(), layout.map_path("weir_x1").c_str()), 0);
+  // weir's marker, as the loader leaves it: cleanup only cleans a pin root that is weir's.
+  ASSERT_TRUE(maps::write_pin_marker(layout).ok());
   in_ns([&] {
     auto r = cli::cleanup(layout);
     ASSERT_TRUE(r.ok()) << r.error().str();

@@ -1,6 +1,9 @@
 // Conntrack vectors: every TCP leg transition, UDP, ICMP echo, state created by to_wl, packets
 // that must not create state, and the reuse of a finished 5-tuple.
+#include "calc/conntrack.h"
+#include "maps/decode.h"
 #include "tc_fixture.h"
+#include "weir/conntrack.h"
 
 namespace weir::test {
 namespace {
@@ -37,6 +40,15 @@ class ConntrackTest : public TcTest {
 };
 
 constexpr uint32_t kWl = WEIR_CT_LEG_APPROVED | WEIR_CT_LEG_WORKLOAD;
+
+// The state of an entry by the shared definition, checked to be what the scanner and the CLI
+// read from the same entry.
+weir_ct_tcp tcp_state(const weir_ct_val& e) {
+  weir_ct_tcp s = weir_ct_tcp_state(e.a.flags, e.b.flags);
+  EXPECT_EQ(maps::ct_state(kTcp, e.a, e.b), maps::ct_tcp_state_name(s));
+  EXPECT_EQ(calc::to_string(calc::ct_state(kTcp, e.a.flags, e.b.flags)), maps::ct_tcp_state_name(s));
+  return s;
+}
 
 TEST_F(ConntrackTest, TcpHandshakeDataAndCloseWalkEveryLegTransition) {
   // SYN: a NORMAL entry, SYN-SENT (SYN on the client's leg only).
@@ -96,6 +108,73 @@ TEST_F(ConntrackTest, TcpHandshakeDataAndCloseWalkEveryLegTransition) {
   EXPECT_EQ(client_flags(), kWl | WEIR_CT_LEG_SYN);
   EXPECT_EQ(remote_flags(), 0u);
   EXPECT_EQ(tc->ct_all().size(), 1u);
+}
+
+TEST_F(ConntrackTest, SharedTcpStateAtEveryStepOfAHandshakeAndClose) {
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpSyn), WEIR_CNT_ACCEPT_NEW_FLOW, 1);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_SYN_SENT);
+  pass(Prog::ToWl, remote_tcp(kTcpSyn | kTcpAck, 9000, 1001), WEIR_CNT_ACCEPT_ESTABLISHED, 1);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_SYN_RECV);
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpAck, 1001, 9001), WEIR_CNT_ACCEPT_ESTABLISHED, 1);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_ESTABLISHED);
+  pass(Prog::ToWl, remote_tcp(kTcpAck | kTcpPsh, 9001, 1001), WEIR_CNT_ACCEPT_ESTABLISHED, 2);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_ESTABLISHED);
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpFin | kTcpAck, 1001, 9001), WEIR_CNT_ACCEPT_ESTABLISHED, 2);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_FIN_WAIT);
+  // Not over yet: a SYN on the 5-tuple does not start a new flow (the entry stays).
+  backdate(kClientIp, kCport, kRemoteIp, kRport, kTcp);
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpSyn, 5000), WEIR_CNT_ACCEPT_ESTABLISHED, 3);
+  EXPECT_EQ(entry().created_ns, kBackdated);
+  pass(Prog::ToWl, remote_tcp(kTcpFin | kTcpAck, 9001, 1002), WEIR_CNT_ACCEPT_ESTABLISHED, 3);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_CLOSED);
+  // Over (weir_ct_is_dead): the next SYN starts a new flow.
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpSyn, 70000), WEIR_CNT_ACCEPT_NEW_FLOW, 2);
+  EXPECT_NE(entry().created_ns, kBackdated);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_SYN_SENT);
+  // Reset by the remote: RESET, over.
+  pass(Prog::ToWl, remote_tcp(kTcpRst | kTcpAck, 0, 70001), WEIR_CNT_ACCEPT_ESTABLISHED, 4);
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_RESET);
+  backdate(kClientIp, kCport, kRemoteIp, kRport, kTcp);
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpSyn, 80000), WEIR_CNT_ACCEPT_NEW_FLOW, 3);
+  EXPECT_NE(entry().created_ns, kBackdated);
+}
+
+TEST_F(ConntrackTest, SynAnsweredByABareAckIsNoHandshake) {
+  // A challenge ACK (the remote still holds an older connection on this 5-tuple): legs
+  // {SYN(|ACK), ACK}. SYN-SENT for the datapath, the scanner (20 s) and the CLI alike.
+  pass(Prog::FromWl, client_tcp(kCport, kRemoteIp, kRport, kTcpSyn), WEIR_CNT_ACCEPT_NEW_FLOW, 1);
+  pass(Prog::ToWl, remote_tcp(kTcpAck, 9000, 5), WEIR_CNT_ACCEPT_ESTABLISHED, 1);
+  EXPECT_EQ(remote_flags(), uint32_t(WEIR_CT_LEG_ACK));
+  EXPECT_EQ(tcp_state(entry()), WEIR_CT_TCP_SYN_SENT);
+  EXPECT_EQ(calc::ct_timeout(calc::ct_state(kTcp, entry().a.flags, entry().b.flags), model::ConntrackTimeouts{}),
+            std::chrono::seconds(20));
+}
+
+TEST_F(ConntrackTest, BothEntriesOfANatFlowGiveTheSameSharedState) {
+  const uint16_t cport = 43005;
+  auto both = [&](weir_ct_tcp want, const char* step) {
+    auto f = ct(kClientIp, cport, kVip, kVipTcpPort, kTcp);
+    auto r = ct(kClientIp, cport, kBe1Ip, kBeTcpPort, kTcp);
+    ASSERT_TRUE(f.has_value() && r.has_value()) << step;
+    EXPECT_EQ(tcp_state(*f), want) << step << " (NAT_FWD)";
+    EXPECT_EQ(tcp_state(*r), want) << step << " (NAT_REV)";
+  };
+  auto r1 = from_wl(client_if, client_tcp(cport, kVip, kVipTcpPort, kTcpSyn, 100));
+  ASSERT_EQ(r1.retval, TC_ACT_REDIRECT);
+  ASSERT_EQ(run(Prog::ToWl, be1_if, r1.out).retval, TC_ACT_OK);
+  both(WEIR_CT_TCP_SYN_SENT, "SYN");
+  ASSERT_EQ(from_wl(be1_if, be1_tcp(kBeTcpPort, kClientIp, cport, kTcpSyn | kTcpAck, 7000, 101)).retval,
+            TC_ACT_REDIRECT);
+  both(WEIR_CT_TCP_SYN_RECV, "SYN-ACK");
+  ASSERT_EQ(from_wl(client_if, client_tcp(cport, kVip, kVipTcpPort, kTcpAck, 101, 7001)).retval,
+            TC_ACT_REDIRECT);
+  both(WEIR_CT_TCP_ESTABLISHED, "ACK");
+  ASSERT_EQ(from_wl(client_if, client_tcp(cport, kVip, kVipTcpPort, kTcpFin | kTcpAck, 101, 7001)).retval,
+            TC_ACT_REDIRECT);
+  both(WEIR_CT_TCP_FIN_WAIT, "FIN from the client");
+  ASSERT_EQ(from_wl(be1_if, be1_tcp(kBeTcpPort, kClientIp, cport, kTcpFin | kTcpAck, 7001, 102)).retval,
+            TC_ACT_REDIRECT);
+  both(WEIR_CT_TCP_CLOSED, "FIN from the backend");
 }
 
 TEST_F(ConntrackTest, RstMarksTheFlowResetAndASynRecreatesIt) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "calc/conntrack.h"
 #include "cli/bpf_ops.h"
@@ -19,6 +20,7 @@
 #include "netns_env.h"
 #include "bpf/attach.h"
 #include "bpf/bpffs.h"
+#include "bpf/netlink.h"
 #include "maps/decode.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
@@ -29,6 +31,9 @@ namespace {
 using model::Ipv4;
 
 Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
+
+// Retired backends go at the very next sync (the ordering under test, not the grace time).
+constexpr std::chrono::nanoseconds kNoGrace{0};
 
 // Every weir map, created with the real types and sizes (small), owned by the test.
 struct TestMaps {
@@ -98,7 +103,7 @@ std::map<calc::FrontendKey, std::pair<uint32_t, std::vector<calc::Backend>>> rea
 TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.10", 53, 17, {{"10.65.0.5", 5353}});
@@ -116,7 +121,7 @@ TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
 TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.12", 80, 6, {{"10.65.0.6", 80}});
@@ -128,7 +133,8 @@ TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
   EXPECT_EQ(s.last_stats().unchanged, 2u);
   EXPECT_EQ(read_nat(*t.maps), before);
 
-  // Remove one backend of a: new id, only a's backends remain under it, old id gone.
+  // Remove one backend of a: new id, only a's backends under it; the old id's entries are
+  // retired (still there for packets that read the old frontend) and go at the next sync.
   auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}});
   ASSERT_TRUE(s.apply({a2, b}).ok());
   EXPECT_EQ(s.last_stats().written, 1u);
@@ -136,24 +142,137 @@ TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
   EXPECT_NE(after[a.key].first, before[a.key].first);
   EXPECT_EQ(after[a.key].second, a2.backends);
   EXPECT_EQ(after[b.key], before[b.key]);
+  EXPECT_EQ(t.maps->nat_be.count().value(), 2u + 2u);
+  ASSERT_TRUE(s.apply({a2, b}).ok());
+  EXPECT_EQ(s.last_stats().written, 0u);
   for (uint32_t i = 0; i < 2; i++) {
     auto old = t.maps->nat_be.lookup(weir_nat_be_key{before[a.key].first, i});
     ASSERT_TRUE(old.ok());
     EXPECT_FALSE(old->has_value()) << "old backend entry " << i << " left behind";
   }
   EXPECT_EQ(t.maps->nat_be.count().value(), 2u);
+  EXPECT_EQ(s.retired(), 0u);
 
-  // Remove the frontend entirely.
+  // Remove the frontend entirely: its backends go one sync later too.
   ASSERT_TRUE(s.apply({b}).ok());
   EXPECT_EQ(s.last_stats().removed, 1u);
   EXPECT_EQ(read_nat(*t.maps).count(a.key), 0u);
+  EXPECT_EQ(t.maps->nat_be.count().value(), 2u);
+  ASSERT_TRUE(s.apply({b}).ok());
+  EXPECT_EQ(t.maps->nat_be.count().value(), 1u);
+}
+
+// What a packet does (bpf/lib/nat.h weir_nat_pick): read the frontend, then one backend under
+// its id. Here the two reads are split by a sync, the widest a packet's window can be.
+struct StalePacket {
+  uint32_t svc_id = 0, count = 0;
+  static StalePacket read_frontend(maps::WeirMaps& m, const calc::Frontend& fe) {
+    auto v = m.nat_fe.lookup(to_map_key(fe.key));
+    EXPECT_TRUE(v.ok() && v->has_value());
+    return v.ok() && v->has_value() ? StalePacket{(*v)->svc_id, (*v)->count} : StalePacket{};
+  }
+  // Every ordinal the packet could have picked is still there.
+  bool finds_backends(maps::WeirMaps& m) const {
+    if (count == 0) return false;
+    for (uint32_t i = 0; i < count; i++) {
+      auto b = m.nat_be.lookup(weir_nat_be_key{svc_id, i});
+      if (!b.ok() || !b->has_value()) return false;
+    }
+    return true;
+  }
+};
+
+// The retire ordering on each path that replaces or removes backends: a packet that read the
+// frontend before a sync still finds its backends after it; they go at the sync after.
+TEST(ServiceSyncer, ABackendOutlivesTheSyncThatReplacedIt) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
+  ASSERT_TRUE(s.adopt().ok());
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
+  ASSERT_TRUE(s.apply({a, b}).ok());
+
+  // Full path, backends changed.
+  auto p1 = StalePacket::read_frontend(*t.maps, a);
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}, {"10.65.0.9", 8080}});
+  ASSERT_TRUE(s.apply({a2, b}).ok());
+  EXPECT_TRUE(p1.finds_backends(*t.maps)) << "full apply deleted the backends a packet was reading";
+  // Incremental path, backends changed: p1's are deleted now, p2's stay.
+  auto p2 = StalePacket::read_frontend(*t.maps, a2);
+  auto a3 = frontend("10.96.0.10", 80, 6, {{"10.65.0.9", 8080}});
+  ASSERT_TRUE(s.apply_changes(calc::diff_frontends({a2, b}, {a3, b})).ok());
+  EXPECT_FALSE(p1.finds_backends(*t.maps)) << "retired backends never deleted";
+  EXPECT_TRUE(p2.finds_backends(*t.maps)) << "apply_changes deleted the backends a packet was reading";
+  // Incremental removal of a frontend.
+  auto p3 = StalePacket::read_frontend(*t.maps, b);
+  ASSERT_TRUE(s.apply_changes(calc::diff_frontends({a3, b}, {a3})).ok());
+  EXPECT_TRUE(p3.finds_backends(*t.maps)) << "removing a frontend deleted its backends at once";
+  // Full-path removal.
+  auto p4 = StalePacket::read_frontend(*t.maps, a3);
+  ASSERT_TRUE(s.apply({}).ok());
+  EXPECT_TRUE(p4.finds_backends(*t.maps));
+  EXPECT_FALSE(p2.finds_backends(*t.maps));
+  EXPECT_FALSE(p3.finds_backends(*t.maps));
+  ASSERT_TRUE(s.apply({}).ok());
+  EXPECT_EQ(t.maps->nat_be.count().value(), 0u);
+  EXPECT_EQ(s.retired(), 0u);
+}
+
+// However fast syncs follow each other, retired backends live for the grace time.
+TEST(ServiceSyncer, RetiredBackendsLiveAtLeastTheGraceTime) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  ServiceSyncer s(*t.maps, std::chrono::milliseconds(300));
+  ASSERT_TRUE(s.adopt().ok());
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}});
+  ASSERT_TRUE(s.apply({a}).ok());
+  auto p = StalePacket::read_frontend(*t.maps, a);
+  const auto switched = std::chrono::steady_clock::now();
+  ASSERT_TRUE(s.apply({a2}).ok());
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(s.apply({a2}).ok());
+  if (std::chrono::steady_clock::now() - switched < std::chrono::milliseconds(300)) {
+    EXPECT_TRUE(p.finds_backends(*t.maps)) << "deleted within the grace time";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  ASSERT_TRUE(s.apply({a2}).ok());
+  EXPECT_FALSE(p.finds_backends(*t.maps));
+  EXPECT_EQ(s.retired(), 0u);
+}
+
+// Across a restart: the previous agent's retired backends (no frontend refers to them) are
+// kept by adoption and deleted at the new agent's first sync; backends a frontend refers to are
+// never deleted.
+TEST(ServiceSyncer, AdoptionRetiresUnreferencedBackendsAtTheNextSync) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
+  auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}});
+  StalePacket in_flight;
+  {
+    ServiceSyncer first(*t.maps, kNoGrace);
+    ASSERT_TRUE(first.adopt().ok());
+    ASSERT_TRUE(first.apply({a}).ok());
+    in_flight = StalePacket::read_frontend(*t.maps, a);
+    ASSERT_TRUE(first.apply({a2}).ok());  // the agent stops here: a's old id is retired
+  }
+  auto live = StalePacket::read_frontend(*t.maps, a2);
+  ServiceSyncer second(*t.maps, kNoGrace);
+  ASSERT_TRUE(second.adopt().ok());
+  EXPECT_TRUE(in_flight.finds_backends(*t.maps)) << "adoption deleted backends at once";
+  EXPECT_EQ(second.retired(), 1u);
+  ASSERT_TRUE(second.apply({a2}).ok());
+  EXPECT_EQ(second.last_stats().written, 0u);
+  EXPECT_FALSE(in_flight.finds_backends(*t.maps));
+  EXPECT_TRUE(live.finds_backends(*t.maps));
   EXPECT_EQ(t.maps->nat_be.count().value(), 1u);
 }
 
 TEST(ServiceSyncer, ApplyChangesTouchesOnlyTheDiffAndEqualsAFullApply) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps);
+  ServiceSyncer s(*t.maps, kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
@@ -175,13 +294,15 @@ TEST(ServiceSyncer, ApplyChangesTouchesOnlyTheDiffAndEqualsAFullApply) {
   EXPECT_EQ(nat[d.key].second, d.backends);
   EXPECT_EQ(nat[c.key], nat0[c.key]);  // untouched: same id
   EXPECT_EQ(nat.count(b.key), 0u);
-  EXPECT_EQ(t.maps->nat_be.count().value(), 4u);  // no backend entry of b or of a's old id left
+  // b's and a's old backends are retired: deleted at the next sync.
+  EXPECT_EQ(t.maps->nat_be.count().value(), 4u + 2u + 1u);
 
   // A full apply of the same set finds nothing to do.
   ASSERT_TRUE(s.apply(after).ok());
   EXPECT_EQ(s.last_stats().written, 0u);
   EXPECT_EQ(s.last_stats().unchanged, 3u);
   EXPECT_EQ(s.last_stats().removed, 0u);
+  EXPECT_EQ(t.maps->nat_be.count().value(), 4u);  // no backend entry of b or of a's old id left
 }
 
 TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
@@ -189,7 +310,7 @@ TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   ASSERT_TRUE(t.maps);
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   {
-    ServiceSyncer first(*t.maps);
+    ServiceSyncer first(*t.maps, kNoGrace);
     ASSERT_TRUE(first.adopt().ok());
     ASSERT_TRUE(first.apply({a}).ok());
   }
@@ -197,11 +318,11 @@ TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   // An orphaned backend entry, as a crash between two writes would leave.
   ASSERT_TRUE(t.maps->nat_be.update(weir_nat_be_key{999, 0}, weir_nat_be_val{}).ok());
 
-  ServiceSyncer second(*t.maps);
+  ServiceSyncer second(*t.maps, kNoGrace);
   ASSERT_TRUE(second.adopt().ok());
   EXPECT_EQ(second.programmed(), 1u);
-  EXPECT_FALSE(t.maps->nat_be.lookup(weir_nat_be_key{999, 0})->has_value());
   ASSERT_TRUE(second.apply({a}).ok());
+  EXPECT_FALSE(t.maps->nat_be.lookup(weir_nat_be_key{999, 0})->has_value());  // at the first sync
   EXPECT_EQ(second.last_stats().written, 0u);
   EXPECT_EQ(read_nat(*t.maps), before);
   // A new id after adoption never collides with an adopted one.
@@ -436,7 +557,7 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
     itf.workload = "default/hook";
     itf.ips = {ip("10.65.9.9")};
     int seen = 0, calls = 0;
-    auto st = em.apply({itf}, {}, [&] {
+    auto check = [&] {
       calls++;
       seen = em.ifindex_of(host);
       ASSERT_GT(seen, 0);
@@ -447,6 +568,10 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
       ASSERT_TRUE(progs.ok()) << progs.error().str();
       EXPECT_TRUE(progs->empty()) << "a program was attached before the hook ran";
       EXPECT_TRUE(set_policy_slot(t.maps->ifstate, uint32_t(seen), calc::pol::Direction::Ingress, 7).ok());
+    };
+    auto st = em.apply({itf}, {}, [&] {
+      check();
+      return Status{};
     });
     ASSERT_TRUE(st.ok()) << st.error().str();
     EXPECT_EQ(calls, 1);
@@ -461,7 +586,10 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
 
     // Nothing new: the hook still runs once (the agent installs policy changes there).
     calls = 0;
-    ASSERT_TRUE(em.apply({itf}, {}, [&] { calls++; }).ok());
+    ASSERT_TRUE(em.apply({itf}, {}, [&] {
+                  calls++;
+                  return Status{};
+                }).ok());
     EXPECT_EQ(calls, 1);
     ASSERT_TRUE(em.apply({}, {}).ok());  // detaches
     progs = bpf::tc_list(seen, bpf::TcDir::Ingress);
@@ -469,5 +597,71 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
     EXPECT_TRUE(progs->empty());
   }
 }
+
+// A hook that reports failure (the policy of a new interface could not be put in place, not even
+// deny-all): the interface is not attached, keeps its ifstate entry without READY and is retried;
+// once the hook succeeds it is attached; held back and then no longer wanted, its entry goes.
+TEST(EndpointManager, FailingPolicyHookHoldsNewInterfacesBack) {
+  ASSERT_TRUE(test::topology().ready) << test::topology().error;
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  struct bpf_insn ok[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  Fd from(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_from_wl", "GPL", ok, 2, nullptr));
+  Fd to(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_to_wl", "GPL", ok, 2, nullptr));
+  ASSERT_TRUE(from.valid() && to.valid()) << std::strerror(errno);
+  const std::string host = "weirhf" + std::to_string(getpid() % 100000);
+  ASSERT_EQ(run("ip link add " + host + " type veth peer name " + host + "p"), 0);
+  ASSERT_EQ(run("ip link set " + host + " up"), 0);
+  maps::PinLayout layout{"/sys/fs/bpf/weir-dpf-" + std::to_string(getpid())};
+  struct Cleanup {
+    std::string root, host;
+    ~Cleanup() {
+      EXPECT_TRUE(bpf::remove_tree(root).ok());
+      EXPECT_EQ(run("ip link del " + host), 0);
+    }
+  } cleanup{layout.root, host};
+  ASSERT_TRUE(bpf::mkdirs(layout.links_dir()).ok());
+  auto mode = bpf::probe_tc_mode();
+  ASSERT_TRUE(mode.ok()) << mode.error().str();
+
+  EndpointManager em(*t.maps, layout, *mode, from.get(), to.get());
+  calc::Interface itf;
+  itf.name = host;
+  itf.workload = "default/held";
+  itf.ips = {ip("10.65.9.10")};
+  auto failing = [] { return Status(Error{EIO, "policy not in force: deny-all could not be loaded"}); };
+  auto st = em.apply({itf}, {}, failing);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().str().find("default/held"), std::string::npos) << st.error().str();
+  EXPECT_TRUE(em.has_pending());
+  EXPECT_EQ(em.managed(), 0u);
+  const int idx = bpf::link_by_name(host)->ifindex;
+  auto progs = bpf::tc_list(idx, bpf::TcDir::Ingress);
+  ASSERT_TRUE(progs.ok());
+  EXPECT_TRUE(progs->empty()) << "attached although the policy hook failed";
+  auto entry = t.maps->ifstate.lookup(uint32_t(idx));
+  ASSERT_TRUE(entry.ok() && entry->has_value());
+  EXPECT_EQ((*entry)->flags & WEIR_IF_F_READY, 0u);
+
+  // Retried: the hook succeeds now.
+  ASSERT_TRUE(em.apply({itf}, {}, [] { return Status{}; }).ok());
+  EXPECT_FALSE(em.has_pending());
+  EXPECT_EQ(em.managed(), 1u);
+  progs = bpf::tc_list(idx, bpf::TcDir::Ingress);
+  ASSERT_TRUE(progs.ok());
+  EXPECT_EQ(progs->size(), 1u);
+  ASSERT_TRUE(em.apply({}, {}).ok());  // detaches
+
+  // Held back, then no longer wanted: nothing of it is left.
+  ASSERT_FALSE(em.apply({itf}, {}, failing).ok());
+  ASSERT_TRUE(em.apply({}, {}).ok());
+  entry = t.maps->ifstate.lookup(uint32_t(idx));
+  ASSERT_TRUE(entry.ok());
+  EXPECT_FALSE(entry->has_value()) << "ifstate entry of a held-back interface left behind";
+}
+
 }  // namespace
 }  // namespace weir::dataplane

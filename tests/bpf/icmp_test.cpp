@@ -94,10 +94,17 @@ TEST_F(NoBackendTest, UdpGetsIcmpPortUnreachableQuotingTheDatagram) {
   EXPECT_CSUMS(r.out);
   EXPECT_EQ(only_outcome(client_if, kIngress), std::make_pair(int(WEIR_CNT_DROP_NO_BACKEND), uint64_t(1)));
   EXPECT_TRUE(tc->ct_all().empty());
-  auto back = run(Prog::ToWl, client_if, r.out);
-  EXPECT_EQ(back.retval, TC_ACT_OK);
-  EXPECT_FRAME(back.out, r.out);
+  EXPECT_EQ(r.mark, WEIR_MARK_ANSWER) << "the answer carries weir's mark to to_wl";
+  auto back = tc->run(Prog::ToWl, client_if, r.out, 1, r.mark);
+  ASSERT_TRUE(back.ok()) << back.error().str();
+  EXPECT_EQ(back->retval, TC_ACT_OK);
+  EXPECT_FRAME(back->out, r.out);
+  EXPECT_EQ(back->mark, 0u) << "the mark goes with the answer's last weir hook";
   EXPECT_TRUE(tc->ct_all().empty()) << "weir's own answer must not create state";
+  // The same ICMP error without the mark (e.g. sent by another host) concerns no flow: dropped.
+  auto forged = run(Prog::ToWl, client_if, r.out);
+  EXPECT_EQ(forged.retval, TC_ACT_SHOT);
+  EXPECT_EQ(cnt(client_if, kEgress, WEIR_CNT_DROP_ICMP_NO_FLOW), 1u);
 }
 
 TEST_F(NoBackendTest, TinyUdpDatagramGrowsIntoTheIcmpAnswer) {
@@ -208,13 +215,18 @@ TEST_F(IcmpErrorTest, ErrorAboutAPlainFlowPassesUnchanged) {
   EXPECT_EQ(cnt(client_if, kEgress, WEIR_CNT_OTHER_ICMP_ERR_NAT), 0u);
 }
 
-TEST_F(IcmpErrorTest, ErrorAboutAnUnknownFlowPassesWithoutState) {
+TEST_F(IcmpErrorTest, ErrorAboutAnUnknownFlowIsDroppedWithoutState) {
+  // An ICMP error answers a packet of a flow; one about no tracked flow reaches no workload (a
+  // policy-isolated pod must not receive crafted errors), in either direction.
   auto q = client_udp(48004, kRemoteIp, 53);
   auto err = icmp_error(kClientHostMac, kClientMac, kRemoteIp, kClientIp, 11, 0, truncated(build_ip(q), 28));
   auto r = to_wl(client_if, err);
-  EXPECT_EQ(r.retval, TC_ACT_OK);
-  EXPECT_FRAME(r.out, build(err));
-  EXPECT_EQ(only_outcome(client_if, kEgress).first, WEIR_CNT_ACCEPT_NEW_FLOW);
+  EXPECT_EQ(r.retval, TC_ACT_SHOT);
+  EXPECT_EQ(only_outcome(client_if, kEgress), std::make_pair(int(WEIR_CNT_DROP_ICMP_NO_FLOW), uint64_t(1)));
+  auto from_pod = icmp_error(kClientMac, kClientHostMac, kClientIp, kRemoteIp, 3, 3,
+                             truncated(build_ip(udp_pkt(kClientHostMac, kClientMac, kRemoteIp, 53, kClientIp, 48004)), 28));
+  EXPECT_EQ(from_wl(client_if, from_pod).retval, TC_ACT_SHOT);
+  EXPECT_EQ(only_outcome(client_if, kIngress), std::make_pair(int(WEIR_CNT_DROP_ICMP_NO_FLOW), uint64_t(1)));
   EXPECT_TRUE(tc->ct_all().empty());
 }
 

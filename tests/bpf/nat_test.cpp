@@ -1,5 +1,5 @@
 // Service NAT vectors: DNAT of new TCP and UDP flows (checksums verified independently and
-// frames compared byte for byte), random backend choice, reverse NAT of replies, established
+// frames compared byte for byte), backend choice by flow hash, reverse NAT of replies, established
 // NAT flows, IP options, UDP without checksum, reuse of a finished NATed 5-tuple, and NAT
 // source collisions.
 #include <set>
@@ -184,7 +184,7 @@ TEST_F(NatTest, IpOptionsDoNotBreakNat) {
   EXPECT_EQ(fwd(43003, kVipTcpPort, kTcp).nat_addr, kBe1Ip);
 }
 
-TEST_F(NatTest, BackendsAreChosenAtRandom) {
+TEST_F(NatTest, BackendsAreSpreadOverFlowsByTheFlowHash) {
   add_service(kVip, kVipTcpPort, kTcp, kSvcTcp, {{kBe1Ip, kBeTcpPort}, {kBe2Ip, kBeTcpPort}});
   std::set<uint32_t> chosen;
   int to_be1 = 0, to_be2 = 0;

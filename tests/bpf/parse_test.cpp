@@ -196,19 +196,26 @@ TEST_F(ParseTest, FirstFragmentOfPlainFlowIsTracked) {
   EXPECT_TRUE(ct(kClientIp, 40002, kRemoteIp, 9999, kUdp).has_value());
 }
 
-TEST_F(ParseTest, FirstFragmentToAServiceIsDropped) {
+TEST_F(ParseTest, FirstFragmentToAServiceIsNated) {
+  // The first fragment carries the UDP header: it is DNATed like a whole datagram (the UDP
+  // checksum covers the whole datagram; its update for the new address and port is the same).
   auto s = client_udp(40003, kVip, kVipUdpPort);
   s.ip.mf = true;
-  udp_of(s).len = 1400;
-  Bytes frame = build(s);
+  s.ip.id = 0x1234;
+  udp_of(s).len = 1400;  // the datagram continues in later fragments
   auto r = from_wl(client_if, s);
-  EXPECT_EQ(r.retval, TC_ACT_SHOT);
-  EXPECT_FRAME(r.out, frame);
-  EXPECT_EQ(only_outcome(client_if, kIngress).first, WEIR_CNT_DROP_FRAG_UNSUPPORTED);
-  EXPECT_TRUE(tc->ct_all().empty());
+  EXPECT_EQ(r.retval, TC_ACT_REDIRECT);
+  auto want = s;
+  want.eth.src = kBe1HostMac;
+  want.eth.dst = kBe1Mac;
+  want.ip.daddr = kBe1Ip;
+  udp_of(want).dport = kBeUdpPort;
+  EXPECT_FRAME(r.out, build(want));
+  EXPECT_EQ(only_outcome(client_if, kIngress).first, WEIR_CNT_REDIRECT_PLAIN);
+  EXPECT_EQ(tc->ct_all().size(), 2u) << "the NAT pair";
 }
 
-TEST_F(ParseTest, LaterFragmentsPassUntouchedWithoutState) {
+TEST_F(ParseTest, LaterFragmentWithoutItsFirstIsDropped) {
   for (uint32_t daddr : {kVip, kRemoteIp}) {
     PacketSpec s;
     s.eth.src = kClientMac;
@@ -216,29 +223,30 @@ TEST_F(ParseTest, LaterFragmentsPassUntouchedWithoutState) {
     s.ip.saddr = kClientIp;
     s.ip.daddr = daddr;
     s.ip.proto = kUdp;
+    s.ip.id = 77;
     s.ip.frag_offset = 175;  // 1400 bytes in
     s.payload = Bytes(100, 0x5a);
-    Bytes frame = build(s);
     auto r = from_wl(client_if, s);
-    EXPECT_EQ(r.retval, TC_ACT_OK);
-    EXPECT_FRAME(r.out, frame);
+    EXPECT_EQ(r.retval, TC_ACT_SHOT);
   }
-  EXPECT_EQ(cnt(client_if, kIngress, WEIR_CNT_ACCEPT_NEW_FLOW), 2u);
+  EXPECT_EQ(only_outcome(client_if, kIngress), std::make_pair(int(WEIR_CNT_DROP_FRAG_INCOMPLETE), uint64_t(2)));
   EXPECT_TRUE(tc->ct_all().empty());
 }
 
-TEST_F(ParseTest, FirstFragmentOfEstablishedNatFlowIsDropped) {
+TEST_F(ParseTest, FirstFragmentOfEstablishedNatFlowIsNated) {
   // A NATed UDP flow exists; a later datagram of it arrives fragmented.
   auto first = client_udp(40004, kVip, kVipUdpPort);
   ASSERT_EQ(from_wl(client_if, first).retval, TC_ACT_REDIRECT);
   auto frag = client_udp(40004, kVip, kVipUdpPort);
   frag.ip.mf = true;
   udp_of(frag).len = 1400;
-  Bytes frame = build(frag);
   auto r = from_wl(client_if, frag);
-  EXPECT_EQ(r.retval, TC_ACT_SHOT);
-  EXPECT_FRAME(r.out, frame);
-  EXPECT_EQ(cnt(client_if, kIngress, WEIR_CNT_DROP_FRAG_UNSUPPORTED), 1u);
+  EXPECT_EQ(r.retval, TC_ACT_OK) << "established, not yet approved by the backend: host stack";
+  auto want = frag;
+  want.ip.daddr = kBe1Ip;
+  udp_of(want).dport = kBeUdpPort;
+  EXPECT_FRAME(r.out, build(want));
+  EXPECT_EQ(cnt(client_if, kIngress, WEIR_CNT_ACCEPT_ESTABLISHED), 1u);
 }
 
 }  // namespace

@@ -37,6 +37,7 @@ struct TestRun {
   int retval = 0;              // the program's return code (TC_ACT_*)
   std::vector<uint8_t> out;    // the packet after the program
   uint32_t duration_ns = 0;    // kernel-measured average per repetition
+  uint32_t mark = 0;           // skb->mark after the program
 };
 
 // Map sizes for a test load; nullopt fields keep the compiled-in default (WEIR_MAP_*_SIZE).
@@ -66,8 +67,9 @@ class TcObject {
   // Instruction count of a loaded program (from bpf_prog_info).
   Result<uint32_t> prog_insns(Prog p) const;
 
-  // BPF_PROG_TEST_RUN with __sk_buff.ifindex = ifindex (must exist in this netns).
-  Result<TestRun> run(Prog p, uint32_t ifindex, const std::vector<uint8_t>& pkt, int repeat = 1) const;
+  // BPF_PROG_TEST_RUN with __sk_buff.ifindex = ifindex (must exist in this netns) and mark.
+  Result<TestRun> run(Prog p, uint32_t ifindex, const std::vector<uint8_t>& pkt, int repeat = 1,
+                      uint32_t mark = 0) const;
 
   // --- typed map access (keys and values are the shared types of bpf/include/weir) ---
   Status put_frontend(uint32_t vip, uint16_t port_host, uint8_t proto, const weir_nat_fe_val& v);

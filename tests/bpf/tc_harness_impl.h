@@ -107,11 +107,13 @@ Result<uint32_t> TcObject::prog_insns(Prog p) const {
   return info.xlated_prog_len / 8;
 }
 
-Result<TestRun> TcObject::run(Prog p, uint32_t ifindex, const std::vector<uint8_t>& pkt, int repeat) const {
+Result<TestRun> TcObject::run(Prog p, uint32_t ifindex, const std::vector<uint8_t>& pkt, int repeat,
+                              uint32_t mark) const {
   TestRun r;
   r.out.resize(pkt.size() + 512);
-  __sk_buff ctx{};
+  __sk_buff ctx{}, ctx_out{};
   ctx.ifindex = ifindex;
+  ctx.mark = mark;
   bpf_test_run_opts opts{};
   opts.sz = sizeof(opts);
   opts.data_in = pkt.data();
@@ -120,12 +122,15 @@ Result<TestRun> TcObject::run(Prog p, uint32_t ifindex, const std::vector<uint8_
   opts.data_size_out = uint32_t(r.out.size());
   opts.ctx_in = &ctx;
   opts.ctx_size_in = sizeof(ctx);
+  opts.ctx_out = &ctx_out;
+  opts.ctx_size_out = sizeof(ctx_out);
   opts.repeat = repeat;
   int rc = bpf_prog_test_run_opts(prog_fd(p), &opts);
   if (rc != 0) return sys_error(rc == -1 ? errno : rc, fmt::format("BPF_PROG_TEST_RUN (ifindex {}, {} bytes)", ifindex, pkt.size()));
   r.retval = int(opts.retval);
   r.out.resize(opts.data_size_out);
   r.duration_ns = opts.duration;
+  r.mark = ctx_out.mark;
   return r;
 }
 

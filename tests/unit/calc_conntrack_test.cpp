@@ -25,14 +25,18 @@ TEST(CtState, Tcp) {
   EXPECT_EQ(ct_state(TCP, SYN, 0), CtState::TcpSynSent);
   EXPECT_EQ(ct_state(TCP, 0, SYN | ACK), CtState::TcpSynSent);
   EXPECT_EQ(ct_state(TCP, SYN | ACK, 0), CtState::TcpSynSent);
-  EXPECT_EQ(ct_state(TCP, SYN, SYN | ACK), CtState::TcpEstablished);
+  // SYN-ACK answered, the initiator's final ACK not seen yet: not established (a SYN flood
+  // whose SYN-ACKs go unanswered expires with the SYN-SENT timeout, not in an hour).
+  EXPECT_EQ(ct_state(TCP, SYN, SYN | ACK), CtState::TcpSynRecv);
   EXPECT_EQ(ct_state(TCP, SYN | ACK, SYN | ACK), CtState::TcpEstablished);
+  // A SYN answered by an ACK without SYN (a challenge ACK) is no handshake.
+  EXPECT_EQ(ct_state(TCP, SYN | ACK, ACK), CtState::TcpSynSent);
   EXPECT_EQ(ct_state(TCP, ACK, ACK), CtState::TcpEstablished);  // picked up mid-stream
   EXPECT_EQ(ct_state(TCP, ACK, 0), CtState::TcpSynSent);
   EXPECT_EQ(ct_state(TCP, 0, 0), CtState::TcpSynSent);
-  EXPECT_EQ(ct_state(TCP, SYN | ACK | FIN, SYN | ACK), CtState::TcpFin);
-  EXPECT_EQ(ct_state(TCP, SYN | ACK, SYN | ACK | FIN), CtState::TcpFin);
-  EXPECT_EQ(ct_state(TCP, SYN | FIN, SYN | FIN), CtState::TcpFin);
+  EXPECT_EQ(ct_state(TCP, SYN | ACK | FIN, SYN | ACK), CtState::TcpFinWait);
+  EXPECT_EQ(ct_state(TCP, SYN | ACK, SYN | ACK | FIN), CtState::TcpFinWait);
+  EXPECT_EQ(ct_state(TCP, SYN | FIN, SYN | FIN), CtState::TcpClosed);
   EXPECT_EQ(ct_state(TCP, SYN | ACK | RST, SYN | ACK), CtState::TcpReset);
   EXPECT_EQ(ct_state(TCP, SYN | FIN, RST), CtState::TcpReset);  // RST beats FIN
   EXPECT_EQ(ct_state(TCP, SYN, RST), CtState::TcpReset);
@@ -62,8 +66,11 @@ TEST(CtExpired, EachStateAtItsBoundary) {
   for (const ConntrackTimeouts& t : {def, custom}) {
     const Boundary cases[] = {
         {"syn-sent", TCP, SYN, 0, t.tcp_syn_sent},
+        {"syn-sent (challenge ACK)", TCP, SYN | ACK, ACK, t.tcp_syn_sent},
+        {"syn-recv", TCP, SYN, SYN | ACK, t.tcp_syn_sent},
         {"established", TCP, SYN | ACK, SYN | ACK, t.tcp_established},
-        {"fin", TCP, SYN | ACK | FIN, SYN | ACK, t.tcp_fin},
+        {"fin-wait", TCP, SYN | ACK | FIN, SYN | ACK, t.tcp_fin},
+        {"closed", TCP, SYN | ACK | FIN, SYN | ACK | FIN, t.tcp_fin},
         {"reset", TCP, SYN | ACK, RST, t.tcp_reset},
         {"udp", UDP, 0, 0, t.udp},
         {"icmp", ICMP, 0, 0, t.icmp},

@@ -27,6 +27,12 @@ enum weir_hook {
 	WEIR_HOOK__MAX = 3,
 };
 
+/* skb->mark of the answers weir builds (no-backend RST / ICMP unreachable) on their way from
+ * from_wl back out of the same host veth, where to_wl sees them: they concern no tracked flow
+ * and must pass. A workload cannot forge it: marks are cleared when a packet crosses from the
+ * pod's network namespace into the host's. */
+#define WEIR_MARK_ANSWER 0x57ea0001u
+
 /* IP protocol numbers used in keys (host order byte). */
 #define WEIR_IPPROTO_ICMP 1
 #define WEIR_IPPROTO_TCP 6

@@ -105,4 +105,54 @@ struct weir_ct_stats {
 };
 WEIR_ASSERT_SIZE(struct weir_ct_stats, 64);
 
+/*
+ * TCP state of a conntrack entry: the ONE definition, used by the datapath (weir_ct_is_dead), the
+ * agent's scanner (which timeout applies) and the CLI (the state column of `conntrack dump`).
+ * From the two legs' WEIR_CT_LEG_* flags, first match wins:
+ *   RST on either leg                       RESET        dead; timeout tcpReset
+ *   FIN on both legs                        CLOSED       dead; timeout tcpFin
+ *   FIN on one leg                          FIN-WAIT     timeout tcpFin
+ *   SYN on both legs, ACK on both           ESTABLISHED  timeout tcpEstablished
+ *   SYN on both legs, ACK on one only       SYN-RECV     handshake answered, final ACK not seen;
+ *                                                        timeout tcpSynSent
+ *   no SYN on either leg, ACK on both       ESTABLISHED  picked up mid-stream (entry lost and
+ *                                                        recreated, or created before a restart)
+ *   anything else (SYN on one leg only,     SYN-SENT     timeout tcpSynSent
+ *   or a single leg seen)
+ * A SYN on one leg only is never ESTABLISHED, whatever ACKs were seen: {SYN|ACK, ACK} is a
+ * client whose SYN got an ACK without SYN (e.g. a challenge ACK), not a handshake.
+ */
+enum weir_ct_tcp {
+	WEIR_CT_TCP_SYN_SENT = 0,
+	WEIR_CT_TCP_SYN_RECV = 1,
+	WEIR_CT_TCP_ESTABLISHED = 2,
+	WEIR_CT_TCP_FIN_WAIT = 3,
+	WEIR_CT_TCP_CLOSED = 4,
+	WEIR_CT_TCP_RESET = 5,
+	WEIR_CT_TCP__MAX = 6,
+};
+
+static inline enum weir_ct_tcp weir_ct_tcp_state(__u32 a_flags, __u32 b_flags)
+{
+	__u32 any = a_flags | b_flags, both = a_flags & b_flags;
+
+	if (any & WEIR_CT_LEG_RST)
+		return WEIR_CT_TCP_RESET;
+	if (both & WEIR_CT_LEG_FIN)
+		return WEIR_CT_TCP_CLOSED;
+	if (any & WEIR_CT_LEG_FIN)
+		return WEIR_CT_TCP_FIN_WAIT;
+	if (both & WEIR_CT_LEG_SYN)
+		return (both & WEIR_CT_LEG_ACK) ? WEIR_CT_TCP_ESTABLISHED : WEIR_CT_TCP_SYN_RECV;
+	if (!(any & WEIR_CT_LEG_SYN) && (both & WEIR_CT_LEG_ACK))
+		return WEIR_CT_TCP_ESTABLISHED;
+	return WEIR_CT_TCP_SYN_SENT;
+}
+
+/* An entry whose flow is over (RESET or CLOSED): a new SYN on its 5-tuple starts a new flow. */
+static inline int weir_ct_tcp_is_over(enum weir_ct_tcp s)
+{
+	return s == WEIR_CT_TCP_RESET || s == WEIR_CT_TCP_CLOSED;
+}
+
 #endif

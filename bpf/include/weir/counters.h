@@ -49,6 +49,8 @@ enum weir_counter {
 	WEIR_CNT_DROP_NO_BACKEND,          /* Dropped: service without backends (answered RST/ICMP) */
 	WEIR_CNT_DROP_TAIL_CALL,           /* Dropped: missed tail call */
 	WEIR_CNT_DROP_REWRITE,             /* Dropped: packet rewrite failed */
+	WEIR_CNT_DROP_ICMP_NO_FLOW,        /* Dropped: ICMP error about no tracked flow */
+	WEIR_CNT_DROP_VLAN,                /* Dropped: VLAN-tagged frame from a workload */
 	WEIR_CNT_REDIRECT_NEIGH,           /* Redirect: neigh */
 	WEIR_CNT_REDIRECT_PEER,            /* Redirect: peer */
 	WEIR_CNT_REDIRECT_PLAIN,           /* Redirect: plain */

@@ -37,6 +37,9 @@
 /* Private flags (pflags) of the main program and its continuation. */
 #define WEIR_PSTATE_F_NO_STATE (1u << 0) /* from_wl: TCP mid-stream without an entry: on allow,
 					   * pass untouched and create no state */
+#define WEIR_PSTATE_F_MIDFLOW (1u << 1)  /* from_wl: TCP mid-stream to a service without an
+					   * entry, re-resolved: on allow, create the entries as
+					   * past the handshake */
 
 struct weir_pol_state {
 	/* ---- Inputs: written by the main program, read by the policy program. ---- */
