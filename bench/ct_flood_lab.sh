@@ -6,9 +6,14 @@
 # namespaces and pin root, removed on exit. Root needed. Figures: bench/README.md.
 #
 #   sudo bench/ct_flood_lab.sh [path/to/weir] [seconds to sample, default 60]
+#
+# The weir given runs the lab and the agent; `lab flood` and `bpf conntrack stats` come from
+# $WEIR_TOOLS (default: the same binary), so that an older agent without them can be measured:
+#   sudo WEIR_TOOLS=build/weir bench/ct_flood_lab.sh /path/to/old/weir
 set -euo pipefail
 
 WEIR=$(realpath "${1:-build/weir}")
+TOOLS=$(realpath "${WEIR_TOOLS:-$WEIR}")
 SECONDS_TO_SAMPLE=${2:-60}
 ID=ctf$$
 TMP=$(mktemp -d /tmp/weir-ctflood-XXXXXX)
@@ -51,10 +56,10 @@ status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$PID/status"; }
 echo "agent pid $PID before the flood: VmRSS $(status VmRSS) kB"
 
 for p in 1 2 3 4; do
-  "$WEIR" lab flood --id "$ID" --pod "pod$p" --target 10.96.0.10:80 --count 64000 &
+  "$TOOLS" lab flood --id "$ID" --pod "pod$p" --target 10.96.0.10:80 --count 64000 &
 done
 wait
-"$WEIR" lab bpf --id "$ID" conntrack stats | head -1
+"$TOOLS" --pin-root "/sys/fs/bpf/weir-lab-$ID" bpf conntrack stats | head -1
 
 t0=$(cpu_ticks)
 for ((s = 1; s <= SECONDS_TO_SAMPLE; s++)); do
@@ -65,5 +70,5 @@ for ((s = 1; s <= SECONDS_TO_SAMPLE; s++)); do
     t0=$t
   fi
 done
-"$WEIR" lab bpf --id "$ID" conntrack stats | head -1
+"$TOOLS" --pin-root "/sys/fs/bpf/weir-lab-$ID" bpf conntrack stats | head -1
 grep -E 'WARNING|conntrack' "/run/weir-lab-$ID/agent.log" | tail -4
