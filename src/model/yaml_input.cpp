@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <memory>
 #include <set>
 #include <unordered_map>
 #include <utility>
@@ -194,19 +195,20 @@ class Walker {
   Walker(size_t& budget, const StructureSink& sink) : budget_(budget), sink_(sink) {}
 
   bool run(const YAML::Node& doc) {
-    if (!visit(PathStep{doc, "", -1})) return false;
+    if (!enter(doc, {}, -1)) return false;
     while (!frames_.empty()) {
       Frame& f = frames_.back();
       if (f.it == f.end) {
+        keys_.resize(f.keys_begin);
         frames_.pop_back();
         path_.pop_back();
         continue;
       }
       auto entry = *f.it;
-      long index = f.index++;
       ++f.it;
-      bool ok = f.is_map ? visit(PathStep{entry.second, key_of(entry.first), -1})
-                         : visit(PathStep{entry, "", index});
+      long index = f.index++;
+      bool ok = f.is_map ? enter(entry.second, note_key(f, entry.first), -1)
+                         : enter(entry, {}, index);
       if (!ok) return false;
     }
     return true;
@@ -217,53 +219,60 @@ class Walker {
     YAML::const_iterator it, end;
     bool is_map = false;
     long index = 0;
+    size_t keys_begin = 0;  // this mapping's keys are keys_[keys_begin..]
+    std::unique_ptr<std::unordered_map<std::string_view, size_t>> by_key;  // large mappings
   };
+  static constexpr size_t kLinearKeys = 16;
 
-  static std::string key_of(const YAML::Node& k) { return k.IsScalar() ? k.Scalar() : ""; }
-
-  // Counts the node; opens a frame when it is a mapping or a list.
-  bool visit(PathStep step) {
-    const YAML::Node n = step.node;
+  // Counts the node; opens a frame when it is a mapping or a list (reached by key or index).
+  bool enter(const YAML::Node& n, std::string_view key, long index) {
     if (budget_ == 0) {
-      path_.push_back(std::move(step));
+      path_.push_back(PathStep{n, std::string(key), index});
       sink_(path_, n.Mark(),
             "the document expands to too many nodes (aliases repeat their anchor's content; "
             "excessive aliasing is refused, as Kubernetes does)");
       return false;
     }
     --budget_;
-    if (!n.IsMap() && !n.IsSequence()) return true;
-    path_.push_back(std::move(step));
+    const bool is_map = n.IsMap();
+    if (!is_map && !n.IsSequence()) return true;
+    path_.push_back(PathStep{n, std::string(key), index});
     if (frames_.size() >= static_cast<size_t>(kMaxNestingDepth)) {
       sink_(path_, n.Mark(),
             fmt::format("nested deeper than {} levels of mappings and lists", kMaxNestingDepth));
       return false;
     }
-    if (n.IsMap()) check_keys(n);
-    frames_.push_back({n.begin(), n.end(), n.IsMap(), 0});
+    frames_.push_back({n.begin(), n.end(), is_map, 0, keys_.size(), nullptr});
     return true;
   }
 
-  // Duplicate keys (each reported once, also when an alias brings the mapping back) and keys
-  // that are not scalars.
-  void check_keys(const YAML::Node& map) {
-    std::vector<KeySeen> keys;
-    for (const auto& kv : map) {
-      if (kv.first.IsMap() || kv.first.IsSequence()) {
-        sink_(path_, kv.first.Mark(), "a mapping key must be a string, not a list or mapping");
-        continue;
+  // Records a key of the mapping `f`; reports a duplicate (once, also when an alias brings the
+  // mapping back) or a key that is not a scalar. Returns the key, for the path.
+  std::string_view note_key(Frame& f, const YAML::Node& k) {
+    if (k.IsMap() || k.IsSequence()) {
+      sink_(path_, k.Mark(), "a mapping key must be a string, not a list or mapping");
+      return {};
+    }
+    KeySeen key{k.Scalar(), k.Mark()};
+    const size_t n = keys_.size() - f.keys_begin;
+    const KeySeen* first = nullptr;
+    if (f.by_key) {
+      auto [it, fresh] = f.by_key->emplace(key.key, keys_.size());
+      if (!fresh) first = &keys_[it->second];
+    } else {
+      for (size_t i = f.keys_begin; i < keys_.size() && !first; ++i)
+        if (keys_[i].key == key.key) first = &keys_[i];
+      if (n + 1 > kLinearKeys) {
+        f.by_key = std::make_unique<std::unordered_map<std::string_view, size_t>>();
+        for (size_t i = f.keys_begin; i < keys_.size(); ++i) f.by_key->emplace(keys_[i].key, i);
+        f.by_key->emplace(key.key, keys_.size());
       }
-      keys.push_back({kv.first.Scalar(), kv.first.Mark()});
     }
-    std::unordered_map<std::string_view, size_t> first;
-    for (size_t j = 0; j < keys.size(); ++j) {
-      auto [it, fresh] = first.emplace(keys[j].key, j);
-      if (fresh) continue;
-      const KeySeen& a = keys[it->second];
-      if (!reported_.emplace(keys[j].mark.line, keys[j].mark.column).second) continue;
-      report_key(keys[j], fmt::format("duplicate key \"{}\" (first at line {}, column {})",
-                                      clip(keys[j].key), a.mark.line + 1, a.mark.column + 1));
-    }
+    if (first && reported_.emplace(key.mark.line, key.mark.column).second)
+      report_key(key, fmt::format("duplicate key \"{}\" (first at line {}, column {})",
+                                  clip(key.key), first->mark.line + 1, first->mark.column + 1));
+    keys_.push_back(key);
+    return key.key;
   }
 
   // The path ends with the duplicated key.
@@ -277,6 +286,7 @@ class Walker {
   const StructureSink& sink_;
   std::vector<Frame> frames_;
   std::vector<PathStep> path_;
+  std::vector<KeySeen> keys_;  // the keys of every open mapping, innermost last
   std::set<std::pair<int, int>> reported_;
 };
 
