@@ -125,6 +125,8 @@ class Agent {
       return;
     }
     const model::Snapshot& snap = *loaded.snapshot;
+    for (const auto& m : datastore::accepted_load_messages(loaded, "datastore " + ds.describe()))
+      spdlog::info("{}", m);
     for (const auto& w : loaded.warnings) spdlog::warn("{}", w.str());
     if (!loaded.changes.full && good_ && !force_full_ && !endpoints_.has_pending()) {
       sync_services(snap, loaded.changes.services, timer);

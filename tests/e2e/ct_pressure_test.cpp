@@ -58,7 +58,7 @@ TEST(ConntrackPressureE2E, FloodFillsTheTableStatsShowItAgentWarnsOnceThenRecove
   ASSERT_TRUE(lab.write_resource(
                      "dataplaneconfig.yaml",
                      fmt::format("apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {{name: default}}\n"
-                                 "spec:\n  minSyncPeriod: 200ms\n  conntrackScanPeriod: 500ms\n"
+                                 "spec:\n  minSyncPeriod: 200ms\n  conntrackScanPeriod: 1s\n"
                                  "  conntrackWarnThresholdPercent: {}\n"
                                  "  conntrackTimeouts: {{tcpSynSent: 10s, tcpReset: 10s, tcpFin: 10s}}\n"
                                  "  mapSizes: {{conntrack: {}}}\n",
