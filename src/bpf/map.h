@@ -11,8 +11,8 @@
 
 #include <linux/bpf.h>
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -208,34 +208,25 @@ class Map {
   // walk and is returned.
   template <typename F>
   Status for_each_chunk(F&& fn, uint32_t chunk = kDefaultChunk) const {
-    std::vector<K> keys(chunk);
-    std::vector<V> vals(chunk);
-    detail::BatchCursor cur;
-    for (;;) {
-      uint32_t n = static_cast<uint32_t>(keys.size());
-      auto step = detail::raw_batch_step(m_, cur, keys.data(), vals.data(), n);
-      if (!step) return step.error();
-      if (*step == detail::BatchStep::Unsupported) return chunks_of_dump(fn, chunk);
-      if (*step == detail::BatchStep::NoSpace) {
-        if (keys.size() >= (1u << 20)) return Error{ENOSPC, "batch lookup in map " + name()};
-        keys.resize(keys.size() * 2);
-        vals.resize(vals.size() * 2);
-        continue;
-      }
-      if (n > 0) WEIR_TRY(fn(static_cast<const K*>(keys.data()), static_cast<const V*>(vals.data()), size_t{n}));
-      if (*step == detail::BatchStep::Last) return {};
-    }
+    auto batched = stream_batches(fn, chunk);
+    if (!batched) return batched.error();
+    if (*batched) return {};
+    return chunks_of_dump(fn, chunk);
   }
-  // Number of entries: streamed with for_each_chunk (nothing kept), or a key walk for map
-  // types without batch ops. Not a snapshot under concurrent changes.
+  // Number of entries: streamed in batches (nothing kept), or a key walk for map types without
+  // batch ops. Not a snapshot under concurrent changes.
   Result<size_t> count() const {
     size_t n = 0;
-    auto st = for_each_chunk([&n](const K*, const V*, size_t c) -> Status {
+    auto add = [&n](const K*, const V*, size_t c) -> Status {
       n += c;
       return {};
-    });
-    if (!st) return st.error();
-    return n;
+    };
+    auto batched = stream_batches(add, kDefaultChunk);
+    if (!batched) return batched.error();
+    if (*batched) return n;
+    auto keys = detail::raw_keys(m_);
+    if (!keys) return keys.error();
+    return keys->size();
   }
   // Delete every entry; returns how many were deleted.
   Result<size_t> clear() {
@@ -258,6 +249,28 @@ class Map {
 
  private:
   explicit Map(MapFd m) : m_(std::move(m)) {}
+  // for_each_chunk with BPF_MAP_LOOKUP_BATCH; false (nothing done) when the map type has no
+  // batch ops.
+  template <typename F>
+  Result<bool> stream_batches(F& fn, uint32_t chunk) const {
+    std::vector<K> keys(chunk);
+    std::vector<V> vals(chunk);
+    detail::BatchCursor cur;
+    for (;;) {
+      uint32_t n = static_cast<uint32_t>(keys.size());
+      auto step = detail::raw_batch_step(m_, cur, keys.data(), vals.data(), n);
+      if (!step) return step.error();
+      if (*step == detail::BatchStep::Unsupported) return false;
+      if (*step == detail::BatchStep::NoSpace) {
+        if (keys.size() >= (1u << 20)) return Error{ENOSPC, "batch lookup in map " + name()};
+        keys.resize(keys.size() * 2);
+        vals.resize(vals.size() * 2);
+        continue;
+      }
+      if (n > 0) WEIR_TRY(fn(static_cast<const K*>(keys.data()), static_cast<const V*>(vals.data()), size_t{n}));
+      if (*step == detail::BatchStep::Last) return true;
+    }
+  }
   template <typename F>
   Status chunks_of_dump(F& fn, uint32_t chunk) const {
     auto all = dump();
