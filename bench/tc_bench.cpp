@@ -133,6 +133,8 @@ int run(const Options& opt) {
                                           std::tuple{bif, kBeHostMac, kBeIp, kBeMac}}) {
     weir_ifstate_val ifs{};
     ifs.flags = WEIR_IF_F_WORKLOAD | WEIR_IF_F_READY;
+    ifs.ingress_slot = WEIR_NO_POLICY_SLOT;  // no policy (slot 0 is the continuation)
+    ifs.egress_slot = WEIR_NO_POLICY_SLOT;
     std::copy(mac.begin(), mac.end(), ifs.host_mac);
     weir_route_val rt{};
     rt.flags = WEIR_RT_F_LOCAL_WORKLOAD;
@@ -140,6 +142,11 @@ int run(const Options& opt) {
     std::copy(wl_mac.begin(), wl_mac.end(), rt.mac);
     if (!tc.put_ifstate(ifindex, ifs).ok() || !tc.put_route(ip, 32, rt).ok()) die("programming ifstate/routes");
   }
+  // The new-flow case sends from many client addresses (10.70.0.0/16), all the client pod's.
+  weir_route_val many{};
+  many.flags = WEIR_RT_F_LOCAL_WORKLOAD;
+  many.ifindex = cif;
+  if (!tc.put_route(ip4("10.70.0.0"), 16, many).ok()) die("programming the clients' route");
   weir_nat_fe_val fe{};
   fe.svc_id = 1;
   fe.count = 1;

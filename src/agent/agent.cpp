@@ -21,6 +21,7 @@
 #include "bpf/skeleton.h"
 #include "calc/calc.h"
 #include "calc/conntrack.h"
+#include "calc/ct_occupancy.h"
 #include "calc/diff.h"
 #include "calc/policy.h"
 #include "dataplane/ct_scanner.h"
@@ -91,7 +92,7 @@ class Agent {
         progs_(std::move(progs)),
         endpoints_(progs_.maps(), layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
         services_(progs_.maps()),
-        scanner_(progs_.maps().ct),
+        scanner_(progs_.maps()),
         policies_(
             progs_.policy_maps().jump, progs_.policy_map_fds(), o.state_dir,
             [this](uint32_t ifindex, calc::pol::Direction d, uint32_t slot) {
@@ -124,6 +125,8 @@ class Agent {
       return;
     }
     const model::Snapshot& snap = *loaded.snapshot;
+    for (const auto& m : datastore::accepted_load_messages(loaded, "datastore " + ds.describe()))
+      spdlog::info("{}", m);
     for (const auto& w : loaded.warnings) spdlog::warn("{}", w.str());
     if (!loaded.changes.full && good_ && !force_full_ && !endpoints_.has_pending()) {
       sync_services(snap, loaded.changes.services, timer);
@@ -271,6 +274,26 @@ class Agent {
       spdlog::info("conntrack: {} entries scanned, {} expired, {} to removed backends",
                    st->scanned, st->expired, st->stale_backend);
     }
+    report_occupancy(st->kept);
+  }
+
+  // The conntrack occupancy warning: once when the table reaches the configured threshold, an
+  // INFO once it has fallen below the clear level (calc/ct_occupancy.h).
+  void report_occupancy(uint64_t entries) {
+    ct_alarm_.set_threshold(config_->conntrack_warn_threshold_percent);
+    const auto& ct = progs_.maps().ct;
+    const uint64_t cap = ct.info().max_entries;
+    spdlog::debug("conntrack: {} of {} entries after the scan", entries, cap);
+    switch (ct_alarm_.update(entries, cap)) {
+      case calc::CtOccupancyAlarm::Event::Raised:
+        spdlog::warn("{}", calc::ct_occupancy_warning(ct.name(), entries, cap, ct_alarm_.threshold_percent()));
+        break;
+      case calc::CtOccupancyAlarm::Event::Cleared:
+        spdlog::info("{}", calc::ct_occupancy_recovered(ct.name(), entries, cap, ct_alarm_.clear_percent()));
+        break;
+      case calc::CtOccupancyAlarm::Event::None:
+        break;
+    }
   }
 
   milliseconds min_sync_period() const {
@@ -291,6 +314,7 @@ class Agent {
   dataplane::EndpointManager endpoints_;
   dataplane::ServiceSyncer services_;
   dataplane::ConntrackScanner scanner_;
+  calc::CtOccupancyAlarm ct_alarm_;
   calc::PolicyResolver resolver_;
   dataplane::PolicyManager policies_;
   std::optional<calc::Output> good_;  // last successfully applied calc output

@@ -158,9 +158,48 @@ Result<std::vector<std::string>> raw_keys(const MapFd& m) {
   return keys;
 }
 
-Result<bool> raw_dump_batch(const MapFd& m, size_t value_stride, std::vector<uint8_t>& keys,
-                            std::vector<uint8_t>& values, size_t& n) {
-  n = 0;
+namespace {
+Result<size_t> delete_one_by_one(const MapFd& m, const uint8_t* keys, size_t n) {
+  size_t done = 0;
+  for (size_t i = 0; i < n; i++) {
+    auto r = raw_delete(m, keys + i * m.info().key_size);
+    if (!r) return r.error();
+    done += *r ? 1 : 0;
+  }
+  return done;
+}
+}  // namespace
+
+Result<size_t> raw_delete_batch(const MapFd& m, const void* keys, size_t n) {
+  const auto* k = static_cast<const uint8_t*>(keys);
+  const size_t ks = m.info().key_size;
+  size_t done = 0, i = 0;
+  while (i < n) {
+    uint32_t count = static_cast<uint32_t>(std::min<size_t>(n - i, UINT32_MAX));
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_delete_batch(m.fd(), k + i * ks, &count, &opts);
+    int e = err != 0 ? errno : 0;
+    // The kernel stops at the first key it cannot delete; `count` says how many went before.
+    done += count;
+    i += count;
+    if (e == 0) continue;
+    if (e == ENOENT) {  // that key was gone already: skip it
+      i++;
+      continue;
+    }
+    constexpr int kENOTSUPP = 524;
+    if (e == EINVAL || e == EOPNOTSUPP || e == kENOTSUPP) {
+      auto rest = delete_one_by_one(m, k + i * ks, n - i);
+      if (!rest) return rest.error();
+      return done + *rest;
+    }
+    return Error{e, "batch delete from map " + m.name()};
+  }
+  return done;
+}
+
+Result<BatchStep> raw_batch_step(const MapFd& m, BatchCursor& c, void* keys, void* values,
+                                 uint32_t& count) {
   switch (m.info().type) {
     case BPF_MAP_TYPE_HASH:
     case BPF_MAP_TYPE_LRU_HASH:
@@ -170,38 +209,52 @@ Result<bool> raw_dump_batch(const MapFd& m, size_t value_stride, std::vector<uin
     case BPF_MAP_TYPE_PERCPU_ARRAY:
       break;
     default:
-      return false;
+      return BatchStep::Unsupported;
   }
-  const size_t ks = m.info().key_size;
   // The batch token is opaque (a bucket index for hash maps, a key for arrays).
-  std::vector<uint8_t> in(std::max<size_t>(ks, 8)), out(std::max<size_t>(ks, 8));
+  const size_t tok = std::max<size_t>(m.info().key_size, 8);
+  c.in.resize(tok);
+  c.out.resize(tok);
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  int err = bpf_map_lookup_batch(m.fd(), c.first ? nullptr : c.in.data(), c.out.data(), keys, values,
+                                 &count, &opts);
+  int e = err != 0 ? errno : 0;
+  if (e == ENOENT) return BatchStep::Last;
+  if (e == ENOSPC) {  // nothing was copied
+    count = 0;
+    return BatchStep::NoSpace;
+  }
+  constexpr int kENOTSUPP = 524;  // kernel-internal, may leak to userspace
+  if (e != 0 && c.first && (e == EINVAL || e == EOPNOTSUPP || e == kENOTSUPP)) return BatchStep::Unsupported;
+  if (e != 0) return Error{e, "batch lookup in map " + m.name()};
+  c.in.swap(c.out);
+  c.first = false;
+  return BatchStep::More;
+}
+
+Result<bool> raw_dump_batch(const MapFd& m, size_t value_stride, std::vector<uint8_t>& keys,
+                            std::vector<uint8_t>& values, size_t& n) {
+  n = 0;
+  const size_t ks = m.info().key_size;
   uint32_t chunk = 1024;
-  bool first = true;
+  BatchCursor cur;
   for (;;) {
     keys.resize((n + chunk) * ks);
     values.resize((n + chunk) * value_stride);
     uint32_t count = chunk;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    int err = bpf_map_lookup_batch(m.fd(), first ? nullptr : in.data(), out.data(), keys.data() + n * ks,
-                                   values.data() + n * value_stride, &count, &opts);
-    int e = err != 0 ? errno : 0;
-    if (e != 0 && e != ENOENT) {
-      // ENOSPC: one hash bucket holds more than `chunk` entries (nothing was copied).
-      if (e == ENOSPC && chunk < (1u << 20)) {
-        chunk *= 2;
-        continue;
-      }
-      constexpr int kENOTSUPP = 524;  // kernel-internal, may leak to userspace
-      if (first && (e == EINVAL || e == EOPNOTSUPP || e == kENOTSUPP)) {
-        n = 0;
-        return false;
-      }
-      return Error{e, "batch lookup in map " + m.name()};
+    auto step = raw_batch_step(m, cur, keys.data() + n * ks, values.data() + n * value_stride, count);
+    if (!step) return step.error();
+    if (*step == BatchStep::Unsupported) {
+      n = 0;
+      return false;
+    }
+    if (*step == BatchStep::NoSpace) {
+      if (chunk >= (1u << 20)) return Error{ENOSPC, "batch lookup in map " + m.name()};
+      chunk *= 2;
+      continue;
     }
     n += count;
-    if (e == ENOENT) break;
-    in = out;
-    first = false;
+    if (*step == BatchStep::Last) break;
   }
   keys.resize(n * ks);
   values.resize(n * value_stride);

@@ -11,6 +11,7 @@
 
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -103,6 +104,28 @@ Result<std::vector<std::string>> raw_keys(const MapFd& m);
 // caller falls back to raw_keys + lookups.
 Result<bool> raw_dump_batch(const MapFd& m, size_t value_stride, std::vector<uint8_t>& keys,
                             std::vector<uint8_t>& values, size_t& n);
+
+// Deletes n keys (key_size bytes each, packed) with BPF_MAP_DELETE_BATCH, one syscall for many
+// keys; keys already absent are skipped. Falls back to one delete per key for map types
+// without batch ops. Returns how many were deleted.
+Result<size_t> raw_delete_batch(const MapFd& m, const void* keys, size_t n);
+
+// One step of a BPF_MAP_LOOKUP_BATCH walk, for callers that stream a map chunk by chunk into
+// buffers of their own (memory O(chunk) whatever the map's size).
+struct BatchCursor {
+  std::vector<uint8_t> in, out;  // the kernel's opaque position (a bucket index for hashes)
+  bool first = true;
+};
+enum class BatchStep {
+  More,         // `count` elements copied; call again
+  Last,         // `count` elements copied (maybe 0); the walk is over
+  NoSpace,      // one bucket holds more than `count` elements: nothing copied, retry bigger
+  Unsupported,  // the map type has no batch ops (only ever on the first call)
+};
+// Copies at most `count` elements into keys/values (value_stride bytes per value) and sets
+// `count` to the number copied.
+Result<BatchStep> raw_batch_step(const MapFd& m, BatchCursor& c, void* keys, void* values,
+                                 uint32_t& count);
 }  // namespace detail
 
 // Typed view of a map with one value per key.
@@ -142,6 +165,9 @@ class Map {
   }
   // Delete `key`; false when it was not present.
   Result<bool> remove(const K& key) { return detail::raw_delete(m_, &key); }
+  // Delete n keys in as few syscalls as the kernel allows; absent keys are skipped. Returns
+  // how many were deleted.
+  Result<size_t> remove_batch(const K* keys, size_t n) { return detail::raw_delete_batch(m_, keys, n); }
   // Every (key, value) pair. Entries deleted while the dump runs are skipped; no key is
   // returned twice. Not a snapshot: entries added during the walk may or may not appear.
   Result<std::vector<std::pair<K, V>>> dump() const {
@@ -173,8 +199,31 @@ class Map {
     }
     return out;
   }
-  // Number of entries (walks the keys).
+  // Streams every (key, value) pair chunk by chunk: fn(const K* keys, const V* values, size_t n)
+  // -> Status is called for each non-empty chunk of at most `chunk` elements, in buffers reused
+  // from one chunk to the next, so memory stays O(chunk) whatever the map's size. fn may
+  // delete entries (those of the chunk it holds, or any other: a later chunk then lacks them).
+  // BPF_MAP_LOOKUP_BATCH where the map type has it (bucket by bucket: concurrent deletion never
+  // restarts the walk), else the whole dump() handed out in chunks. An error of fn stops the
+  // walk and is returned.
+  template <typename F>
+  Status for_each_chunk(F&& fn, uint32_t chunk = kDefaultChunk) const {
+    auto batched = stream_batches(fn, chunk);
+    if (!batched) return batched.error();
+    if (*batched) return {};
+    return chunks_of_dump(fn, chunk);
+  }
+  // Number of entries: streamed in batches (nothing kept), or a key walk for map types without
+  // batch ops. Not a snapshot under concurrent changes.
   Result<size_t> count() const {
+    size_t n = 0;
+    auto add = [&n](const K*, const V*, size_t c) -> Status {
+      n += c;
+      return {};
+    };
+    auto batched = stream_batches(add, kDefaultChunk);
+    if (!batched) return batched.error();
+    if (*batched) return n;
     auto keys = detail::raw_keys(m_);
     if (!keys) return keys.error();
     return keys->size();
@@ -196,8 +245,49 @@ class Map {
   const MapInfo& info() const { return m_.info(); }
   const std::string& name() const { return m_.name(); }
 
+  static constexpr uint32_t kDefaultChunk = 4096;
+
  private:
   explicit Map(MapFd m) : m_(std::move(m)) {}
+  // for_each_chunk with BPF_MAP_LOOKUP_BATCH; false (nothing done) when the map type has no
+  // batch ops.
+  template <typename F>
+  Result<bool> stream_batches(F& fn, uint32_t chunk) const {
+    std::vector<K> keys(chunk);
+    std::vector<V> vals(chunk);
+    detail::BatchCursor cur;
+    for (;;) {
+      uint32_t n = static_cast<uint32_t>(keys.size());
+      auto step = detail::raw_batch_step(m_, cur, keys.data(), vals.data(), n);
+      if (!step) return step.error();
+      if (*step == detail::BatchStep::Unsupported) return false;
+      if (*step == detail::BatchStep::NoSpace) {
+        if (keys.size() >= (1u << 20)) return Error{ENOSPC, "batch lookup in map " + name()};
+        keys.resize(keys.size() * 2);
+        vals.resize(vals.size() * 2);
+        continue;
+      }
+      if (n > 0) WEIR_TRY(fn(static_cast<const K*>(keys.data()), static_cast<const V*>(vals.data()), size_t{n}));
+      if (*step == detail::BatchStep::Last) return true;
+    }
+  }
+  template <typename F>
+  Status chunks_of_dump(F& fn, uint32_t chunk) const {
+    auto all = dump();
+    if (!all) return all.error();
+    std::vector<K> keys;
+    std::vector<V> vals;
+    for (size_t i = 0; i < all->size(); i += chunk) {
+      keys.clear();
+      vals.clear();
+      for (size_t j = i; j < std::min(all->size(), i + chunk); j++) {
+        keys.push_back((*all)[j].first);
+        vals.push_back((*all)[j].second);
+      }
+      WEIR_TRY(fn(static_cast<const K*>(keys.data()), static_cast<const V*>(vals.data()), keys.size()));
+    }
+    return {};
+  }
   MapFd m_;
 };
 

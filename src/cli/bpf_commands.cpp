@@ -64,6 +64,27 @@ Result<std::vector<CtEntry>> read_conntrack(maps::WeirMaps& m) {
   return out;
 }
 
+Result<CtStatsReport> read_ct_stats(maps::WeirMaps& m) {
+  CtStatsReport r;
+  r.map_name = m.ct.name();
+  r.max_entries = m.ct.info().max_entries;
+  // Count first, then read the statistics: `created` then covers every entry counted.
+  auto n = m.ct.count();
+  if (!n) return n.error().wrap("counting conntrack entries");
+  r.entries = *n;
+  for (__u32 idx : {__u32{WEIR_CT_STATS_DATAPATH}, __u32{WEIR_CT_STATS_AGENT}}) {
+    auto v = m.ct_stats.lookup(idx);
+    if (!v) return v.error();
+    if (!*v) return make_error("map {}: index {} missing", m.ct_stats.name(), idx);
+    (idx == WEIR_CT_STATS_DATAPATH ? r.datapath : r.agent) = maps::sum_ct_stats(**v);
+  }
+  auto cs = m.counters.dump();
+  if (!cs) return cs.error();
+  for (const auto& [k, per_cpu] : *cs)
+    for (const auto& v : per_cpu) r.dropped_ct_create += v.c[WEIR_CNT_DROP_CT_CREATE];
+  return r;
+}
+
 namespace {
 std::string ifname_for(uint32_t ifindex, const std::map<uint32_t, weir_ifstate_val>& ifstate) {
   auto it = ifstate.find(ifindex);
@@ -263,6 +284,20 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
     uint64_t now = monotonic_now_ns();
     if (st->json) print_json(ct_dump_json(*e, now));
     else std::cout << format_ct_dump(*e, now);
+    rc = 0;
+  });
+
+  // conntrack stats
+  CLI::App* ct_stats = ct->add_subcommand(
+      "stats", "conntrack occupancy vs capacity, creations, failures, deletions, estimated evictions");
+  ct_stats->add_flag("--json", st->json, "JSON output");
+  ct_stats->callback([&g, &rc, st] {
+    auto m = open_maps(g);
+    if (!m) { rc = fail("conntrack stats", m.error()); return; }
+    auto r = read_ct_stats(*m);
+    if (!r) { rc = fail("conntrack stats", r.error()); return; }
+    if (st->json) print_json(ct_stats_json(*r));
+    else std::cout << format_ct_stats(*r);
     rc = 0;
   });
 

@@ -21,6 +21,10 @@ uint64_t monotonic_now_ns();
 Result<std::vector<NatFrontend>> read_nat(maps::WeirMaps& m);
 // Every conntrack entry.
 Result<std::vector<CtEntry>> read_conntrack(maps::WeirMaps& m);
+// Occupancy and statistics of the conntrack table: entries counted by streaming the map in
+// fixed-size chunks (nothing kept), weir_ct_stats1 summed over CPUs, and the "failed to create
+// conntrack" drops summed over every interface and hook.
+Result<CtStatsReport> read_ct_stats(maps::WeirMaps& m);
 // Counters summed over CPUs, one IfaceCounters per interface that has counters or an
 // ifstate entry (ingress/egress of ifstate interfaces count as present, zero). `iface` ""
 // = all; otherwise resolved through the ifstate names then netlink, with an Error naming it

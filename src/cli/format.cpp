@@ -420,6 +420,56 @@ nlohmann::json ct_dump_json(const std::vector<CtEntry>& entries, uint64_t now_ns
   return arr;
 }
 
+std::string format_ct_stats(const CtStatsReport& r) {
+  const uint64_t pm = maps::ct_occupancy_permille(r.entries, r.max_entries);
+  const uint64_t evicted = maps::ct_evictions_estimate(r.datapath, r.agent, r.entries);
+  const std::pair<const char*, uint64_t> rows[] = {
+      {"created", r.datapath.created},
+      {"creation failures", r.datapath.create_failed},
+      {"deleted by the datapath", r.datapath.deleted},
+      {"deleted by the agent", r.agent.deleted},
+      {"evicted (estimated)", evicted},
+      {"mid-flow misses", r.datapath.midflow_miss},
+      {"  re-NATed to a backend", r.datapath.midflow_renat},
+      {"  answered with a reset", r.datapath.midflow_reset},
+  };
+  const char* notes[] = {
+      "  (a NAT flow creates 2)", "", "", "",
+      "  = created - deleted by the datapath - deleted by the agent - present",
+      "  (TCP packets of an established flow that found no entry)", "", "",
+  };
+  size_t width = 1;
+  for (const auto& [label, n] : rows) width = std::max(width, std::to_string(n).size());
+  std::string out = fmt::format("conntrack table {}: {} of {} entries ({}.{}% full)\n", r.map_name,
+                                r.entries, r.max_entries, pm / 10, pm % 10);
+  out += "since the table was created (summed over CPUs):\n";
+  for (size_t i = 0; i < std::size(rows); i++)
+    out += fmt::format("  {:<24} {:>{}}{}\n", rows[i].first, rows[i].second, width, notes[i]);
+  out += fmt::format("dropped \"failed to create conntrack\" (all interfaces and hooks): {}\n",
+                     r.dropped_ct_create);
+  return out;
+}
+
+nlohmann::json ct_stats_json(const CtStatsReport& r) {
+  const double pct = r.max_entries == 0 ? 0.0 : 100.0 * double(r.entries) / double(r.max_entries);
+  return {
+      {"map", r.map_name},
+      {"entries", r.entries},
+      {"max_entries", r.max_entries},
+      {"occupancy_percent", pct},
+      {"created", r.datapath.created},
+      {"create_failed", r.datapath.create_failed},
+      {"deleted_datapath", r.datapath.deleted},
+      {"deleted_agent", r.agent.deleted},
+      {"evictions_estimated", maps::ct_evictions_estimate(r.datapath, r.agent, r.entries)},
+      {"evictions_formula", "created - deleted_datapath - deleted_agent - entries"},
+      {"midflow_miss", r.datapath.midflow_miss},
+      {"midflow_renat", r.datapath.midflow_renat},
+      {"midflow_reset", r.datapath.midflow_reset},
+      {"dropped_ct_create", r.dropped_ct_create},
+  };
+}
+
 // ------------------------------------------------------------------ counters
 
 std::string format_counters_table(const IfaceCounters& c) {

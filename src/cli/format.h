@@ -112,6 +112,34 @@ std::string format_ct_dump(const std::vector<CtEntry>& entries, uint64_t now_ns)
 //         "last_seen_ago","state","client_flags","server_flags","reverse_only"}]
 nlohmann::json ct_dump_json(const std::vector<CtEntry>& entries, uint64_t now_ns);
 
+// What `weir bpf conntrack stats` shows: the table's occupancy and weir_ct_stats1.
+struct CtStatsReport {
+  std::string map_name;        // "weir_ct1"
+  uint64_t entries = 0;        // entries present (counted)
+  uint64_t max_entries = 0;    // the map's capacity
+  weir_ct_stats datapath{};    // index WEIR_CT_STATS_DATAPATH, summed over CPUs
+  weir_ct_stats agent{};       // index WEIR_CT_STATS_AGENT, summed over CPUs
+  uint64_t dropped_ct_create = 0;  // "failed to create conntrack", summed over interfaces and hooks
+};
+// `weir bpf conntrack stats`:
+//   conntrack table weir_ct1: 3891 of 4096 entries (94.9% full)
+//   since the table was created (summed over CPUs):
+//     created                   12430  (a NAT flow creates 2)
+//     creation failures             0
+//     deleted by the datapath      12
+//     deleted by the agent       8000
+//     evicted (estimated)         527  = created - deleted by the datapath - deleted by the agent - present
+//     mid-flow misses               3  (TCP packets of an established flow that found no entry)
+//       re-NATed to a backend       3
+//       answered with a reset       0
+//   dropped "failed to create conntrack" (all interfaces and hooks): 0
+// The percentage is rounded down (maps::ct_occupancy_permille); numbers are right-aligned.
+std::string format_ct_stats(const CtStatsReport& r);
+// JSON: {"map","entries","max_entries","occupancy_percent","created","create_failed",
+//        "deleted_datapath","deleted_agent","evictions_estimated","evictions_formula",
+//        "midflow_miss","midflow_renat","midflow_reset","dropped_ct_create"}
+nlohmann::json ct_stats_json(const CtStatsReport& r);
+
 // ------------------------------------------------------------------ counters
 
 struct IfaceCounters {

@@ -3,9 +3,8 @@
 #include <time.h>
 
 #include <algorithm>
-#include <cstring>
-#include <string>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace weir::dataplane {
 
@@ -15,62 +14,86 @@ uint64_t monotonic_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-namespace {
-
-// A conntrack key as two integers (it is 16 bytes, padding zeroed by the datapath and by
-// ct_make_key), for a hash index without an allocation per entry.
-struct Key128 {
-  uint64_t lo = 0, hi = 0;
-  bool operator==(const Key128&) const = default;
+// The inputs and running totals of one scan.
+struct ConntrackScanner::Pass {
+  const model::ConntrackTimeouts& timeouts;
+  const calc::BackendIndex* backends;
+  uint64_t now_ns;
+  Stats stats;
+  // Keys to delete at the end of the current chunk, by reason (reused: no allocation per entry).
+  std::vector<weir_ct_key> expired, stale;
 };
-static_assert(sizeof(weir_ct_key) == sizeof(Key128));
-
-Key128 key128(const weir_ct_key& k) {
-  uint64_t w[2];
-  std::memcpy(w, &k, sizeof(k));
-  return Key128{w[0], w[1]};
-}
-
-struct Key128Hash {
-  size_t operator()(const Key128& k) const {
-    uint64_t h = (k.lo ^ (k.hi * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
-    return static_cast<size_t>(h ^ (h >> 31));
-  }
-};
-
-}  // namespace
 
 Result<ConntrackScanner::Stats> ConntrackScanner::scan(const model::ConntrackTimeouts& timeouts,
                                                        const calc::BackendIndex* backends,
                                                        uint64_t now_ns) {
-  auto entries = ct_.dump();
-  if (!entries) return entries.error().wrap("conntrack scan");
-  std::unordered_map<Key128, size_t, Key128Hash> index;
-  index.reserve(entries->size());
-  for (size_t i = 0; i < entries->size(); i++) index.emplace(key128((*entries)[i].first), i);
+  Pass p{timeouts, backends, now_ns, {}, {}, {}};
+  p.expired.reserve(2 * kChunk);
+  p.stale.reserve(2 * kChunk);
+  auto st = maps_.ct.for_each_chunk(
+      [&](const weir_ct_key* keys, const weir_ct_val* vals, size_t n) -> Status {
+        p.stats.scanned += n;
+        for (size_t i = 0; i < n; i++) WEIR_TRY(judge(p, keys[i], vals[i]));
+        return remove_doomed(p);
+      },
+      kChunk);
+  if (!st) return st.error().wrap("conntrack scan");
+  if (auto r = record_deletions(p.stats.deleted()); !r) return r.error();
+  return p.stats;
+}
 
-  Stats stats;
-  stats.scanned = entries->size();
-  std::vector<weir_ct_key> doomed;
-  for (const auto& [key, val] : *entries) {
-    uint64_t last = val.last_seen_ns;
-    auto partner = calc::ct_partner_key(key, val);
-    if (partner) {
-      auto it = index.find(key128(*partner));
-      if (it != index.end()) last = std::max<uint64_t>(last, (*entries)[it->second].second.last_seen_ns);
+// Deletes the entry (and its NAT twin) when calc says so. The twin's last_seen is read only when
+// the entry's own says "expired": a pair lives while either half does.
+Status ConntrackScanner::judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val) {
+  auto decide = [&](uint64_t last) {
+    return calc::ct_decide(key, val, last, p.now_ns, p.timeouts, p.backends);
+  };
+  auto verdict = decide(val.last_seen_ns);
+  if (verdict == calc::CtVerdict::Keep) {
+    p.stats.kept++;
+    return {};
+  }
+  auto partner = calc::ct_partner_key(key, val);
+  if (partner && verdict == calc::CtVerdict::Expired) {
+    auto twin = maps_.ct.lookup(*partner);
+    if (!twin) return twin.error();
+    if (*twin) verdict = decide(std::max<uint64_t>(val.last_seen_ns, (*twin)->last_seen_ns));
+    if (verdict == calc::CtVerdict::Keep) {
+      p.stats.kept++;
+      return {};
     }
-    auto verdict = calc::ct_decide(key, val, last, now_ns, timeouts, backends);
-    if (verdict == calc::CtVerdict::Keep) continue;
-    (verdict == calc::CtVerdict::Expired ? stats.expired : stats.stale_backend)++;
-    doomed.push_back(key);
-    // The two halves of a NAT pair go together (deleting one twice is harmless).
-    if (partner) doomed.push_back(*partner);
   }
-  for (const auto& k : doomed) {
-    auto r = ct_.remove(k);
-    if (!r) return r.error().wrap("conntrack scan: deleting entry");
+  auto& doomed = verdict == calc::CtVerdict::Expired ? p.expired : p.stale;
+  doomed.push_back(key);
+  // The two halves of a NAT pair go together (the twin may be gone already, or listed twice
+  // when both halves are in this chunk: a key already deleted is skipped).
+  if (partner) doomed.push_back(*partner);
+  return {};
+}
+
+// Deletes the chunk's doomed keys, a batch per reason, and counts what was really deleted.
+Status ConntrackScanner::remove_doomed(Pass& p) {
+  for (auto [keys, count] : {std::pair{&p.expired, &p.stats.expired}, std::pair{&p.stale, &p.stats.stale_backend}}) {
+    if (keys->empty()) continue;
+    auto n = maps_.ct.remove_batch(keys->data(), keys->size());
+    if (!n) return n.error().wrap("deleting entries");
+    *count += *n;
+    keys->clear();
   }
-  return stats;
+  return {};
+}
+
+// The agent is the only writer of index WEIR_CT_STATS_AGENT: read, add to CPU 0's slot, write.
+Status ConntrackScanner::record_deletions(uint64_t n) {
+  if (n == 0) return {};
+  auto cur = maps_.ct_stats.lookup(WEIR_CT_STATS_AGENT);
+  if (!cur) return cur.error().wrap("conntrack scan: recording deletions");
+  if (!*cur) return make_error("conntrack scan: map {} has no index {}", maps_.ct_stats.name(),
+                               int(WEIR_CT_STATS_AGENT));
+  (**cur)[0].deleted += n;
+  auto st = maps_.ct_stats.update(WEIR_CT_STATS_AGENT, **cur);
+  if (!st) return st.error().wrap("conntrack scan: recording deletions");
+  return {};
 }
 
 }  // namespace weir::dataplane

@@ -1,6 +1,12 @@
 // ConntrackScanner: expires conntrack entries by their state's timeout and removes NAT flows
 // whose backend is no longer a backend of their frontend. The decisions are calc's
 // (calc/conntrack.h); this class only walks the map and deletes.
+//
+// Cost: the map is streamed in chunks of kChunk entries (BPF_MAP_LOOKUP_BATCH into buffers
+// reused from chunk to chunk), so memory stays O(kChunk) whatever the table's size, and nothing
+// is allocated per entry. A NAT entry whose own last_seen says "expired" costs one lookup of
+// its twin (the pair lives while either half does); everything else is decided from the chunk.
+// Figures: bench/README.md (weir_ct_scan_bench).
 #pragma once
 
 #include <cstdint>
@@ -17,22 +23,34 @@ uint64_t monotonic_ns();
 
 class ConntrackScanner {
  public:
-  explicit ConntrackScanner(maps::ConntrackMap& ct) : ct_(ct) {}
+  static constexpr uint32_t kChunk = 4096;
+
+  // Walks and deletes in m.ct; adds its deletions to m.ct_stats (index WEIR_CT_STATS_AGENT).
+  explicit ConntrackScanner(maps::WeirMaps& m) : maps_(m) {}
 
   struct Stats {
-    size_t scanned = 0;
+    size_t scanned = 0;        // entries seen by the walk
+    size_t kept = 0;           // of those, left in place: the table's occupancy after the pass
+                               // (entries created meanwhile in walked buckets aside)
     size_t expired = 0;        // entries removed for idleness
     size_t stale_backend = 0;  // entries removed because their backend went away
+    size_t deleted() const { return expired + stale_backend; }
   };
 
   // One pass over the map. A NAT pair (FWD + REV) is alive while either half is, and both
   // halves go together. `backends` may be null (no valid service state yet): then only
-  // timeouts apply.
+  // timeouts apply. The entries removed are added to weir_ct_stats1[WEIR_CT_STATS_AGENT].deleted
+  // (an Error if that fails; the entries are removed anyway).
   Result<Stats> scan(const model::ConntrackTimeouts& timeouts, const calc::BackendIndex* backends,
                      uint64_t now_ns);
 
  private:
-  maps::ConntrackMap& ct_;
+  struct Pass;
+  Status judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val);
+  Status remove_doomed(Pass& p);
+  Status record_deletions(uint64_t n);
+
+  maps::WeirMaps& maps_;
 };
 
 }  // namespace weir::dataplane

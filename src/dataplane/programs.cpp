@@ -87,6 +87,7 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   fds.routes = bpf_map__fd(s->maps.weir_routes1);
   fds.ifstate = bpf_map__fd(s->maps.weir_ifstate1);
   fds.counters = bpf_map__fd(s->maps.weir_counters2);
+  fds.ct_stats = bpf_map__fd(s->maps.weir_ct_stats1);
   auto m = maps::WeirMaps::from_fds(fds);
   if (!m) return m.error();
   maps::PolicyMapFds pfds;

@@ -42,6 +42,14 @@ struct Changes {
   std::vector<std::string> services;
 };
 
+// Resources of one file that an accepted load no longer has.
+struct RemovedFrom {
+  enum class Now { HasOthers, Empty, Gone };
+  std::string file;
+  Now now = Now::HasOthers;             // the file holds other resources, none, or is gone
+  std::vector<std::string> resources;  // "Service default/web", sorted
+};
+
 // The outcome of load_incremental(): the snapshot (owned by the datastore, valid until its
 // next load) or every error, as load_detailed() gives them.
 struct Load {
@@ -49,9 +57,21 @@ struct Load {
   model::ValidationErrors errors;
   std::vector<model::Warning> warnings;
   Changes changes;
+  // When ok(): what the last accepted load_incremental() had and this one has not, by file
+  // (sorted by name); and whether the load_incremental() before this one was rejected.
+  std::vector<RemovedFrom> removed;
+  bool valid_again = false;
 
   bool ok() const { return snapshot != nullptr; }
 };
+
+// What the agent logs (at info level) about an accepted load, one line each, prefixed with
+// `where` (the datastore's describe()): "datastore valid again" after a rejected load, then
+// which resources went, one line per file (a file that now holds none, or is gone, says so),
+// naming at most `max_names` resources per line ("and N more"); beyond `max_files` files, one
+// line sums up the rest.
+std::vector<std::string> accepted_load_messages(const Load& l, const std::string& where,
+                                                size_t max_names = 5, size_t max_files = 10);
 
 class Datastore {
  public:

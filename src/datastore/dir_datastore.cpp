@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,9 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <system_error>
+#include <utility>
 
 namespace weir::datastore {
 
@@ -49,10 +49,9 @@ Result<std::vector<fs::path>> DirDatastore::list_files() const {
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (ec) return Error{ec.value(), fmt::format("reading directory {}", dir_.string())};
     std::string name = it->path().filename().string();
-    if (!is_resource_file_name(name)) continue;
-    std::error_code ec2;
-    if (!it->is_regular_file(ec2)) continue;  // follows symlinks; skips directories, dangling links
-    out.push_back(it->path());
+    // Every entry with a resource file name, whatever its type: scan() reports those that are
+    // not (symlinks to) regular files instead of skipping them.
+    if (is_resource_file_name(name)) out.push_back(it->path());
   }
   if (ec) return Error{ec.value(), fmt::format("reading directory {}", dir_.string())};
   // By name as a string: the incremental load relies on this order (resources grouped by file).
@@ -100,6 +99,107 @@ void replace_file_range(std::vector<T>& v, const std::string& file, const std::v
 
 std::string service_key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
+// Calls f("Kind ns/name" or "Kind name", file) for every resource of `snap`.
+template <typename F>
+void for_each_resource(const model::Snapshot& snap, F f) {
+  auto each = [&](std::string_view kind, const auto& v) {
+    for (const auto& r : v) {
+      std::string key = r.meta.ns.empty() ? fmt::format("{} {}", kind, r.meta.name)
+                                          : fmt::format("{} {}/{}", kind, r.meta.ns, r.meta.name);
+      f(std::move(key), r.source.file);
+    }
+  };
+  each("Service", snap.services);
+  each("EndpointSlice", snap.endpoint_slices);
+  each("WorkloadEndpoint", snap.workload_endpoints);
+  each("Namespace", snap.namespaces);
+  each("NetworkPolicy", snap.network_policies);
+  each("Tier", snap.tiers);
+  each("GlobalNetworkPolicy", snap.global_network_policies);
+  if (snap.config)
+    f(fmt::format("DataplaneConfig {}", snap.config->meta.name), snap.config->source.file);
+}
+
+size_t resource_count(const model::Snapshot& s) {
+  return s.services.size() + s.endpoint_slices.size() + s.workload_endpoints.size() +
+         s.namespaces.size() + s.network_policies.size() + s.tiers.size() +
+         s.global_network_policies.size() + (s.config ? 1 : 0);
+}
+
+bool is_link(const fs::path& p) {
+  struct stat lst {};
+  return ::lstat(p.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode);
+}
+
+// Why stat() of a resource file failed, for its read error.
+std::string unreadable(const fs::path& p, int err) {
+  if (err == ENOENT) {
+    std::error_code ec;
+    fs::path target = fs::read_symlink(p, ec);
+    return fmt::format("cannot read: a dangling symlink (its target \"{}\" does not exist)",
+                       model::clip(target.string()));
+  }
+  if (err == ELOOP) return "cannot read: a symlink loop (too many levels of symbolic links)";
+  return Error{err, "cannot stat file"}.str();
+}
+
+// Empty for a regular file weir may read; else why not. Nothing but a regular file is ever
+// opened: a FIFO would block the reader, a device could be endless.
+std::string check_file(const struct stat& st) {
+  const char* what = nullptr;
+  switch (st.st_mode & S_IFMT) {
+    case S_IFREG:
+      if (uint64_t(st.st_size) > model::kMaxFileBytes)
+        return model::file_too_large(uint64_t(st.st_size));
+      return "";
+    case S_IFDIR: return "cannot read: a directory, not a file (subdirectories are not read)";
+    case S_IFIFO: what = "a FIFO (named pipe)"; break;
+    case S_IFSOCK: what = "a socket"; break;
+    case S_IFCHR: what = "a character device"; break;
+    case S_IFBLK: what = "a block device"; break;
+    default: what = "not a regular file"; break;
+  }
+  return fmt::format("cannot read: {}, not a regular file (only regular files and symlinks to "
+                     "them are read)",
+                     what);
+}
+
+DirDatastore::FileId file_id(const struct stat& st) {
+  return {uint64_t(st.st_dev), uint64_t(st.st_ino), uint64_t(st.st_size),
+          int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+          int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec};
+}
+
+// read_regular_file()'s result for a file removed since it was listed (not an error: its
+// DELETE event follows).
+constexpr std::string_view kGone = "gone";
+
+// Reads a file that stat() showed regular. Opened with O_NONBLOCK, so that a FIFO swapped in
+// meanwhile cannot block the agent, then checked again on the open descriptor; never more than
+// kMaxFileBytes are read. Empty on success (text and id set), else the error message.
+std::string read_regular_file(const fs::path& p, std::string& text, DirDatastore::FileId& id) {
+  Fd fd(::open(p.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return errno == ENOENT ? std::string(kGone) : Error{errno, "cannot open file"}.str();
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Error{errno, "cannot stat file"}.str();
+  if (auto why = check_file(st); !why.empty()) return why;
+  id = file_id(st);
+  text.resize(size_t(st.st_size));
+  size_t got = 0;
+  for (;;) {
+    if (got == text.size()) text.resize(std::min(model::kMaxFileBytes + 1, got + 65536));
+    if (got == text.size()) break;  // over the limit: it grew after fstat()
+    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{errno, "cannot read file"}.str();
+    if (n == 0) break;
+    got += size_t(n);
+  }
+  if (got > model::kMaxFileBytes) return model::file_too_large(got);
+  text.resize(got);
+  return "";
+}
+
 }  // namespace
 
 DirDatastore::Scan DirDatastore::scan() {
@@ -114,34 +214,27 @@ DirDatastore::Scan DirDatastore::scan() {
     auto cached = cache_.find(name);
     struct stat st {};
     if (::stat(p.c_str(), &st) != 0) {
-      if (errno == ENOENT) continue;  // removed since listing: its DELETE event follows
-      s.read_errors.push_back({name, "", "", Error{errno, "cannot stat file"}.str(), 0, 0});
+      if (errno == ENOENT && !is_link(p)) continue;  // removed since listing: an event follows
+      s.read_errors.push_back({name, "", "", unreadable(p, errno), 0, 0});
       continue;
     }
-    FileId id{uint64_t(st.st_dev), uint64_t(st.st_ino), uint64_t(st.st_size),
-              int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-              int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec};
+    if (auto why = check_file(st); !why.empty()) {
+      s.read_errors.push_back({name, "", "", std::move(why), 0, 0});
+      continue;
+    }
+    FileId id = file_id(st);
     if (cached != cache_.end() && cached->second.id == id &&
         id.mtime_ns + kRacyNs < cached->second.read_at_ns) {
       s.files.emplace(name, std::move(cached->second));
       continue;
     }
     int64_t read_at = realtime_ns();
-    std::ifstream in(p, std::ios::binary);
-    if (!in) {
-      int err = errno;
-      if (err == ENOENT) continue;
-      s.read_errors.push_back({name, "", "", Error{err, "cannot open file"}.str(), 0, 0});
-      continue;
-    }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) {
-      s.read_errors.push_back({name, "", "", Error{errno, "cannot read file"}.str(), 0, 0});
+    std::string text;
+    if (auto err = read_regular_file(p, text, id); !err.empty()) {
+      if (err != kGone) s.read_errors.push_back({name, "", "", std::move(err), 0, 0});
       continue;
     }
     ++files_read_;
-    std::string text = ss.str();
     if (cached != cache_.end() && cached->second.content == text) {
       Parsed& p2 = s.files.emplace(name, std::move(cached->second)).first->second;
       p2.id = id;
@@ -201,12 +294,55 @@ Load DirDatastore::full_load(Scan s) {
   l.warnings = merged_.warnings;
   if (!l.errors.empty()) {
     merged_ = model::Snapshot();
+    rejected_ = true;
     return l;
   }
   rules_.add(merged_, +1);
+  cluster_ips_ = model::ClusterIPRules(merged_);
   merged_ok_ = true;
   l.snapshot = &merged_;
+  track_removals(l, nullptr, cache_);
   return l;
+}
+
+void DirDatastore::track_removals(Load& l, const Scan* changed,
+                                  const std::map<std::string, Parsed>& files) {
+  l.valid_again = std::exchange(rejected_, false);
+  std::map<std::string, std::vector<std::string>> gone;  // file -> resources
+  if (!changed) {
+    std::unordered_map<std::string, std::string> now;
+    for_each_resource(merged_, [&](std::string key, const std::string& file) {
+      now.emplace(std::move(key), file);
+    });
+    for (const auto& [key, file] : accepted_)
+      if (!now.count(key)) gone[file].push_back(key);
+    accepted_ = std::move(now);
+  } else {
+    // Only the changed files differ from the last accepted state (the fast path follows an
+    // accepted load): what their old parses had and their new ones have not is gone.
+    std::unordered_map<std::string, std::string> now;
+    for (const auto& name : changed->changed)
+      if (auto it = changed->files.find(name); it != changed->files.end())
+        for_each_resource(it->second.part, [&](std::string key, const std::string& file) {
+          now.emplace(std::move(key), file);
+        });
+    for (const auto& [name, old] : changed->old)
+      for_each_resource(old.part, [&](std::string key, const std::string& file) {
+        if (!now.count(key)) {
+          accepted_.erase(key);
+          gone[file].push_back(std::move(key));
+        }
+      });
+    for (auto& [key, file] : now) accepted_[key] = file;
+  }
+  for (auto& [file, keys] : gone) {
+    std::sort(keys.begin(), keys.end());
+    auto it = files.find(file);
+    auto state = it == files.end()                  ? RemovedFrom::Now::Gone
+                 : resource_count(it->second.part) == 0 ? RemovedFrom::Now::Empty
+                                                        : RemovedFrom::Now::HasOthers;
+    l.removed.push_back({file, state, std::move(keys)});
+  }
 }
 
 // The fast path: every changed file held, and holds, only Services and EndpointSlices, without
@@ -236,6 +372,13 @@ bool DirDatastore::apply_service_changes(const Scan& s, Changes& changes) {
     if (const Parsed* p = part_of(s.files, name)) rules_.add(p->part, +1);
   }
   if (rules_.violations() > 0) return false;
+  // The cluster IP rules against the unchanged config and workloads; any violation takes the
+  // full path, which reports it as load_detailed() does.
+  model::ValidationErrors cip_errors;
+  for (const auto& name : s.changed)
+    if (const Parsed* p = part_of(s.files, name))
+      for (const auto& svc : p->part.services) cluster_ips_.check(svc, cip_errors);
+  if (!cip_errors.empty()) return false;
   for (const auto& name : s.changed) {
     const Parsed* after = part_of(s.files, name);
     const model::Snapshot& part = after ? after->part : kEmpty;
@@ -261,11 +404,12 @@ Load DirDatastore::load_incremental() {
   if (!merged_ok_ || !s.read_errors.empty()) return full_load(std::move(s));
   Changes changes;
   if (!apply_service_changes(s, changes)) return full_load(std::move(s));
-  cache_ = std::move(s.files);
   Load l;
   l.snapshot = &merged_;
   l.warnings = merged_.warnings;
   l.changes = std::move(changes);
+  track_removals(l, &s, s.files);
+  cache_ = std::move(s.files);
   return l;
 }
 
@@ -393,6 +537,39 @@ Result<bool> MtimeWatcher::drain() {
   if (fp == last_) return false;
   last_ = std::move(fp);
   return true;
+}
+
+// ---------------------------------------------------------------- accepted_load_messages
+
+std::vector<std::string> accepted_load_messages(const Load& l, const std::string& where,
+                                                size_t max_names, size_t max_files) {
+  std::vector<std::string> out;
+  if (l.valid_again)
+    out.push_back(fmt::format("{}: datastore valid again (the previous load was rejected); "
+                              "applying it",
+                              where));
+  size_t rest_files = 0, rest_resources = 0;
+  for (const auto& r : l.removed) {
+    if (out.size() >= max_files + (l.valid_again ? 1 : 0)) {
+      ++rest_files;
+      rest_resources += r.resources.size();
+      continue;
+    }
+    std::string names;
+    for (size_t i = 0; i < r.resources.size() && i < max_names; ++i)
+      names += (i ? ", " : "") + r.resources[i];
+    if (r.resources.size() > max_names)
+      names += fmt::format(" and {} more", r.resources.size() - max_names);
+    const char* state = r.now == RemovedFrom::Now::Gone    ? " (the file is gone)"
+                        : r.now == RemovedFrom::Now::Empty ? " (the file holds no resources now)"
+                                                           : "";
+    out.push_back(fmt::format("{}: {}{}: {} resource{} removed: {}", where, r.file, state,
+                              r.resources.size(), r.resources.size() == 1 ? "" : "s", names));
+  }
+  if (rest_files > 0)
+    out.push_back(fmt::format("{}: and {} resources removed from {} more files", where,
+                              rest_resources, rest_files));
+  return out;
 }
 
 // ---------------------------------------------------------------- open_datastore

@@ -22,10 +22,21 @@ class DirDatastore : public Datastore {
  public:
   explicit DirDatastore(std::filesystem::path dir);
 
+  // What identifies a file's content without reading it (stat).
+  struct FileId {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const FileId&) const = default;
+  };
+
   std::string describe() const override;
-  // Reads every resource file of the directory (non-recursive, sorted by name; symlinks are
-  // followed), parses all documents and validates the whole. A missing or unreadable
-  // directory or file is an error like any other (the load is rejected).
+  // Reads every resource file of the directory (non-recursive, sorted by name; symlinks to
+  // regular files are followed), parses all documents and validates the whole. A missing or
+  // unreadable directory or file is an error like any other (the load is rejected), and so is
+  // an entry with a resource file name that is not (a symlink to) a regular file: a dangling
+  // symlink, a symlink loop, a directory, a FIFO, a socket, a device. Such entries are never
+  // opened (a FIFO would block); files are opened O_NONBLOCK and checked again on the
+  // descriptor. A file over model::kMaxFileBytes is not read.
   model::SnapshotResult load_detailed() override;
   // load_detailed()'s validation, kept between calls: a change confined to the Services and
   // EndpointSlices of a few files updates the kept snapshot in place (the changed files' ranges)
@@ -39,7 +50,8 @@ class DirDatastore : public Datastore {
   // available (e.g. out of inotify instances), with a warning.
   Result<std::unique_ptr<Watcher>> watch() override;
 
-  // The files load_detailed() would read now, sorted by name (full paths).
+  // The entries load_detailed() would consider now (resource file names of any type), sorted
+  // by name (full paths).
   Result<std::vector<std::filesystem::path>> list_files() const;
   const std::filesystem::path& dir() const { return dir_; }
   // Files parsed (not served from the cache) by load_detailed() so far: tests and logs.
@@ -51,11 +63,6 @@ class DirDatastore : public Datastore {
  private:
   // One file's parse, reused while its bytes are unchanged: a change to one file of a large
   // datastore re-parses that file only (cross-file validation still runs on the whole).
-  struct FileId {
-    uint64_t dev = 0, ino = 0, size = 0;
-    int64_t mtime_ns = 0, ctime_ns = 0;
-    bool operator==(const FileId&) const = default;
-  };
   struct Parsed {
     std::string content;
     FileId id;
@@ -75,6 +82,10 @@ class DirDatastore : public Datastore {
   void merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors);
   Load full_load(Scan s);
   bool apply_service_changes(const Scan& s, Changes& changes);
+  // After an accepted load_incremental() whose files are now `files`: accepted_ follows
+  // merged_, the removals go to l.removed. `changed` limits the comparison to its changed files
+  // (nullptr: all of merged_).
+  void track_removals(Load& l, const Scan* changed, const std::map<std::string, Parsed>& files);
 
   // Counts behind the cross-resource rules on Services and EndpointSlices, kept up to date
   // by the incremental path: violations() > 0 when a name is defined twice, a slice's service
@@ -97,6 +108,10 @@ class DirDatastore : public Datastore {
   model::Snapshot merged_;  // load_incremental()'s snapshot
   bool merged_ok_ = false;  // merged_ is the accepted snapshot of cache_
   ServiceRules rules_;
+  model::ClusterIPRules cluster_ips_;  // of merged_ (its config and workloads)
+  // "Kind ns/name" -> file, of the last accepted load_incremental().
+  std::unordered_map<std::string, std::string> accepted_;
+  bool rejected_ = false;  // the last load_incremental() was rejected
 };
 
 // inotify on one directory: IN_CLOSE_WRITE, IN_MOVED_TO, IN_DELETE, IN_MOVED_FROM, IN_CREATE

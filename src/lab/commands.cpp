@@ -15,6 +15,7 @@
 #include <memory>
 #include <sstream>
 
+#include "lab/flood.h"
 #include "lab/lab.h"
 #include "lab/traffic.h"
 
@@ -361,6 +362,60 @@ void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc) {
       }
       if (!co.hold) fmt::print("{}", rep->str());
       rc = rep->answers == rep->requests ? 0 : 2;
+    });
+  }
+
+  // ---- flood
+  {
+    struct Opts {
+      Target t;
+      std::string pod, target;
+      int count = 1000;
+      int rate = 0;
+      int first_port = 1024;
+    };
+    auto o = std::make_shared<Opts>();
+    auto* sub = labcmd->add_subcommand(
+        "flood", "send TCP SYNs from a pod, one new flow per source port (fills conntrack)");
+    o->t.add_to(sub);
+    sub->add_option("--pod", o->pod, "pod to send from")->required();
+    sub->add_option("--target", o->target, "IP:PORT")->required();
+    sub->add_option("--count", o->count, "SYNs to send")->capture_default_str();
+    sub->add_option("--rate", o->rate, "SYNs per second (0: as fast as possible)")->capture_default_str();
+    sub->add_option("--first-port", o->first_port, "first source port (ports cycle up to 65535)")
+        ->capture_default_str();
+    sub->callback([o, &rc] {
+      auto l = o->t.load();
+      if (!l) {
+        rc = fail(l.error());
+        return;
+      }
+      auto target = lab::parse_ip_port(o->target);
+      if (!target) {
+        rc = fail(target.error());
+        return;
+      }
+      auto pod = l->pod(o->pod);
+      if (!pod) {
+        rc = fail(pod.error());
+        return;
+      }
+      if (o->first_port < 1 || o->first_port > 65535) {
+        rc = fail(Error{EINVAL, fmt::format("--first-port {}: must be 1..65535", o->first_port)});
+        return;
+      }
+      lab::FloodOptions fo;
+      fo.target = *target;
+      fo.count = o->count;
+      fo.rate = o->rate;
+      fo.first_port = static_cast<uint16_t>(o->first_port);
+      auto rep = l->in_netns(pod->netns, [&] { return lab::syn_flood(fo); });
+      if (!rep) {
+        rc = fail(rep.error());
+        return;
+      }
+      fmt::print("from {}: {}", pod->name, rep->str());
+      rc = 0;
     });
   }
 

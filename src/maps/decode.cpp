@@ -53,6 +53,29 @@ std::string ct_state(uint8_t proto, const weir_ct_leg& a, const weir_ct_leg& b) 
   return std::string(ct_tcp_state_name(weir_ct_tcp_state(a.flags, b.flags)));
 }
 
+weir_ct_stats sum_ct_stats(const std::vector<weir_ct_stats>& per_cpu) {
+  weir_ct_stats acc{};
+  for (const auto& v : per_cpu) {
+    acc.created += v.created;
+    acc.create_failed += v.create_failed;
+    acc.deleted += v.deleted;
+    acc.midflow_miss += v.midflow_miss;
+    acc.midflow_renat += v.midflow_renat;
+    acc.midflow_reset += v.midflow_reset;
+  }
+  return acc;
+}
+
+uint64_t ct_evictions_estimate(const weir_ct_stats& datapath, const weir_ct_stats& agent,
+                               uint64_t entries) {
+  const uint64_t gone = datapath.deleted + agent.deleted + entries;
+  return datapath.created > gone ? datapath.created - gone : 0;
+}
+
+uint64_t ct_occupancy_permille(uint64_t entries, uint64_t max_entries) {
+  return max_entries == 0 ? 0 : entries * 1000 / max_entries;
+}
+
 std::string ct_type_name(uint8_t type) {
   switch (type) {
     case WEIR_CT_NORMAL: return "NORMAL";

@@ -39,6 +39,19 @@ std::string ct_type_name(uint8_t type);
 // Leg flags as "SYN|ACK|APPROVED|WORKLOAD" ("" when none).
 std::string ct_leg_flags(uint32_t flags);
 
+// Conntrack statistics (weir_ct_stats1) of one index summed over CPUs, field by field.
+weir_ct_stats sum_ct_stats(const std::vector<weir_ct_stats>& per_cpu);
+// Entries the LRU evicted, estimated (the kernel does not report evictions) as
+//   created - deleted by the datapath - deleted by the agent - entries present,
+// with `created` and the datapath deletion from index WEIR_CT_STATS_DATAPATH and the agent's
+// from WEIR_CT_STATS_AGENT. 0 when that is negative (reads racing the traffic of the moment,
+// or entries older than the statistics map).
+uint64_t ct_evictions_estimate(const weir_ct_stats& datapath, const weir_ct_stats& agent,
+                               uint64_t entries);
+// Occupancy in tenths of a percent, rounded down (so that "100.0%" means full): 4095 of 4096
+// -> 999; 0 when max_entries is 0.
+uint64_t ct_occupancy_permille(uint64_t entries, uint64_t max_entries);
+
 // Route flags as words: "local workload", "host", "remote", "in pool", joined with ", ".
 std::string route_flags(uint32_t flags);
 // Interface flags: "workload", "host", "ready" joined with ", ".

@@ -61,6 +61,7 @@ Result<WeirMaps> WeirMaps::open_pinned(const PinLayout& layout) {
   WEIR_TRY(open_one(layout, WEIR_MAP_ROUTES, w.routes));
   WEIR_TRY(open_one(layout, WEIR_MAP_IFSTATE, w.ifstate));
   WEIR_TRY(open_one(layout, WEIR_MAP_COUNTERS, w.counters));
+  WEIR_TRY(open_one(layout, WEIR_MAP_CT_STATS, w.ct_stats));
   return w;
 }
 
@@ -72,6 +73,7 @@ Result<WeirMaps> WeirMaps::from_fds(const MapFds& fds) {
   WEIR_TRY(from_one(fds.routes, WEIR_MAP_ROUTES, w.routes));
   WEIR_TRY(from_one(fds.ifstate, WEIR_MAP_IFSTATE, w.ifstate));
   WEIR_TRY(from_one(fds.counters, WEIR_MAP_COUNTERS, w.counters));
+  WEIR_TRY(from_one(fds.ct_stats, WEIR_MAP_CT_STATS, w.ct_stats));
   return w;
 }
 

@@ -24,6 +24,9 @@ using ConntrackMap = bpf::Map<weir_ct_key, weir_ct_val>;
 using RoutesMap = bpf::Map<weir_route_key, weir_route_val>;
 using IfstateMap = bpf::Map<__u32, weir_ifstate_val>;
 using CountersMap = bpf::PerCpuMap<weir_counters_key, weir_counters_val>;
+// Conntrack statistics (weir/conntrack.h): index WEIR_CT_STATS_DATAPATH written by the TC
+// programs, WEIR_CT_STATS_AGENT by the agent's conntrack scanner; one value per CPU.
+using CtStatsMap = bpf::PerCpuMap<__u32, weir_ct_stats>;
 // Policy maps (weir/policy.h). The jump map is a PROG_ARRAY: updates take a program fd,
 // lookups (from userspace) return the program id.
 using JumpMap = bpf::Map<__u32, __u32>;
@@ -32,8 +35,8 @@ using IpsetsMap = bpf::Map<weir_ipset_key, __u32>;
 using IpsetExactMap = bpf::Map<weir_ipset_exact_key, __u32>;
 using RuleCountersMap = bpf::PerCpuMap<weir_rule_cnt_key, weir_rule_cnt_val>;
 
-// Names of every map, in a stable order (the order of docs/maps.md): the six maps of WeirMaps,
-// then the five of PolicyMaps.
+// Names of every map, in a stable order (the order of docs/maps.md): the six core maps of
+// WeirMaps, then the five of PolicyMaps, then the conntrack statistics (in WeirMaps too).
 const std::vector<std::string>& all_map_names();
 // Names of maps an older agent pinned whose layout changed (WEIR_MAPS_RETIRED): the loader
 // unpins them once their successors are pinned, `weir bpf cleanup` removes them.
@@ -48,6 +51,7 @@ struct MapFds {
   int routes = -1;
   int ifstate = -1;
   int counters = -1;
+  int ct_stats = -1;
 };
 
 class WeirMaps {
@@ -71,6 +75,7 @@ class WeirMaps {
   RoutesMap routes;
   IfstateMap ifstate;
   CountersMap counters;
+  CtStatsMap ct_stats;
 
  private:
   WeirMaps() = default;

@@ -1,5 +1,7 @@
 #include "model/duration.h"
 
+#include "model/validation.h"
+
 #include <fmt/format.h>
 
 #include <cstdint>
@@ -54,7 +56,7 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 Result<std::chrono::nanoseconds> parse_duration(std::string_view in) {
   auto fail = [&](std::string_view why) -> Error {
-    return make_error("invalid duration \"{}\": {}", in, why);
+    return make_error("invalid duration \"{}\": {}", clip(in), why);
   };
   std::string_view s = in;
   bool neg = false;
@@ -110,7 +112,7 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view in) {
       size_t end = 0;
       while (end < s.size() && !is_digit(s[end]) && s[end] != '.') ++end;
       return fail(fmt::format("unknown unit \"{}\" (expected one of ns, us, ms, s, m, h)",
-                              s.substr(0, end)));
+                              clip(s.substr(0, end))));
     }
     s.remove_prefix(ulen);
     if (whole > limit / unit) return fail("out of range");

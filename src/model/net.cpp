@@ -58,6 +58,31 @@ std::string Ipv4::str() const {
 
 std::string Cidr::str() const { return fmt::format("{}/{}", addr.str(), prefix_len); }
 
+namespace {
+
+constexpr SpecialBlock kSpecialBlocks[] = {
+    {Cidr{Ipv4{0x00000000}, 32}, "the unspecified address"},
+    {Cidr{Ipv4{0x00000000}, 8}, "in \"this network\" (0.0.0.0/8)"},
+    {Cidr{Ipv4{0x7f000000}, 8}, "a loopback address (127.0.0.0/8)"},
+    {Cidr{Ipv4{0xa9fe0000}, 16}, "a link-local address (169.254.0.0/16)"},
+    {Cidr{Ipv4{0xe0000000}, 4}, "a multicast address (224.0.0.0/4)"},
+    {Cidr{Ipv4{0xffffffff}, 32}, "the broadcast address"},
+};
+
+}  // namespace
+
+const SpecialBlock* special_block(Ipv4 a) {
+  for (const auto& b : kSpecialBlocks)
+    if (b.cidr.contains(a)) return &b;
+  return nullptr;
+}
+
+const SpecialBlock* special_block(const Cidr& c) {
+  for (const auto& b : kSpecialBlocks)
+    if (b.cidr.overlaps(c)) return &b;
+  return nullptr;
+}
+
 std::optional<Mac> Mac::parse(std::string_view s) {
   if (s.size() != 17) return std::nullopt;
   char sep = s[2];

@@ -46,8 +46,25 @@ struct Cidr {
   }
   // True when `a` is in this prefix.
   bool contains(Ipv4 a) const { return (a.value & mask()) == (addr.value & mask()); }
+  // True when the two prefixes share an address.
+  bool overlaps(const Cidr& o) const { return contains(o.addr) || o.contains(addr); }
+  // The prefix's first and last address (network and broadcast address for prefixes up to /30).
+  Ipv4 first() const { return Ipv4{addr.value & mask()}; }
+  Ipv4 last() const { return Ipv4{(addr.value & mask()) | ~mask()}; }
   auto operator<=>(const Cidr&) const = default;
 };
+
+// An address block that is no unicast destination a service may take: 0.0.0.0/8 ("this
+// network", with the unspecified 0.0.0.0), loopback 127.0.0.0/8, link-local 169.254.0.0/16,
+// multicast 224.0.0.0/4 and the limited broadcast 255.255.255.255.
+struct SpecialBlock {
+  Cidr cidr;
+  std::string_view what;  // "a loopback address", ...
+};
+// The special block `a` is in, or nullptr for an ordinary address.
+const SpecialBlock* special_block(Ipv4 a);
+// The first special block `c` overlaps, or nullptr.
+const SpecialBlock* special_block(const Cidr& c);
 
 // An Ethernet MAC address.
 struct Mac {

@@ -1,12 +1,14 @@
 #include "model/parse.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
 #include <map>
 #include <set>
 #include <tuple>
+#include <variant>
 
 #include "model/duration.h"
 #include "model/parse_ctx.h"
@@ -90,18 +92,25 @@ constexpr const char* kKindDataplaneConfig = "DataplaneConfig";
 struct KindInfo {
   std::string_view kind;
   std::string_view api_version;
+  bool namespaced;
 };
 constexpr KindInfo kKinds[] = {
-    {"Service", "v1"},
-    {"EndpointSlice", "discovery.k8s.io/v1"},
-    {"WorkloadEndpoint", "weir.dev/v1"},
-    {"DataplaneConfig", "weir.dev/v1"},
-    {"Namespace", "v1"},
-    {"NetworkPolicy", "networking.k8s.io/v1"},
-    {"Tier", "weir.dev/v1"},
-    {"GlobalNetworkPolicy", "weir.dev/v1"},
-    {"List", "v1"},
+    {"Service", "v1", true},
+    {"EndpointSlice", "discovery.k8s.io/v1", true},
+    {"WorkloadEndpoint", "weir.dev/v1", true},
+    {"DataplaneConfig", "weir.dev/v1", false},
+    {"Namespace", "v1", false},
+    {"NetworkPolicy", "networking.k8s.io/v1", true},
+    {"Tier", "weir.dev/v1", false},
+    {"GlobalNetworkPolicy", "weir.dev/v1", false},
+    {"List", "v1", false},
 };
+
+const KindInfo* find_kind(std::string_view kind) {
+  for (const auto& k : kKinds)
+    if (k.kind == kind) return &k;
+  return nullptr;
+}
 
 std::string supported_kinds() {
   std::string out;
@@ -113,6 +122,31 @@ std::string supported_kinds() {
 }
 
 // ---------------------------------------------------------------- Service
+
+// spec.ports[].targetPort: 1..65535 or an IANA_SVC_NAME; 0 and "" mean "same as port".
+void parse_target_port(Ctx& c, const YAML::Node& tp, const std::string& path, ServicePort& sp) {
+  if (scalar_type(tp) == ScalarType::Int && tp.Scalar() == "0") {
+    sp.target_port.number = sp.port;  // Kubernetes: 0 / "" mean "same as port"
+    return;
+  }
+  auto v = int_or_string(c, tp, path, 1, 65535);
+  if (!v) return;
+  if (const int64_t* n = std::get_if<int64_t>(&*v)) {
+    sp.target_port.number = static_cast<uint16_t>(*n);
+    return;
+  }
+  const std::string& name = std::get<std::string>(*v);
+  if (name.empty())
+    sp.target_port.number = sp.port;
+  else if (!is_iana_svc_name(name))
+    c.error(path, tp,
+            fmt::format("{} is not a valid port name (IANA_SVC_NAME: 1-15 characters "
+                        "a-z, 0-9, '-', at least one letter, no leading, trailing or "
+                        "double '-')",
+                        quote(name)));
+  else
+    sp.target_port.name = name;
+}
 
 std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Source& src) {
   Service svc;
@@ -142,6 +176,7 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
 
   // clusterIP / clusterIPs.
   bool have_ip_field = false;
+  std::optional<YAML::Node> ip_node;  // where cluster_ip was read
   bool v6_seen = false;
   YAML::Node cip = Ctx::child(spec, "clusterIP");
   if (cip.IsDefined()) {
@@ -153,6 +188,7 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
       } else {
         bool v6 = false;
         svc.cluster_ip = parse_ip_field(c, cip, "spec.clusterIP", false, &v6);
+        if (svc.cluster_ip) ip_node.emplace(cip);
         if (v6) v6_seen = true;
         if (v6) c.warn("spec.clusterIP", cip, fmt::format("IPv6 address {} ignored", quote(*s)));
       }
@@ -161,6 +197,8 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
   YAML::Node cips = c.seq(spec, "clusterIPs", "spec.clusterIPs", false);
   if (cips.IsDefined()) {
     std::optional<Ipv4> first_v4;
+    std::string first_v4_path;
+    std::optional<YAML::Node> first_v4_node;
     for (size_t i = 0; i < cips.size(); ++i) {
       std::string path = idx("spec.clusterIPs", i);
       auto s = c.scalar(cips[i], path);
@@ -176,9 +214,17 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
         if (!v6_seen) c.warn(path, cips[i], fmt::format("IPv6 address {} ignored", quote(*s)));
         v6_seen = true;
       }
-      if (ip && !first_v4) first_v4 = ip;
+      if (ip && !first_v4) {
+        first_v4 = ip;
+        first_v4_path = path;
+        first_v4_node.emplace(cips[i]);
+      }
     }
-    if (!svc.cluster_ip && !svc.headless && first_v4) svc.cluster_ip = first_v4;
+    if (!svc.cluster_ip && !svc.headless && first_v4) {
+      svc.cluster_ip = first_v4;
+      svc.cluster_ip_field = first_v4_path;
+      ip_node.emplace(*first_v4_node);
+    }
     if (svc.cluster_ip && first_v4 && *first_v4 != *svc.cluster_ip)
       c.error("spec.clusterIPs", cips,
               fmt::format("the IPv4 entry {} differs from spec.clusterIP {}", first_v4->str(),
@@ -190,6 +236,13 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
   } else if (!have_ip_field) {
     c.error("spec.clusterIP", spec,
             "is required (weir does not allocate cluster IPs; use None for a headless service)");
+  }
+  if (svc.cluster_ip) {
+    svc.cluster_ip_line = line_of(*ip_node);
+    if (const SpecialBlock* b = special_block(*svc.cluster_ip))
+      c.error(svc.cluster_ip_field, *ip_node,
+              fmt::format("{} is {}: a cluster IP must be a unicast address of the service CIDR",
+                          svc.cluster_ip->str(), b->what));
   }
 
   // ports.
@@ -232,22 +285,7 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
       if (port) sp.port = static_cast<uint16_t>(*port);
       YAML::Node tp = Ctx::child(pn, "targetPort");
       if (tp.IsDefined()) {
-        auto s = c.scalar(tp, path + ".targetPort");
-        if (s && (*s == "0" || s->empty())) {
-          sp.target_port.number = sp.port;  // Kubernetes: 0 / "" mean "same as port"
-        } else if (s && looks_like_integer(*s)) {
-          if (auto n = c.integer(tp, path + ".targetPort", 1, 65535))
-            sp.target_port.number = static_cast<uint16_t>(*n);
-        } else if (s) {
-          if (!is_iana_svc_name(*s))
-            c.error(path + ".targetPort", tp,
-                    fmt::format("{} is not a valid port name (IANA_SVC_NAME: 1-15 characters "
-                                "a-z, 0-9, '-', at least one letter, no leading, trailing or "
-                                "double '-')",
-                                quote(*s)));
-          else
-            sp.target_port.name = *s;
-        }
+        parse_target_port(c, tp, path + ".targetPort", sp);
       } else {
         sp.target_port.number = sp.port;
       }
@@ -472,15 +510,65 @@ std::optional<WorkloadEndpoint> parse_workload_endpoint(Ctx& c, const YAML::Node
 
 // ---------------------------------------------------------------- DataplaneConfig
 
+// One entry of spec.serviceClusterIPRanges: an IPv4 CIDR in canonical form (no host bits), at
+// most /12 wide (as kube-apiserver's --service-cluster-ip-range), clear of the special blocks.
+// IPv6 entries are ignored with a warning.
+std::optional<Cidr> service_range(Ctx& c, const YAML::Node& n, const std::string& path,
+                                  bool& ipv6) {
+  auto s = c.scalar(n, path);
+  if (!s) return std::nullopt;
+  Cidr r;
+  switch (parse_cidr(*s, false, r)) {
+    case CidrParse::Ipv6:
+      c.warn(path, n, fmt::format("IPv6 range {} ignored", quote(*s)));
+      ipv6 = true;
+      return std::nullopt;
+    case CidrParse::Invalid:
+      c.error(path, n, fmt::format("{} is not a CIDR (expected a.b.c.d/n)", quote(*s)));
+      return std::nullopt;
+    case CidrParse::Ok:
+      break;
+  }
+  if (r.addr.str() != s->substr(0, s->find('/'))) {
+    c.error(path, n, fmt::format("{} has host bits set: the range is {}", quote(*s), r.str()));
+  } else if (r.prefix_len < kMinServiceRangePrefix) {
+    c.error(path, n, fmt::format("{} is too large: the prefix must be /{} or longer", quote(*s),
+                                 kMinServiceRangePrefix));
+  } else if (const SpecialBlock* b = special_block(r)) {
+    c.error(path, n, fmt::format("{} overlaps {}", quote(*s), b->cidr.str()));
+  } else {
+    return r;
+  }
+  return std::nullopt;
+}
+
+// spec.serviceClusterIPRanges: absent = kubeadm's 10.96.0.0/12; else at least one IPv4 range.
+std::optional<std::vector<Cidr>> service_ranges(Ctx& c, const YAML::Node& spec) {
+  const std::string path = "spec.serviceClusterIPRanges";
+  YAML::Node list = c.seq(spec, "serviceClusterIPRanges", path, false);
+  if (!list.IsDefined()) return std::nullopt;
+  std::vector<Cidr> out;
+  size_t ipv6 = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    bool v6 = false;
+    if (auto r = service_range(c, list[i], idx(path, i), v6)) out.push_back(*r);
+    ipv6 += v6 ? 1 : 0;
+  }
+  if (ipv6 == list.size()) c.error(path, list, "must list at least one IPv4 CIDR");
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
 std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& root,
                                                       const Source& src) {
   DataplaneConfig cfg;
   cfg.source = src;
   cfg.meta = parse_meta(c, root, kKindDataplaneConfig, false);
   YAML::Node spec = c.map(root, "spec", "spec", false);
-  c.warn_unknown_keys(
-      spec, "spec",
-      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod"});
+  c.warn_unknown_keys(spec, "spec",
+                      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes",
+                       "conntrackScanPeriod", "serviceClusterIPRanges",
+                       "conntrackWarnThresholdPercent"});
   if (auto lvl = c.str(spec, "logLevel", "spec.logLevel", false)) {
     if (*lvl == "trace" || *lvl == "debug" || *lvl == "info" || *lvl == "warn" || *lvl == "error")
       cfg.log_level = *lvl;
@@ -489,17 +577,24 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
               fmt::format("invalid log level {}: must be trace, debug, info, warn or error",
                           quote(*lvl)));
   }
-  if (auto d = c.duration(spec, "minSyncPeriod", "spec.minSyncPeriod", true))
+  if (auto d = c.duration(spec, "minSyncPeriod", "spec.minSyncPeriod",
+                         {kMinSyncPeriodMin, kPeriodMax, true}))
     cfg.min_sync_period = *d;
-  if (auto d = c.duration(spec, "conntrackScanPeriod", "spec.conntrackScanPeriod", false))
+  if (auto d = c.duration(spec, "conntrackScanPeriod", "spec.conntrackScanPeriod",
+                         {kConntrackScanPeriodMin, kPeriodMax}))
     cfg.conntrack_scan_period = *d;
+  if (auto v = c.integer(spec, "conntrackWarnThresholdPercent",
+                         "spec.conntrackWarnThresholdPercent", 1, 100, false))
+    cfg.conntrack_warn_threshold_percent = static_cast<uint32_t>(*v);
+  if (auto r = service_ranges(c, spec)) cfg.service_cluster_ip_ranges = std::move(*r);
 
   YAML::Node ct = c.map(spec, "conntrackTimeouts", "spec.conntrackTimeouts", false);
   c.warn_unknown_keys(
       ct, "spec.conntrackTimeouts",
       {"tcpSynSent", "tcpEstablished", "tcpFin", "tcpReset", "udp", "icmp", "other"});
   auto timeout = [&](const char* key, std::chrono::nanoseconds& out) {
-    if (auto d = c.duration(ct, key, fmt::format("spec.conntrackTimeouts.{}", key), false))
+    if (auto d = c.duration(ct, key, fmt::format("spec.conntrackTimeouts.{}", key),
+                           {kConntrackTimeoutMin, std::chrono::nanoseconds::max()}))
       out = *d;
   };
   timeout("tcpSynSent", cfg.conntrack_timeouts.tcp_syn_sent);
@@ -550,13 +645,11 @@ void parse_resource(const SourceText& src, const YAML::Node& root, int doc, int 
   auto kind = c.str(root, "kind", "kind", true);
   auto api = c.str(root, "apiVersion", "apiVersion", true);
   if (!kind || !api) return;
-  const KindInfo* info = nullptr;
-  for (const auto& k : kKinds)
-    if (k.kind == *kind) info = &k;
+  const KindInfo* info = find_kind(*kind);
   if (!info) {
     c.error("kind", Ctx::child(root, "kind"),
             fmt::format("unknown kind {} (apiVersion {}): supported kinds are {}", quote(*kind),
-                        *api, supported_kinds()));
+                        clip(*api), supported_kinds()));
     return;
   }
   c.set_resource(fmt::format("{} ({})", *kind, where(doc, item)));
@@ -611,30 +704,95 @@ void parse_resource(const SourceText& src, const YAML::Node& root, int doc, int 
   }
 }
 
+std::string too_deep() {
+  return fmt::format("nested deeper than {} levels of mappings and lists", kMaxNestingDepth);
+}
+
+// How parse_resource() will name the resource `res` (document `doc`, List item `item`), for
+// errors found before it runs: "Service default/web", "Tier gold", "Service (document 2)",
+// "document 2".
+std::string resource_label(const YAML::Node& res, int doc, int item) {
+  YAML::Node k = Ctx::child(res, "kind");
+  const KindInfo* info = k.IsScalar() ? find_kind(k.Scalar()) : nullptr;
+  if (!info || info->kind == "List") return where(doc, item);
+  YAML::Node md = Ctx::child(res, "metadata");
+  YAML::Node name = Ctx::child(md, "name");
+  if (!name.IsScalar() || !is_dns_subdomain(name.Scalar()))
+    return fmt::format("{} ({})", info->kind, where(doc, item));
+  if (!info->namespaced) return fmt::format("{} {}", info->kind, name.Scalar());
+  YAML::Node ns = Ctx::child(md, "namespace");
+  std::string nss = ns.IsScalar() && is_dns_label(ns.Scalar()) ? ns.Scalar() : "default";
+  return fmt::format("{} {}/{}", info->kind, nss, name.Scalar());
+}
+
+// A structure problem (check_structure()) as a ValidationError: in a List, the item is the
+// resource and the field path starts below it.
+ValidationError structure_error(const SourceText& src, int doc, const std::vector<PathStep>& path,
+                                const YAML::Mark& at, std::string msg) {
+  std::string resource = where(doc, -1);
+  size_t from = 1;
+  if (!path.empty()) {
+    YAML::Node k = Ctx::child(path[0].node, "kind");
+    bool list = k.IsScalar() && k.Scalar() == "List";
+    if (list && path.size() > 2 && path[1].key == "items" && path[2].index >= 0) {
+      resource = resource_label(path[2].node, doc, static_cast<int>(path[2].index));
+      from = 3;
+    } else {
+      resource = resource_label(path[0].node, doc, -1);
+    }
+  }
+  int line = at.line >= 0 ? at.line + 1 : 0;
+  int column = at.column >= 0 ? at.column + 1 : 0;
+  return {src.file, resource, clip(field_path(path, from), 2 * kMaxEchoBytes), std::move(msg),
+          line, column};
+}
+
 }  // namespace
+
+std::string file_too_large(uint64_t bytes) {
+  return fmt::format("the file is {} bytes, over the limit of {} MiB per file ({} bytes): split "
+                     "it into several files",
+                     bytes, kMaxFileBytes >> 20, kMaxFileBytes);
+}
 
 void parse_text(const SourceText& src, Snapshot& out, ValidationErrors& errors) {
   out.files.push_back(src.file);
+  auto file_error = [&](std::string msg, int line, int column) {
+    errors.push_back({src.file, "", "", std::move(msg), line, column});
+  };
+  if (src.text.size() > kMaxFileBytes) return file_error(file_too_large(src.text.size()), 0, 0);
+  if (int line = flow_depth_exceeded(src.text, kMaxNestingDepth))
+    return file_error(too_deep(), line, 0);
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(src.text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own guard (a few hundred levels of block nesting): the same rule, reported
+    // the same way as the pre-scan and the structure walk report it.
+    return file_error(too_deep(), e.mark.line >= 0 ? e.mark.line + 1 : 0, 0);
   } catch (const YAML::Exception& e) {
-    ValidationError err{src.file, "", "", fmt::format("YAML syntax error: {}", e.msg), 0, 0};
-    if (e.mark.line >= 0) {
-      err.line = e.mark.line + 1;
-      err.column = e.mark.column + 1;
-    }
-    errors.push_back(std::move(err));
-    return;
+    if (e.mark.line >= 0)
+      return file_error(fmt::format("YAML syntax error: {}", clip(e.msg)), e.mark.line + 1,
+                        e.mark.column + 1);
+    return file_error(fmt::format("YAML syntax error: {}", clip(e.msg)), 0, 0);
   }
+  // Nodes visited across the file's documents, aliases expanded: twice the text is generous
+  // for any document written out (each node takes at least one character).
+  size_t budget = 2 * src.text.size() + 10000;
   for (size_t i = 0; i < docs.size(); ++i) {
     if (!docs[i].IsDefined() || docs[i].IsNull()) continue;  // empty document
+    int doc = static_cast<int>(i) + 1;
+    auto sink = [&](const std::vector<PathStep>& path, const YAML::Mark& at, std::string msg) {
+      errors.push_back(structure_error(src, doc, path, at, std::move(msg)));
+    };
+    if (!check_structure(docs[i], budget, sink)) continue;
     try {
-      parse_resource(src, docs[i], static_cast<int>(i) + 1, -1, out, errors);
+      parse_resource(src, docs[i], doc, -1, out, errors);
     } catch (const YAML::Exception& e) {
       // Defensive: yaml-cpp throws on unexpected node shapes we did not anticipate.
-      errors.push_back({src.file, where(static_cast<int>(i) + 1, -1), "",
-                        fmt::format("cannot read resource: {}", e.what()), line_of(docs[i]), 0});
+      errors.push_back({src.file, where(doc, -1), "",
+                        fmt::format("cannot read resource: {}", clip(e.what())), line_of(docs[i]),
+                        0});
     }
   }
 }
@@ -697,6 +855,9 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
            w.source.line, 0});
   }
 
+  const ClusterIPRules cluster_ips(snap);
+  for (const auto& s : snap.services) cluster_ips.check(s, errors);
+
   // Frontend collisions: two services with the same (clusterIP, port, protocol).
   std::map<std::tuple<Ipv4, uint16_t, Protocol>, const Service*> fe_owner;
   for (const auto& s : snap.services) {
@@ -713,6 +874,42 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
              s.source.line, 0});
     }
   }
+}
+
+ClusterIPRules::ClusterIPRules(const Snapshot& snap)
+    : ranges_(snap.effective_config().service_cluster_ip_ranges) {
+  for (const auto& w : snap.workload_endpoints)
+    for (const auto& ip : w.ips)
+      pods_.emplace(ip.value, fmt::format("WorkloadEndpoint {} ({})", w.key(), w.source.str()));
+}
+
+void ClusterIPRules::check(const Service& svc, ValidationErrors& errors) const {
+  if (!svc.cluster_ip || svc.headless) return;
+  const Ipv4 ip = *svc.cluster_ip;
+  auto error = [&](std::string msg) {
+    errors.push_back({svc.source.file, fmt::format("Service {}", svc.key()), svc.cluster_ip_field,
+                      std::move(msg), svc.cluster_ip_line ? svc.cluster_ip_line : svc.source.line,
+                      0});
+  };
+  if (auto it = pods_.find(ip.value); it != pods_.end())
+    error(fmt::format("{} is the address of {}: a Service may not take a pod's IP", ip.str(),
+                      it->second));
+  std::string names;
+  for (const Cidr& r : ranges_) {
+    bool edge = r.prefix_len <= 30 && (ip == r.first() || ip == r.last());
+    if (r.contains(ip) && !edge) return;
+    names += (names.empty() ? "" : ", ") + r.str();
+  }
+  for (const Cidr& r : ranges_) {
+    if (r.contains(ip)) {
+      error(fmt::format("{} is the {} address of the service CIDR {}", ip.str(),
+                        ip == r.first() ? "network" : "broadcast", r.str()));
+      return;
+    }
+  }
+  error(fmt::format("{} is outside the service CIDR ({}; DataplaneConfig "
+                    "spec.serviceClusterIPRanges)",
+                    ip.str(), names));
 }
 
 void merge_parsed(Snapshot& into, const Snapshot& part, ValidationErrors& errors) {

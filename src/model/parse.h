@@ -6,14 +6,23 @@
 // are skipped. Unknown kinds and apiVersion/kind mismatches are errors.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "model/resources.h"
 #include "model/validation.h"
 
 namespace weir::model {
+
+// Largest resource file read, in bytes: holds 50,000 services with their EndpointSlices in a
+// single file (about 38 MB in the scaling benchmark's format).
+inline constexpr size_t kMaxFileBytes = size_t{64} << 20;
+// Deepest nesting of mappings and lists in a document (the deepest resource weir reads nests
+// about ten levels; yaml-cpp's recursion guard fires at a few hundred).
+inline constexpr int kMaxNestingDepth = 100;
 
 // One file's contents. `file` is the name used in diagnostics (DirDatastore passes the file
 // name relative to its directory, e.g. "services.yaml").
@@ -37,15 +46,39 @@ struct SnapshotResult {
 // Parses every document of one file and appends the resources to `out` (and out.files). Per
 // resource errors (syntax with line/column, unknown kind, missing/invalid fields) are appended
 // to `errors`; a resource with an error is not appended. Warnings go to out.warnings.
+// The input is read strictly (yaml_input.h, docs/resources.md "Strict input"): a file over
+// kMaxFileBytes, nesting deeper than kMaxNestingDepth, excessive aliasing, duplicate mapping
+// keys and scalars of the wrong type are errors.
 // Cross-resource rules are NOT checked here: see validate_snapshot().
 void parse_text(const SourceText& src, Snapshot& out, ValidationErrors& errors);
+
+// The error for a file over kMaxFileBytes, also used by DirDatastore, which
+// refuses to read such a file at all.
+std::string file_too_large(uint64_t bytes);
 
 // Checks the rules that span resources and appends violations to `errors`:
 // duplicate (kind, namespace, name); more than one DataplaneConfig; an EndpointSlice whose
 // service does not exist; two WorkloadEndpoints claiming the same IP; two WorkloadEndpoints
 // on the same node with the same interface; two Services with the same (clusterIP, port,
-// protocol).
+// protocol); the ClusterIPRules.
 void validate_snapshot(const Snapshot& snap, ValidationErrors& errors);
+
+// The rules on a Service's IPv4 cluster IP that involve other resources: it lies in one of the
+// DataplaneConfig's serviceClusterIPRanges (default 10.96.0.0/12), is not the network or
+// broadcast address of such a range, and is no WorkloadEndpoint's IP (a Service on a pod's IP
+// would take every connection to that pod). validate_snapshot() applies them; DirDatastore
+// keeps one for its incremental path, where the config and the workloads do not change.
+class ClusterIPRules {
+ public:
+  ClusterIPRules() = default;
+  explicit ClusterIPRules(const Snapshot& snap);
+  // Appends the violations of `svc` (none for a headless or IPv6-only service).
+  void check(const Service& svc, ValidationErrors& errors) const;
+
+ private:
+  std::vector<Cidr> ranges_;
+  std::unordered_map<uint32_t, std::string> pods_;  // IP -> "WorkloadEndpoint ns/name (source)"
+};
 
 // Appends the resources of `part` (one file's parse_text() output) to `into`, in order. A second
 // DataplaneConfig is an error, as parse_text() reports it within one file.

@@ -9,9 +9,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "model/duration.h"
 #include "model/parse.h"
+#include "model/yaml_input.h"
 
 namespace weir::model::parse_detail {
 
@@ -41,7 +43,8 @@ inline bool looks_like_integer(std::string_view s) {
   return true;
 }
 
-inline std::string quote(std::string_view s) { return fmt::format("\"{}\"", s); }
+// The value in double quotes, clipped (validation.h: clip()) when long.
+inline std::string quote(std::string_view s) { return fmt::format("\"{}\"", clip(s)); }
 
 // Parsing context for one resource: collects errors and warnings naming file, resource, field.
 class Ctx {
@@ -110,14 +113,44 @@ class Ctx {
     return n;
   }
 
-  // A scalar node as a string; error when it is a map or list.
+  // A string field: error when the node is a map or list, or a plain number or boolean
+  // (Kubernetes decodes `name: 123` as a number and rejects it for a string field).
   std::optional<std::string> scalar(const YAML::Node& n, const std::string& path) {
+    auto s = raw_scalar(n, path, "a string");
+    if (!s) return std::nullopt;
+    ScalarType t = scalar_type(n);
+    if (t == ScalarType::String) return s;
+    error(path, n,
+          fmt::format("{} is {}, not a string (write it in quotes: \"{}\")", clip(*s), describe(t),
+                      clip(*s)));
+    return std::nullopt;
+  }
+
+  // A scalar's text whatever its type, for fields that parse it themselves (integers,
+  // booleans, int-or-string); error "must be <what>" when it is a map or list.
+  std::optional<std::string> raw_scalar(const YAML::Node& n, const std::string& path,
+                                        std::string_view what) {
     if (!n.IsDefined()) return std::nullopt;
     if (!n.IsScalar()) {
-      error(path, n, "must be a string");
+      error(path, n, fmt::format("must be {}", what));
       return std::nullopt;
     }
     return n.Scalar();
+  }
+
+  // True (after an error) when a scalar of the right form is written as a string: a quoted
+  // "80" for an integer, a quoted "true" for a boolean. Kubernetes decodes those as strings and
+  // rejects them; other text falls through to the field's own message ("is not an integer").
+  bool quoted_instead_of(const YAML::Node& n, const std::string& path, const std::string& s,
+                         ScalarType want) {
+    if (scalar_type(n) != ScalarType::String) return false;
+    ScalarType as_plain = plain_scalar_type(s);
+    if (as_plain != want && !(want == ScalarType::Float && as_plain == ScalarType::Int))
+      return false;
+    error(path, n,
+          fmt::format("{} is a string, not {} (write it without quotes)", quote(s),
+                      describe(want)));
+    return true;
   }
 
   std::optional<std::string> str(const YAML::Node& parent, const char* key, const std::string& path,
@@ -133,14 +166,14 @@ class Ctx {
   // An integer in [lo, hi].
   std::optional<int64_t> integer(const YAML::Node& n, const std::string& path, int64_t lo,
                                  int64_t hi) {
-    auto s = scalar(n, path);
-    if (!s) return std::nullopt;
+    auto s = raw_scalar(n, path, "an integer");
+    if (!s || quoted_instead_of(n, path, *s, ScalarType::Int)) return std::nullopt;
     int64_t v = 0;
     const char* b = s->data();
     const char* e = b + s->size();
     auto [p, ec] = std::from_chars(b, e, v);
     if (ec == std::errc::result_out_of_range) {
-      error(path, n, fmt::format("{} is out of range {}..{}", *s, lo, hi));
+      error(path, n, fmt::format("{} is out of range {}..{}", clip(*s), lo, hi));
       return std::nullopt;
     }
     if (ec != std::errc() || p != e || s->empty()) {
@@ -166,8 +199,8 @@ class Ctx {
 
   std::optional<bool> boolean(const YAML::Node& parent, const char* key, const std::string& path) {
     YAML::Node n = child(parent, key);
-    auto s = scalar(n, path);
-    if (!s) return std::nullopt;
+    auto s = raw_scalar(n, path, "a boolean");
+    if (!s || quoted_instead_of(n, path, *s, ScalarType::Bool)) return std::nullopt;
     if (*s == "true" || *s == "True" || *s == "TRUE") return true;
     if (*s == "false" || *s == "False" || *s == "FALSE") return false;
     error(path, n, fmt::format("{} is not a boolean (true or false)", quote(*s)));
@@ -183,19 +216,36 @@ class Ctx {
     return std::nullopt;
   }
 
+  // Bounds of a duration field: at least `min` (or exactly 0 when `zero_ok`), at most `max`.
+  struct DurationRange {
+    std::chrono::nanoseconds min, max;
+    bool zero_ok = false;
+  };
+
   std::optional<std::chrono::nanoseconds> duration(const YAML::Node& parent, const char* key,
-                                                   const std::string& path, bool allow_zero) {
+                                                   const std::string& path, DurationRange r) {
     YAML::Node n = child(parent, key);
-    auto s = scalar(n, path);
+    auto s = raw_scalar(n, path, "a duration");
     if (!s) return std::nullopt;
     auto d = parse_duration(*s);
     if (!d.ok()) {
       error(path, n, d.error().msg);
       return std::nullopt;
     }
-    if (d->count() < 0 || (!allow_zero && d->count() == 0)) {
+    if (d->count() == 0 && r.zero_ok) return *d;
+    if (d->count() <= 0) {
       error(path, n,
-            fmt::format("{} must be {}", quote(*s), allow_zero ? "zero or positive" : "positive"));
+            fmt::format("{} must be {}", quote(*s), r.zero_ok ? "zero or positive" : "positive"));
+      return std::nullopt;
+    }
+    if (*d < r.min) {
+      error(path, n,
+            fmt::format("{} is below the minimum of {}", quote(*s), format_duration(r.min)));
+      return std::nullopt;
+    }
+    if (*d > r.max) {
+      error(path, n,
+            fmt::format("{} is above the maximum of {}", quote(*s), format_duration(r.max)));
       return std::nullopt;
     }
     return *d;
@@ -211,7 +261,8 @@ class Ctx {
       std::string k = kv.first.Scalar();
       bool found = false;
       for (auto kk : known) found = found || kk == k;
-      if (!found) warn(path.empty() ? k : path + "." + k, kv.first, "unknown field ignored");
+      if (!found)
+        warn(path.empty() ? clip(k) : path + "." + clip(k), kv.first, "unknown field ignored");
     }
   }
 
@@ -223,6 +274,61 @@ class Ctx {
   size_t start_;
   int root_line_;
 };
+
+enum class CidrParse { Ok, Ipv6, Invalid };
+
+// "a.b.c.d/n" (host bits are cleared), or with allow_bare a plain address (= /32).
+inline CidrParse parse_cidr(std::string_view s, bool allow_bare, Cidr& out) {
+  size_t slash = s.find('/');
+  std::string_view addr = slash == std::string_view::npos ? s : s.substr(0, slash);
+  if (looks_like_ipv6(addr)) return CidrParse::Ipv6;
+  auto ip = Ipv4::parse(addr);
+  if (!ip) return CidrParse::Invalid;
+  unsigned len = 32;
+  if (slash == std::string_view::npos) {
+    if (!allow_bare) return CidrParse::Invalid;
+  } else {
+    std::string_view ls = s.substr(slash + 1);
+    if (ls.empty() || ls.size() > 2) return CidrParse::Invalid;
+    for (char ch : ls)
+      if (ch < '0' || ch > '9') return CidrParse::Invalid;
+    auto [p, ec] = std::from_chars(ls.data(), ls.data() + ls.size(), len);
+    if (ec != std::errc() || len > 32) return CidrParse::Invalid;
+  }
+  out = Cidr{Ipv4{ip->value & Cidr::netmask(len)}, static_cast<uint8_t>(len)};
+  return CidrParse::Ok;
+}
+
+// An int-or-string port (Service targetPort, NetworkPolicy port), read as Kubernetes reads
+// it: an unquoted integer is a number (checked against lo..hi), a string is a port name,
+// returned as is for the caller to check. A quoted number is a string and no valid name (a
+// name needs a letter), so `"8080"` is an error, as in Kubernetes. nullopt after an error.
+inline std::optional<std::variant<int64_t, std::string>> int_or_string(Ctx& c,
+                                                                       const YAML::Node& n,
+                                                                       const std::string& path,
+                                                                       int64_t lo, int64_t hi) {
+  auto s = c.raw_scalar(n, path, "a port number or name");
+  if (!s) return std::nullopt;
+  switch (scalar_type(n)) {
+    case ScalarType::Int:
+      if (auto v = c.integer(n, path, lo, hi)) return *v;
+      return std::nullopt;
+    case ScalarType::String:
+      if (looks_like_integer(*s)) {
+        c.error(path, n,
+                fmt::format("{} is a string: write a port number without quotes (a quoted "
+                            "value is a port name, and a name needs a letter)",
+                            quote(*s)));
+        return std::nullopt;
+      }
+      return *s;
+    default:
+      c.error(path, n,
+              fmt::format("{} is {}: expected a port number or a port name", clip(*s),
+                          describe(scalar_type(n))));
+      return std::nullopt;
+  }
+}
 
 inline std::string idx(const std::string& path, size_t i) { return fmt::format("{}[{}]", path, i); }
 
@@ -258,7 +364,7 @@ inline ObjectMeta parse_meta(Ctx& c, const YAML::Node& root, std::string_view ki
   if (labels.IsDefined()) {
     for (const auto& kv : labels) {
       std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
-      std::string path = fmt::format("metadata.labels[\"{}\"]", k);
+      std::string path = fmt::format("metadata.labels[\"{}\"]", clip(k));
       if (kv.second.IsNull()) {
         m.labels[k] = "";
         continue;

@@ -36,36 +36,12 @@ bool in_cidr(Cidr outer, Cidr inner) {
   return inner.prefix_len >= outer.prefix_len && outer.contains(inner.addr);
 }
 
-enum class CidrParse { Ok, Ipv6, Invalid };
-
-// "a.b.c.d/n" (host bits are cleared), or with allow_bare a plain address (= /32).
-CidrParse parse_cidr(std::string_view s, bool allow_bare, Cidr& out) {
-  size_t slash = s.find('/');
-  std::string_view addr = slash == std::string_view::npos ? s : s.substr(0, slash);
-  if (looks_like_ipv6(addr)) return CidrParse::Ipv6;
-  auto ip = Ipv4::parse(addr);
-  if (!ip) return CidrParse::Invalid;
-  unsigned len = 32;
-  if (slash == std::string_view::npos) {
-    if (!allow_bare) return CidrParse::Invalid;
-  } else {
-    std::string_view ls = s.substr(slash + 1);
-    if (ls.empty() || ls.size() > 2) return CidrParse::Invalid;
-    for (char ch : ls)
-      if (ch < '0' || ch > '9') return CidrParse::Invalid;
-    auto [p, ec] = std::from_chars(ls.data(), ls.data() + ls.size(), len);
-    if (ec != std::errc() || len > 32) return CidrParse::Invalid;
-  }
-  out = Cidr{Ipv4{ip->value & Cidr::netmask(len)}, static_cast<uint8_t>(len)};
-  return CidrParse::Ok;
-}
-
 // A finite decimal number (policy and tier order).
 std::optional<double> number(Ctx& c, const YAML::Node& parent, const char* key,
                              const std::string& path) {
   YAML::Node n = Ctx::child(parent, key);
-  auto s = c.scalar(n, path);
-  if (!s) return std::nullopt;
+  auto s = c.raw_scalar(n, path, "a number");
+  if (!s || c.quoted_instead_of(n, path, *s, ScalarType::Float)) return std::nullopt;
   double v = 0;
   auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
   if (ec != std::errc() || p != s->data() + s->size() || s->empty() || !std::isfinite(v)) {
@@ -85,7 +61,7 @@ std::optional<std::string> selector_text(Ctx& c, const YAML::Node& parent, const
   if (auto* e = std::get_if<calc::SelectorError>(&r)) {
     c.error(path, n,
             fmt::format("selector {} does not parse: column {}: {}", quote(*s), e->column,
-                        e->message));
+                        clip(e->message, 2 * kMaxEchoBytes)));
     return std::nullopt;
   }
   return *s;
@@ -107,7 +83,7 @@ std::optional<LabelSelector> label_selector(Ctx& c, const YAML::Node& parent, co
   if (ml.IsDefined()) {
     for (const auto& kv : ml) {
       std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
-      std::string kpath = fmt::format("{}.matchLabels[\"{}\"]", path, k);
+      std::string kpath = fmt::format("{}.matchLabels[\"{}\"]", path, clip(k));
       if (std::string why = calc::check_label_key(k); !why.empty()) {
         c.error(kpath, kv.first, fmt::format("invalid label key {}: {}", quote(k), why));
         ok = false;
@@ -258,18 +234,16 @@ std::optional<NetworkPolicyPort> np_port(Ctx& c, const YAML::Node& n, const std:
   p.protocol = *proto;
   YAML::Node pn = Ctx::child(n, "port");
   if (pn.IsDefined()) {
-    auto s = c.scalar(pn, path + ".port");
-    if (!s) return std::nullopt;
-    if (looks_like_integer(*s)) {
-      auto v = c.integer(pn, path + ".port", 1, 65535);
-      if (!v) return std::nullopt;
-      p.port = static_cast<uint16_t>(*v);
-    } else if (is_iana_svc_name(*s)) {
-      p.name = *s;
+    auto v = int_or_string(c, pn, path + ".port", 1, 65535);
+    if (!v) return std::nullopt;
+    if (const int64_t* num = std::get_if<int64_t>(&*v)) {
+      p.port = static_cast<uint16_t>(*num);
+    } else if (const std::string& s = std::get<std::string>(*v); is_iana_svc_name(s)) {
+      p.name = s;
     } else {
       c.error(path + ".port", pn,
               fmt::format("{} is neither a port number nor a valid port name (IANA_SVC_NAME)",
-                          quote(*s)));
+                          quote(s)));
       return std::nullopt;
     }
   }
@@ -351,7 +325,7 @@ std::optional<PolicyTypes> policy_types(Ctx& c, const YAML::Node& spec, const ch
 std::optional<uint8_t> gnp_protocol(Ctx& c, const YAML::Node& parent, const char* key,
                                     const std::string& path) {
   YAML::Node n = Ctx::child(parent, key);
-  auto s = c.scalar(n, path);
+  auto s = c.raw_scalar(n, path, "a protocol name or number");  // Calico: int or string
   if (!s) return std::nullopt;
   if (looks_like_integer(*s)) {
     auto v = c.integer(n, path, 1, 255);
@@ -380,7 +354,7 @@ std::vector<PortSpec> gnp_ports(Ctx& c, const YAML::Node& parent, const char* ke
   if (!n.IsDefined()) return out;
   for (size_t i = 0; i < n.size(); ++i) {
     std::string pp = idx(path, i);
-    auto s = c.scalar(n[i], pp);
+    auto s = c.raw_scalar(n[i], pp, "a port, a range or a port name");  // Calico: int or string
     if (!s) continue;
     PortSpec ps;
     size_t colon = s->find(':');
@@ -406,7 +380,7 @@ std::vector<PortSpec> gnp_ports(Ctx& c, const YAML::Node& parent, const char* ke
       }
     } else if (looks_like_integer(*s)) {
       if (!num(*s, ps.first)) {
-        c.error(pp, n[i], fmt::format("port {} is out of range 0..65535", *s));
+        c.error(pp, n[i], fmt::format("port {} is out of range 0..65535", clip(*s)));
         continue;
       }
       ps.last = ps.first;
@@ -562,7 +536,7 @@ std::optional<Namespace> parse_namespace(Ctx& c, const YAML::Node& root, const S
             fmt::format("{} is not a valid namespace name: must be a lowercase RFC 1123 label",
                         quote(ns.meta.name)));
   for (const auto& [k, v] : ns.meta.labels) {
-    std::string path = fmt::format("metadata.labels[\"{}\"]", k);
+    std::string path = fmt::format("metadata.labels[\"{}\"]", clip(k));
     if (std::string why = calc::check_label_key(k); !why.empty())
       c.error(path, root, fmt::format("invalid label key {}: {}", quote(k), why));
     else if (std::string why2 = calc::check_label_value(v); !why2.empty())

@@ -68,6 +68,9 @@ struct Service {
   bool headless = false;                      // spec.clusterIP: None -> no NAT entries
   std::optional<Ipv4> cluster_ip;             // IPv4 VIP; nullopt when headless, ExternalName,
                                               // or an IPv6-only service (warned)
+  std::string cluster_ip_field = "spec.clusterIP";  // where cluster_ip was read (for errors):
+                                                    // spec.clusterIP or spec.clusterIPs[i]
+  int cluster_ip_line = 0;                          // its line, 0 if unknown
   std::vector<ServicePort> ports;
   SessionAffinity session_affinity = SessionAffinity::None;
   uint32_t affinity_timeout_s = 0;  // spec.sessionAffinityConfig.clientIP.timeoutSeconds when
@@ -171,6 +174,19 @@ struct MapSizes {
 // Largest value accepted for any spec.mapSizes entry.
 inline constexpr uint32_t kMaxMapSize = 16u * 1024 * 1024;
 
+// Bounds of DataplaneConfig's durations (docs/resources.md). minSyncPeriod may also be 0
+// (apply every change at once, as kube-proxy's minSyncPeriod: 0).
+inline constexpr std::chrono::nanoseconds kMinSyncPeriodMin = std::chrono::milliseconds(10);
+inline constexpr std::chrono::nanoseconds kConntrackScanPeriodMin = std::chrono::seconds(1);
+inline constexpr std::chrono::nanoseconds kPeriodMax = std::chrono::hours(24);
+inline constexpr std::chrono::nanoseconds kConntrackTimeoutMin = std::chrono::seconds(1);
+
+// kubeadm's default service CIDR, 10.96.0.0/12.
+inline constexpr Cidr kDefaultServiceClusterIPRange{Ipv4{0x0a600000}, 12};
+// The widest service CIDR accepted: /12 (2^20 addresses), as kube-apiserver's
+// --service-cluster-ip-range.
+inline constexpr uint8_t kMinServiceRangePrefix = 12;
+
 struct DataplaneConfig {
   ObjectMeta meta;  // cluster-scoped: meta.ns is empty
   Source source;
@@ -179,6 +195,10 @@ struct DataplaneConfig {
   ConntrackTimeouts conntrack_timeouts;
   MapSizes map_sizes;
   std::chrono::nanoseconds conntrack_scan_period = std::chrono::seconds(10);
+  // spec.serviceClusterIPRanges: every Service's IPv4 cluster IP lies in one of them.
+  std::vector<Cidr> service_cluster_ip_ranges{kDefaultServiceClusterIPRange};
+  // The agent logs a WARNING when the conntrack table is at least this full (1..100).
+  uint32_t conntrack_warn_threshold_percent = 90;
 };
 
 // ---------------------------------------------------------------- Namespace (v1)

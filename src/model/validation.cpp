@@ -4,6 +4,14 @@
 
 namespace weir::model {
 
+std::string clip(std::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t cut = max;
+  // Do not split a UTF-8 sequence: back up over continuation bytes (10xxxxxx).
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;
+  return fmt::format("{}\xe2\x80\xa6({} bytes)", s.substr(0, cut), s.size());  // U+2026 …
+}
+
 std::string ValidationError::str() const {
   std::string out;
   auto add = [&](const std::string& part) {

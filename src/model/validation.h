@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/result.h"
@@ -30,6 +31,15 @@ struct ValidationError {
 // (an IPv6 clusterIP, an SCTP port, a named targetPort that no slice port resolves...).
 using Warning = ValidationError;
 using ValidationErrors = std::vector<ValidationError>;
+
+// Input echoed in a diagnostic (a name, a value, a key) is cut to this many bytes, so that a
+// 1 MB value does not make a 1 MB log line.
+inline constexpr size_t kMaxEchoBytes = 100;
+
+// `s` when it is at most `max` bytes; else its first `max` bytes (cut at a UTF-8 character
+// boundary) followed by "…(N bytes)", N being the full size. Every diagnostic that echoes input
+// goes through this (or through a helper built on it, such as parse_ctx.h's quote()).
+std::string clip(std::string_view s, size_t max = kMaxEchoBytes);
 
 // Joins diagnostics into one Error: "N errors:\n  <str()>\n  <str()>..." (or the single str()
 // when there is one). Used to turn a rejected load into a Result error.

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -168,6 +169,69 @@ TEST_F(MapsTest, BatchAndKeyWalkAgreeOnLargeMaps) {
   }
 }
 
+TEST_F(MapsTest, ForEachChunkStreamsInBoundedChunksAndAllowsDeletion) {
+  // The conntrack scanner's and `conntrack stats`' walk: chunks of at most `chunk` elements in
+  // reused buffers, every entry once, deletions from inside the callback allowed.
+  Fd fd = make_map(BPF_MAP_TYPE_LRU_HASH, sizeof(weir_ct_key), sizeof(weir_ct_val), 16384, "weir_t_stream");
+  ASSERT_TRUE(fd.valid());
+  auto m = bpf::Map<weir_ct_key, weir_ct_val>::create(mapfd(std::move(fd)));
+  ASSERT_TRUE(m.ok()) << m.error().str();
+  const uint32_t kN = 10000;
+  for (uint32_t i = 0; i < kN; i++) {
+    weir_ct_key k{};
+    k.addr_a = i;
+    k.proto = 6;
+    weir_ct_val v{};
+    v.last_seen_ns = i;
+    ASSERT_TRUE(m->update(k, v).ok());
+  }
+  EXPECT_EQ(*m->count(), kN);
+  std::set<uint32_t> seen;
+  size_t chunks = 0, biggest = 0;
+  auto st = m->for_each_chunk(
+      [&](const weir_ct_key* keys, const weir_ct_val* vals, size_t n) -> Status {
+        chunks++;
+        biggest = std::max(biggest, n);
+        for (size_t i = 0; i < n; i++) {
+          EXPECT_EQ(vals[i].last_seen_ns, keys[i].addr_a) << "key and value out of step";
+          EXPECT_TRUE(seen.insert(keys[i].addr_a).second) << keys[i].addr_a << " twice";
+          if (keys[i].addr_a % 2 == 0) {
+            auto r = m->remove(keys[i]);
+            if (!r) return r.error();
+          }
+        }
+        return {};
+      },
+      512);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  EXPECT_EQ(seen.size(), kN);
+  EXPECT_LE(biggest, 1024u) << "chunks stay near the size asked for";
+  EXPECT_GE(chunks, kN / 1024);
+  EXPECT_EQ(*m->count(), kN / 2);
+  // An error of the callback stops the walk and comes back.
+  int calls = 0;
+  auto stop = m->for_each_chunk([&](const weir_ct_key*, const weir_ct_val*, size_t) -> Status {
+    ++calls;
+    return make_error("stop here");
+  }, 64);
+  ASSERT_FALSE(stop.ok());
+  EXPECT_EQ(stop.error().msg, "stop here");
+  EXPECT_EQ(calls, 1);
+  // A map type without batch ops (LPM trie) is streamed from a key walk.
+  Fd lpm = make_map(BPF_MAP_TYPE_LPM_TRIE, 8, 4, 64, "weir_t_lpm2", BPF_F_NO_PREALLOC);
+  auto t = bpf::Map<std::array<uint32_t, 2>, uint32_t>::create(mapfd(std::move(lpm)));
+  ASSERT_TRUE(t.ok()) << t.error().str();
+  for (uint32_t i = 0; i < 10; i++) ASSERT_TRUE(t->update({32, htonl(0x0a000000u + i)}, i).ok());
+  EXPECT_EQ(*t->count(), 10u);
+  size_t in_chunks = 0;
+  ASSERT_TRUE(t->for_each_chunk([&](const std::array<uint32_t, 2>*, const uint32_t*, size_t n) -> Status {
+                 EXPECT_LE(n, 4u);
+                 in_chunks += n;
+                 return {};
+               }, 4).ok());
+  EXPECT_EQ(in_chunks, 10u);
+}
+
 TEST_F(MapsTest, SizeAndKindMismatchAreErrors) {
   Fd fd = make_map(BPF_MAP_TYPE_HASH, 8, 8, 4, "weir_t_sizes");
   ASSERT_TRUE(fd.valid());
@@ -286,6 +350,7 @@ TEST_F(MapsTest, WeirMapsOpenPinnedExplainsMissingState) {
       {WEIR_MAP_ROUTES, BPF_MAP_TYPE_LPM_TRIE, sizeof(weir_route_key), sizeof(weir_route_val), BPF_F_NO_PREALLOC},
       {WEIR_MAP_IFSTATE, BPF_MAP_TYPE_HASH, 4, sizeof(weir_ifstate_val), 0},
       {WEIR_MAP_COUNTERS, BPF_MAP_TYPE_PERCPU_HASH, sizeof(weir_counters_key), sizeof(weir_counters_val) - 8, 0},
+      {WEIR_MAP_CT_STATS, BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(weir_ct_stats), 0},
   };
   std::vector<Fd> keep;
   for (const auto& s : specs) {
@@ -306,7 +371,8 @@ TEST_F(MapsTest, WeirMapsOpenPinnedExplainsMissingState) {
   w = maps::WeirMaps::open_pinned(layout);
   ASSERT_TRUE(w.ok()) << w.error().str();
   EXPECT_EQ(w->ct.name(), WEIR_MAP_CT);
-  maps::MapFds fds{keep[0].get(), keep[1].get(), keep[2].get(), keep[3].get(), keep[4].get(), c.get()};
+  maps::MapFds fds{keep[0].get(), keep[1].get(), keep[2].get(), keep[3].get(),
+                   keep[4].get(), c.get(),       keep[6].get()};
   auto w2 = maps::WeirMaps::from_fds(fds);
   ASSERT_TRUE(w2.ok()) << w2.error().str();
   keep.clear();  // from_fds duplicated the fds: the maps stay usable

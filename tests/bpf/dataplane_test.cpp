@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "calc/conntrack.h"
+#include "cli/bpf_ops.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
 #include "dataplane/policy_slots.h"
@@ -20,6 +21,7 @@
 #include "bpf/attach.h"
 #include "bpf/bpffs.h"
 #include "bpf/netlink.h"
+#include "maps/decode.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
 
@@ -35,7 +37,7 @@ constexpr std::chrono::nanoseconds kNoGrace{0};
 
 // Every weir map, created with the real types and sizes (small), owned by the test.
 struct TestMaps {
-  Fd fe, be, ct, routes, ifstate, counters;
+  Fd fe, be, ct, routes, ifstate, counters, ct_stats;
   std::unique_ptr<maps::WeirMaps> maps;
 
   static Fd create(bpf_map_type type, const char* name, uint32_t k, uint32_t v, uint32_t n,
@@ -46,16 +48,19 @@ struct TestMaps {
     return Fd(fd);
   }
 
-  TestMaps() {
+  explicit TestMaps(uint32_t ct_size = 256) {
     fe = create(BPF_MAP_TYPE_HASH, "t_nat_fe", sizeof(weir_nat_fe_key), sizeof(weir_nat_fe_val), 64);
     be = create(BPF_MAP_TYPE_HASH, "t_nat_be", sizeof(weir_nat_be_key), sizeof(weir_nat_be_val), 256);
-    ct = create(BPF_MAP_TYPE_LRU_HASH, "t_ct", sizeof(weir_ct_key), sizeof(weir_ct_val), 256);
+    ct = create(BPF_MAP_TYPE_LRU_HASH, "t_ct", sizeof(weir_ct_key), sizeof(weir_ct_val), ct_size);
     routes = create(BPF_MAP_TYPE_LPM_TRIE, "t_routes", sizeof(weir_route_key),
                     sizeof(weir_route_val), 64, BPF_F_NO_PREALLOC);
     ifstate = create(BPF_MAP_TYPE_HASH, "t_ifstate", sizeof(__u32), sizeof(weir_ifstate_val), 16);
     counters = create(BPF_MAP_TYPE_PERCPU_HASH, "t_counters", sizeof(weir_counters_key),
                       sizeof(weir_counters_val), 16);
-    maps::MapFds fds{fe.get(), be.get(), ct.get(), routes.get(), ifstate.get(), counters.get()};
+    ct_stats = create(BPF_MAP_TYPE_PERCPU_ARRAY, "t_ct_stats", sizeof(__u32), sizeof(weir_ct_stats),
+                      WEIR_CT_STATS__MAX);
+    maps::MapFds fds{fe.get(),      be.get(),       ct.get(),      routes.get(),
+                     ifstate.get(), counters.get(), ct_stats.get()};
     auto m = maps::WeirMaps::from_fds(fds);
     if (!m) {
       ADD_FAILURE() << m.error().str();
@@ -388,7 +393,7 @@ TEST(ConntrackScanner, ExpiresIdlePairsTogetherAndKeepsLiveOnes) {
   insert(*t.maps, udp_live);
   insert(*t.maps, tcp);
 
-  ConntrackScanner sc(t.maps->ct);
+  ConntrackScanner sc(*t.maps);
   auto st = sc.scan(to, nullptr, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_EQ(st->scanned, 6u);
@@ -417,7 +422,7 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   insert(*t.maps, to_kept);
   insert(*t.maps, to_removed);
   calc::BackendIndex idx({frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}})});
-  ConntrackScanner sc(t.maps->ct);
+  ConntrackScanner sc(*t.maps);
   auto st = sc.scan(model::ConntrackTimeouts{}, &idx, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_GE(st->stale_backend, 1u);
@@ -427,6 +432,88 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   EXPECT_FALSE(present(*t.maps, to_removed.rev_key));
 }
 
+uint64_t agent_deleted(maps::WeirMaps& m) {
+  auto v = m.ct_stats.lookup(WEIR_CT_STATS_AGENT);
+  EXPECT_TRUE(v.ok() && v->has_value());
+  return v.ok() && v->has_value() ? maps::sum_ct_stats(**v).deleted : 0;
+}
+
+TEST(ConntrackScanner, ManyChunksPairsAcrossChunksAndDeletionsCountedForTheAgent) {
+  // More entries than several scanner chunks: a pair's halves usually lie in different chunks.
+  TestMaps t(65536);
+  ASSERT_TRUE(t.maps);
+  const uint64_t now = 10000 * kSec;
+  const int kPairs = 12000;
+  std::vector<NatPair> pairs;
+  for (int i = 0; i < kPairs; i++) {
+    // Every third pair is idle 61 s (UDP: expired); every other third has an old forward half
+    // and a fresh reverse half (alive); the rest are fresh.
+    auto p = nat_pair(i % 2 ? "10.65.0.2" : "10.65.0.7", static_cast<uint16_t>(1024 + i), "10.96.0.10", 53,
+                      "10.65.0.5", 5353, 17, i % 3 == 2 ? now : now - 61 * kSec, 0);
+    if (i % 3 == 1) p.rev.last_seen_ns = now - kSec;
+    insert(*t.maps, p);
+    pairs.push_back(p);
+  }
+  ASSERT_EQ(*t.maps->ct.count(), 2u * kPairs);
+  ASSERT_GT(2u * kPairs, 4 * ConntrackScanner::kChunk);
+  ConntrackScanner sc(*t.maps);
+  auto st = sc.scan(model::ConntrackTimeouts{}, nullptr, now);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  const size_t dead = 2 * ((kPairs + 2) / 3);  // i % 3 == 0
+  EXPECT_EQ(st->expired, dead);
+  EXPECT_EQ(st->stale_backend, 0u);
+  EXPECT_EQ(st->deleted(), dead);
+  EXPECT_EQ(st->kept, 2u * kPairs - dead) << "what the occupancy warning is fed";
+  for (int i = 0; i < kPairs; i++) {
+    EXPECT_EQ(present(*t.maps, pairs[i].fwd_key), i % 3 != 0) << i;
+    EXPECT_EQ(present(*t.maps, pairs[i].rev_key), i % 3 != 0) << i;
+  }
+  EXPECT_EQ(agent_deleted(*t.maps), dead);
+  // A second pass deletes nothing and adds nothing; a later one adds to the total.
+  ASSERT_TRUE(sc.scan(model::ConntrackTimeouts{}, nullptr, now).ok());
+  EXPECT_EQ(agent_deleted(*t.maps), dead);
+  auto later = sc.scan(model::ConntrackTimeouts{}, nullptr, now + 120 * kSec);
+  ASSERT_TRUE(later.ok()) << later.error().str();
+  EXPECT_EQ(later->deleted(), 2u * kPairs - dead);
+  EXPECT_EQ(agent_deleted(*t.maps), 2u * kPairs);
+  EXPECT_EQ(*t.maps->ct.count(), 0u);
+}
+
+TEST(ConntrackStats, ReadCountsEntriesAndSumsStatisticsOverCpus) {
+  TestMaps t;
+  ASSERT_TRUE(t.maps);
+  const uint64_t now = 10000 * kSec;
+  for (uint16_t p = 0; p < 40; p++)
+    insert(*t.maps, nat_pair("10.65.0.2", 40000 + p, "10.96.0.10", 80, "10.65.0.3", 8080, 6, now,
+                             kEstablished));
+  const int n = t.maps->ct_stats.ncpus();
+  std::vector<weir_ct_stats> dp(n), agent(n);
+  dp[0].created = 100, dp[0].deleted = 4, dp[0].midflow_miss = 2, dp[0].midflow_renat = 2;
+  dp[n - 1].created += 20, dp[n - 1].create_failed = 3;
+  agent[0].deleted = 30;
+  ASSERT_TRUE(t.maps->ct_stats.update(WEIR_CT_STATS_DATAPATH, dp).ok());
+  ASSERT_TRUE(t.maps->ct_stats.update(WEIR_CT_STATS_AGENT, agent).ok());
+  std::vector<weir_counters_val> c(n);
+  c[0].c[WEIR_CNT_DROP_CT_CREATE] = 2;
+  c[n - 1].c[WEIR_CNT_DROP_CT_CREATE] += 1;
+  ASSERT_TRUE(t.maps->counters.update(weir_counters_key{7, WEIR_HOOK_INGRESS}, c).ok());
+  ASSERT_TRUE(t.maps->counters.update(weir_counters_key{8, WEIR_HOOK_EGRESS}, c).ok());
+
+  auto r = cli::read_ct_stats(*t.maps);
+  ASSERT_TRUE(r.ok()) << r.error().str();
+  EXPECT_EQ(r->map_name, "t_ct");
+  EXPECT_EQ(r->entries, 80u);
+  EXPECT_EQ(r->max_entries, 256u);
+  EXPECT_EQ(r->datapath.created, 120u);
+  EXPECT_EQ(r->datapath.create_failed, 3u);
+  EXPECT_EQ(r->datapath.deleted, 4u);
+  EXPECT_EQ(r->datapath.midflow_renat, 2u);
+  EXPECT_EQ(r->agent.deleted, 30u);
+  EXPECT_EQ(r->dropped_ct_create, 6u);
+  EXPECT_NE(cli::format_ct_stats(*r).find("80 of 256 entries (31.2% full)"), std::string::npos)
+      << cli::format_ct_stats(*r);
+  EXPECT_EQ(cli::ct_stats_json(*r)["evictions_estimated"], 120 - 4 - 30 - 80);
+}
 
 // ---------------------------------------------------------------- EndpointManager
 

@@ -75,7 +75,8 @@ class FailClosedTest : public TcTest {
     if (HasFatalFailure()) return;
     state_dir = "/tmp/weir-failclosed-" + std::to_string(getpid());
     maps::MapFds mf{tc->map_fd(WEIR_MAP_NAT_FE), tc->map_fd(WEIR_MAP_NAT_BE), tc->map_fd(WEIR_MAP_CT),
-                    tc->map_fd(WEIR_MAP_ROUTES), tc->map_fd(WEIR_MAP_IFSTATE), tc->map_fd(WEIR_MAP_COUNTERS)};
+                    tc->map_fd(WEIR_MAP_ROUTES), tc->map_fd(WEIR_MAP_IFSTATE), tc->map_fd(WEIR_MAP_COUNTERS),
+                    tc->map_fd(WEIR_MAP_CT_STATS)};
     auto m = maps::WeirMaps::from_fds(mf);
     ASSERT_TRUE(m.ok()) << m.error().str();
     wm = std::make_unique<maps::WeirMaps>(std::move(*m));

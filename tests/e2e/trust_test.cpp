@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e_util.h"
+#include "lab/flood.h"
 #include "lab/lab.h"
 #include "lab/traffic.h"
 #include "util/fd.h"
@@ -72,18 +73,6 @@ std::vector<uint8_t> udp(uint16_t sport, uint16_t dport, const std::string& payl
   u[5] = uint8_t(len);
   append(u, payload.data(), payload.size());
   return u;
-}
-
-// The TCP checksum of `seg` (header + data) from saddr to daddr (network order).
-uint16_t tcp_csum(uint32_t saddr, uint32_t daddr, const std::vector<uint8_t>& seg) {
-  std::vector<uint8_t> ph(12);
-  std::memcpy(&ph[0], &saddr, 4);
-  std::memcpy(&ph[4], &daddr, 4);
-  ph[9] = IPPROTO_TCP;
-  ph[10] = uint8_t(seg.size() >> 8);
-  ph[11] = uint8_t(seg.size());
-  append(ph, seg.data(), seg.size());
-  return inet_csum(ph.data(), ph.size());
 }
 
 uint32_t addr(const std::string& dotted) {
@@ -345,29 +334,18 @@ TEST(ConntrackFloodE2E, IdleServiceConnectionSurvivesAFloodThatEvictsItsEntries)
   // out of the kernel's LRU).
   auto pod1 = lab.pod("pod1");
   ASSERT_TRUE(pod1.ok());
-  const uint32_t src = addr(pod1->ip), dst = addr(lab.pod("pod3")->ip);
   // Rounds of 20,000 SYNs until the connection's entries are gone (which entries the kernel's
   // LRU takes first depends on the CPU each packet ran on), 10 rounds at most.
   uint16_t next_port = 1024;
   auto flood_round = [&]() -> Status {
     return lab.in_pod("pod1", [&]() -> Status {
-      std::vector<uint8_t> syn(20, 0);
-      syn[2] = 8080 >> 8;
-      syn[3] = 8080 & 0xff;
-      syn[12] = 5 << 4;
-      syn[13] = 0x02;
-      syn[14] = 0xff;
-      for (int i = 0; i < 20000; i++) {
-        const uint16_t sport = next_port++;
-        if (next_port == 0) next_port = 1024;
-        syn[0] = uint8_t(sport >> 8);
-        syn[1] = uint8_t(sport);
-        syn[16] = syn[17] = 0;
-        const uint16_t c = tcp_csum(src, dst, syn);
-        syn[16] = uint8_t(c >> 8);
-        syn[17] = uint8_t(c);
-        WEIR_TRY(send_raw_ip(ipv4(src, dst, IPPROTO_TCP, syn), dst));
-      }
+      lab::FloodOptions o;
+      o.target = {lab.pod("pod3")->ip, 8080};
+      o.count = 20000;
+      o.first_port = next_port;
+      auto r = lab::syn_flood(o);
+      if (!r) return r.error();
+      next_port = r->next_port;
       return {};
     });
   };

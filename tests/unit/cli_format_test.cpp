@@ -454,6 +454,79 @@ TEST(CtJson, Fields) {
   EXPECT_EQ(u["state"], "");
 }
 
+// ------------------------------------------------------------------ conntrack stats
+
+CtStatsReport pressure_report() {
+  CtStatsReport r;
+  r.map_name = "weir_ct1";
+  r.entries = 3891;
+  r.max_entries = 4096;
+  r.datapath.created = 12430;
+  r.datapath.create_failed = 2;
+  r.datapath.deleted = 12;
+  r.datapath.midflow_miss = 3;
+  r.datapath.midflow_renat = 2;
+  r.datapath.midflow_reset = 1;
+  r.agent.deleted = 8000;
+  r.dropped_ct_create = 2;
+  return r;
+}
+
+TEST(CtStats, TextShowsOccupancyCountersAndTheEvictionFormula) {
+  EXPECT_EQ(format_ct_stats(pressure_report()),
+            "conntrack table weir_ct1: 3891 of 4096 entries (94.9% full)\n"
+            "since the table was created (summed over CPUs):\n"
+            "  created                  12430  (a NAT flow creates 2)\n"
+            "  creation failures            2\n"
+            "  deleted by the datapath     12\n"
+            "  deleted by the agent      8000\n"
+            "  evicted (estimated)        527  = created - deleted by the datapath - deleted by the agent - present\n"
+            "  mid-flow misses              3  (TCP packets of an established flow that found no entry)\n"
+            "    re-NATed to a backend      2\n"
+            "    answered with a reset      1\n"
+            "dropped \"failed to create conntrack\" (all interfaces and hooks): 2\n");
+}
+
+TEST(CtStats, PercentRoundsDownSoOnlyAFullTableShows100) {
+  CtStatsReport r;
+  r.map_name = "weir_ct1";
+  r.max_entries = 4096;
+  r.entries = 4095;
+  EXPECT_NE(format_ct_stats(r).find("4095 of 4096 entries (99.9% full)"), std::string::npos);
+  r.entries = 4096;
+  EXPECT_NE(format_ct_stats(r).find("4096 of 4096 entries (100.0% full)"), std::string::npos);
+  r.entries = 0;
+  EXPECT_NE(format_ct_stats(r).find("0 of 4096 entries (0.0% full)"), std::string::npos);
+  r.max_entries = 0;  // a map that cannot exist, but no division by zero
+  EXPECT_NE(format_ct_stats(r).find("(0.0% full)"), std::string::npos);
+}
+
+TEST(CtStats, EvictionEstimateNeverNegative) {
+  CtStatsReport r = pressure_report();
+  r.entries = 5000;  // more present than created minus deleted: entries older than the statistics
+  EXPECT_NE(format_ct_stats(r).find("evicted (estimated)          0"), std::string::npos);
+  EXPECT_EQ(ct_stats_json(r)["evictions_estimated"], 0);
+}
+
+TEST(CtStatsJson, Fields) {
+  auto j = ct_stats_json(pressure_report());
+  EXPECT_EQ(j["map"], "weir_ct1");
+  EXPECT_EQ(j["entries"], 3891);
+  EXPECT_EQ(j["max_entries"], 4096);
+  EXPECT_NEAR(j["occupancy_percent"].get<double>(), 94.99, 0.01);
+  EXPECT_EQ(j["created"], 12430);
+  EXPECT_EQ(j["create_failed"], 2);
+  EXPECT_EQ(j["deleted_datapath"], 12);
+  EXPECT_EQ(j["deleted_agent"], 8000);
+  EXPECT_EQ(j["evictions_estimated"], 12430 - 12 - 8000 - 3891);
+  EXPECT_EQ(j["evictions_formula"], "created - deleted_datapath - deleted_agent - entries");
+  EXPECT_EQ(j["midflow_miss"], 3);
+  EXPECT_EQ(j["midflow_renat"], 2);
+  EXPECT_EQ(j["midflow_reset"], 1);
+  EXPECT_EQ(j["dropped_ct_create"], 2);
+  EXPECT_EQ(j.size(), 14u);
+}
+
 // ------------------------------------------------------------------ routes / ifstate / version / help
 
 TEST(RoutesDump, Format) {

@@ -11,6 +11,7 @@
 
 #include "calc/calc.h"
 #include "datastore/dir_datastore.h"
+#include "datastore_testing.h"
 #include "model_testing.h"
 
 namespace weir::datastore {
@@ -18,34 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using weir::testing::HasError;
-
-// A temporary directory /tmp/weir-<pid>-XXXXXX, removed on destruction (also when a test fails).
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/weir-" + std::to_string(::getpid()) + "-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream out(path_ / name, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) throw std::runtime_error("writing " + name);
-  }
-  void copy_testdata(const std::string& name) const { write(name, weir::testing::testdata(name)); }
-
- private:
-  fs::path path_;
-};
+using weir::testing::TempDir;
 
 // Waits up to `ms` for the fd to become readable.
 bool readable(int fd, int ms = 3000) {
@@ -113,7 +87,7 @@ TEST(DirDatastore, LoadsAllFilesSortedAndIgnoresTheRest) {
   d.write("services.yaml~", garbage);
   d.write(".services.yaml.swp", garbage);
   d.write("README.txt", garbage);
-  fs::create_directory(d.path() / "sub.yaml");
+  fs::create_directory(d.path() / "sub");  // not a resource file name (sub.yaml would be an error)
   fs::create_directory(d.path() / "nested");
   std::ofstream(d.path() / "nested" / "n.yaml") << garbage;
 
@@ -393,6 +367,11 @@ std::string svc_and_slice_yaml(const std::string& name, int octet, const std::st
          "}\naddressType: IPv4\nendpoints:\n- addresses: [" + backend + "]\nports: [{port: 8080}]\n";
 }
 
+// `s` with its first `from` replaced by `to`.
+std::string with(std::string s, const std::string& from, const std::string& to) {
+  return s.replace(s.find(from), from.size(), to);
+}
+
 const char* kWorkloads =
     "apiVersion: weir.dev/v1\nkind: WorkloadEndpoint\nmetadata: {name: w1}\n"
     "spec: {node: node-a, interface: weirw1, ips: [10.65.0.2]}\n";
@@ -480,6 +459,7 @@ TEST(DirDatastoreIncremental, CrossResourceErrorsAreTheFullLoadsAndTheLastGoodSt
   for (int i = 1; i <= 4; ++i)
     d.write("svc-" + std::to_string(i) + ".yaml",
             svc_and_slice_yaml("s" + std::to_string(i), i, "10.65.0." + std::to_string(i + 1)));
+  d.write("workloads.yaml", kWorkloads);  // 10.65.0.2
   DirDatastore ds(d.path());
   ASSERT_TRUE(ds.load_incremental().ok());
 
@@ -494,6 +474,18 @@ TEST(DirDatastoreIncremental, CrossResourceErrorsAreTheFullLoadsAndTheLastGoodSt
        "Service default/s1 does not exist"},
       {"clusterIP:port collision", "svc-9.yaml", service_yaml("other", 3), "10.96.3.3:80/TCP is already used"},
       {"syntax error", "svc-9.yaml", "kind: [", "svc-9.yaml"},
+      // Strict input: the same errors whichever path the load takes (the pod and the config
+      // are unchanged, so the fast path has to apply the cluster IP rules itself).
+      {"clusterIP on a pod's address", "svc-9.yaml",
+       with(service_yaml("hijack", 3), "10.96.3.3", "10.65.0.2"),
+       "10.65.0.2 is the address of WorkloadEndpoint default/w1"},
+      {"clusterIP outside the service CIDR", "svc-2.yaml",
+       with(svc_and_slice_yaml("s2", 2, "10.65.0.3"), "10.96.3.2", "10.200.0.2"),
+       "10.200.0.2 is outside the service CIDR"},
+      {"duplicate key", "svc-9.yaml", service_yaml("d", 9) + "kind: Service\n",
+       "duplicate key \"kind\""},
+      {"quoted port", "svc-9.yaml", with(service_yaml("q", 9), "port: 80", "port: \"80\""),
+       "\"80\" is a string, not an integer"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);

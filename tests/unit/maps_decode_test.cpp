@@ -55,6 +55,33 @@ TEST(CtDecode, TypeAndLegFlagNames) {
   EXPECT_EQ(ct_leg_flags(WEIR_CT_LEG_WORKLOAD | 0x100), "WORKLOAD|0x100");
 }
 
+TEST(CtStatsDecode, SumOverCpusFieldByField) {
+  weir_ct_stats a{}, b{};
+  a.created = 5, a.create_failed = 1, a.deleted = 2, a.midflow_miss = 3, a.midflow_renat = 2,
+  a.midflow_reset = 1;
+  b.created = 7, b.deleted = 1, b.midflow_miss = 1, b.midflow_renat = 1;
+  auto s = sum_ct_stats({a, b, weir_ct_stats{}});
+  EXPECT_EQ(s.created, 12u);
+  EXPECT_EQ(s.create_failed, 1u);
+  EXPECT_EQ(s.deleted, 3u);
+  EXPECT_EQ(s.midflow_miss, 4u);
+  EXPECT_EQ(s.midflow_renat, 3u);
+  EXPECT_EQ(s.midflow_reset, 1u);
+  EXPECT_EQ(sum_ct_stats({}).created, 0u);
+}
+
+TEST(CtStatsDecode, EvictionsAndOccupancy) {
+  weir_ct_stats dp{}, agent{};
+  dp.created = 1000, dp.deleted = 10, agent.deleted = 300;
+  EXPECT_EQ(ct_evictions_estimate(dp, agent, 600), 90u);
+  EXPECT_EQ(ct_evictions_estimate(dp, agent, 690), 0u);
+  EXPECT_EQ(ct_evictions_estimate(dp, agent, 5000), 0u) << "clamped, never wraps";
+  EXPECT_EQ(ct_occupancy_permille(4095, 4096), 999u);
+  EXPECT_EQ(ct_occupancy_permille(4096, 4096), 1000u);
+  EXPECT_EQ(ct_occupancy_permille(1, 0), 0u);
+  EXPECT_EQ(ct_occupancy_permille(524288, 524288), 1000u);
+}
+
 TEST(Decode, ProtoNames) {
   EXPECT_EQ(proto_name(6), "TCP");
   EXPECT_EQ(proto_name(17), "UDP");

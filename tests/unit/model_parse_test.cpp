@@ -1,4 +1,5 @@
 // model/parse.h: parsing and validation of every kind, good and bad input.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "model/duration.h"
@@ -198,6 +199,7 @@ TEST(ParseDataplaneConfig, EffectiveConfigDefaultsWhenAbsent) {
   EXPECT_FALSE(c.log_level);
   EXPECT_EQ(c.min_sync_period, 1s);
   EXPECT_EQ(c.conntrack_scan_period, 10s);
+  EXPECT_EQ(c.conntrack_warn_threshold_percent, 90u);
   EXPECT_EQ(c.conntrack_timeouts, ConntrackTimeouts{});
   EXPECT_EQ(c.map_sizes, MapSizes{});
 }
@@ -749,6 +751,33 @@ spec:
   EXPECT_TRUE(HasError(e, "cfg.yaml", res, "spec.conntrackTimeouts.tcpFin", "must be positive"));
   EXPECT_TRUE(HasError(e, "cfg.yaml", res, "spec.mapSizes.conntrack", "0 is out of range"));
   EXPECT_TRUE(HasError(e, "cfg.yaml", res, "spec.mapSizes.routes", "is out of range"));
+}
+
+TEST(ParseDataplaneConfig, ConntrackWarnThresholdPercent) {
+  auto ok = load_text("c.yaml", R"(
+apiVersion: weir.dev/v1
+kind: DataplaneConfig
+metadata: {name: default}
+spec:
+  conntrackWarnThresholdPercent: 75
+)");
+  ASSERT_TRUE(ok.ok()) << weir::testing::dump(ok.errors);
+  EXPECT_TRUE(ok.warnings.empty()) << weir::testing::dump(ok.warnings);
+  EXPECT_EQ(ok.snapshot->config->conntrack_warn_threshold_percent, 75u);
+  for (const char* bad : {"0", "101", "-5", "ninety"}) {
+    auto r = load_text("c.yaml", fmt::format(R"(
+apiVersion: weir.dev/v1
+kind: DataplaneConfig
+metadata: {{name: default}}
+spec:
+  conntrackWarnThresholdPercent: {}
+)", bad));
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_TRUE(HasError(r.errors, "c.yaml", "DataplaneConfig default",
+                         "spec.conntrackWarnThresholdPercent",
+                         std::string(bad) == "ninety" ? "is not an integer" : "out of range 1..100"))
+        << bad << ": " << weir::testing::dump(r.errors);
+  }
 }
 
 TEST(ParseErrors, AtMostOneDataplaneConfig) {
