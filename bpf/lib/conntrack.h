@@ -157,18 +157,18 @@ static __always_inline void weir_ct_delete_flow(const struct weir_ct_key *k, con
  * address taken from this half's key. Called at most once per flow and clock tick (when the
  * hit moves last_seen), so an established packet still costs one lookup in the common case;
  * the lookup also keeps the pair's LRU position close to this half's. */
-static __noinline void weir_ct_keep_pair(const struct weir_ct_key *k, const struct weir_ct_val *ct,
-					      __u64 now)
+__weir_global int weir_ct_keep_pair(const struct weir_ct_key *k, const struct weir_ct_val *ct, __u64 now)
 {
 	struct weir_ct_key pk;
 	struct weir_ct_val v;
-	__u8 pair_client_is_a, client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
+	__u8 pair_client_is_a, client_is_a;
 
-	if (ct->type == WEIR_CT_NORMAL)
-		return;
+	if (!k || !ct || ct->type == WEIR_CT_NORMAL)
+		return 0;
+	client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
 	weir_ct_pair_key(&pk, k, ct, &pair_client_is_a);
 	if (bpf_map_lookup_elem(&weir_ct1, &pk))
-		return;
+		return 0;
 	v = *ct;
 	v.type = ct->type == WEIR_CT_NAT_FWD ? WEIR_CT_NAT_REV : WEIR_CT_NAT_FWD;
 	v.last_seen_ns = now;
@@ -184,6 +184,7 @@ static __noinline void weir_ct_keep_pair(const struct weir_ct_key *k, const stru
 	}
 	if (!bpf_map_update_elem(&weir_ct1, &pk, &v, BPF_NOEXIST))
 		weir_ct_stat_add(created, 1);
+	return 0;
 }
 
 /* Fill an entry's legs from the client's and the other side's leg, given the client's side. */

@@ -29,16 +29,15 @@ static __always_inline __u16 weir_frag_units(const struct weir_pkt *p)
 
 /* After the first fragment of a datagram was forwarded (not dropped): remember what happened to
  * it. A first fragment that was dropped leaves nothing, so its later fragments are dropped. */
-static __noinline void weir_frag_first_done(struct __sk_buff *skb, const struct weir_pkt *p, __u32 hook,
-						 int verdict)
+__weir_global int weir_frag_first_done(struct __sk_buff *skb, const struct weir_pkt *p, __u32 hook, int verdict)
 {
 	struct weir_frag_key k;
 	struct weir_frag_val v = {};
 
-	if (verdict == TC_ACT_SHOT || p->outcome == WEIR_CNT_DROP_NO_BACKEND)
-		return;
+	if (!p || verdict == TC_ACT_SHOT || p->outcome == WEIR_CNT_DROP_NO_BACKEND)
+		return 0;
 	if (bpf_skb_load_bytes(skb, 0, v.macs, sizeof(v.macs)))
-		return;
+		return 0;
 	weir_frag_key(&k, p, p->orig_saddr, p->orig_daddr, hook);
 	v.saddr = p->saddr;
 	v.daddr = p->daddr;
@@ -49,6 +48,7 @@ static __noinline void weir_frag_first_done(struct __sk_buff *skb, const struct 
 		v.ifindex = p->redirect_ifindex;
 	}
 	bpf_map_update_elem(&weir_frags1, &k, &v, BPF_ANY);
+	return 0;
 }
 
 /* A later fragment (no L4 header): the first fragment's outcome, with its address rewrite and

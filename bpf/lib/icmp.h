@@ -33,7 +33,7 @@ static __always_inline int weir_swap_macs(struct __sk_buff *skb)
  * the client (20-byte IP and TCP headers, no payload) and send it back out of the interface it
  * came from (the host-side veth egress transmits into the client's namespace).
  */
-static __noinline int weir_answer_tcp_rst(struct __sk_buff *skb, struct weir_pkt *p)
+__weir_global int weir_answer_tcp_rst(struct __sk_buff *skb, struct weir_pkt *p)
 {
 	struct {
 		struct iphdr ip;
@@ -50,6 +50,8 @@ static __noinline int weir_answer_tcp_rst(struct __sk_buff *skb, struct weir_pkt
 	__u32 seg_len;
 	__s64 sum;
 
+	if (!p)
+		return TC_ACT_SHOT;
 	if (bpf_skb_load_bytes(skb, p->l4_off, &th, sizeof(th)))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
 	/* Sequence space the segment occupies: payload, plus one each for SYN and FIN. */
@@ -97,16 +99,19 @@ static __noinline int weir_answer_tcp_rst(struct __sk_buff *skb, struct weir_pkt
  * unreachable / port unreachable from the VIP, carrying the original IP header (with its
  * options) and the first 8 bytes of its payload, sent back like the RST above.
  */
-static __noinline int weir_answer_icmp_unreach(struct __sk_buff *skb, struct weir_pkt *p)
+__weir_global int weir_answer_icmp_unreach(struct __sk_buff *skb, struct weir_pkt *p)
 {
 	struct {
 		struct iphdr ip;
 		struct icmphdr icmp;
 		__u8 inner[60 + 8];
 	} out;
-	__u32 inner_len = p->ihl + 8;
+	__u32 inner_len;
 	__s64 sum;
 
+	if (!p)
+		return TC_ACT_SHOT;
+	inner_len = p->ihl + 8;
 	if (inner_len < sizeof(struct iphdr) + 8 || inner_len > sizeof(out.inner))
 		return weir_verdict(p, WEIR_CNT_DROP_MALFORMED, TC_ACT_SHOT); /* unreachable: parsed */
 	__builtin_memset(&out, 0, sizeof(out));
@@ -170,18 +175,21 @@ static __always_inline int weir_icmp_inner_rewrite(struct __sk_buff *skb, struct
  * and every flow through these programs is tracked) and never create state. From a workload,
  * the outer source must be the workload's own, as for any packet.
  */
-static __noinline int weir_icmp_error(struct __sk_buff *skb, struct weir_pkt *p, int from_wl)
+__weir_global int weir_icmp_error(struct __sk_buff *skb, struct weir_pkt *p, int from_wl)
 {
 	struct iphdr in;
 	__u16 ports[4]; /* first 8 bytes after the quoted IP header */
 	struct weir_ct_key key;
 	struct weir_ct_val *ct;
 	struct weir_ct_leg *dst;
-	__u32 inner_off = p->l4_off + sizeof(struct icmphdr), iihl, nat_addr;
+	__u32 inner_off, iihl, nat_addr;
 	__u16 isport = 0, idport = 0, nat_port;
 	__u8 from_a, client_is_a, from_client, has_ports;
 	int rc = 0;
 
+	if (!p)
+		return TC_ACT_SHOT;
+	inner_off = p->l4_off + sizeof(struct icmphdr);
 	if (from_wl && !weir_src_is_workload(p->saddr, p->ifindex))
 		return weir_verdict(p, WEIR_CNT_DROP_UNKNOWN_SOURCE, TC_ACT_SHOT);
 	if (!from_wl && skb->mark == WEIR_MARK_ANSWER) {
