@@ -38,11 +38,33 @@ list_tests() {
   done
 }
 
-# run_suite NAME: the tests of build/weir_NAME_tests, one process per group with a timeout of
-# TEST_TIMEOUT seconds per test. A group is one test, or with NAME in ONE_PROCESS the whole
-# binary (its fixtures then share what is costly to set up: the loaded TC object, see
-# TcObject::shared). Writes /results/NAME/groups ("group test" per line) and per group
-# GROUP.xml and GROUP.rc ("exit-status seconds").
+# run_group NAME GROUP: the tests of GROUP in one process, with a timeout of TEST_TIMEOUT
+# seconds per test. Writes GROUP.xml and GROUP.rc ("exit-status seconds"); the output is kept
+# aside and shown on the console in one piece when the group ends (under a lock: WORKERS groups
+# run side by side).
+run_group() {
+  name=$1
+  g=$2
+  filter=$(grep "^$g " "/results/$name/groups" | cut -d' ' -f2 | tr '\n' ':')
+  n=$(grep -c "^$g " "/results/$name/groups")
+  start=$(date +%s)
+  timeout $((TEST_TIMEOUT * n)) "$bin" "--gtest_filter=${filter%:}" "--gtest_output=xml:/results/$name/$g.xml" \
+    > "/tmp/$name.$g.log" 2>&1
+  rc=$?
+  echo "$rc $(( $(date +%s) - start ))" > "/results/$name/$g.rc"
+  {
+    flock 9
+    cat "/tmp/$name.$g.log"
+    [ $rc -eq 0 ] || echo "weir-vm: $g: exit status $rc"
+  } 9> /run/weir-console.lock
+  rm -f "/tmp/$name.$g.log"
+}
+
+# run_suite NAME: the tests of build/weir_NAME_tests, in groups spread over WORKERS processes
+# that run side by side (the guest has as many CPUs; every test names what it creates with its
+# own run id, as under a parallel ctest). A group is one test, or with NAME in ONE_PROCESS a
+# WORKERS-th of the binary's tests (its fixtures then share what is costly to set up: the
+# loaded TC object, see TcObject::shared). Writes /results/NAME/groups ("group test" per line).
 run_suite() {
   name=$1
   bin=$BUILD_DIR/weir_${name}_tests
@@ -50,20 +72,27 @@ run_suite() {
   tests=$(list_tests)
   per=test
   case " $ONE_PROCESS " in *" $name "*) per=binary ;; esac
+  i=0
   for t in $tests; do
-    if [ $per = binary ]; then echo "all $t"; else echo "$t $t"; fi
+    if [ $per = binary ]; then echo "part$((i % WORKERS)) $t"; else echo "$t $t"; fi
+    i=$((i + 1))
   done > "/results/$name/groups"
-  echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests, one process per $per"
+  groups=$(cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++')
+  echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests in" \
+       "$(echo "$groups" | grep -c .) processes, $WORKERS at a time"
   suite_start=$(date +%s)
-  for g in $(cut -d' ' -f1 "/results/$name/groups" | uniq); do
-    filter=$(grep "^$g " "/results/$name/groups" | cut -d' ' -f2 | tr '\n' ':')
-    n=$(grep -c "^$g " "/results/$name/groups")
-    start=$(date +%s)
-    timeout $((TEST_TIMEOUT * n)) "$bin" "--gtest_filter=${filter%:}" "--gtest_output=xml:/results/$name/$g.xml" 2>&1
-    rc=$?
-    echo "$rc $(( $(date +%s) - start ))" > "/results/$name/$g.rc"
-    [ $rc -eq 0 ] || echo "weir-vm: $g: exit status $rc"
+  w=0
+  while [ $w -lt "$WORKERS" ]; do
+    (
+      k=0
+      for g in $groups; do
+        [ $((k % WORKERS)) -eq $w ] && run_group "$name" "$g"
+        k=$((k + 1))
+      done
+    ) &
+    w=$((w + 1))
   done
+  wait
   echo "weir-vm: ==== weir_${name}_tests done in $(( $(date +%s) - suite_start ))s"
 }
 for s in $SUITES; do run_suite "$s"; done

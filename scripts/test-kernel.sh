@@ -14,7 +14,9 @@
 #
 # The e2e tests run in a process each, as under ctest; the BPF tests in one process
 # (WEIR_VM_ONE_PROCESS), so that their fixtures load the TC object once (TcObject::shared): the
-# 6.1 verifier takes seconds per load under TCG. Output: the guest console streams here and is
+# 6.1 verifier takes seconds per load under TCG. WEIR_VM_WORKERS=N (default 1) runs N processes
+# side by side, the BPF tests split over N: quicker for iterating, but the timing-sensitive e2e
+# tests (ServiceChurnE2E needs more connections than backend rewrites) can starve. Output: the guest console streams here and is
 # kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over
 # a second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures the tests
 # write inside the guest (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/. Exits
@@ -110,7 +112,7 @@ strip_copy() { install -d "$root$(dirname "$1")"; objcopy --strip-debug "$1" "$r
 for b in weir weir_bpf_tests weir_e2e_tests; do strip_copy "$build/$b"; done
 # Real tools, never busybox applets: the tests run `ip`, `tc`, `nsenter`, `bpftool` and `rm`
 # through /bin/sh (dash) and PATH; busybox sits last in PATH and serves the init script.
-for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash; do
+for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock; do
   [[ -x $t ]] || die "$t is missing (scripts/install-deps.sh installs it)"
   copy "$t"
 done
@@ -118,7 +120,7 @@ ln -sf dash "$root/usr/bin/sh"
 bb=$(command -v busybox) || die "busybox is missing (busybox-static)"
 install -m 0755 "$bb" "$root/busybox/busybox"
 for a in sh mount mkdir cat echo cp tar base64 insmod poweroff sync timeout uname date dmesg grep tr \
-         cut uniq hostname; do
+         cut uniq hostname awk; do
   ln -s ../busybox "$root/busybox/bin/$a"
 done
 ln -s busybox/busybox "$root/init"
@@ -163,6 +165,7 @@ done
   echo "BUILD_DIR=$build"
   echo "SUITES='$suites'"
   echo "TEST_TIMEOUT=$test_timeout"
+  echo "WORKERS=${WEIR_VM_WORKERS:-1}"
   echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-}'"
 } > "$root/weir-vm.conf"
