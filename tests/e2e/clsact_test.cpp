@@ -19,10 +19,7 @@ using lab::Lab;
 
 TEST(ClsactE2E, ServicesPolicyRestartAndCleanupWithClsactFilters) {
   require_root();
-  lab::LabSpec spec;
-  spec.pods = 3;
-  spec.weir_binary = kWeirBinary;
-  spec.agent_log_level = "debug";
+  lab::LabSpec spec = lab_spec();
   spec.agent_tc_mode = "clsact";
   auto up = Lab::up(spec);
   ASSERT_TRUE(up.ok()) << up.error().str();
@@ -54,12 +51,7 @@ TEST(ClsactE2E, ServicesPolicyRestartAndCleanupWithClsactFilters) {
   for (const auto& p : *a0) ids_before[p.ifname + p.hook] = p.prog_id;
 
   // A ClusterIP service with pod2 and pod3 as backends.
-  lab::ServiceDef svc;
-  svc.cluster_ip = "10.96.0.10";
-  svc.ports = {{"http", "TCP", 80, 8080}};
-  auto b = l.backends({"pod2", "pod3"});
-  ASSERT_TRUE(b.ok());
-  ASSERT_TRUE(l.write_service("svc.yaml", svc, *b).ok());
+  ASSERT_TRUE(write_web_service(l, "10.96.0.10", {"pod2", "pod3"}, "svc.yaml").ok());
   std::set<std::string> seen;
   ASSERT_TRUE(wait_until(
       [&] {

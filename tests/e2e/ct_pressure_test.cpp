@@ -67,13 +67,7 @@ TEST(ConntrackPressureE2E, FloodFillsTheTableStatsShowItAgentWarnsOnceThenRecove
                   .ok());
   ASSERT_TRUE(lab.start_agent().ok());
   ASSERT_TRUE(lab.start_server("pod3", {8080}, {}).ok());
-  lab::ServiceDef svc;
-  svc.name = "web";
-  svc.cluster_ip = kVip;
-  svc.ports = {{"http", "TCP", 80, 8080}};
-  auto b = lab.backends({"pod3"});
-  ASSERT_TRUE(b.ok());
-  ASSERT_TRUE(lab.write_service("svc-web.yaml", svc, *b).ok());
+  ASSERT_TRUE(write_web_service(lab, kVip, {"pod3"}).ok());
   ASSERT_TRUE(wait_until([&] {
     auto r = lab.in_pod("pod2", [] {
       auto c = lab::tcp_connect(kVip, 80, 500ms);

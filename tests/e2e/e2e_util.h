@@ -32,6 +32,29 @@ inline void require_root() {
                                 "load BPF programs (run them with sudo)";
 }
 
+// The lab most tests start from: `pods` pods and the agent built with the tests, logging at
+// debug level (what a failing test's output then shows).
+inline lab::LabSpec lab_spec(int pods = 3) {
+  lab::LabSpec spec;
+  spec.pods = pods;
+  spec.weir_binary = kWeirBinary;
+  spec.agent_log_level = "debug";
+  return spec;
+}
+
+// A ClusterIP service `vip`:80/TCP -> 8080 ("web", unless `name` says otherwise), with one ready
+// backend per pod of `pods` (their servers must listen on 8080), written to `file`.
+inline Status write_web_service(lab::Lab& lab, const std::string& vip,
+                                      const std::vector<std::string>& pods,
+                                      const std::string& file = "svc-web.yaml") {
+  lab::ServiceDef svc;
+  svc.cluster_ip = vip;
+  svc.ports = {{"http", "TCP", 80, 8080}};
+  auto backends = lab.backends(pods);
+  if (!backends.ok()) return backends.error();
+  return lab.write_service(file, svc, *backends);
+}
+
 // Polls pred() every `every` until it returns true or `timeout` passes; the last result.
 template <typename P>
 bool wait_until(P pred, std::chrono::milliseconds timeout,

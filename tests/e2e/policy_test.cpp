@@ -45,11 +45,7 @@ class PolicyE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     require_root();
-    lab::LabSpec spec;
-    spec.pods = 3;
-    spec.weir_binary = kWeirBinary;
-    spec.agent_log_level = "debug";
-    auto up = Lab::up(spec);
+    auto up = Lab::up(lab_spec());
     ASSERT_TRUE(up.ok()) << up.error().str();
     lab_.emplace(std::move(*up));
     auto s = lab_->start_server("pod3", {8080}, {});

@@ -38,11 +38,7 @@ class ServiceE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     require_root();
-    lab::LabSpec spec;
-    spec.pods = 4;
-    spec.weir_binary = kWeirBinary;
-    spec.agent_log_level = "debug";
-    auto up = Lab::up(spec);
+    auto up = Lab::up(lab_spec(4));
     ASSERT_TRUE(up.ok()) << up.error().str();
     lab_.emplace(std::move(*up));
     for (const auto& p : kServerPods) {

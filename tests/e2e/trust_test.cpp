@@ -140,11 +140,7 @@ class TrustE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     require_root();
-    lab::LabSpec spec;
-    spec.pods = 3;
-    spec.weir_binary = kWeirBinary;
-    spec.agent_log_level = "debug";
-    auto up = Lab::up(spec);
+    auto up = Lab::up(lab_spec());
     ASSERT_TRUE(up.ok()) << up.error().str();
     lab_.emplace(std::move(*up));
     ASSERT_TRUE(lab_->start_server("pod3", {8080}, {5353}).ok());
@@ -298,13 +294,7 @@ TEST(ConntrackFloodE2E, IdleServiceConnectionSurvivesAFloodThatEvictsItsEntries)
                   .ok());
   ASSERT_TRUE(lab.start_agent().ok());
   ASSERT_TRUE(lab.start_server("pod3", {8080}, {}).ok());
-  lab::ServiceDef svc;
-  svc.name = "web";
-  svc.cluster_ip = kVip;
-  svc.ports = {{"http", "TCP", 80, 8080}};
-  auto b = lab.backends({"pod3"});
-  ASSERT_TRUE(b.ok());
-  ASSERT_TRUE(lab.write_service("svc-web.yaml", svc, *b).ok());
+  ASSERT_TRUE(write_web_service(lab, kVip, {"pod3"}).ok());
 
   // The idle connection: pod2 -> VIP:80 -> pod3:8080, one request answered.
   Fd conn;
