@@ -90,16 +90,18 @@ class Agent {
       : opts_(o),
         layout_{o.pin_root},
         progs_(std::move(progs)),
-        endpoints_(progs_.maps(), layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
-        services_(progs_.maps()),
-        scanner_(progs_.maps()),
+        tables_(progs_.maps(), &progs_.policy_maps()),
+        ifs_(layout_, mode, progs_.from_wl_fd(), progs_.to_wl_fd()),
+        endpoints_(tables_.core(), ifs_),
+        services_(tables_.core()),
+        scanner_(tables_.core()),
         policies_(
-            progs_.policy_maps().jump, progs_.policy_map_fds(), o.state_dir,
+            tables_.policy(), progs_.policy_map_fds(), o.state_dir,
             [this](uint32_t ifindex, calc::pol::Direction d, uint32_t slot) {
-              return dataplane::set_policy_slot(progs_.maps().ifstate, ifindex, d, slot);
+              return dataplane::set_policy_slot(tables_.core().ifstate, ifindex, d, slot);
             },
             [this](uint32_t ifindex, calc::pol::Direction d) {
-              return dataplane::get_policy_slot(progs_.maps().ifstate, ifindex, d);
+              return dataplane::get_policy_slot(tables_.core().ifstate, ifindex, d);
             }) {}
 
   Status adopt() {
@@ -281,8 +283,8 @@ class Agent {
   // INFO once it has fallen below the clear level (calc/ct_occupancy.h).
   void report_occupancy(uint64_t entries) {
     ct_alarm_.set_threshold(config_->conntrack_warn_threshold_percent);
-    const auto& ct = progs_.maps().ct;
-    const uint64_t cap = ct.info().max_entries;
+    const auto& ct = tables_.core().ct;
+    const uint64_t cap = ct.max_entries();
     spdlog::debug("conntrack: {} of {} entries after the scan", entries, cap);
     switch (ct_alarm_.update(entries, cap)) {
       case calc::CtOccupancyAlarm::Event::Raised:
@@ -311,6 +313,8 @@ class Agent {
   AgentOptions opts_;
   maps::PinLayout layout_;
   dataplane::TcPrograms progs_;
+  maps::KernelTables tables_;
+  dataplane::TcInterfaces ifs_;
   dataplane::EndpointManager endpoints_;
   dataplane::ServiceSyncer services_;
   dataplane::ConntrackScanner scanner_;
