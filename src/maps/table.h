@@ -152,9 +152,10 @@ class KernelTables {
   CoreTables core() {
     return {nat_fe_, nat_be_, ct_, routes_, ifstate_, counters_, ct_stats_};
   }
-  // Only when constructed with PolicyMaps.
+  // Only when constructed with PolicyMaps (else std::bad_optional_access).
   PolicyTables policy() {
-    return {policy_->jump, policy_->ipsets, policy_->ipset_exact, policy_->rule_cnt};
+    Policy& p = policy_.value();
+    return {p.jump, p.ipsets, p.ipset_exact, p.rule_cnt};
   }
 
  private:
