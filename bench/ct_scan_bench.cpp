@@ -33,6 +33,7 @@
 #include "dataplane/ct_scanner.h"
 #include "dataplane/programs.h"
 #include "maps/pin_layout.h"
+#include "maps/table.h"
 
 namespace weir::bench {
 namespace {
@@ -201,7 +202,8 @@ int run(const Options& o) {
   std::printf("filled %u entries (%d%% of the flows NAT pairs), baseline RSS %.1f MiB\n", n,
               o.nat_percent, status_kib("VmRSS:") / 1024.0);
 
-  dataplane::ConntrackScanner scanner(progs->maps());
+  maps::KernelTables tables(progs->maps());
+  dataplane::ConntrackScanner scanner(tables.core());
   double cpu_sum = 0;
   for (int p = 0; p < o.periods; p++) {
     dataplane::ConntrackScanner::Stats st;

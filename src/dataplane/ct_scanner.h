@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "calc/conntrack.h"
-#include "maps/weir_maps.h"
+#include "maps/table.h"
 #include "model/resources.h"
 #include "util/result.h"
 
@@ -26,7 +26,7 @@ class ConntrackScanner {
   static constexpr uint32_t kChunk = 4096;
 
   // Walks and deletes in m.ct; adds its deletions to m.ct_stats (index WEIR_CT_STATS_AGENT).
-  explicit ConntrackScanner(maps::WeirMaps& m) : maps_(m) {}
+  explicit ConntrackScanner(maps::CoreTables m) : maps_(m) {}
 
   struct Stats {
     size_t scanned = 0;        // entries seen by the walk
@@ -50,7 +50,7 @@ class ConntrackScanner {
   Status remove_doomed(Pass& p);
   Status record_deletions(uint64_t n);
 
-  maps::WeirMaps& maps_;
+  maps::CoreTables maps_;
 };
 
 }  // namespace weir::dataplane

@@ -20,6 +20,19 @@ weir_route_key route_key(const model::Cidr& c) {
 
 }  // namespace
 
+Result<bpf::LinkInfo> TcInterfaces::link_by_name(const std::string& name) {
+  return bpf::link_by_name(name);
+}
+
+Status TcInterfaces::attach(int ifindex, const std::string& name, bpf::TcDir dir) {
+  const int fd = dir == bpf::TcDir::Ingress ? from_fd_ : to_fd_;
+  return bpf::tc_attach(ifindex, name, dir, fd, mode_, layout_.link_path(name, dir));
+}
+
+Status TcInterfaces::detach(int ifindex, const std::string& name, bpf::TcDir dir) {
+  return bpf::tc_detach(ifindex, dir, mode_, layout_.link_path(name, dir));
+}
+
 Status EndpointManager::adopt() {
   auto ifs = maps_.ifstate.dump();
   if (!ifs) return ifs.error().wrap("adopting interface state");
@@ -55,10 +68,8 @@ Status EndpointManager::prepare(const calc::Interface& itf, int ifindex,
 }
 
 Status EndpointManager::attach(const calc::Interface& itf, int ifindex) {
-  WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Ingress, from_fd_, mode_,
-                          layout_.link_path(itf.name, bpf::TcDir::Ingress)));
-  WEIR_TRY(bpf::tc_attach(ifindex, itf.name, bpf::TcDir::Egress, to_fd_, mode_,
-                          layout_.link_path(itf.name, bpf::TcDir::Egress)));
+  WEIR_TRY(ifs_.attach(ifindex, itf.name, bpf::TcDir::Ingress));
+  WEIR_TRY(ifs_.attach(ifindex, itf.name, bpf::TcDir::Egress));
   // Re-read: the policy manager has set the slots meanwhile; only the READY flag is ours.
   auto key = static_cast<__u32>(ifindex);
   auto cur = maps_.ifstate.lookup(key);
@@ -75,12 +86,12 @@ Status EndpointManager::detach(const Managed& m) {
   auto keep = [&](Status s) {
     if (!s && first.ok()) first = s;
   };
-  auto link = bpf::link_by_name(m.name);
+  auto link = ifs_.link_by_name(m.name);
   bool exists = link.ok() && link->ifindex == m.ifindex;
   for (auto dir : {bpf::TcDir::Ingress, bpf::TcDir::Egress}) {
     // When the interface is gone the kernel has dropped its programs; tc_detach then only
     // removes the pin.
-    keep(bpf::tc_detach(exists ? m.ifindex : 0, dir, mode_, layout_.link_path(m.name, dir)));
+    keep(ifs_.detach(exists ? m.ifindex : 0, m.name, dir));
   }
   auto key = static_cast<__u32>(m.ifindex);
   auto r = maps_.ifstate.remove(key);
@@ -109,7 +120,7 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
   std::vector<const calc::Interface*> to_attach;
   for (const auto& itf : interfaces) {
     want.insert(itf.name);
-    auto link = bpf::link_by_name(itf.name);
+    auto link = ifs_.link_by_name(itf.name);
     if (!link) {
       pending_.insert(itf.name);
       if (link.error().err == ENODEV) {
@@ -163,14 +174,14 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
     adopted_.erase(itf->name);
     held_.erase(itf->name);
     spdlog::info("workload {}: programs attached to {} (ifindex {}, {})", itf->workload, itf->name,
-                 ifindex, bpf::to_string(mode_));
+                 ifindex, ifs_.mode());
   }
   preparing_.clear();
   // Held back and no longer wanted (or recreated under another ifindex): only an ifstate entry.
   for (auto it = held_.begin(); it != held_.end();) {
     bool keep = false;
     if (want.count(it->first) != 0) {
-      auto link = bpf::link_by_name(it->first);
+      auto link = ifs_.link_by_name(it->first);
       keep = link && link->ifindex == it->second.ifindex;
     }
     if (keep) {

@@ -19,18 +19,51 @@
 #include <vector>
 
 #include "bpf/attach.h"
+#include "bpf/netlink.h"
 #include "calc/calc.h"
 #include "maps/pin_layout.h"
-#include "maps/weir_maps.h"
+#include "maps/table.h"
 #include "util/result.h"
 
 namespace weir::dataplane {
 
+// What the endpoint manager asks of the kernel besides maps: which interfaces exist, and weir's
+// TC programs on their hooks. TcInterfaces does it for real; unit tests replace it.
+class InterfaceOps {
+ public:
+  virtual ~InterfaceOps() = default;
+  // bpf::link_by_name: Error{ENODEV} when the interface does not exist.
+  virtual Result<bpf::LinkInfo> link_by_name(const std::string& name) = 0;
+  // Attaches weir_from_wl (Ingress) or weir_to_wl (Egress) to the interface (bpf::tc_attach).
+  virtual Status attach(int ifindex, const std::string& name, bpf::TcDir dir) = 0;
+  // Removes weir's program from the hook (bpf::tc_detach); ifindex 0: the interface is gone.
+  virtual Status detach(int ifindex, const std::string& name, bpf::TcDir dir) = 0;
+  // For logs: "tcx" or "clsact".
+  virtual std::string mode() const = 0;
+};
+
+// The kernel's InterfaceOps: netlink, and tc_attach/tc_detach with links pinned in `layout`.
+class TcInterfaces final : public InterfaceOps {
+ public:
+  TcInterfaces(maps::PinLayout layout, bpf::TcMode mode, int from_wl_fd, int to_wl_fd)
+      : layout_(std::move(layout)), mode_(mode), from_fd_(from_wl_fd), to_fd_(to_wl_fd) {}
+  Result<bpf::LinkInfo> link_by_name(const std::string& name) override;
+  Status attach(int ifindex, const std::string& name, bpf::TcDir dir) override;
+  Status detach(int ifindex, const std::string& name, bpf::TcDir dir) override;
+  std::string mode() const override { return std::string(bpf::to_string(mode_)); }
+
+ private:
+  maps::PinLayout layout_;
+  bpf::TcMode mode_;
+  int from_fd_;
+  int to_fd_;
+};
+
 class EndpointManager {
  public:
-  EndpointManager(maps::WeirMaps& m, maps::PinLayout layout, bpf::TcMode mode, int from_wl_fd,
-                  int to_wl_fd)
-      : maps_(m), layout_(std::move(layout)), mode_(mode), from_fd_(from_wl_fd), to_fd_(to_wl_fd) {}
+  // Writes m.ifstate, m.routes and (removing) m.counters; `ifs` is borrowed and must outlive
+  // this.
+  EndpointManager(maps::CoreTables m, InterfaceOps& ifs) : maps_(m), ifs_(ifs) {}
 
   // Reads the interfaces and routes a previous agent programmed. Their programs are replaced
   // by this agent's at the first apply(); interfaces no longer wanted are then detached.
@@ -76,11 +109,8 @@ class EndpointManager {
   Status forget(const Managed& m);
   Status sync_routes(const std::vector<calc::Route>& routes);
 
-  maps::WeirMaps& maps_;
-  maps::PinLayout layout_;
-  bpf::TcMode mode_;
-  int from_fd_;
-  int to_fd_;
+  maps::CoreTables maps_;
+  InterfaceOps& ifs_;
   std::map<std::string, Managed> attached_;  // by interface name: attached by THIS agent
   std::map<std::string, Managed> adopted_;   // by interface name: found in ifstate at start
   std::set<std::string> pending_;            // wanted but missing

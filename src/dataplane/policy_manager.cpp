@@ -1,7 +1,7 @@
 #include "dataplane/policy_manager.h"
 
 #include <arpa/inet.h>
-#include <bpf/bpf.h>
+#include <bpf/bpf.h>  // bpf_obj_get_info_by_fd: program ids (maps go through maps::Table)
 
 #include <algorithm>
 #include <cerrno>
@@ -60,21 +60,16 @@ weir_ipset_exact_key ipset_exact_key(calc::SetId id, uint32_t addr_host, uint16_
   return k;
 }
 
-// Deletes every key of `fd` for which keep(key) is false; returns how many. Keys are collected
-// first: deleting while iterating with get_next_key can restart the walk.
+// Deletes every key of `t` for which keep(key) is false; returns how many. Keys are collected
+// first (a dump), then deleted.
 template <typename K, typename Keep>
-size_t prune(int fd, Keep keep) {
+Result<size_t> prune(maps::Table<K, __u32>& t, Keep keep) {
+  auto all = t.dump();
+  if (!all) return all.error();
   std::vector<K> doomed;
-  K cur{}, next{};
-  const K* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    if (!keep(next)) doomed.push_back(next);
-    cur = next;
-    prev = &cur;
-  }
-  size_t n = 0;
-  for (const K& k : doomed) n += bpf_map_delete_elem(fd, &k) == 0 ? 1 : 0;
-  return n;
+  for (const auto& [k, v] : *all)
+    if (!keep(k)) doomed.push_back(k);
+  return t.remove_batch(doomed.data(), doomed.size());
 }
 
 calc::SetId set_id_of(const uint8_t (&b)[8]) {
@@ -91,14 +86,14 @@ void PolicyManager::prune_stale_members(const calc::PolicyResolver& resolver) {
   // Members a previous agent wrote for sets or pods that are gone meanwhile: the resolver only
   // reports changes relative to what THIS agent wrote, so they would otherwise stay forever.
   const calc::pol::IpSetTable want = resolver.ipset_table();
-  size_t trie = prune<weir_ipset_key>(fds_.ipsets, [&](const weir_ipset_key& k) {
+  auto trie = prune(maps_.ipsets, [&](const weir_ipset_key& k) {
     auto it = want.nets().find(set_id_of(k.set_id));
     if (it == want.nets().end() || k.prefixlen < WEIR_IPSET_PREFIX_BASE) return false;
     model::Cidr c{model::Ipv4{ntohl(k.addr)},
                   static_cast<uint8_t>(k.prefixlen - WEIR_IPSET_PREFIX_BASE)};
     return c.prefix_len < 32 && it->second.count(c) != 0;
   });
-  size_t exact = prune<weir_ipset_exact_key>(fds_.ipset_exact, [&](const weir_ipset_exact_key& k) {
+  auto exact = prune(maps_.ipset_exact, [&](const weir_ipset_exact_key& k) {
     calc::SetId id = set_id_of(k.set_id);
     uint32_t addr = ntohl(k.addr);
     if (k.port == 0 && k.proto == 0) {
@@ -109,19 +104,22 @@ void PolicyManager::prune_stale_members(const calc::PolicyResolver& resolver) {
     return it != want.ports().end() &&
            it->second.count({addr, k.proto, static_cast<uint16_t>(ntohs(k.port))}) != 0;
   });
-  if (trie + exact) {
+  for (const auto* r : {&trie, &exact})
+    if (!*r) spdlog::warn("policy: pruning stale IP set members: {}", r->error().str());
+  const size_t n = (trie ? *trie : 0) + (exact ? *exact : 0);
+  if (n) {
     spdlog::info("policy: removed {} IP set members left by a previous agent for sets or "
                  "endpoints that no longer exist",
-                 trie + exact);
+                 n);
   }
 }
 
-PolicyManager::PolicyManager(maps::JumpMap& jump, polprog::PolicyMapFds fds,
+PolicyManager::PolicyManager(maps::PolicyTables maps, polprog::PolicyMapFds fds,
                              std::string state_dir, SetPolicySlot set_slot,
                              GetPolicySlot get_slot, PolicyLoader* loader)
-    : jump_(jump), fds_(fds), state_dir_(std::move(state_dir)), set_slot_(std::move(set_slot)),
+    : maps_(maps), fds_(fds), state_dir_(std::move(state_dir)), set_slot_(std::move(set_slot)),
       get_slot_(std::move(get_slot)), loader_(loader ? loader : &default_loader_),
-      slots_(jump.info().max_entries) {}
+      slots_(maps.jump.max_entries()) {}
 
 std::optional<uint32_t> PolicyManager::deny_all_slot(Direction d) const {
   const auto& da = deny_all_[static_cast<int>(d)];
@@ -141,7 +139,7 @@ Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
   auto slot = slots_.take();
   if (!slot) return slot.error().wrap("a jump slot for the deny-all program");
   const int fd = loaded->chunks.front().get();
-  if (auto st = install_program(jump_, *slot, fd); !st) {
+  if (auto st = install_program(maps_.jump, *slot, fd); !st) {
     slots_.release(*slot);
     return st.error().wrap("installing the deny-all program");
   }
@@ -213,7 +211,7 @@ void PolicyManager::forget_fail_closed(const Key& key, bool point_at_nothing) {
 
 Status PolicyManager::adopt() {
   // Every occupied policy slot belongs to the previous agent's programs.
-  auto occupied = occupied_policy_slots(jump_);
+  auto occupied = occupied_policy_slots(maps_.jump);
   if (!occupied) return occupied.error();
   for (uint32_t s : *occupied)
     if (slots_.reserve(s)) adopted_.push_back(s);
@@ -227,37 +225,41 @@ Status PolicyManager::adopt() {
 
 Status PolicyManager::write_sets(const std::vector<calc::IpSetDelta>& changes, bool additions) {
   // /32 and named-port members go to the exact hash, shorter CIDRs to the trie (weir/policy.h).
-  const uint32_t one = 1;
   std::vector<std::string> errors;
+  int first_err = 0;
   for (const auto& d : changes) {
     const auto& nets = additions ? d.add_nets : d.del_nets;
     const auto& ports = additions ? d.add_ports : d.del_ports;
-    auto apply_key = [&](int fd, const void* k, const char* map, const std::string& what) {
-      int rc = additions ? bpf_map_update_elem(fd, k, &one, BPF_ANY) : bpf_map_delete_elem(fd, k);
-      if (rc != 0 && !(rc == -ENOENT || errno == ENOENT)) {
-        errors.push_back(fmt::format("{}: {} {} in IP set {}: {}", map, additions ? "adding" : "removing",
-                                     what, calc::format_set_id(d.id), std::strerror(errno)));
+    auto apply_key = [&](auto& table, const auto& k, const std::string& what) {
+      Status st;
+      if (additions) {
+        st = table.update(k, 1u, BPF_ANY);
+      } else if (auto r = table.remove(k); !r) {  // a member already absent is fine (false)
+        st = r.error();
       }
+      if (st) return;
+      if (first_err == 0) first_err = st.error().err;
+      errors.push_back(fmt::format("{}: {} {} in IP set {}: {}", table.name(),
+                                   additions ? "adding" : "removing", what,
+                                   calc::format_set_id(d.id), std::strerror(st.error().err)));
     };
     for (const auto& n : nets) {
       if (n.prefix_len == 32) {
-        const weir_ipset_exact_key k = ipset_exact_key(d.id, n.addr.value, 0, 0);
-        apply_key(fds_.ipset_exact, &k, WEIR_MAP_IPSET_X, n.str());
+        apply_key(maps_.ipset_exact, ipset_exact_key(d.id, n.addr.value, 0, 0), n.str());
       } else {
-        const weir_ipset_key k = ipset_key(d.id, n.addr.value, static_cast<uint8_t>(n.prefix_len));
-        apply_key(fds_.ipsets, &k, WEIR_MAP_IPSETS, n.str());
+        apply_key(maps_.ipsets, ipset_key(d.id, n.addr.value, static_cast<uint8_t>(n.prefix_len)),
+                  n.str());
       }
     }
     for (const auto& p : ports) {
-      const weir_ipset_exact_key k = ipset_exact_key(d.id, p.addr.value, p.port, p.proto);
-      apply_key(fds_.ipset_exact, &k, WEIR_MAP_IPSET_X,
+      apply_key(maps_.ipset_exact, ipset_exact_key(d.id, p.addr.value, p.port, p.proto),
                 fmt::format("{}:{}/{}", p.addr.str(), p.port, p.proto));
     }
   }
   if (errors.empty()) return {};
   std::string msg = errors.front();
   if (errors.size() > 1) msg += fmt::format(" (and {} more)", errors.size() - 1);
-  return Error{EIO, "IP sets: " + msg};
+  return Error{first_err, "IP sets: " + msg};
 }
 
 void PolicyManager::ref_rules(const calc::pol::EndpointPolicy& p, int delta) {
@@ -272,8 +274,7 @@ void PolicyManager::ref_rules(const calc::pol::EndpointPolicy& p, int delta) {
         if (it == rule_refs_.end()) continue;
         if (--it->second == 0) {
           rule_refs_.erase(it);
-          uint64_t id = r.id;
-          bpf_map_delete_elem(fds_.rule_cnt, &id);  // its count goes with the last user
+          (void)maps_.rule_cnt.remove(r.id);  // its count goes with the last user
         }
       }
 }
@@ -284,10 +285,20 @@ void PolicyManager::retire(std::vector<uint32_t> slots) {
 
 void PolicyManager::clear_retired() {
   for (uint32_t s : retired_) {
-    if (auto st = clear_program(jump_, s); !st) spdlog::warn("policy: {}", st.error().str());
+    if (auto st = clear_program(maps_.jump, s); !st) spdlog::warn("policy: {}", st.error().str());
     slots_.release(s);
   }
   retired_.clear();
+}
+
+// Writes chunks 1..N-1 into their jump slots (highest first: a chunk's continuations are in
+// place before anything can jump to it), then the entry chunk into `entry`.
+Status PolicyManager::install_entry_and_chunks(const polprog::LoadedPolicy& loaded, uint32_t entry) {
+  for (size_t i = loaded.chunks.size(); i-- > 1;) {
+    if (auto st = install_program(maps_.jump, loaded.chunk_slots.at(i), loaded.chunks[i].get()); !st)
+      return st.error().wrap(fmt::format("installing chunk {}", i));
+  }
+  return install_program(maps_.jump, entry, loaded.chunks.front().get());
 }
 
 Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
@@ -324,15 +335,11 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     give_back();
     return loaded.error().wrap(what + ": loading");
   }
-  if (auto st = polprog::install_chunks(*loaded, fds_.jump); !st) {
+  if (auto st = install_entry_and_chunks(*loaded, *entry); !st) {
     retire(taken);  // some chunks may already sit in their slots
-    return st.error().wrap(what + ": installing chunks");
-  }
-  const int entry_fd = loaded->chunks.front().get();
-  if (auto st = install_program(jump_, *entry, entry_fd); !st) {
-    retire(taken);
     return st.error().wrap(what);
   }
+  const int entry_fd = loaded->chunks.front().get();
   // The flip: from here on new flows on this interface run the new program.
   if (auto st = set_slot_(ep.ifindex, key.second, *entry); !st) {
     retire(taken);
@@ -381,9 +388,9 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
                             const std::vector<PolicyEndpoint>& endpoints) {
   clear_retired();  // programs replaced at the previous apply(): no packet can still need them
   unprotected_.clear();
-  std::vector<std::string> errors;
+  std::vector<Error> errors;
   auto changes = resolver.take_ipset_changes();
-  if (auto st = write_sets(changes, true); !st) errors.push_back(st.error().str());
+  if (auto st = write_sets(changes, true); !st) errors.push_back(st.error());
 
   std::set<Key> wanted;
   for (const auto& ep : endpoints) {
@@ -397,7 +404,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
         forget_fail_closed(key, true);
         if (first_apply_ && !installed_.count(key)) {
           if (auto st = set_slot_(ep.ifindex, d, WEIR_NO_POLICY_SLOT); !st) {
-            errors.push_back(st.error().wrap(ep.iface).str());
+            errors.push_back(st.error().wrap(ep.iface));
           }
           // And its description, e.g. the previous agent's fail-closed one.
           (void)maps::remove_policy_info(state_dir_, ep.iface, std::string(calc::pol::to_string(d)));
@@ -410,7 +417,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
         continue;
       }
       if (auto st = install(key, ep, *p); !st) {
-        errors.push_back(st.error().str());
+        errors.push_back(st.error());
         // The previous program (if any) stays in force; keep it wanted. None: fail closed.
         install_failed(key, ep, st.error());
       }
@@ -425,7 +432,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
   }
   for (const auto& key : gone_closed) forget_fail_closed(key, true);
   for (const auto& key : gone) {
-    if (auto st = uninstall(key); !st) errors.push_back(st.error().str());
+    if (auto st = uninstall(key); !st) errors.push_back(st.error());
   }
   // A previous agent's slots may still be what an interface points at when its replacement
   // failed: free them only once every install succeeded.
@@ -433,14 +440,14 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
     retire(std::move(adopted_));
     adopted_.clear();
   }
-  if (auto st = write_sets(changes, false); !st) errors.push_back(st.error().str());
+  if (auto st = write_sets(changes, false); !st) errors.push_back(st.error());
   if (first_apply_) prune_stale_members(resolver);
   first_apply_ = false;
 
-  if (errors.empty()) return {};
+  if (errors.size() <= 1) return errors.empty() ? Status{} : Status{errors.front()};
   std::string msg;
-  for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
-  return Error{EIO, msg};
+  for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e.str();
+  return Error{errors.front().err, msg};  // the first failure's errno, not a generic one
 }
 
 }  // namespace weir::dataplane

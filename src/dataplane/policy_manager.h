@@ -66,9 +66,11 @@ class PolicyLoader {
 
 class PolicyManager {
  public:
-  // `jump` is weir_jump1 (also in fds.jump, for the programs' relocations); its size bounds the
-  // slots handed out. `loader`: nullptr for polprog::load(); else borrowed, must outlive this.
-  PolicyManager(maps::JumpMap& jump, polprog::PolicyMapFds fds, std::string state_dir,
+  // `maps`: the policy maps this manager writes (kernel views, or fakes in unit tests); the size
+  // of maps.jump (weir_jump1) bounds the slots handed out. `fds`: the same maps' fds, for the
+  // programs' relocations only (the loader's business). `loader`: nullptr for polprog::load();
+  // else borrowed, must outlive this.
+  PolicyManager(maps::PolicyTables maps, polprog::PolicyMapFds fds, std::string state_dir,
                 SetPolicySlot set_slot, GetPolicySlot get_slot, PolicyLoader* loader = nullptr);
 
   // Reserves the jump slots a previous agent's programs occupy: they keep serving until this
@@ -103,6 +105,7 @@ class PolicyManager {
     std::string asm_text;
   };
 
+  Status install_entry_and_chunks(const polprog::LoadedPolicy& loaded, uint32_t entry);
   Status install(const Key& key, const PolicyEndpoint& ep, const calc::pol::EndpointPolicy& p);
   void install_failed(const Key& key, const PolicyEndpoint& ep, const Error& err);
   Status fail_closed(const Key& key, const PolicyEndpoint& ep, const Error& err);
@@ -115,7 +118,7 @@ class PolicyManager {
   void ref_rules(const calc::pol::EndpointPolicy& p, int delta);
   void prune_stale_members(const calc::PolicyResolver& resolver);
 
-  maps::JumpMap& jump_;
+  maps::PolicyTables maps_;
   polprog::PolicyMapFds fds_;
   std::string state_dir_;
   SetPolicySlot set_slot_;

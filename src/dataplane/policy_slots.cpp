@@ -43,7 +43,7 @@ namespace {
 
 // One lookup and one update of the ifstate entry, the slots changed by `set`.
 template <typename Set>
-Status update_slots(maps::IfstateMap& ifstate, uint32_t ifindex, const std::string& what, Set set) {
+Status update_slots(maps::IfstateTable& ifstate, uint32_t ifindex, const std::string& what, Set set) {
   auto cur = ifstate.lookup(ifindex);
   if (!cur) return cur.error().wrap(fmt::format("setting the {} of ifindex {}", what, ifindex));
   if (!*cur)
@@ -60,7 +60,7 @@ Status update_slots(maps::IfstateMap& ifstate, uint32_t ifindex, const std::stri
 
 }  // namespace
 
-Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
+Status set_policy_slots(maps::IfstateTable& ifstate, uint32_t ifindex, uint32_t ingress_slot,
                         uint32_t egress_slot) {
   return update_slots(ifstate, ifindex, "policy slots", [&](weir_ifstate_val& v) {
     v.ingress_slot = ingress_slot;
@@ -68,14 +68,14 @@ Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t in
   });
 }
 
-Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::Direction dir,
+Status set_policy_slot(maps::IfstateTable& ifstate, uint32_t ifindex, calc::pol::Direction dir,
                        uint32_t slot) {
   const bool in = dir == calc::pol::Direction::Ingress;
   return update_slots(ifstate, ifindex, fmt::format("{} policy slot", calc::pol::to_string(dir)),
                       [&](weir_ifstate_val& v) { (in ? v.ingress_slot : v.egress_slot) = slot; });
 }
 
-Result<uint32_t> get_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex,
+Result<uint32_t> get_policy_slot(maps::IfstateTable& ifstate, uint32_t ifindex,
                                  calc::pol::Direction dir) {
   auto cur = ifstate.lookup(ifindex);
   if (!cur) return cur.error().wrap(fmt::format("reading the ifstate entry of ifindex {}", ifindex));
@@ -83,7 +83,7 @@ Result<uint32_t> get_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex,
   return dir == calc::pol::Direction::Ingress ? (*cur)->ingress_slot : (*cur)->egress_slot;
 }
 
-Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump) {
+Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpTable& jump) {
   // Walks every index of the array; empty slots read back as absent and are skipped.
   auto d = jump.dump();
   if (!d) return d.error().wrap("listing the occupied jump slots");
@@ -94,14 +94,14 @@ Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump) {
   return out;
 }
 
-Status install_program(maps::JumpMap& jump, uint32_t slot, int prog_fd) {
+Status install_program(maps::JumpTable& jump, uint32_t slot, int prog_fd) {
   if (prog_fd < 0) return Error{EBADF, fmt::format("installing into jump slot {}: no program", slot)};
   auto st = jump.update(slot, static_cast<__u32>(prog_fd));
   if (!st) return st.error().wrap(fmt::format("installing a program into jump slot {}", slot));
   return {};
 }
 
-Status clear_program(maps::JumpMap& jump, uint32_t slot) {
+Status clear_program(maps::JumpTable& jump, uint32_t slot) {
   auto r = jump.remove(slot);
   if (!r) return r.error().wrap(fmt::format("clearing jump slot {}", slot));
   return {};

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "calc/policy_ir.h"
-#include "maps/weir_maps.h"
+#include "maps/table.h"
 #include "util/result.h"
 
 namespace weir::dataplane {
@@ -50,24 +50,24 @@ class JumpSlotAllocator {
 // Points the ifstate entry of `ifindex` at `slot` (or WEIR_NO_POLICY_SLOT) for `dir`, keeping
 // everything else of the entry: one map update, so a packet sees the old or the new slot, never
 // a mix. Error{ENOENT} when the interface has no ifstate entry (not managed by weir).
-Status set_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex, calc::pol::Direction dir,
+Status set_policy_slot(maps::IfstateTable& ifstate, uint32_t ifindex, calc::pol::Direction dir,
                        uint32_t slot);
 // The slot ifstate[ifindex] names for `dir`; Error{ENOENT} when there is no entry.
-Result<uint32_t> get_policy_slot(maps::IfstateMap& ifstate, uint32_t ifindex,
+Result<uint32_t> get_policy_slot(maps::IfstateTable& ifstate, uint32_t ifindex,
                                  calc::pol::Direction dir);
 // Both directions in one update.
-Status set_policy_slots(maps::IfstateMap& ifstate, uint32_t ifindex, uint32_t ingress_slot,
+Status set_policy_slots(maps::IfstateTable& ifstate, uint32_t ifindex, uint32_t ingress_slot,
                         uint32_t egress_slot);
 
 // Policy slots (>= WEIR_JUMP_FIRST_POLICY_SLOT) that hold a program, ascending: after a restart
 // the pinned jump map still holds the previous agent's policy programs and their chunks;
 // reserve() them so that new policies never overwrite a slot still in use, then clear the ones
 // no longer referenced once the new policies are installed.
-Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpMap& jump);
+Result<std::vector<uint32_t>> occupied_policy_slots(const maps::JumpTable& jump);
 
 // Writes program `prog_fd` into jump slot `slot` (atomic replacement of what was there).
-Status install_program(maps::JumpMap& jump, uint32_t slot, int prog_fd);
+Status install_program(maps::JumpTable& jump, uint32_t slot, int prog_fd);
 // Empties jump slot `slot` (a tail call into it then fails: DROP_TAIL_CALL). Absent is fine.
-Status clear_program(maps::JumpMap& jump, uint32_t slot);
+Status clear_program(maps::JumpTable& jump, uint32_t slot);
 
 }  // namespace weir::dataplane

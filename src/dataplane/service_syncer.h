@@ -26,7 +26,7 @@
 
 #include "calc/calc.h"
 #include "calc/diff.h"
-#include "maps/weir_maps.h"
+#include "maps/table.h"
 #include "util/result.h"
 
 namespace weir::dataplane {
@@ -34,7 +34,8 @@ namespace weir::dataplane {
 class ServiceSyncer {
  public:
   static constexpr std::chrono::milliseconds kRetireGrace{1000};
-  explicit ServiceSyncer(maps::WeirMaps& m, std::chrono::nanoseconds retire_grace = kRetireGrace)
+  // Writes m.nat_fe and m.nat_be (kernel maps, or fakes in unit tests).
+  explicit ServiceSyncer(maps::CoreTables m, std::chrono::nanoseconds retire_grace = kRetireGrace)
       : maps_(m), grace_(retire_grace) {}
 
   // Reads what is already programmed (a previous agent's work) so that apply() changes only
@@ -82,7 +83,7 @@ class ServiceSyncer {
   void delete_retired();
   uint32_t allocate_id();
 
-  maps::WeirMaps& maps_;
+  maps::CoreTables maps_;
   std::map<calc::FrontendKey, Programmed> programmed_;
   struct Retired {
     uint32_t svc_id = 0;

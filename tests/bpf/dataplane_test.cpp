@@ -22,6 +22,7 @@
 #include "bpf/bpffs.h"
 #include "bpf/netlink.h"
 #include "maps/decode.h"
+#include "maps/table.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
 
@@ -39,6 +40,9 @@ constexpr std::chrono::nanoseconds kNoGrace{0};
 struct TestMaps {
   Fd fe, be, ct, routes, ifstate, counters, ct_stats;
   std::unique_ptr<maps::WeirMaps> maps;
+  std::unique_ptr<maps::KernelTables> tables;  // the managers' views of `maps`
+
+  maps::CoreTables core() { return tables->core(); }
 
   static Fd create(bpf_map_type type, const char* name, uint32_t k, uint32_t v, uint32_t n,
                    uint32_t flags = 0) {
@@ -67,6 +71,7 @@ struct TestMaps {
       return;
     }
     maps = std::make_unique<maps::WeirMaps>(std::move(*m));
+    tables = std::make_unique<maps::KernelTables>(*maps);
   }
 };
 
@@ -103,7 +108,7 @@ std::map<calc::FrontendKey, std::pair<uint32_t, std::vector<calc::Backend>>> rea
 TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps, kNoGrace);
+  ServiceSyncer s(t.core(), kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.10", 53, 17, {{"10.65.0.5", 5353}});
@@ -121,7 +126,7 @@ TEST(ServiceSyncer, ProgramsFrontendsAndBackends) {
 TEST(ServiceSyncer, UnchangedInputWritesNothingAndChangeUsesFreshId) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps, kNoGrace);
+  ServiceSyncer s(t.core(), kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.12", 80, 6, {{"10.65.0.6", 80}});
@@ -187,7 +192,7 @@ struct StalePacket {
 TEST(ServiceSyncer, ABackendOutlivesTheSyncThatReplacedIt) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps, kNoGrace);
+  ServiceSyncer s(t.core(), kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
@@ -223,7 +228,7 @@ TEST(ServiceSyncer, ABackendOutlivesTheSyncThatReplacedIt) {
 TEST(ServiceSyncer, RetiredBackendsLiveAtLeastTheGraceTime) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps, std::chrono::milliseconds(300));
+  ServiceSyncer s(t.core(), std::chrono::milliseconds(300));
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.4", 8080}});
@@ -251,14 +256,14 @@ TEST(ServiceSyncer, AdoptionRetiresUnreferencedBackendsAtTheNextSync) {
   auto a2 = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}});
   StalePacket in_flight;
   {
-    ServiceSyncer first(*t.maps, kNoGrace);
+    ServiceSyncer first(t.core(), kNoGrace);
     ASSERT_TRUE(first.adopt().ok());
     ASSERT_TRUE(first.apply({a}).ok());
     in_flight = StalePacket::read_frontend(*t.maps, a);
     ASSERT_TRUE(first.apply({a2}).ok());  // the agent stops here: a's old id is retired
   }
   auto live = StalePacket::read_frontend(*t.maps, a2);
-  ServiceSyncer second(*t.maps, kNoGrace);
+  ServiceSyncer second(t.core(), kNoGrace);
   ASSERT_TRUE(second.adopt().ok());
   EXPECT_TRUE(in_flight.finds_backends(*t.maps)) << "adoption deleted backends at once";
   EXPECT_EQ(second.retired(), 1u);
@@ -272,7 +277,7 @@ TEST(ServiceSyncer, AdoptionRetiresUnreferencedBackendsAtTheNextSync) {
 TEST(ServiceSyncer, ApplyChangesTouchesOnlyTheDiffAndEqualsAFullApply) {
   TestMaps t;
   ASSERT_TRUE(t.maps);
-  ServiceSyncer s(*t.maps, kNoGrace);
+  ServiceSyncer s(t.core(), kNoGrace);
   ASSERT_TRUE(s.adopt().ok());
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   auto b = frontend("10.96.0.11", 80, 6, {{"10.65.0.5", 80}});
@@ -310,7 +315,7 @@ TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   ASSERT_TRUE(t.maps);
   auto a = frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}, {"10.65.0.4", 8080}});
   {
-    ServiceSyncer first(*t.maps, kNoGrace);
+    ServiceSyncer first(t.core(), kNoGrace);
     ASSERT_TRUE(first.adopt().ok());
     ASSERT_TRUE(first.apply({a}).ok());
   }
@@ -318,7 +323,7 @@ TEST(ServiceSyncer, RestartAdoptsAndChangesNothing) {
   // An orphaned backend entry, as a crash between two writes would leave.
   ASSERT_TRUE(t.maps->nat_be.update(weir_nat_be_key{999, 0}, weir_nat_be_val{}).ok());
 
-  ServiceSyncer second(*t.maps, kNoGrace);
+  ServiceSyncer second(t.core(), kNoGrace);
   ASSERT_TRUE(second.adopt().ok());
   EXPECT_EQ(second.programmed(), 1u);
   ASSERT_TRUE(second.apply({a}).ok());
@@ -393,7 +398,7 @@ TEST(ConntrackScanner, ExpiresIdlePairsTogetherAndKeepsLiveOnes) {
   insert(*t.maps, udp_live);
   insert(*t.maps, tcp);
 
-  ConntrackScanner sc(*t.maps);
+  ConntrackScanner sc(t.core());
   auto st = sc.scan(to, nullptr, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_EQ(st->scanned, 6u);
@@ -422,7 +427,7 @@ TEST(ConntrackScanner, RemovesFlowsToRemovedBackendsOnly) {
   insert(*t.maps, to_kept);
   insert(*t.maps, to_removed);
   calc::BackendIndex idx({frontend("10.96.0.10", 80, 6, {{"10.65.0.3", 8080}})});
-  ConntrackScanner sc(*t.maps);
+  ConntrackScanner sc(t.core());
   auto st = sc.scan(model::ConntrackTimeouts{}, &idx, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_GE(st->stale_backend, 1u);
@@ -456,7 +461,7 @@ TEST(ConntrackScanner, ManyChunksPairsAcrossChunksAndDeletionsCountedForTheAgent
   }
   ASSERT_EQ(*t.maps->ct.count(), 2u * kPairs);
   ASSERT_GT(2u * kPairs, 4 * ConntrackScanner::kChunk);
-  ConntrackScanner sc(*t.maps);
+  ConntrackScanner sc(t.core());
   auto st = sc.scan(model::ConntrackTimeouts{}, nullptr, now);
   ASSERT_TRUE(st.ok()) << st.error().str();
   const size_t dead = 2 * ((kPairs + 2) / 3);  // i % 3 == 0
@@ -551,7 +556,8 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
   ASSERT_TRUE(mode.ok()) << mode.error().str();
 
   {
-    EndpointManager em(*t.maps, layout, *mode, from.get(), to.get());
+    TcInterfaces ifs(layout, *mode, from.get(), to.get());
+    EndpointManager em(t.core(), ifs);
     calc::Interface itf;
     itf.name = host;
     itf.workload = "default/hook";
@@ -567,7 +573,7 @@ TEST(EndpointManager, PolicyHookRunsBetweenIfstateAndAttach) {
       auto progs = bpf::tc_list(seen, bpf::TcDir::Ingress);
       ASSERT_TRUE(progs.ok()) << progs.error().str();
       EXPECT_TRUE(progs->empty()) << "a program was attached before the hook ran";
-      EXPECT_TRUE(set_policy_slot(t.maps->ifstate, uint32_t(seen), calc::pol::Direction::Ingress, 7).ok());
+      EXPECT_TRUE(set_policy_slot(t.core().ifstate, uint32_t(seen), calc::pol::Direction::Ingress, 7).ok());
     };
     auto st = em.apply({itf}, {}, [&] {
       check();
@@ -627,7 +633,8 @@ TEST(EndpointManager, FailingPolicyHookHoldsNewInterfacesBack) {
   auto mode = bpf::probe_tc_mode();
   ASSERT_TRUE(mode.ok()) << mode.error().str();
 
-  EndpointManager em(*t.maps, layout, *mode, from.get(), to.get());
+  TcInterfaces ifs(layout, *mode, from.get(), to.get());
+  EndpointManager em(t.core(), ifs);
   calc::Interface itf;
   itf.name = host;
   itf.workload = "default/held";

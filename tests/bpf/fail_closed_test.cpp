@@ -14,6 +14,7 @@
 #include "cli/policy_format.h"
 #include "dataplane/policy_manager.h"
 #include "maps/policy_info.h"
+#include "maps/table.h"
 #include "maps/weir_maps.h"
 #include "model/parse.h"
 #include "tc_fixture.h"
@@ -85,6 +86,7 @@ class FailClosedTest : public TcTest {
                                           tc->map_fd(WEIR_MAP_RULE_CNT)});
     ASSERT_TRUE(pm.ok()) << pm.error().str();
     polm = std::make_unique<maps::PolicyMaps>(std::move(*pm));
+    tables = std::make_unique<maps::KernelTables>(*wm, polm.get());
     polprog::PolicyMapFds fds;
     fds.state = tc->map_fd(WEIR_MAP_PSTATE);
     fds.ipsets = tc->map_fd(WEIR_MAP_IPSETS);
@@ -93,15 +95,16 @@ class FailClosedTest : public TcTest {
     fds.jump = tc->map_fd(WEIR_MAP_JUMP);
     fds.counters = tc->map_fd(WEIR_MAP_COUNTERS);
     mgr = std::make_unique<dataplane::PolicyManager>(
-        polm->jump, fds, state_dir,
+        tables->policy(), fds, state_dir,
         [this](uint32_t idx, Direction d, uint32_t slot) {
-          return dataplane::set_policy_slot(wm->ifstate, idx, d, slot);
+          return dataplane::set_policy_slot(tables->core().ifstate, idx, d, slot);
         },
-        [this](uint32_t idx, Direction d) { return dataplane::get_policy_slot(wm->ifstate, idx, d); },
+        [this](uint32_t idx, Direction d) { return dataplane::get_policy_slot(tables->core().ifstate, idx, d); },
         &loader);
   }
   void TearDown() override {
     mgr.reset();
+    tables.reset();
     std::filesystem::remove_all(state_dir);
     TcTest::TearDown();
   }
@@ -112,7 +115,7 @@ class FailClosedTest : public TcTest {
     return mgr->apply(resolver, {{"default/client", "weir0h", client_if}});
   }
   uint32_t egress_slot() {
-    auto s = dataplane::get_policy_slot(wm->ifstate, client_if, Direction::Egress);
+    auto s = dataplane::get_policy_slot(tables->core().ifstate, client_if, Direction::Egress);
     EXPECT_TRUE(s.ok());
     return s.ok() ? *s : 0;
   }
@@ -124,6 +127,7 @@ class FailClosedTest : public TcTest {
   std::string state_dir;
   std::unique_ptr<maps::WeirMaps> wm;
   std::unique_ptr<maps::PolicyMaps> polm;
+  std::unique_ptr<maps::KernelTables> tables;
   FlakyLoader loader;
   calc::PolicyResolver resolver;
   std::unique_ptr<dataplane::PolicyManager> mgr;

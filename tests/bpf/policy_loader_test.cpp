@@ -80,7 +80,8 @@ TEST_F(PolicyLoaderTest, ContinuationsInstalledAndReplacedOnRestart) {
     EXPECT_EQ(p.rule_cnt.info().max_entries, 512u);
     EXPECT_EQ(p.jump.info().max_entries, uint32_t(WEIR_MAP_JUMP_SIZE));
     // A policy program in slot 2, as the policy manager would install it.
-    ASSERT_TRUE(install_program(p.jump, 2, policy.get()).ok());
+    maps::KernelTable jump(p.jump);
+    ASSERT_TRUE(install_program(jump, 2, policy.get()).ok());
     // The fds for polprog::load.
     auto f = progs->policy_map_fds();
     EXPECT_GE(f.state, 0);
@@ -105,24 +106,26 @@ TEST_F(PolicyLoaderTest, ContinuationsInstalledAndReplacedOnRestart) {
   EXPECT_EQ(slot_prog(p, WEIR_JUMP_TO_WL_POLICY_DONE), prog_id(again->to_wl_pol_fd()));
   EXPECT_NE(prog_id(again->from_wl_pol_fd()), first_from);
   EXPECT_EQ(slot_prog(p, 2), prog_id(policy.get()));
-  ASSERT_TRUE(install_program(p.jump, 7, policy.get()).ok());
-  auto occupied = occupied_policy_slots(p.jump);
+  maps::KernelTable jump(p.jump);
+  ASSERT_TRUE(install_program(jump, 7, policy.get()).ok());
+  auto occupied = occupied_policy_slots(jump);
   ASSERT_TRUE(occupied.ok()) << occupied.error().str();
   EXPECT_EQ(*occupied, (std::vector<uint32_t>{2, 7})) << "continuation slots are not policy slots";
   JumpSlotAllocator alloc(p.jump.info().max_entries);
   for (uint32_t s : *occupied) ASSERT_TRUE(alloc.reserve(s).ok());
   EXPECT_EQ(*alloc.take(), 3u);
-  ASSERT_TRUE(clear_program(p.jump, 7).ok());
-  ASSERT_TRUE(clear_program(p.jump, 2).ok());
+  ASSERT_TRUE(clear_program(jump, 7).ok());
+  ASSERT_TRUE(clear_program(jump, 2).ok());
   EXPECT_FALSE(slot_prog(p, 2).has_value());
-  EXPECT_TRUE(clear_program(p.jump, 2).ok()) << "clearing an empty slot is fine";
-  EXPECT_FALSE(install_program(p.jump, 3, -1).ok());
+  EXPECT_TRUE(clear_program(jump, 2).ok()) << "clearing an empty slot is fine";
+  EXPECT_FALSE(install_program(jump, 3, -1).ok());
 }
 
 TEST_F(PolicyLoaderTest, SetPolicySlotFlipsOneDirection) {
   auto progs = TcPrograms::load(layout_, model::MapSizes{});
   ASSERT_TRUE(progs.ok()) << progs.error().str();
-  auto& ifstate = progs->maps().ifstate;
+  auto& ifstate_map = progs->maps().ifstate;
+  maps::KernelTable ifstate(ifstate_map);
   weir_ifstate_val v{};
   std::strncpy(v.name, "weirpol0", sizeof(v.name) - 1);
   v.flags = WEIR_IF_F_WORKLOAD | WEIR_IF_F_READY;

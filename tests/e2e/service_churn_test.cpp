@@ -101,6 +101,8 @@ TEST(ServiceChurnE2E, BackendsRewrittenThousandTimesWhileClientsConnect) {
 
   maps::PinLayout layout{lab.pin_root()};
   std::optional<dataplane::TcPrograms> progs;
+  std::optional<maps::KernelTables> tables;
+  std::optional<dataplane::TcInterfaces> ifs;
   std::optional<dataplane::EndpointManager> em;
   auto attached = lab.in_netns(lab.node_netns(), [&]() -> Status {
     for (const auto& dir : {layout.maps_dir(), layout.links_dir()}) WEIR_TRY(bpf::mkdirs(dir));
@@ -109,11 +111,13 @@ TEST(ServiceChurnE2E, BackendsRewrittenThousandTimesWhileClientsConnect) {
     progs.emplace(std::move(*p));
     auto mode = bpf::probe_tc_mode();
     if (!mode) return mode.error();
-    em.emplace(progs->maps(), layout, *mode, progs->from_wl_fd(), progs->to_wl_fd());
+    tables.emplace(progs->maps());
+    ifs.emplace(layout, *mode, progs->from_wl_fd(), progs->to_wl_fd());
+    em.emplace(tables->core(), *ifs);
     return em->apply(out.interfaces, out.routes);
   });
   ASSERT_TRUE(attached.ok()) << attached.error().str();
-  dataplane::ServiceSyncer syncer(progs->maps());
+  dataplane::ServiceSyncer syncer(tables->core());
   ASSERT_TRUE(syncer.adopt().ok());
   ASSERT_TRUE(syncer.apply(out.frontends).ok());
 

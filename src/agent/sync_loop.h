@@ -1,0 +1,110 @@
+// SyncLoop: the agent's sync state machine, apart from its event loop and from the kernel.
+//
+// sync() reads the datastore and brings the dataplane managers in step with it:
+//   - a rejected load changes nothing: the last good state (the calc output last applied, and
+//     the backend index the conntrack scanner judges flows by) stays;
+//   - a change confined to Services and EndpointSlices takes the incremental path
+//     (calc::update_service_frontends + ServiceSyncer::apply_changes), when there is a last good
+//     state, no forced full sync and no interface pending;
+//   - anything else takes the full path: calc::compute, diff with the last good state, apply
+//     endpoints (policy from inside, before attach) and services;
+//   - a failed service write forces the next sync to be full (has_pending(): the caller retries
+//     it a second later even when the datastore did not change).
+// The managers are injected, so the whole machine runs over fake maps in unit tests
+// (tests/unit/sync_loop_test.cpp); the agent (agent.cpp) gives it the kernel's.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "calc/calc.h"
+#include "calc/conntrack.h"
+#include "calc/ct_occupancy.h"
+#include "calc/policy.h"
+#include "dataplane/ct_scanner.h"
+#include "dataplane/endpoint_manager.h"
+#include "dataplane/policy_manager.h"
+#include "dataplane/service_syncer.h"
+#include "datastore/datastore.h"
+#include "maps/table.h"
+#include "util/result.h"
+
+namespace weir::agent {
+
+// What a sync applies to: the managers (borrowed, they outlive the SyncLoop), the conntrack map
+// for the occupancy warning, and the clock conntrack timestamps are read against.
+struct Dataplane {
+  dataplane::EndpointManager& endpoints;
+  dataplane::ServiceSyncer& services;
+  dataplane::PolicyManager& policies;
+  dataplane::ConntrackScanner& scanner;
+  const maps::ConntrackTable& ct;
+  std::function<uint64_t()> now_ns = dataplane::monotonic_ns;
+};
+
+class PhaseTimer;  // sync_loop.cpp
+
+class SyncLoop {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  SyncLoop(std::string node, Dataplane dp) : node_(std::move(node)), dp_(std::move(dp)) {}
+
+  // Reads what a previous agent left in the maps (endpoints, services, policy slots).
+  Status adopt();
+
+  // One sync (see above). Errors are logged, never returned: what could not be applied is
+  // retried (has_pending(), policy_retry_at()).
+  void sync(datastore::Datastore& ds);
+
+  // Endpoints failed closed (their policy did not install): when to try again (1 s, doubling
+  // up to 60 s), nullopt when none.
+  std::optional<Clock::time_point> policy_retry_at() const;
+  void retry_policy();
+
+  // One conntrack scanner pass with the last good state's backends, then the occupancy warning.
+  void scan();
+
+  std::chrono::milliseconds min_sync_period() const;
+  std::chrono::milliseconds scan_period() const;
+  // Something to retry without a datastore change: missing interfaces, failed service writes.
+  bool has_pending() const;
+  void set_config(model::DataplaneConfig c) { config_ = std::move(c); }
+
+  // What the last sync() did, and the state it left: for tests and logs.
+  enum class Path { Rejected, Incremental, Full, Unchanged };
+  Path last_path() const { return last_path_; }
+  const std::optional<calc::Output>& last_good() const { return good_; }
+
+ private:
+  void sync_full(const model::Snapshot& snap, PhaseTimer& timer);
+  void sync_services(const model::Snapshot& snap, const std::vector<std::string>& services,
+                     PhaseTimer& timer);
+  void take_config(const model::Snapshot& snap);
+  Status apply_policy(const calc::Output& out);
+  void schedule_policy_retry();
+  void report_occupancy(uint64_t entries);
+
+  std::string node_;
+  Dataplane dp_;
+  calc::CtOccupancyAlarm ct_alarm_;
+  calc::PolicyResolver resolver_;
+  std::optional<calc::Output> good_;  // last successfully applied calc output
+  std::set<model::Ipv4> local_;        // the node's workload IPs in good_'s snapshot
+  bool force_full_ = false;            // a service write failed: the next sync is a full one
+  calc::BackendIndex backends_;
+  std::optional<model::DataplaneConfig> config_;
+  Clock::time_point policy_retry_at_{};
+  std::chrono::milliseconds policy_retry_delay_{0};
+  Path last_path_ = Path::Unchanged;
+};
+
+// Sets spdlog's level from the snapshot's DataplaneConfig, when it names one.
+void apply_log_level(const model::Snapshot& snap);
+
+}  // namespace weir::agent

@@ -1,0 +1,158 @@
+// Helpers for the unprivileged tests of the dataplane managers over fake maps
+// (maps/fake_table.h).
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "calc/calc.h"
+#include "calc/conntrack.h"
+#include "dataplane/endpoint_manager.h"
+#include "dataplane/policy_manager.h"
+#include "dataplane/service_syncer.h"
+#include "maps/fake_table.h"
+
+namespace weir::dataplane::test {
+
+constexpr uint64_t kSec = 1000000000ull;
+constexpr uint32_t kEstablished = WEIR_CT_LEG_SYN | WEIR_CT_LEG_ACK;
+
+inline model::Ipv4 ip(const char* s) { return *model::Ipv4::parse(s); }
+
+inline calc::Frontend frontend(const char* vip, uint16_t port, uint8_t proto,
+                               std::vector<std::pair<const char*, uint16_t>> backends) {
+  calc::Frontend fe;
+  fe.key = calc::FrontendKey{ip(vip), port, proto};
+  fe.service = std::string("default/svc:") + std::to_string(port);
+  for (auto& [a, p] : backends) fe.backends.push_back(calc::Backend{ip(a), p});
+  std::sort(fe.backends.begin(), fe.backends.end());
+  return fe;
+}
+
+// (frontend key) -> (service id, sorted backends), read back from the fake maps; a frontend
+// whose backends are incomplete has an empty list and a failed expectation.
+using NatView = std::map<calc::FrontendKey, std::pair<uint32_t, std::vector<calc::Backend>>>;
+inline NatView read_nat(const maps::FakeTables& m) {
+  NatView out;
+  auto fes = m.nat_fe.dump();
+  EXPECT_TRUE(fes.ok());
+  if (!fes) return out;
+  for (auto& [k, v] : *fes) {
+    std::vector<calc::Backend> bes;
+    for (uint32_t i = 0; i < v.count; i++) {
+      auto b = m.nat_be.peek(weir_nat_be_key{v.svc_id, i});
+      EXPECT_TRUE(b.has_value()) << "backend " << v.svc_id << ":" << i << " missing";
+      if (b) bes.push_back(calc::Backend{model::Ipv4::from_network_order(b->addr), ntohs(b->port)});
+    }
+    std::sort(bes.begin(), bes.end());
+    out[from_map_key(k)] = {v.svc_id, bes};
+  }
+  return out;
+}
+
+// The same without service ids: what two ways of programming the same input must agree on.
+inline std::map<calc::FrontendKey, std::vector<calc::Backend>> nat_content(const maps::FakeTables& m) {
+  std::map<calc::FrontendKey, std::vector<calc::Backend>> out;
+  for (auto& [k, v] : read_nat(m)) out[k] = v.second;
+  return out;
+}
+
+struct NatPair {
+  weir_ct_key fwd_key, rev_key;
+  weir_ct_val fwd, rev;
+};
+
+// A NAT flow client -> vip -> backend as the datapath creates it (both halves).
+inline NatPair nat_pair(const char* client, uint16_t cport, const char* vip, uint16_t vport,
+                        const char* backend, uint16_t bport, uint8_t proto, uint64_t last_seen,
+                        uint32_t leg_flags) {
+  NatPair p{};
+  bool client_first = false;
+  p.fwd_key = calc::ct_make_key(ip(client), cport, ip(vip), vport, proto, &client_first);
+  p.fwd.type = WEIR_CT_NAT_FWD;
+  p.fwd.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
+  p.fwd.nat_addr = ip(backend).network_order();
+  p.fwd.nat_port = htons(bport);
+  p.fwd.last_seen_ns = last_seen;
+  p.fwd.a.flags = p.fwd.b.flags = leg_flags;
+  p.rev_key = calc::ct_make_key(ip(client), cport, ip(backend), bport, proto, &client_first);
+  p.rev.type = WEIR_CT_NAT_REV;
+  p.rev.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
+  p.rev.nat_addr = ip(vip).network_order();
+  p.rev.nat_port = htons(vport);
+  p.rev.last_seen_ns = last_seen;
+  p.rev.a.flags = p.rev.b.flags = leg_flags;
+  return p;
+}
+
+inline void insert(maps::FakeTables& m, const NatPair& p) {
+  ASSERT_TRUE(m.ct.update(p.fwd_key, p.fwd).ok());
+  ASSERT_TRUE(m.ct.update(p.rev_key, p.rev).ok());
+}
+
+inline uint64_t agent_deleted(const maps::FakeTables& m) {
+  auto v = m.ct_stats.lookup(WEIR_CT_STATS_AGENT);
+  uint64_t n = 0;
+  if (v.ok() && v->has_value())
+    for (const auto& s : **v) n += s.deleted;
+  return n;
+}
+
+// Interfaces that exist because the test says so; attach/detach are recorded, not done.
+class FakeInterfaces final : public InterfaceOps {
+ public:
+  std::map<std::string, bpf::LinkInfo> links;
+  std::vector<std::string> calls;  // "attach weir1 ingress", "detach weir1 egress"
+  int fail_attach_err = 0;
+
+  void add(const std::string& name, int ifindex) {
+    bpf::LinkInfo l;
+    l.ifindex = ifindex;
+    l.name = name;
+    l.mac = {0xee, 0xee, 0xee, 0xee, 0xee, static_cast<uint8_t>(ifindex)};
+    links[name] = l;
+  }
+  Result<bpf::LinkInfo> link_by_name(const std::string& name) override {
+    auto it = links.find(name);
+    if (it == links.end()) return Error{ENODEV, "no link " + name};
+    return it->second;
+  }
+  Status attach(int ifindex, const std::string& name, bpf::TcDir dir) override {
+    calls.push_back(fmt::format("attach {} {} {}", name, ifindex, dir == bpf::TcDir::Ingress ? "ingress" : "egress"));
+    if (fail_attach_err) return Error{fail_attach_err, "attaching to " + name};
+    return {};
+  }
+  Status detach(int ifindex, const std::string& name, bpf::TcDir dir) override {
+    calls.push_back(fmt::format("detach {} {} {}", name, ifindex, dir == bpf::TcDir::Ingress ? "ingress" : "egress"));
+    return {};
+  }
+  std::string mode() const override { return "fake"; }
+};
+
+// "Loads" a compiled policy as one placeholder fd per chunk (/dev/null): what the jump map then
+// holds is that fd's number. Fails names starting with fail_prefix, as a verifier would.
+class FakeLoader : public PolicyLoader {
+ public:
+  std::string fail_prefix;
+  std::vector<std::string> loaded;
+  Result<polprog::LoadedPolicy> load(const polprog::CompiledPolicy& c, const polprog::PolicyMapFds&,
+                                     const std::string& name) override {
+    if (!fail_prefix.empty() && name.rfind(fail_prefix, 0) == 0)
+      return Error{EACCES, "injected: the verifier rejected " + name};
+    loaded.push_back(name);
+    polprog::LoadedPolicy l;
+    for (size_t i = 0; i < c.chunks.size(); i++) l.chunks.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    l.chunk_slots = c.chunk_slots;
+    return l;
+  }
+};
+
+}  // namespace weir::dataplane::test

@@ -1,0 +1,249 @@
+// The agent's sync state machine (agent/sync_loop.h) over a directory datastore and the real
+// managers on fake maps and fake interfaces: no root. Full vs incremental path, retry after a
+// failed write, a rejected load keeping the last good state, adoption after a restart.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "agent/sync_loop.h"
+#include "dataplane_testing.h"
+#include "datastore/datastore.h"
+#include "datastore_testing.h"
+
+namespace weir::agent {
+namespace {
+
+using dataplane::test::FakeInterfaces;
+using dataplane::test::FakeLoader;
+using dataplane::test::kEstablished;
+using dataplane::test::kSec;
+using dataplane::test::nat_content;
+using dataplane::test::nat_pair;
+using Path = SyncLoop::Path;
+
+constexpr uint64_t kNow = 100000 * kSec;
+
+const char* kWorkloads = R"(apiVersion: weir.dev/v1
+kind: WorkloadEndpoint
+metadata: {name: web-0, namespace: default, labels: {app: web}}
+spec: {node: n1, interface: weir1, ips: [10.65.0.2]}
+)";
+
+// Service web (10.96.0.10:80 -> 8080) with the given backends, and service db (10.96.0.11:5432).
+std::string services(const std::string& web_backends) {
+  return R"(apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [)" + web_backends + R"(]
+ports: [{name: http, protocol: TCP, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: 10.96.0.11
+  ports: [{name: pg, protocol: TCP, port: 5432, targetPort: 5432}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-1, namespace: default, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+endpoints: [{addresses: [10.65.1.7], conditions: {ready: true}}]
+ports: [{name: pg, protocol: TCP, port: 5432}]
+)";
+}
+
+std::string backend(const char* addr) {
+  return std::string("{addresses: [") + addr + "], conditions: {ready: true}}";
+}
+
+const calc::FrontendKey kWeb{*model::Ipv4::parse("10.96.0.10"), 80, 6};
+
+// One agent's managers and sync loop over maps that outlive it (a restart builds a new one).
+struct Agent {
+  Agent(maps::FakeTables& m, FakeInterfaces& ifs, const std::string& state_dir)
+      : endpoints(m.core(), ifs),
+        services(m.core(), std::chrono::nanoseconds(0)),
+        scanner(m.core()),
+        policies(
+            m.policy(), polprog::PolicyMapFds{}, state_dir,
+            [&m](uint32_t i, calc::pol::Direction d, uint32_t s) { return dataplane::set_policy_slot(m.ifstate, i, d, s); },
+            [&m](uint32_t i, calc::pol::Direction d) { return dataplane::get_policy_slot(m.ifstate, i, d); },
+            &loader),
+        loop("n1", Dataplane{endpoints, services, policies, scanner, m.ct, [] { return kNow; }}) {}
+  FakeLoader loader;
+  dataplane::EndpointManager endpoints;
+  dataplane::ServiceSyncer services;
+  dataplane::ConntrackScanner scanner;
+  dataplane::PolicyManager policies;
+  SyncLoop loop;
+};
+
+class SyncLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ifs.add("weir1", 7);
+    dir.write("workloads.yaml", kWorkloads);
+    dir.write("services.yaml", services(backend("10.65.0.2") + ", " + backend("10.65.1.9")));
+    auto opened = datastore::open_datastore("dir:" + dir.path().string());
+    ASSERT_TRUE(opened.ok()) << opened.error().str();
+    ds = std::move(*opened);
+    agent = std::make_unique<Agent>(m, ifs, (dir.path() / "state").string());
+    ASSERT_TRUE(agent->loop.adopt().ok());
+  }
+  SyncLoop& loop() { return agent->loop; }
+
+  // What a fresh agent writes for the datastore's current content with one full sync.
+  std::map<calc::FrontendKey, std::vector<calc::Backend>> fresh_full_sync() {
+    maps::FakeTables fm;
+    FakeInterfaces fi;
+    fi.add("weir1", 7);
+    auto fds = datastore::open_datastore("dir:" + dir.path().string());
+    EXPECT_TRUE(fds.ok());
+    Agent fresh(fm, fi, (dir.path() / "state2").string());
+    fresh.loop.sync(**fds);
+    EXPECT_EQ(fresh.loop.last_path(), Path::Full);
+    return nat_content(fm);
+  }
+
+  testing::TempDir dir;
+  maps::FakeTables m;
+  FakeInterfaces ifs;
+  std::unique_ptr<datastore::Datastore> ds;
+  std::unique_ptr<Agent> agent;
+};
+
+TEST_F(SyncLoopTest, FirstSyncIsFullAndProgramsEverything) {
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Full);
+  ASSERT_TRUE(loop().last_good().has_value());
+  EXPECT_EQ(loop().last_good()->frontends.size(), 2u);
+  auto nat = nat_content(m);
+  ASSERT_EQ(nat.size(), 2u);
+  EXPECT_EQ(nat[kWeb].size(), 2u);
+  EXPECT_TRUE(m.ifstate.contains(7));
+  EXPECT_EQ(ifs.calls.size(), 2u);
+  EXPECT_FALSE(loop().has_pending());
+}
+
+TEST_F(SyncLoopTest, AServiceOnlyChangeIsIncrementalAndEqualsAFullSync) {
+  loop().sync(*ds);
+  // A flow to the backend about to go, and one to the backend that stays.
+  auto gone = nat_pair("10.65.0.2", 40000, "10.96.0.10", 80, "10.65.1.9", 8080, 6, kNow, kEstablished);
+  auto kept = nat_pair("10.65.0.2", 40001, "10.96.0.10", 80, "10.65.0.2", 8080, 6, kNow, kEstablished);
+  dataplane::test::insert(m, gone);
+  dataplane::test::insert(m, kept);
+  const size_t ifstate_writes = m.ifstate.updates();
+
+  dir.write("services.yaml", services(backend("10.65.0.2") + ", " + backend("10.65.2.3")));
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Incremental);
+  EXPECT_EQ(m.ifstate.updates(), ifstate_writes) << "the incremental path touched endpoints";
+  EXPECT_EQ(nat_content(m), fresh_full_sync());
+  EXPECT_FALSE(m.ct.contains(gone.fwd_key)) << "a flow to a removed backend outlived the sync";
+  EXPECT_TRUE(m.ct.contains(kept.fwd_key));
+
+  // A second change on top of the first: still equal to a full sync of the same input.
+  dir.write("services.yaml", services(backend("10.65.2.3")));
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Incremental);
+  EXPECT_EQ(nat_content(m), fresh_full_sync());
+  // The last good state follows the incremental changes: a full sync finds nothing to do.
+  dir.write("workloads.yaml", std::string(kWorkloads) + "# touched\n");
+  const size_t nat_writes = m.nat_fe.updates() + m.nat_be.updates();
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Unchanged);
+  EXPECT_EQ(m.nat_fe.updates() + m.nat_be.updates(), nat_writes);
+}
+
+TEST_F(SyncLoopTest, AFailedServiceWriteIsRetriedByAFullSync) {
+  loop().sync(*ds);
+  m.nat_be.fail_updates(ENOMEM);
+  dir.write("services.yaml", services(backend("10.65.3.3")));
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Incremental);
+  EXPECT_TRUE(loop().has_pending()) << "a failed write is not retried";
+  const std::vector<calc::Backend> wanted{{*model::Ipv4::parse("10.65.3.3"), 8080}};
+  EXPECT_NE(nat_content(m)[kWeb], wanted) << "the write that failed is in the maps";
+
+  // Nothing changed in the datastore: the retry is a full sync that writes what is missing.
+  m.nat_be.fail_updates(0);
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Full);
+  EXPECT_FALSE(loop().has_pending());
+  EXPECT_EQ(nat_content(m)[kWeb], wanted);
+  EXPECT_EQ(nat_content(m), fresh_full_sync());
+}
+
+TEST_F(SyncLoopTest, ARejectedLoadKeepsTheLastGoodState) {
+  loop().sync(*ds);
+  const auto good = loop().last_good();
+  const auto nat = nat_content(m);
+  const size_t writes = m.nat_fe.updates() + m.nat_be.updates() + m.ifstate.updates();
+
+  dir.write("services.yaml", services(backend("10.65.0.2")) + "---\nkind: Service\nnonsense: [\n");
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Rejected);
+  ASSERT_TRUE(loop().last_good().has_value()) << "the last good state was dropped";
+  EXPECT_EQ(loop().last_good()->frontends, good->frontends);
+  EXPECT_EQ(nat_content(m), nat);
+  EXPECT_EQ(m.nat_fe.updates() + m.nat_be.updates() + m.ifstate.updates(), writes);
+  // The scanner still judges flows by the last good backends.
+  auto stale = nat_pair("10.65.0.2", 40002, "10.96.0.10", 80, "10.65.9.9", 8080, 6, kNow, kEstablished);
+  dataplane::test::insert(m, stale);
+  loop().scan();
+  EXPECT_FALSE(m.ct.contains(stale.fwd_key)) << "the scan forgot the services during bad input";
+
+  // Valid again: applied on top of the kept state.
+  dir.write("services.yaml", services(backend("10.65.0.2")));
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Full);
+  EXPECT_EQ(nat_content(m), fresh_full_sync());
+}
+
+TEST_F(SyncLoopTest, ARestartAdoptsAndRewritesNoService) {
+  loop().sync(*ds);
+  const auto nat = nat_content(m);
+  agent.reset();  // the agent exits; the maps stay
+  const size_t writes = m.nat_fe.updates() + m.nat_be.updates() + m.routes.updates();
+  auto ds2 = datastore::open_datastore("dir:" + dir.path().string());
+  ASSERT_TRUE(ds2.ok());
+  Agent second(m, ifs, (dir.path() / "state").string());
+  ASSERT_TRUE(second.loop.adopt().ok());
+  second.loop.sync(**ds2);
+  EXPECT_EQ(second.loop.last_path(), Path::Full);
+  EXPECT_EQ(m.nat_fe.updates() + m.nat_be.updates() + m.routes.updates(), writes)
+      << "unchanged services or routes rewritten after a restart";
+  EXPECT_EQ(nat_content(m), nat);
+  EXPECT_EQ(second.endpoints.managed(), 1u) << "the adopted interface was not taken over";
+}
+
+TEST_F(SyncLoopTest, APendingInterfaceForcesTheFullPath) {
+  ifs.links.clear();  // weir1 does not exist yet
+  loop().sync(*ds);
+  EXPECT_TRUE(loop().has_pending());
+  dir.write("services.yaml", services(backend("10.65.0.2")));
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Full) << "a service-only change skipped a pending interface";
+  EXPECT_TRUE(loop().has_pending());
+  EXPECT_FALSE(m.ifstate.contains(7));
+  // The interface appears; nothing changed in the datastore: the retry is a full sync.
+  ifs.add("weir1", 7);
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Full);
+  EXPECT_FALSE(loop().has_pending());
+  EXPECT_TRUE(m.ifstate.contains(7));
+  EXPECT_EQ(nat_content(m), fresh_full_sync());
+}
+
+}  // namespace
+}  // namespace weir::agent
