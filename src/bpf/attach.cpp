@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bpf/bpffs.h"
+#include "bpf/netlink.h"
 #include "util/fd.h"
 
 namespace weir::bpf {
@@ -178,78 +179,9 @@ Status tcx_prog_detach(int ifindex, TcDir dir, uint32_t prog_id) {
 
 // ------------------------------------------------------------------ raw rtnetlink (tc)
 
-class RtNetlink {
- public:
-  static Result<RtNetlink> open() {
-    int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0) return errno_error("opening an rtnetlink socket");
-    RtNetlink nl;
-    nl.fd_.reset(fd);
-    struct sockaddr_nl sa {};
-    sa.nl_family = AF_NETLINK;
-    if (::bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) != 0)
-      return errno_error("binding an rtnetlink socket");
-    int one = 1;
-    setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
-    return nl;
-  }
-
-  // Send one request; for dumps call `on_msg` for every reply message until NLMSG_DONE; for
-  // other requests wait for the ACK. Returns the kernel's error as an Error.
-  template <typename F>
-  Status request(std::vector<char>& msg, bool dump, F on_msg, const std::string& what) {
-    auto* h = reinterpret_cast<struct nlmsghdr*>(msg.data());
-    h->nlmsg_len = static_cast<__u32>(msg.size());
-    h->nlmsg_seq = ++seq_;
-    h->nlmsg_flags |= NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK);
-    struct sockaddr_nl sa {};
-    sa.nl_family = AF_NETLINK;
-    if (::sendto(fd_.get(), msg.data(), msg.size(), 0, reinterpret_cast<struct sockaddr*>(&sa),
-                 sizeof(sa)) < 0)
-      return errno_error("netlink send: " + what);
-    std::vector<char> buf(1 << 16);
-    for (;;) {
-      ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return errno_error("netlink receive: " + what);
-      }
-      int len = static_cast<int>(n);
-      for (auto* r = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(r, len);
-           r = NLMSG_NEXT(r, len)) {
-        if (r->nlmsg_seq != seq_) continue;
-        if (r->nlmsg_type == NLMSG_DONE) return {};
-        if (r->nlmsg_type == NLMSG_ERROR) {
-          auto* e = static_cast<struct nlmsgerr*>(NLMSG_DATA(r));
-          if (e->error == 0) return {};
-          return Error{-e->error, what};
-        }
-        on_msg(r);
-      }
-    }
-  }
-
- private:
-  Fd fd_;
-  uint32_t seq_ = 0;
-};
-
-std::vector<char> tc_msg(uint16_t type, uint16_t flags, const struct tcmsg& t) {
-  std::vector<char> m(NLMSG_LENGTH(sizeof(struct tcmsg)), 0);
-  auto* h = reinterpret_cast<struct nlmsghdr*>(m.data());
-  h->nlmsg_type = type;
-  h->nlmsg_flags = flags;
-  std::memcpy(NLMSG_DATA(h), &t, sizeof(t));
-  return m;
-}
-
-void add_attr(std::vector<char>& m, uint16_t type, const void* data, size_t len) {
-  size_t off = NLMSG_ALIGN(m.size());
-  m.resize(off + RTA_SPACE(len), 0);
-  auto* a = reinterpret_cast<struct rtattr*>(m.data() + off);
-  a->rta_type = type;
-  a->rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
-  std::memcpy(RTA_DATA(a), data, len);
+// tc messages over the one rtnetlink client (bpf/netlink.h).
+NlMsg tc_msg(uint16_t type, uint16_t flags, const struct tcmsg& t) {
+  return NlMsg(type, flags, &t, sizeof(t));
 }
 
 struct ClsBpfFilter {
@@ -262,8 +194,23 @@ struct ClsBpfFilter {
   bool direct_action = false;
 };
 
+// The cls_bpf options (TCA_OPTIONS) of a filter: program id, name, direct-action flag.
+void read_cls_bpf_options(const struct rtattr* opts, ClsBpfFilter& f) {
+  for_each_attr(RTA_DATA(opts), static_cast<int>(RTA_PAYLOAD(opts)), [&](const rtattr* o) {
+    if (o->rta_type == TCA_BPF_ID && RTA_PAYLOAD(o) >= 4) {
+      std::memcpy(&f.prog_id, RTA_DATA(o), 4);
+    } else if (o->rta_type == TCA_BPF_NAME) {
+      f.name = attr_string(o);
+    } else if (o->rta_type == TCA_BPF_FLAGS && RTA_PAYLOAD(o) >= 4) {
+      uint32_t fl = 0;
+      std::memcpy(&fl, RTA_DATA(o), 4);
+      f.direct_action = (fl & TCA_BPF_FLAG_ACT_DIRECT) != 0;
+    }
+  });
+}
+
 // Every cls_bpf filter (with a program) on the clsact hook `dir` of `ifindex`.
-Result<std::vector<ClsBpfFilter>> dump_cls_bpf(RtNetlink& nl, int ifindex, TcDir dir) {
+Result<std::vector<ClsBpfFilter>> dump_cls_bpf(Netlink& nl, int ifindex, TcDir dir) {
   struct tcmsg t {};
   t.tcm_family = AF_UNSPEC;
   t.tcm_ifindex = ifindex;
@@ -272,38 +219,23 @@ Result<std::vector<ClsBpfFilter>> dump_cls_bpf(RtNetlink& nl, int ifindex, TcDir
   std::vector<ClsBpfFilter> out;
   auto st = nl.request(
       m, true,
-      [&](struct nlmsghdr* h) {
+      [&](const struct nlmsghdr* h) {
         if (h->nlmsg_type != RTM_NEWTFILTER) return;
-        auto* tm = static_cast<struct tcmsg*>(NLMSG_DATA(h));
+        auto* tm = static_cast<const struct tcmsg*>(NLMSG_DATA(h));
         if (tm->tcm_ifindex != ifindex) return;
-        int alen = static_cast<int>(h->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof(*tm)));
         ClsBpfFilter f;
         f.prio = TC_H_MAJ(tm->tcm_info) >> 16;
         f.protocol = ntohs(static_cast<uint16_t>(TC_H_MIN(tm->tcm_info)));
         f.handle = tm->tcm_handle;
         std::string kind;
-        for (auto* a = reinterpret_cast<struct rtattr*>(reinterpret_cast<char*>(tm) + NLMSG_ALIGN(sizeof(*tm)));
-             RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-          if (a->rta_type == TCA_KIND) {
-            kind = std::string(static_cast<const char*>(RTA_DATA(a)), strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
-          } else if (a->rta_type == TCA_CHAIN && RTA_PAYLOAD(a) >= 4) {
+        for_each_attr(h, sizeof(*tm), [&](const rtattr* a) {
+          if (a->rta_type == TCA_KIND)
+            kind = attr_string(a);
+          else if (a->rta_type == TCA_CHAIN && RTA_PAYLOAD(a) >= 4)
             std::memcpy(&f.chain, RTA_DATA(a), 4);
-          } else if (a->rta_type == TCA_OPTIONS) {
-            int olen = static_cast<int>(RTA_PAYLOAD(a));
-            for (auto* o = static_cast<struct rtattr*>(RTA_DATA(a)); RTA_OK(o, olen); o = RTA_NEXT(o, olen)) {
-              if (o->rta_type == TCA_BPF_ID && RTA_PAYLOAD(o) >= 4) {
-                std::memcpy(&f.prog_id, RTA_DATA(o), 4);
-              } else if (o->rta_type == TCA_BPF_NAME) {
-                f.name = std::string(static_cast<const char*>(RTA_DATA(o)),
-                                     strnlen(static_cast<const char*>(RTA_DATA(o)), RTA_PAYLOAD(o)));
-              } else if (o->rta_type == TCA_BPF_FLAGS && RTA_PAYLOAD(o) >= 4) {
-                uint32_t fl = 0;
-                std::memcpy(&fl, RTA_DATA(o), 4);
-                f.direct_action = (fl & TCA_BPF_FLAG_ACT_DIRECT) != 0;
-              }
-            }
-          }
-        }
+          else if (a->rta_type == TCA_OPTIONS)
+            read_cls_bpf_options(a, f);
+        });
         if (kind == "bpf" && f.prog_id != 0) out.push_back(std::move(f));
       },
       fmt::format("dumping tc {} filters of ifindex {}", to_string(dir), ifindex));
@@ -311,7 +243,7 @@ Result<std::vector<ClsBpfFilter>> dump_cls_bpf(RtNetlink& nl, int ifindex, TcDir
   return out;
 }
 
-Status delete_cls_filter(RtNetlink& nl, int ifindex, TcDir dir, const ClsBpfFilter& f) {
+Status delete_cls_filter(Netlink& nl, int ifindex, TcDir dir, const ClsBpfFilter& f) {
   struct tcmsg t {};
   t.tcm_family = AF_UNSPEC;
   t.tcm_ifindex = ifindex;
@@ -319,16 +251,16 @@ Status delete_cls_filter(RtNetlink& nl, int ifindex, TcDir dir, const ClsBpfFilt
   t.tcm_handle = f.handle;
   t.tcm_info = TC_H_MAKE(f.prio << 16, htons(f.protocol));
   auto m = tc_msg(RTM_DELTFILTER, 0, t);
-  add_attr(m, TCA_KIND, "bpf", 4);
-  if (f.chain != 0) add_attr(m, TCA_CHAIN, &f.chain, 4);
-  auto st = nl.request(m, false, [](struct nlmsghdr*) {},
+  m.add_attr(TCA_KIND, "bpf", 4);
+  if (f.chain != 0) m.add_attr(TCA_CHAIN, &f.chain, 4);
+  auto st = nl.request(m, false, [](const struct nlmsghdr*) {},
                        fmt::format("deleting tc {} filter pref {} handle {:#x} on ifindex {}",
                                    to_string(dir), f.prio, f.handle, ifindex));
   if (!st && (st.error().err == ENOENT || st.error().err == ENODEV)) return {};
   return st;
 }
 
-Result<bool> clsact_present(RtNetlink& nl, int ifindex) {
+Result<bool> clsact_present(Netlink& nl, int ifindex) {
   struct tcmsg t {};
   t.tcm_family = AF_UNSPEC;
   t.tcm_ifindex = ifindex;
@@ -336,18 +268,13 @@ Result<bool> clsact_present(RtNetlink& nl, int ifindex) {
   bool found = false;
   auto st = nl.request(
       m, true,
-      [&](struct nlmsghdr* h) {
+      [&](const struct nlmsghdr* h) {
         if (h->nlmsg_type != RTM_NEWQDISC) return;
-        auto* tm = static_cast<struct tcmsg*>(NLMSG_DATA(h));
+        auto* tm = static_cast<const struct tcmsg*>(NLMSG_DATA(h));
         if (tm->tcm_ifindex != ifindex || tm->tcm_parent != TC_H_CLSACT) return;
-        int alen = static_cast<int>(h->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof(*tm)));
-        for (auto* a = reinterpret_cast<struct rtattr*>(reinterpret_cast<char*>(tm) + NLMSG_ALIGN(sizeof(*tm)));
-             RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-          if (a->rta_type == TCA_KIND &&
-              std::string(static_cast<const char*>(RTA_DATA(a)),
-                          strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a))) == "clsact")
-            found = true;
-        }
+        for_each_attr(h, sizeof(*tm), [&](const rtattr* a) {
+          if (a->rta_type == TCA_KIND && attr_string(a) == "clsact") found = true;
+        });
       },
       fmt::format("dumping qdiscs of ifindex {}", ifindex));
   if (!st) return st.error();
@@ -356,7 +283,7 @@ Result<bool> clsact_present(RtNetlink& nl, int ifindex) {
 
 // Delete the clsact qdisc of `ifindex` if it has no filter (of any kind) left in either
 // direction. Returns true when it was deleted.
-Result<bool> delete_clsact_if_empty(RtNetlink& nl, int ifindex) {
+Result<bool> delete_clsact_if_empty(Netlink& nl, int ifindex) {
   auto present = clsact_present(nl, ifindex);
   if (!present) return present.error();
   if (!*present) return false;
@@ -369,7 +296,7 @@ Result<bool> delete_clsact_if_empty(RtNetlink& nl, int ifindex) {
     bool any = false;
     auto st = nl.request(
         m, true,
-        [&](struct nlmsghdr* h) {
+        [&](const struct nlmsghdr* h) {
           if (h->nlmsg_type == RTM_NEWTFILTER) any = true;
         },
         fmt::format("dumping tc {} filters of ifindex {}", to_string(d), ifindex));
@@ -386,20 +313,16 @@ Result<bool> delete_clsact_if_empty(RtNetlink& nl, int ifindex) {
   return true;
 }
 
-Status check_ifindex(RtNetlink& nl, int ifindex) {
+Status check_ifindex(Netlink& nl, int ifindex) {
   struct ifinfomsg ifi {};
   ifi.ifi_family = AF_UNSPEC;
   ifi.ifi_index = ifindex;
-  std::vector<char> m(NLMSG_LENGTH(sizeof(ifi)), 0);
-  auto* h = reinterpret_cast<struct nlmsghdr*>(m.data());
-  h->nlmsg_type = RTM_GETLINK;
-  std::memcpy(NLMSG_DATA(h), &ifi, sizeof(ifi));
-  // A GETLINK without NLM_F_DUMP answers with the link then... no ACK unless requested; our
-  // request() asks for NLM_F_ACK, so we get the RTM_NEWLINK and then the ACK (or an error).
-  return nl.request(m, false, [](struct nlmsghdr*) {}, fmt::format("no network interface with ifindex {}", ifindex));
+  NlMsg m(RTM_GETLINK, 0, &ifi, sizeof(ifi));
+  // Asked with NLM_F_ACK: the RTM_NEWLINK, then the ACK (or the error).
+  return nl.request(m, false, [](const struct nlmsghdr*) {}, fmt::format("no network interface with ifindex {}", ifindex));
 }
 
-Result<std::vector<TcProgInfo>> list_impl(RtNetlink& nl, int ifindex, TcDir dir) {
+Result<std::vector<TcProgInfo>> list_impl(Netlink& nl, int ifindex, TcDir dir) {
   std::vector<TcProgInfo> out;
   auto tcx = tcx_query(ifindex, dir);
   if (!tcx) {
@@ -460,7 +383,7 @@ bool starts_with_weir(const std::string& name) { return name.rfind(kWeirProgPref
 // Remove every weir program on (ifindex, dir) except `keep_link_id` (tcx) or weir's own
 // clsact slot when `keep_clsact_slot`. Returns what was removed.
 // `stale`: the removed programs are leftovers (logged as warnings); else a requested cleanup.
-Result<std::vector<TcProgInfo>> remove_other_weir(RtNetlink& nl, int ifindex, TcDir dir,
+Result<std::vector<TcProgInfo>> remove_other_weir(Netlink& nl, int ifindex, TcDir dir,
                                                   uint32_t keep_link_id, bool keep_clsact_slot,
                                                   bool stale = true) {
   const auto level = stale ? spdlog::level::warn : spdlog::level::debug;
@@ -540,7 +463,7 @@ Result<std::optional<Fd>> open_our_tcx_link(const std::string& path, int ifindex
   return std::optional<Fd>{};
 }
 
-Status attach_tcx(RtNetlink& nl, int ifindex, const std::string& ifname, TcDir dir, int prog_fd,
+Status attach_tcx(Netlink& nl, int ifindex, const std::string& ifname, TcDir dir, int prog_fd,
                   const std::string& pin) {
   if (pin.empty()) return make_error("tcx attach to {}: empty link pin path", ifname);
   uint32_t link_id = 0;
@@ -587,7 +510,7 @@ Status attach_tcx(RtNetlink& nl, int ifindex, const std::string& ifname, TcDir d
   return {};
 }
 
-Status attach_clsact(RtNetlink& nl, int ifindex, const std::string& ifname, TcDir dir, int prog_fd) {
+Status attach_clsact(Netlink& nl, int ifindex, const std::string& ifname, TcDir dir, int prog_fd) {
   LIBBPF_OPTS(bpf_tc_hook, hook);
   hook.ifindex = ifindex;
   hook.attach_point = tc_point(dir);
@@ -651,14 +574,14 @@ Status tc_attach(int ifindex, const std::string& ifname, TcDir dir, int prog_fd,
                  const std::string& link_pin_path) {
   if (ifindex <= 0) return make_error("attaching to {}: invalid ifindex {}", ifname, ifindex);
   if (prog_fd < 0) return make_error("attaching to {}: invalid program fd", ifname);
-  auto nl = RtNetlink::open();
+  auto nl = Netlink::open();
   if (!nl) return nl.error();
   if (mode == TcMode::Tcx) return attach_tcx(*nl, ifindex, ifname, dir, prog_fd, link_pin_path);
   return attach_clsact(*nl, ifindex, ifname, dir, prog_fd);
 }
 
 Status tc_detach(int ifindex, TcDir dir, TcMode mode, const std::string& link_pin_path) {
-  auto nl = RtNetlink::open();
+  auto nl = Netlink::open();
   if (!nl) return nl.error();
   if (mode == TcMode::Tcx) {
     if (link_pin_path.empty()) return make_error("tcx detach from ifindex {}: empty link pin path", ifindex);
@@ -696,7 +619,7 @@ Status tc_detach(int ifindex, TcDir dir, TcMode mode, const std::string& link_pi
 }
 
 Result<std::vector<TcProgInfo>> tc_detach_all_weir(int ifindex, TcDir dir) {
-  auto nl = RtNetlink::open();
+  auto nl = Netlink::open();
   if (!nl) return nl.error();
   auto removed = remove_other_weir(*nl, ifindex, dir, 0, false, false);
   if (!removed) return removed.error();
@@ -711,13 +634,13 @@ Result<std::vector<TcProgInfo>> tc_detach_all_weir(int ifindex, TcDir dir) {
 
 Result<std::vector<TcProgInfo>> tc_list(int ifindex, TcDir dir) {
   if (ifindex <= 0) return Error{EINVAL, fmt::format("invalid ifindex {}", ifindex)};
-  auto nl = RtNetlink::open();
+  auto nl = Netlink::open();
   if (!nl) return nl.error();
   return list_impl(*nl, ifindex, dir);
 }
 
 Result<bool> has_clsact(int ifindex) {
-  auto nl = RtNetlink::open();
+  auto nl = Netlink::open();
   if (!nl) return nl.error();
   return clsact_present(*nl, ifindex);
 }

@@ -1,79 +1,162 @@
 #include "bpf/netlink.h"
 
+#include <linux/if_link.h>
 #include <net/if.h>
-#include <netlink/addr.h>
-#include <netlink/cache.h>
-#include <netlink/netlink.h>
-#include <netlink/route/link.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <memory>
+#include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
 namespace weir::bpf {
 
+// ------------------------------------------------------------------ messages
+
+NlMsg::NlMsg(uint16_t type, uint16_t flags, const void* fixed, size_t len)
+    : buf_(NLMSG_LENGTH(len), 0) {
+  hdr()->nlmsg_type = type;
+  hdr()->nlmsg_flags = flags;
+  std::memcpy(NLMSG_DATA(hdr()), fixed, len);
+}
+
+void NlMsg::add_attr(uint16_t type, const void* data, size_t len) {
+  size_t off = NLMSG_ALIGN(buf_.size());
+  buf_.resize(off + RTA_SPACE(len), 0);
+  auto* a = reinterpret_cast<struct rtattr*>(buf_.data() + off);
+  a->rta_type = type;
+  a->rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
+  std::memcpy(RTA_DATA(a), data, len);
+}
+
+void NlMsg::add_attr(uint16_t type, std::string_view s) {
+  std::string z(s);
+  add_attr(type, z.c_str(), z.size() + 1);
+}
+
+std::string attr_string(const struct rtattr* a) {
+  const char* p = static_cast<const char*>(RTA_DATA(a));
+  return std::string(p, strnlen(p, RTA_PAYLOAD(a)));
+}
+
+// ------------------------------------------------------------------ socket
+
 namespace {
 
-struct SockDeleter {
-  void operator()(struct nl_sock* s) const { nl_socket_free(s); }
-};
-struct LinkDeleter {
-  void operator()(struct rtnl_link* l) const { rtnl_link_put(l); }
-};
-struct CacheDeleter {
-  void operator()(struct nl_cache* c) const { nl_cache_free(c); }
-};
-using SockPtr = std::unique_ptr<struct nl_sock, SockDeleter>;
+// The kernel's error of an NLMSG_ERROR reply, with its extended ack message when present.
+Error nl_error(const struct nlmsghdr* r, const std::string& what) {
+  auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(r));
+  std::string msg = what;
+  if (r->nlmsg_flags & NLM_F_ACK_TLVS) {
+    // After the nlmsgerr: the request's payload unless the ack is capped, then the TLVs.
+    size_t off = sizeof(*e);
+    if (!(r->nlmsg_flags & NLM_F_CAPPED)) off += e->msg.nlmsg_len - NLMSG_HDRLEN;
+    int len = static_cast<int>(r->nlmsg_len) - static_cast<int>(NLMSG_HDRLEN + off);
+    for_each_attr(static_cast<const char*>(NLMSG_DATA(r)) + off, len, [&](const rtattr* a) {
+      if (a->rta_type == NLMSGERR_ATTR_MSG) msg += ": " + attr_string(a);
+    });
+  }
+  return Error{-e->error, msg};
+}
 
-// libnl error codes are not errnos; map the ones we can.
-int nl_to_errno(int nlerr) {
-  switch (nlerr < 0 ? -nlerr : nlerr) {
-    case NLE_OBJ_NOTFOUND: return ENODEV;
-    case NLE_NODEV: return ENODEV;
-    case NLE_PERM: return EPERM;
-    case NLE_NOMEM: return ENOMEM;
-    case NLE_INVAL: return EINVAL;
-    default: return EIO;
+}  // namespace
+
+Result<Netlink> Netlink::open() {
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return errno_error("opening an rtnetlink socket");
+  Netlink nl;
+  nl.fd_.reset(fd);
+  struct sockaddr_nl sa {};
+  sa.nl_family = AF_NETLINK;
+  if (::bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) != 0)
+    return errno_error("binding an rtnetlink socket");
+  // Best effort: kernels without them still answer, only without the messages.
+  int one = 1;
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+  return nl;
+}
+
+Status Netlink::request(NlMsg& msg, bool dump,
+                        const std::function<void(const struct nlmsghdr*)>& on_msg,
+                        const std::string& what) {
+  struct nlmsghdr* h = msg.hdr();
+  h->nlmsg_len = static_cast<__u32>(msg.bytes().size());
+  h->nlmsg_seq = ++seq_;
+  h->nlmsg_flags |= NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK);
+  struct sockaddr_nl sa {};
+  sa.nl_family = AF_NETLINK;
+  if (::sendto(fd_.get(), msg.bytes().data(), msg.bytes().size(), 0,
+               reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) < 0)
+    return errno_error("netlink send: " + what);
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("netlink receive: " + what);
+    }
+    int len = static_cast<int>(n);
+    for (auto* r = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(r, len);
+         r = NLMSG_NEXT(r, len)) {
+      if (r->nlmsg_seq != seq_) continue;
+      if (r->nlmsg_type == NLMSG_DONE) return {};
+      if (r->nlmsg_type == NLMSG_ERROR) {
+        if (static_cast<const struct nlmsgerr*>(NLMSG_DATA(r))->error == 0) return {};
+        return nl_error(r, what);
+      }
+      on_msg(r);
+    }
   }
 }
 
-Result<SockPtr> connect_route() {
-  SockPtr s(nl_socket_alloc());
-  if (!s) return Error{ENOMEM, "allocating a netlink socket"};
-  int err = nl_connect(s.get(), NETLINK_ROUTE);
-  if (err < 0) return Error{nl_to_errno(err), fmt::format("connecting to rtnetlink: {}", nl_geterror(err))};
-  return s;
-}
+// ------------------------------------------------------------------ links
 
-LinkInfo to_info(struct rtnl_link* l) {
+namespace {
+
+LinkInfo to_info(const struct nlmsghdr* h) {
+  auto* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(h));
   LinkInfo li;
-  li.ifindex = rtnl_link_get_ifindex(l);
-  const char* n = rtnl_link_get_name(l);
-  li.name = n != nullptr ? n : "";
-  li.flags = rtnl_link_get_flags(l);
+  li.ifindex = ifi->ifi_index;
+  li.flags = ifi->ifi_flags;
   li.up = (li.flags & IFF_UP) != 0;
-  struct nl_addr* a = rtnl_link_get_addr(l);
-  if (a != nullptr && nl_addr_get_len(a) == 6)
-    std::copy_n(static_cast<const uint8_t*>(nl_addr_get_binary_addr(a)), 6, li.mac.begin());
-  const char* t = rtnl_link_get_type(l);
-  li.kind = t != nullptr ? t : "";
+  for_each_attr(h, sizeof(*ifi), [&](const rtattr* a) {
+    if (a->rta_type == IFLA_IFNAME) {
+      li.name = attr_string(a);
+    } else if (a->rta_type == IFLA_ADDRESS && RTA_PAYLOAD(a) == 6) {
+      std::memcpy(li.mac.data(), RTA_DATA(a), 6);
+    } else if (a->rta_type == IFLA_LINKINFO) {
+      for_each_attr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* i) {
+        if (i->rta_type == IFLA_INFO_KIND) li.kind = attr_string(i);
+      });
+    }
+  });
   return li;
 }
 
-Result<LinkInfo> get_link(int ifindex, const char* name, const std::string& what) {
-  auto s = connect_route();
-  if (!s) return s.error();
-  struct rtnl_link* raw = nullptr;
-  int err = rtnl_link_get_kernel(s->get(), ifindex, name, &raw);
-  if (err < 0) {
-    int e = nl_to_errno(err);
-    if (e == ENODEV) return Error{ENODEV, fmt::format("no network interface {} in this namespace", what)};
-    return Error{e, fmt::format("looking up interface {}: {}", what, nl_geterror(err))};
-  }
-  std::unique_ptr<struct rtnl_link, LinkDeleter> l(raw);
-  return to_info(l.get());
+// RTM_GETLINK of one link, by index or (ifindex 0) by name.
+Result<LinkInfo> get_link(int ifindex, const std::string& name, const std::string& what) {
+  auto nl = Netlink::open();
+  if (!nl) return nl.error();
+  struct ifinfomsg ifi {};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  NlMsg m(RTM_GETLINK, 0, &ifi, sizeof(ifi));
+  if (!name.empty()) m.add_attr(IFLA_IFNAME, name);
+  std::optional<LinkInfo> found;
+  auto st = nl->request(
+      m, false,
+      [&](const struct nlmsghdr* h) {
+        if (h->nlmsg_type == RTM_NEWLINK) found = to_info(h);
+      },
+      fmt::format("looking up interface {}", what));
+  if (!st && st.error().err == ENODEV)
+    return Error{ENODEV, fmt::format("no network interface {} in this namespace", what)};
+  if (!st) return st.error();
+  if (!found) return Error{ENODEV, fmt::format("no network interface {} in this namespace", what)};
+  return *found;
 }
 
 }  // namespace
@@ -81,25 +164,30 @@ Result<LinkInfo> get_link(int ifindex, const char* name, const std::string& what
 Result<LinkInfo> link_by_name(const std::string& name) {
   if (name.empty() || name.size() >= IFNAMSIZ)
     return Error{EINVAL, fmt::format("invalid interface name '{}'", name)};
-  return get_link(0, name.c_str(), "'" + name + "'");
+  return get_link(0, name, "'" + name + "'");
 }
 
 Result<LinkInfo> link_by_index(int ifindex) {
   if (ifindex <= 0) return Error{EINVAL, fmt::format("invalid ifindex {}", ifindex)};
-  return get_link(ifindex, nullptr, fmt::format("with ifindex {}", ifindex));
+  return get_link(ifindex, "", fmt::format("with ifindex {}", ifindex));
 }
 
 Result<std::vector<LinkInfo>> list_links() {
-  auto s = connect_route();
-  if (!s) return s.error();
-  struct nl_cache* raw = nullptr;
-  int err = rtnl_link_alloc_cache(s->get(), AF_UNSPEC, &raw);
-  if (err < 0) return Error{nl_to_errno(err), fmt::format("listing interfaces: {}", nl_geterror(err))};
-  std::unique_ptr<struct nl_cache, CacheDeleter> cache(raw);
+  auto nl = Netlink::open();
+  if (!nl) return nl.error();
+  struct ifinfomsg ifi {};
+  ifi.ifi_family = AF_UNSPEC;
+  NlMsg m(RTM_GETLINK, 0, &ifi, sizeof(ifi));
   std::vector<LinkInfo> out;
-  for (struct nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o))
-    out.push_back(to_info(reinterpret_cast<struct rtnl_link*>(o)));
-  std::sort(out.begin(), out.end(), [](const LinkInfo& a, const LinkInfo& b) { return a.ifindex < b.ifindex; });
+  auto st = nl->request(
+      m, true,
+      [&](const struct nlmsghdr* h) {
+        if (h->nlmsg_type == RTM_NEWLINK) out.push_back(to_info(h));
+      },
+      "listing interfaces");
+  if (!st) return st.error();
+  std::sort(out.begin(), out.end(),
+            [](const LinkInfo& a, const LinkInfo& b) { return a.ifindex < b.ifindex; });
   return out;
 }
 

@@ -16,7 +16,9 @@ using model::Protocol;
 using model::Service;
 
 std::string FrontendKey::str() const {
-  std::string_view p = proto == WEIR_IPPROTO_TCP ? "TCP" : proto == WEIR_IPPROTO_UDP ? "UDP" : "";
+  std::string_view p = proto == ip_proto(Protocol::TCP)   ? "TCP"
+                       : proto == ip_proto(Protocol::UDP) ? "UDP"
+                                                          : "";
   if (p.empty()) return fmt::format("{}:{}/{}", vip.str(), port, proto);
   return fmt::format("{}:{}/{}", vip.str(), port, p);
 }
@@ -179,11 +181,11 @@ std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view 
       r.cidr = model::Cidr{ip, 32};
       r.workload = w.key();
       if (is_local) {
-        r.flags = WEIR_RT_F_LOCAL_WORKLOAD;
+        r.flags = kRouteLocalWorkload;
         r.interface = w.interface;
         r.mac = w.mac;
       } else {
-        r.flags = WEIR_RT_F_REMOTE;
+        r.flags = kRouteRemote;
       }
       out.push_back(std::move(r));
     }

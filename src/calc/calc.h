@@ -15,7 +15,6 @@
 #include "model/net.h"
 #include "model/resources.h"
 #include "model/validation.h"
-#include "weir/routes.h"
 
 namespace weir::calc {
 
@@ -76,9 +75,19 @@ void compute_service_frontends(const model::Service& svc,
 
 // ---------------------------------------------------------------- endpoints -> routes, interfaces
 
+// What a route is, in calc's own terms (a bit set). The BPF encoding (WEIR_RT_F_* of
+// weir/routes.h) is the dataplane's business: dataplane/route_flags.h translates when it
+// writes weir_routes1.
+enum RouteFlag : uint32_t {
+  kRouteLocalWorkload = 1u << 0,  // a workload on this node: interface (and MAC) known
+  kRouteRemote = 1u << 1,         // a workload on another node
+  kRouteHost = 1u << 2,           // one of this host's addresses              (not used yet)
+  kRouteInPool = 1u << 3,         // inside an IP pool                          (not used yet)
+};
+
 struct Route {
   model::Cidr cidr;        // /32 per workload IP
-  uint32_t flags = 0;      // WEIR_RT_F_* (weir/routes.h): LOCAL_WORKLOAD or REMOTE
+  uint32_t flags = 0;      // RouteFlag bits: kRouteLocalWorkload or kRouteRemote
   std::string interface;   // local workload: host-side interface name; else empty
   std::optional<Mac> mac;  // local workload: its MAC when known
   std::string workload;    // "ns/name" of the WorkloadEndpoint owning the IP
@@ -95,8 +104,8 @@ struct Interface {
   bool operator==(const Interface&) const = default;
 };
 
-// One /32 route per WorkloadEndpoint IP: flags WEIR_RT_F_LOCAL_WORKLOAD with interface and MAC
-// for endpoints whose spec.node == node_name, WEIR_RT_F_REMOTE (no next hop yet) for the rest.
+// One /32 route per WorkloadEndpoint IP: flags kRouteLocalWorkload with interface and MAC
+// for endpoints whose spec.node == node_name, kRouteRemote (no next hop yet) for the rest.
 // Sorted by cidr.
 std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view node_name);
 

@@ -51,8 +51,8 @@ std::vector<model::Ipv4> to_ipv4(std::vector<uint32_t> v) {
   return out;
 }
 
-Labels namespace_labels(const std::string& name, const Labels& labels) {
-  Labels l = labels;
+model::Labels namespace_labels(const std::string& name, const model::Labels& labels) {
+  model::Labels l = labels;
   l.insert_or_assign(kNamespaceNameLabel, name);
   return l;
 }
@@ -61,7 +61,7 @@ Labels namespace_labels(const std::string& name, const Labels& labels) {
 
 // ---------------------------------------------------------------- SetSpec
 
-SetId SetSpec::id() const { return fnv1a64(set_key(*this)); }
+SetId SetSpec::id() const { return model::fnv1a64(set_key(*this)); }
 
 std::string SetSpec::str() const {
   if (!ns_selector) return selector.canonical();
@@ -131,7 +131,7 @@ void LabelIndex::detach_ns(const std::string& key, const std::string& ns) {
 
 // ---------------------------------------------------------------- endpoints
 
-void LabelIndex::update_endpoint(const std::string& key, const Labels& labels,
+void LabelIndex::update_endpoint(const std::string& key, const model::Labels& labels,
                                  std::vector<model::Ipv4> ips, const std::string& ns) {
   std::vector<uint32_t> new_ips = normalise_ips(ips);
   auto [it, inserted] = endpoints_.try_emplace(key);
@@ -198,12 +198,12 @@ bool LabelIndex::remove_endpoint(const std::string& key) {
 
 // ---------------------------------------------------------------- namespaces
 
-void LabelIndex::update_namespace(const std::string& name, const Labels& labels) {
+void LabelIndex::update_namespace(const std::string& name, const model::Labels& labels) {
   Namespace& ns = namespaces_[name];
   ns.declared = true;
-  Labels fresh = namespace_labels(name, labels);
+  model::Labels fresh = namespace_labels(name, labels);
   if (fresh == ns.labels) return;
-  Labels old = std::move(ns.labels);
+  model::Labels old = std::move(ns.labels);
   ns.labels = std::move(fresh);
   if (ns.endpoints.empty()) return;
 
@@ -237,20 +237,21 @@ bool LabelIndex::remove_namespace(const std::string& name) {
 
 // ---------------------------------------------------------------- sets
 
-Result<SetId> LabelIndex::add_selector(const Selector& selector) {
+Result<SetId> LabelIndex::add_selector(const model::Selector& selector) {
   return add_set(SetSpec{selector, std::nullopt});
 }
 
-Result<SetId> LabelIndex::add_selector(const Selector& selector, const Selector& ns_selector) {
+Result<SetId> LabelIndex::add_selector(const model::Selector& selector,
+                                       const model::Selector& ns_selector) {
   return add_set(SetSpec{selector, ns_selector});
 }
 
 Result<SetId> LabelIndex::add_set(const SetSpec& spec) {
   std::string key = set_key(spec);
-  const SetId id = fnv1a64(key);
+  const SetId id = model::fnv1a64(key);
   if (auto it = sets_.find(id); it != sets_.end()) {
     if (it->second.key != key) {
-      return make_error("IP set {} of {} collides with the set of {}", format_set_id(id),
+      return make_error("IP set {} of {} collides with the set of {}", model::format_set_id(id),
                         spec.str(), it->second.spec.str());
     }
     ++it->second.refs;
@@ -295,7 +296,7 @@ Result<SetId> LabelIndex::add_set(const SetSpec& spec) {
 Status LabelIndex::release_selector(SetId id) {
   auto it = sets_.find(id);
   if (it == sets_.end()) {
-    return make_error("release of IP set {}: no such set", format_set_id(id));
+    return make_error("release of IP set {}: no such set", model::format_set_id(id));
   }
   Set& set = it->second;
   if (--set.refs > 0) return {};

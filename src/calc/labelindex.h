@@ -39,8 +39,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "calc/selector.h"
 #include "model/net.h"
+#include "model/selector.h"
 #include "util/result.h"
 
 namespace weir::calc {
@@ -55,8 +55,8 @@ inline constexpr const char* kNamespaceNameLabel = "kubernetes.io/metadata.name"
 // set, that belong to a namespace whose labels match it (endpoints without a namespace never
 // match a set with a namespace selector).
 struct SetSpec {
-  Selector selector;
-  std::optional<Selector> ns_selector;
+  model::Selector selector;
+  std::optional<model::Selector> ns_selector;
 
   // fnv1a64(selector.canonical()) without a namespace selector (equal to selector.id()),
   // else fnv1a64(selector.canonical() + '\0' + ns_selector->canonical()).
@@ -91,8 +91,8 @@ class LabelIndex {
   // Adds or replaces an endpoint: its labels, its IPs (duplicates ignored) and its namespace
   // (empty: none, e.g. a host endpoint). A label or namespace change re-evaluates this endpoint
   // against every set; an IP-only change touches only the sets the endpoint is in.
-  void update_endpoint(const std::string& key, const Labels& labels, std::vector<model::Ipv4> ips,
-                       const std::string& ns = {});
+  void update_endpoint(const std::string& key, const model::Labels& labels,
+                       std::vector<model::Ipv4> ips, const std::string& ns = {});
   // False when the key is unknown.
   bool remove_endpoint(const std::string& key);
 
@@ -100,7 +100,7 @@ class LabelIndex {
   // Sets a namespace's labels (kubernetes.io/metadata.name=<name> is always added). Only the
   // endpoints of that namespace are re-evaluated, and only against the sets whose namespace
   // selector changed its verdict. A namespace never updated has only the implicit label.
-  void update_namespace(const std::string& name, const Labels& labels);
+  void update_namespace(const std::string& name, const model::Labels& labels);
   // Forgets the labels set by update_namespace (back to the implicit label only). False when
   // the namespace had no labels set.
   bool remove_namespace(const std::string& name);
@@ -109,8 +109,8 @@ class LabelIndex {
   // Takes a reference on the set of `selector` (and `ns_selector`), creating and evaluating it
   // on first use. Returns its id. Fails only if a different set already has the same id (a 64-bit
   // hash collision).
-  Result<SetId> add_selector(const Selector& selector);
-  Result<SetId> add_selector(const Selector& selector, const Selector& ns_selector);
+  Result<SetId> add_selector(const model::Selector& selector);
+  Result<SetId> add_selector(const model::Selector& selector, const model::Selector& ns_selector);
   Result<SetId> add_set(const SetSpec& spec);
   // Drops one reference; the set is deleted with its last reference. Error for an unknown id.
   Status release_selector(SetId id);
@@ -146,12 +146,12 @@ class LabelIndex {
   };
   struct Endpoint {
     std::string ns;
-    Labels labels;
+    model::Labels labels;
     std::vector<uint32_t> ips;   // sorted, unique
     std::vector<SetId> matched;  // sorted
   };
   struct Namespace {
-    Labels labels;           // includes kNamespaceNameLabel
+    model::Labels labels;    // includes kNamespaceNameLabel
     bool declared = false;   // labels set by update_namespace
     std::set<std::string> endpoints;
   };

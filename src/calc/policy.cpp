@@ -52,7 +52,7 @@ std::string proto_name(uint8_t p) {
 }
 
 SetId named_port_set_id(const std::string& name, uint8_t proto) {
-  return fnv1a64("named-port:" + name + "/" + proto_name(proto));
+  return model::fnv1a64("named-port:" + name + "/" + proto_name(proto));
 }
 
 // A text value for the description: double quotes, with '"' and '\' escaped.
@@ -92,8 +92,8 @@ struct CompiledPolicy {
   // Which endpoints it applies to.
   bool k8s = false;
   std::string ns;                     // k8s: the policy's namespace
-  Selector selector;                  // k8s: podSelector; GNP: spec.selector
-  std::optional<Selector> ns_selector;  // GNP: spec.namespaceSelector
+  model::Selector selector;           // k8s: podSelector; GNP: spec.selector
+  std::optional<model::Selector> ns_selector;  // GNP: spec.namespaceSelector
   model::PolicyTypes types;
   std::vector<RuleTmpl> rules[2];
   bool operator==(const CompiledPolicy&) const = default;
@@ -139,26 +139,24 @@ struct Refs {
 
 // A selector that matches nothing: what a (validated, so impossible) bad selector becomes, so
 // that an error can only narrow a rule, never widen it.
-Selector none_selector() {
-  auto s = parse_selector("!all()");
-  return s.ok() ? *s : Selector();
+model::Selector none_selector() {
+  auto s = model::parse_selector("!all()");
+  return s.ok() ? *s : model::Selector();
 }
 
-Selector sel(const std::string& text) {
-  auto s = parse_selector(text);
+model::Selector sel(const std::string& text) {
+  auto s = model::parse_selector(text);
   return s.ok() ? *s : none_selector();
 }
 
-std::optional<Selector> k8s_selector(const model::LabelSelector& ls) {
-  Labels ml(ls.match_labels.begin(), ls.match_labels.end());
-  std::vector<LabelSelectorRequirement> me;
-  for (const auto& r : ls.match_expressions) me.push_back({r.key, r.op, r.values});
-  auto s = from_label_selector(ml, me);
+std::optional<model::Selector> k8s_selector(const model::LabelSelector& ls) {
+  model::Labels ml(ls.match_labels.begin(), ls.match_labels.end());
+  auto s = model::from_label_selector(ml, ls.match_expressions);
   if (!s.ok()) return std::nullopt;  // the model validated it: cannot happen
   return *s;
 }
 
-Selector namespace_name_selector(const std::string& ns) {
+model::Selector namespace_name_selector(const std::string& ns) {
   return sel(fmt::format("{} == \"{}\"", kNamespaceNameLabel, ns));
 }
 
@@ -203,7 +201,7 @@ CompiledPolicy compile_np(const model::NetworkPolicy& np, Refs& refs) {
         } else {
           SetSpec spec;
           spec.selector = p.pod_selector ? k8s_selector(*p.pod_selector).value_or(none_selector())
-                                         : Selector();
+                                         : model::Selector();
           spec.ns_selector = p.namespace_selector
                                  ? k8s_selector(*p.namespace_selector).value_or(none_selector())
                                  : namespace_name_selector(np.meta.ns);
@@ -353,7 +351,7 @@ std::string describe(Action a, const pol::Match& m, const std::vector<Origin>& o
     for (const auto& r : v) out += fmt::format(" {}:{{first:{} last:{}}}", f, r.first, r.last);
   };
   auto sets = [&](const char* f, const std::vector<SetId>& v) {
-    for (SetId s : v) out += fmt::format(" {}:{}", f, q(format_set_id(s)));
+    for (SetId s : v) out += fmt::format(" {}:{}", f, q(model::format_set_id(s)));
   };
   nets("src_net", m.src_nets);
   nets("not_src_net", m.src_not_nets);
@@ -384,7 +382,7 @@ uint64_t rule_id(const std::string& tier, const std::string& policy, Direction d
   key += index;
   key += '\0';
   key += description;
-  uint64_t id = fnv1a64(key);
+  uint64_t id = model::fnv1a64(key);
   return id == 0 ? 1 : id;
 }
 
@@ -395,7 +393,7 @@ uint64_t rule_id(const std::string& tier, const std::string& policy, Direction d
 struct PolicyResolver::State {
   struct Ep {
     std::string ns;
-    Labels labels;
+    model::Labels labels;
     std::vector<model::Ipv4> ips;
     std::vector<model::WorkloadPort> ports;
     bool same_policy_inputs(const Ep& o) const {
@@ -411,7 +409,7 @@ struct PolicyResolver::State {
   };
 
   std::map<std::string, Ep> eps;
-  std::map<std::string, Labels> ns_labels;  // declared namespaces, as given
+  std::map<std::string, model::Labels> ns_labels;  // declared namespaces, as given
   std::vector<CompiledTier> tiers;          // global tiers in order, then "kubernetes"
   bool compiled_once = false;
   std::map<SetId, SetSpec> held;  // LabelIndex sets we hold one reference on
@@ -420,21 +418,38 @@ struct PolicyResolver::State {
   std::map<SetId, std::set<PortMember>> np_published;  // as last reported
   std::map<std::string, Policies> policies;
 
-  Labels full_ns_labels(const std::string& ns) const {
-    Labels l;
+  model::Labels full_ns_labels(const std::string& ns) const {
+    model::Labels l;
     if (auto it = ns_labels.find(ns); it != ns_labels.end()) l = it->second;
     l.insert_or_assign(kNamespaceNameLabel, ns);
     return l;
   }
 
   // The policy selects the endpoint (either direction).
-  static bool selects(const CompiledPolicy& cp, const Ep& ep, const Labels& nsl) {
+  static bool selects(const CompiledPolicy& cp, const Ep& ep, const model::Labels& nsl) {
     if (cp.k8s) return cp.ns == ep.ns && cp.selector.matches(ep.labels);
     if (!cp.selector.matches(ep.labels)) return false;
     return !cp.ns_selector || (!ep.ns.empty() && cp.ns_selector->matches(nsl));
   }
 
   pol::EndpointPolicy build(const std::string& key, const Ep& ep, Direction d) const;
+
+  // The steps of PolicyResolver::update, in order.
+  // Namespaces as the snapshot declares them, into `index`; returns the changed names.
+  std::set<std::string> update_namespaces(const model::Snapshot& snap, LabelIndex& index);
+  // Endpoints, into `index`; adds to `dirty` those whose policy inputs changed (or are new) and
+  // to `removed` those gone.
+  void update_endpoints(const model::Snapshot& snap, LabelIndex& index,
+                        std::set<std::string>& dirty, std::set<std::string>& removed);
+  // True when every endpoint needs rebuilding for `now` (tiers or policies added, removed or
+  // reordered); else adds to `dirty` the endpoints a changed policy selects, before or after.
+  bool mark_dirty(const std::vector<CompiledTier>& now, std::set<std::string>& dirty) const;
+  // Holds a reference on each of `sets` in `index`, then releases those no longer needed.
+  void hold_sets(const std::map<SetId, SetSpec>& sets, LabelIndex& index);
+  // The named-port sets and their members (endpoint IP, protocol, port).
+  void update_named_ports(std::map<SetId, NamedPortSpec> specs);
+  // Recomputes the endpoint's policies; true when they changed.
+  bool rebuild(const std::string& key, const Ep& ep);
 };
 
 namespace {
@@ -460,7 +475,7 @@ pol::EndpointPolicy PolicyResolver::State::build(const std::string& /*key*/, con
   size_t di = d == Direction::Ingress ? kIn : kOut;
   pol::EndpointPolicy out;
   out.direction = d;
-  Labels nsl = full_ns_labels(ep.ns);
+  model::Labels nsl = full_ns_labels(ep.ns);
   for (const CompiledTier& ct : tiers) {
     pol::Tier tier;
     tier.name = ct.name;
@@ -495,6 +510,151 @@ pol::EndpointPolicy PolicyResolver::State::build(const std::string& /*key*/, con
   return out;
 }
 
+namespace {
+
+// Global tiers in order (each with its policies in order; empty tiers dropped), then the
+// "kubernetes" tier of the NetworkPolicies sorted by name. Selectors and named ports the rules
+// need are collected in `refs`.
+std::vector<CompiledTier> compile_tiers(const model::Snapshot& snap, Refs& refs) {
+  std::vector<CompiledTier> tiers;
+  std::map<std::string, CompiledTier> by_name;
+  CompiledTier def;
+  def.name = model::kDefaultTier;
+  def.order = model::kDefaultTierOrder;
+  by_name[def.name] = def;
+  for (const model::Tier& t : snap.tiers) {
+    CompiledTier ct;
+    ct.name = t.meta.name;
+    ct.order = t.order;
+    ct.default_action = to_action(t.default_action);
+    by_name[ct.name] = ct;
+  }
+  for (const model::GlobalNetworkPolicy& g : snap.global_network_policies) {
+    auto it = by_name.find(g.tier);
+    if (it == by_name.end()) continue;  // validate_snapshot rejects this
+    it->second.policies.push_back(compile_gnp(g, refs));
+  }
+  for (auto& [name, ct] : by_name) {
+    std::sort(ct.policies.begin(), ct.policies.end(), order_less<CompiledPolicy>);
+    if (!ct.policies.empty()) tiers.push_back(std::move(ct));
+  }
+  std::sort(tiers.begin(), tiers.end(), order_less<CompiledTier>);
+  CompiledTier k8s;
+  k8s.name = kKubernetesTier;
+  for (const model::NetworkPolicy& np : snap.network_policies)
+    k8s.policies.push_back(compile_np(np, refs));
+  std::sort(k8s.policies.begin(), k8s.policies.end(),
+            [](const CompiledPolicy& a, const CompiledPolicy& b) { return a.name < b.name; });
+  if (!k8s.policies.empty()) tiers.push_back(std::move(k8s));
+  return tiers;
+}
+
+}  // namespace
+
+std::set<std::string> PolicyResolver::State::update_namespaces(const model::Snapshot& snap,
+                                                               LabelIndex& index) {
+  std::map<std::string, model::Labels> fresh;
+  for (const model::Namespace& n : snap.namespaces)
+    fresh[n.meta.name] = model::Labels(n.meta.labels.begin(), n.meta.labels.end());
+  std::set<std::string> changed;
+  for (const auto& [name, labels] : ns_labels)
+    if (!fresh.count(name)) {
+      (void)index.remove_namespace(name);
+      changed.insert(name);
+    }
+  for (const auto& [name, labels] : fresh) {
+    auto it = ns_labels.find(name);
+    if (it == ns_labels.end() || it->second != labels) {
+      index.update_namespace(name, labels);
+      changed.insert(name);
+    }
+  }
+  ns_labels = std::move(fresh);
+  return changed;
+}
+
+void PolicyResolver::State::update_endpoints(const model::Snapshot& snap, LabelIndex& index,
+                                             std::set<std::string>& dirty,
+                                             std::set<std::string>& removed) {
+  std::map<std::string, Ep> fresh;
+  for (const model::WorkloadEndpoint& w : snap.workload_endpoints)
+    fresh[w.key()] = Ep{w.meta.ns, model::Labels(w.meta.labels.begin(), w.meta.labels.end()),
+                        w.ips, w.ports};
+  for (const auto& [key, ep] : eps)
+    if (!fresh.count(key)) {
+      (void)index.remove_endpoint(key);
+      removed.insert(key);
+    }
+  for (const auto& [key, ep] : fresh) {
+    auto it = eps.find(key);
+    bool is_new = it == eps.end();
+    if (is_new || it->second.ns != ep.ns || it->second.labels != ep.labels ||
+        it->second.ips != ep.ips)
+      index.update_endpoint(key, ep.labels, ep.ips, ep.ns);
+    if (is_new || !it->second.same_policy_inputs(ep)) dirty.insert(key);
+  }
+  eps = std::move(fresh);
+}
+
+bool PolicyResolver::State::mark_dirty(const std::vector<CompiledTier>& now,
+                                       std::set<std::string>& dirty) const {
+  if (!compiled_once || !same_shape(now, tiers)) return true;
+  for (size_t i = 0; i < now.size(); ++i)
+    for (size_t j = 0; j < now[i].policies.size(); ++j) {
+      const CompiledPolicy& after = now[i].policies[j];
+      const CompiledPolicy& before = tiers[i].policies[j];
+      if (after == before) continue;
+      for (const auto& [key, ep] : eps) {
+        model::Labels nsl = full_ns_labels(ep.ns);
+        if (selects(after, ep, nsl) || selects(before, ep, nsl)) dirty.insert(key);
+      }
+    }
+  return false;
+}
+
+void PolicyResolver::State::hold_sets(const std::map<SetId, SetSpec>& sets, LabelIndex& index) {
+  for (const auto& [id, spec] : sets) {
+    if (held.count(id)) continue;
+    if (index.add_set(spec).ok()) held.emplace(id, spec);
+    // else: a 64-bit id collision with another set; the rule matches what that set holds.
+  }
+  for (auto it = held.begin(); it != held.end();) {
+    if (sets.count(it->first)) {
+      ++it;
+      continue;
+    }
+    (void)index.release_selector(it->first);
+    it = held.erase(it);
+  }
+}
+
+void PolicyResolver::State::update_named_ports(std::map<SetId, NamedPortSpec> specs) {
+  np_specs = std::move(specs);
+  np_members.clear();
+  for (const auto& [id, spec] : np_specs) np_members[id];
+  if (np_specs.empty()) return;
+  for (const auto& [key, ep] : eps)
+    for (const model::WorkloadPort& wp : ep.ports) {
+      SetId id = named_port_set_id(wp.name, model::ip_proto(wp.protocol));
+      auto it = np_members.find(id);
+      if (it == np_members.end()) continue;
+      for (model::Ipv4 ip : ep.ips)
+        it->second.insert(PortMember{ip, model::ip_proto(wp.protocol), wp.port});
+    }
+}
+
+bool PolicyResolver::State::rebuild(const std::string& key, const Ep& ep) {
+  Policies p;
+  p.dir[kIn] = build(key, ep, Direction::Ingress);
+  p.dir[kOut] = build(key, ep, Direction::Egress);
+  auto it = policies.find(key);
+  if (it != policies.end() && it->second.dir[kIn] == p.dir[kIn] &&
+      it->second.dir[kOut] == p.dir[kOut])
+    return false;
+  policies[key] = std::move(p);
+  return true;
+}
+
 // ---------------------------------------------------------------- update
 
 void PolicyResolver::update(const model::Snapshot& snap) {
@@ -506,129 +666,24 @@ void PolicyResolver::update(const model::Snapshot& snap) {
   State& st = *state_;
   changed_.clear();
 
-  // 1. Namespaces.
-  std::map<std::string, Labels> ns_labels;
-  for (const model::Namespace& n : snap.namespaces)
-    ns_labels[n.meta.name] = Labels(n.meta.labels.begin(), n.meta.labels.end());
-  std::set<std::string> ns_changed;
-  for (const auto& [name, labels] : st.ns_labels)
-    if (!ns_labels.count(name)) {
-      (void)index_.remove_namespace(name);
-      ns_changed.insert(name);
-    }
-  for (const auto& [name, labels] : ns_labels) {
-    auto it = st.ns_labels.find(name);
-    if (it == st.ns_labels.end() || it->second != labels) {
-      index_.update_namespace(name, labels);
-      ns_changed.insert(name);
-    }
-  }
-  st.ns_labels = std::move(ns_labels);
-
-  // Endpoints.
-  std::map<std::string, State::Ep> eps;
-  for (const model::WorkloadEndpoint& w : snap.workload_endpoints)
-    eps[w.key()] = State::Ep{w.meta.ns, Labels(w.meta.labels.begin(), w.meta.labels.end()), w.ips,
-                             w.ports};
+  // 1. Namespaces and endpoints, into the LabelIndex.
+  std::set<std::string> ns_changed = st.update_namespaces(snap, index_);
   std::set<std::string> ep_dirty;  // endpoints whose policy inputs changed (or new)
   std::set<std::string> removed;
-  for (const auto& [key, ep] : st.eps)
-    if (!eps.count(key)) {
-      (void)index_.remove_endpoint(key);
-      removed.insert(key);
-    }
-  for (const auto& [key, ep] : eps) {
-    auto it = st.eps.find(key);
-    bool fresh = it == st.eps.end();
-    if (fresh || it->second.ns != ep.ns || it->second.labels != ep.labels ||
-        it->second.ips != ep.ips)
-      index_.update_endpoint(key, ep.labels, ep.ips, ep.ns);
-    if (fresh || !it->second.same_policy_inputs(ep)) ep_dirty.insert(key);
-  }
-  st.eps = std::move(eps);
+  st.update_endpoints(snap, index_, ep_dirty, removed);
 
-  // 2. Compile.
+  // 2. Compile. Which endpoints to rebuild: all when tiers or policies were added, removed or
+  // reordered; else those selected (before or after) by a policy whose content changed.
   Refs refs;
-  std::vector<CompiledTier> tiers;
-  {
-    std::map<std::string, CompiledTier> by_name;
-    CompiledTier def;
-    def.name = model::kDefaultTier;
-    def.order = model::kDefaultTierOrder;
-    by_name[def.name] = def;
-    for (const model::Tier& t : snap.tiers) {
-      CompiledTier ct;
-      ct.name = t.meta.name;
-      ct.order = t.order;
-      ct.default_action = to_action(t.default_action);
-      by_name[ct.name] = ct;
-    }
-    for (const model::GlobalNetworkPolicy& g : snap.global_network_policies) {
-      auto it = by_name.find(g.tier);
-      if (it == by_name.end()) continue;  // validate_snapshot rejects this
-      it->second.policies.push_back(compile_gnp(g, refs));
-    }
-    for (auto& [name, ct] : by_name) {
-      std::sort(ct.policies.begin(), ct.policies.end(), order_less<CompiledPolicy>);
-      if (!ct.policies.empty()) tiers.push_back(std::move(ct));
-    }
-    std::sort(tiers.begin(), tiers.end(), order_less<CompiledTier>);
-    CompiledTier k8s;
-    k8s.name = kKubernetesTier;
-    for (const model::NetworkPolicy& np : snap.network_policies)
-      k8s.policies.push_back(compile_np(np, refs));
-    std::sort(k8s.policies.begin(), k8s.policies.end(),
-              [](const CompiledPolicy& a, const CompiledPolicy& b) { return a.name < b.name; });
-    if (!k8s.policies.empty()) tiers.push_back(std::move(k8s));
-  }
-  // Which endpoints to rebuild: all when tiers or policies were added, removed or reordered;
-  // else those selected (before or after) by a policy whose content changed.
-  bool all_dirty = !st.compiled_once || !same_shape(tiers, st.tiers);
-  if (!all_dirty) {
-    for (size_t i = 0; i < tiers.size(); ++i)
-      for (size_t j = 0; j < tiers[i].policies.size(); ++j) {
-        const CompiledPolicy& now = tiers[i].policies[j];
-        const CompiledPolicy& before = st.tiers[i].policies[j];
-        if (now == before) continue;
-        for (const auto& [key, ep] : st.eps) {
-          Labels nsl = st.full_ns_labels(ep.ns);
-          if (State::selects(now, ep, nsl) || State::selects(before, ep, nsl))
-            ep_dirty.insert(key);
-        }
-      }
-  }
+  std::vector<CompiledTier> tiers = compile_tiers(snap, refs);
+  bool all_dirty = st.mark_dirty(tiers, ep_dirty);
   st.tiers = std::move(tiers);
   st.compiled_once = true;
-
   // Sets: reference the new ones first, then release the old (no delete/re-create churn).
-  for (const auto& [id, spec] : refs.sets) {
-    if (st.held.count(id)) continue;
-    if (index_.add_set(spec).ok()) st.held.emplace(id, spec);
-    // else: a 64-bit id collision with another set; the rule matches what that set holds.
-  }
-  for (auto it = st.held.begin(); it != st.held.end();) {
-    if (refs.sets.count(it->first)) {
-      ++it;
-      continue;
-    }
-    (void)index_.release_selector(it->first);
-    it = st.held.erase(it);
-  }
+  st.hold_sets(refs.sets, index_);
 
   // 3. Named-port sets.
-  st.np_specs = std::move(refs.named_ports);
-  st.np_members.clear();
-  for (const auto& [id, spec] : st.np_specs) st.np_members[id];
-  if (!st.np_specs.empty()) {
-    for (const auto& [key, ep] : st.eps)
-      for (const model::WorkloadPort& wp : ep.ports) {
-        SetId id = named_port_set_id(wp.name, model::ip_proto(wp.protocol));
-        auto it = st.np_members.find(id);
-        if (it == st.np_members.end()) continue;
-        for (model::Ipv4 ip : ep.ips)
-          it->second.insert(PortMember{ip, model::ip_proto(wp.protocol), wp.port});
-      }
-  }
+  st.update_named_ports(std::move(refs.named_ports));
 
   // 4. Endpoint policies.
   for (const std::string& key : removed) {
@@ -637,16 +692,7 @@ void PolicyResolver::update(const model::Snapshot& snap) {
   }
   for (const auto& [key, ep] : st.eps) {
     bool dirty = all_dirty || ep_dirty.count(key) || ns_changed.count(ep.ns);
-    if (!dirty) continue;
-    State::Policies p;
-    p.dir[kIn] = st.build(key, ep, Direction::Ingress);
-    p.dir[kOut] = st.build(key, ep, Direction::Egress);
-    auto it = st.policies.find(key);
-    if (it != st.policies.end() && it->second.dir[kIn] == p.dir[kIn] &&
-        it->second.dir[kOut] == p.dir[kOut])
-      continue;
-    st.policies[key] = std::move(p);
-    changed_.push_back(key);
+    if (dirty && st.rebuild(key, ep)) changed_.push_back(key);
   }
   std::sort(changed_.begin(), changed_.end());
 }

@@ -249,72 +249,62 @@ std::string describe(const std::string& name) {
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
 
-}  // namespace
+// The body of every dump: the maps `m` opened (else the error), read, printed as JSON or as
+// text. `what` names the command in errors ("nat dump"). Returns the exit code.
+template <class Maps, class Read, class ToJson, class ToText>
+int dump(const char* what, Result<Maps> m, bool json, Read read, ToJson to_json, ToText to_text) {
+  if (!m) return fail(what, m.error());
+  auto r = read(*m);
+  if (!r) return fail(what, r.error());
+  if (json)
+    print_json(to_json(*r));
+  else
+    std::cout << to_text(*r);
+  return 0;
+}
 
-void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
-  auto st = std::make_shared<BpfCliState>();
-  CLI::App* bpf = app.add_subcommand("bpf", "inspect and repair weir's kernel state (works while the agent is down)");
-  bpf->require_subcommand(1);
+// A `<name>` subcommand (described by command_list()) that needs a subcommand.
+CLI::App* add_group(CLI::App* bpf, const std::string& name) {
+  CLI::App* group = bpf->add_subcommand(name, describe(name));
+  group->require_subcommand(1);
+  return group;
+}
 
-  // nat dump
-  CLI::App* nat = bpf->add_subcommand("nat", describe("nat"));
-  nat->require_subcommand(1);
-  CLI::App* nat_dump = nat->add_subcommand("dump", "dump the NAT frontends and their backends");
+void add_nat(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+  CLI::App* nat_dump = add_group(bpf, "nat")->add_subcommand("dump", "dump the NAT frontends and their backends");
   nat_dump->add_flag("--json", st->json, "JSON output");
   nat_dump->callback([&g, &rc, st] {
-    auto m = open_maps(g);
-    if (!m) { rc = fail("nat dump", m.error()); return; }
-    auto fes = read_nat(*m);
-    if (!fes) { rc = fail("nat dump", fes.error()); return; }
-    if (st->json) print_json(nat_dump_json(*fes));
-    else std::cout << format_nat_dump(*fes);
-    rc = 0;
+    rc = dump("nat dump", open_maps(g), st->json, read_nat, nat_dump_json, format_nat_dump);
   });
+}
 
-  // conntrack dump
-  CLI::App* ct = bpf->add_subcommand("conntrack", describe("conntrack"));
-  ct->require_subcommand(1);
+void add_conntrack(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+  CLI::App* ct = add_group(bpf, "conntrack");
   CLI::App* ct_dump = ct->add_subcommand("dump", "dump the conntrack table (a NAT flow's two entries as one line)");
   ct_dump->add_flag("--json", st->json, "JSON output");
   ct_dump->callback([&g, &rc, st] {
-    auto m = open_maps(g);
-    if (!m) { rc = fail("conntrack dump", m.error()); return; }
-    auto e = read_conntrack(*m);
-    if (!e) { rc = fail("conntrack dump", e.error()); return; }
     uint64_t now = monotonic_now_ns();
-    if (st->json) print_json(ct_dump_json(*e, now));
-    else std::cout << format_ct_dump(*e, now);
-    rc = 0;
+    rc = dump("conntrack dump", open_maps(g), st->json, read_conntrack,
+              [now](const auto& e) { return ct_dump_json(e, now); },
+              [now](const auto& e) { return format_ct_dump(e, now); });
   });
-
-  // conntrack stats
   CLI::App* ct_stats = ct->add_subcommand(
       "stats", "conntrack occupancy vs capacity, creations, failures, deletions, estimated evictions");
   ct_stats->add_flag("--json", st->json, "JSON output");
   ct_stats->callback([&g, &rc, st] {
-    auto m = open_maps(g);
-    if (!m) { rc = fail("conntrack stats", m.error()); return; }
-    auto r = read_ct_stats(*m);
-    if (!r) { rc = fail("conntrack stats", r.error()); return; }
-    if (st->json) print_json(ct_stats_json(*r));
-    else std::cout << format_ct_stats(*r);
-    rc = 0;
+    rc = dump("conntrack stats", open_maps(g), st->json, read_ct_stats, ct_stats_json, format_ct_stats);
   });
+}
 
-  // counters dump / flush
-  CLI::App* counters = bpf->add_subcommand("counters", describe("counters"));
-  counters->require_subcommand(1);
+void add_counters(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+  CLI::App* counters = add_group(bpf, "counters");
   CLI::App* c_dump = counters->add_subcommand("dump", "dump per-interface packet counters");
   c_dump->add_option("--iface", st->iface, "only this interface");
   c_dump->add_flag("--json", st->json, "JSON output");
   c_dump->callback([&g, &rc, st] {
-    auto m = open_maps(g);
-    if (!m) { rc = fail("counters dump", m.error()); return; }
-    auto c = read_counters(*m, st->iface);
-    if (!c) { rc = fail("counters dump", c.error()); return; }
-    if (st->json) print_json(counters_json(*c));
-    else std::cout << format_counters_dump(*c, st->iface.empty());
-    rc = 0;
+    rc = dump("counters dump", open_maps(g), st->json,
+              [st](maps::WeirMaps& m) { return read_counters(m, st->iface); }, counters_json,
+              [st](const auto& c) { return format_counters_dump(c, st->iface.empty()); });
   });
   CLI::App* c_flush = counters->add_subcommand("flush", "zero the counters");
   c_flush->add_option("--iface", st->iface, "only this interface");
@@ -326,53 +316,29 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
     std::cout << fmt::format("zeroed {} counter set(s)\n", *n);
     rc = 0;
   });
+}
 
-  // routes dump
-  CLI::App* routes = bpf->add_subcommand("routes", describe("routes"));
-  routes->require_subcommand(1);
-  CLI::App* r_dump = routes->add_subcommand("dump", "dump the routes map");
+// routes, ifstate and ipsets: one dump each.
+void add_table_dumps(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+  CLI::App* r_dump = add_group(bpf, "routes")->add_subcommand("dump", "dump the routes map");
   r_dump->add_flag("--json", st->json, "JSON output");
   r_dump->callback([&g, &rc, st] {
-    auto m = open_maps(g);
-    if (!m) { rc = fail("routes dump", m.error()); return; }
-    auto r = read_routes(*m);
-    if (!r) { rc = fail("routes dump", r.error()); return; }
-    if (st->json) print_json(routes_json(*r));
-    else std::cout << format_routes_dump(*r);
-    rc = 0;
+    rc = dump("routes dump", open_maps(g), st->json, read_routes, routes_json, format_routes_dump);
   });
-
-  // ifstate dump
-  CLI::App* ifstate = bpf->add_subcommand("ifstate", describe("ifstate"));
-  ifstate->require_subcommand(1);
-  CLI::App* i_dump = ifstate->add_subcommand("dump", "dump the interface state map");
+  CLI::App* i_dump = add_group(bpf, "ifstate")->add_subcommand("dump", "dump the interface state map");
   i_dump->add_flag("--json", st->json, "JSON output");
   i_dump->callback([&g, &rc, st] {
-    auto m = open_maps(g);
-    if (!m) { rc = fail("ifstate dump", m.error()); return; }
-    auto r = read_ifstate(*m);
-    if (!r) { rc = fail("ifstate dump", r.error()); return; }
-    if (st->json) print_json(ifstate_json(*r));
-    else std::cout << format_ifstate_dump(*r);
-    rc = 0;
+    rc = dump("ifstate dump", open_maps(g), st->json, read_ifstate, ifstate_json, format_ifstate_dump);
   });
-
-  // ipsets dump
-  CLI::App* ipsets = bpf->add_subcommand("ipsets", describe("ipsets"));
-  ipsets->require_subcommand(1);
-  CLI::App* ips_dump = ipsets->add_subcommand("dump", "dump the IP sets policy rules refer to");
+  CLI::App* ips_dump = add_group(bpf, "ipsets")->add_subcommand("dump", "dump the IP sets policy rules refer to");
   ips_dump->add_flag("--json", st->json, "JSON output");
   ips_dump->callback([&g, &rc, st] {
-    auto m = maps::PolicyMaps::open_pinned(maps::PinLayout{g.pin_root});
-    if (!m) { rc = fail("ipsets dump", m.error()); return; }
-    auto k = read_ipsets(*m);
-    if (!k) { rc = fail("ipsets dump", k.error()); return; }
-    if (st->json) print_json(ipsets_json(*k));
-    else std::cout << format_ipsets_dump(*k);
-    rc = 0;
+    rc = dump("ipsets dump", maps::PolicyMaps::open_pinned(maps::PinLayout{g.pin_root}), st->json,
+              read_ipsets, ipsets_json, format_ipsets_dump);
   });
+}
 
-  // version
+void add_version(CLI::App* bpf, int& rc, std::shared_ptr<BpfCliState> st) {
   CLI::App* version = bpf->add_subcommand("version", describe("version"));
   version->add_flag("--json", st->json, "JSON output");
   version->callback([&rc, st] {
@@ -382,8 +348,9 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
     else std::cout << format_version(*v);
     rc = 0;
   });
+}
 
-  // cleanup
+void add_cleanup(CLI::App* bpf, GlobalOptions& g, int& rc) {
   CLI::App* clean = bpf->add_subcommand("cleanup", describe("cleanup"));
   clean->callback([&g, &rc] {
     auto r = cleanup(maps::PinLayout{g.pin_root}, g.effective_state_dir());
@@ -393,10 +360,21 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
     for (const auto& l : r->left) std::cout << l << "\n";
     rc = 0;
   });
+}
 
-  // help
+}  // namespace
+
+void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
+  auto st = std::make_shared<BpfCliState>();
+  CLI::App* bpf = app.add_subcommand("bpf", "inspect and repair weir's kernel state (works while the agent is down)");
+  bpf->require_subcommand(1);
+  add_nat(bpf, g, rc, st);
+  add_conntrack(bpf, g, rc, st);
+  add_counters(bpf, g, rc, st);
+  add_table_dumps(bpf, g, rc, st);
+  add_version(bpf, rc, st);
+  add_cleanup(bpf, g, rc);
   add_policy_commands(bpf, g, rc);
-
   CLI::App* help = bpf->add_subcommand("help", describe("help"));
   help->callback([&rc] {
     std::cout << format_help(command_list());

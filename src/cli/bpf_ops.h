@@ -59,7 +59,7 @@ struct CleanupReport {
 Result<CleanupReport> cleanup(const maps::PinLayout& layout, const std::string& state_dir = "");
 
 // The agent's files under `state_dir`: regular files policy/*.json and policy/*.json.tmp (what
-// maps::write_policy_info writes), then policy/, the state dir and /run/weir when left empty.
+// dataplane::write_policy_info writes), then policy/, the state dir and /run/weir when left empty.
 // Never throws, never removes anything else; what it removed is appended to `r`.
 void cleanup_state_files(const std::string& state_dir, CleanupReport& r);
 

@@ -23,8 +23,8 @@
 #include "bpf/map.h"
 #include "bpf/netlink.h"
 #include "cli/bpf_ops.h"
+#include "dataplane/policy_info.h"
 #include "dataplane/programs.h"
-#include "maps/policy_info.h"
 #include "maps/weir_maps.h"
 #include "util/fd.h"
 
@@ -238,45 +238,10 @@ Status remove_weir_pins(const PinRootPlan& p, CleanupReport& r) {
   return {};
 }
 
-// Regular files named *.json or *.json.tmp directly under `dir`: what write_policy_info writes.
-std::vector<fs::path> policy_files(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::error_code sec;
-    if (it->symlink_status(sec).type() != fs::file_type::regular) continue;
-    if (name.ends_with(".json") || name.ends_with(".json.tmp")) out.push_back(it->path());
-  }
-  return out;
-}
-
-bool is_empty_dir(const fs::path& d) {
-  std::error_code ec;
-  if (fs::symlink_status(d, ec).type() != fs::file_type::directory) return false;
-  bool empty = fs::is_empty(d, ec);
-  return !ec && empty;
-}
-
 }  // namespace
 
 void cleanup_state_files(const std::string& state_dir, CleanupReport& r) {
-  if (state_dir.empty()) return;
-  fs::path state = fs::path(state_dir).lexically_normal();
-  if (state.filename().empty()) state = state.parent_path();  // "a/b/" -> "a/b"
-  const fs::path pol(maps::policy_info_dir(state.string()));
-  size_t files = 0;
-  std::error_code ec;
-  for (const auto& f : policy_files(pol))
-    if (fs::remove(f, ec)) ++files;
-  if (files) note(r, fmt::format("removed {} policy info file(s) under {}", files, pol.string()));
-  // The directories when that left them empty: policy/, the state dir, and /run/weir (only that
-  // parent: a user-given state dir's parent is not weir's).
-  for (const fs::path& d : {pol, state, state.parent_path()}) {
-    if (d == state.parent_path() && d != fs::path("/run/weir")) continue;
-    if (d == d.root_path() || !is_empty_dir(d)) continue;
-    if (fs::remove(d, ec)) note(r, fmt::format("removed empty directory {}", d.string()));
-  }
+  for (auto& line : dataplane::remove_state_files(state_dir)) note(r, std::move(line));
 }
 
 Result<CleanupReport> cleanup(const maps::PinLayout& layout, const std::string& state_dir) {

@@ -1,8 +1,11 @@
-// Registration of the weir subcommands. Each face of the binary (agent, bpf, lab) adds its
-// own subcommands to the CLI11 app; a subcommand's callback stores its exit code in `rc`.
+// Registration of the weir subcommands: the CLI registers every face of the binary (agent, bpf,
+// lab) here in src/cli/, calling the functions agent/, lab/ and the lower layers export. Each
+// face adds its subcommands to the CLI11 app; a subcommand's callback stores its exit code in `rc`.
 #pragma once
 
 #include <string>
+
+#include "dataplane/policy_info.h"
 
 namespace CLI {
 class App;
@@ -18,17 +21,13 @@ struct GlobalOptions {
 
   // --state-dir, else /run/weir/<last component of the pin root>.
   std::string effective_state_dir() const {
-    if (!state_dir.empty()) return state_dir;
-    std::string root = pin_root;
-    while (root.size() > 1 && root.back() == '/') root.pop_back();
-    auto slash = root.rfind('/');
-    return "/run/weir/" + (slash == std::string::npos ? root : root.substr(slash + 1));
+    return state_dir.empty() ? dataplane::default_state_dir(pin_root) : state_dir;
   }
 };
 
-void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc);  // src/agent
-void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc);   // src/cli
-void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc);   // src/lab
+void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc);  // agent_command.cpp
+void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc);   // bpf_commands.cpp
+void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc);   // lab_commands.cpp
 // `weir bpf policy ...` (src/cli/policy_commands.cpp), under the `bpf` subcommand.
 void add_policy_commands(CLI::App* bpf, GlobalOptions& g, int& rc);
 

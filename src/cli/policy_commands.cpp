@@ -1,6 +1,6 @@
 // `weir bpf policy dump <iface> <ingress|egress|all> [--asm] [--json]`: the policy programs an
 // interface runs, as tiers, policies and rules with per-rule packet counts (seed format). The
-// structure comes from the agent's info files (maps/policy_info.h), the counts from
+// structure comes from the agent's info files (dataplane/policy_info.h), the counts from
 // weir_rule_cnt1, and which program is live from ifstate and weir_jump1: a disagreement (the
 // agent died between installing and recording, or the file is stale) is shown on the Error line.
 #include <bpf/bpf.h>
@@ -19,7 +19,7 @@
 #include "cli/policy_format.h"
 #include "maps/decode.h"
 #include "maps/pin_layout.h"
-#include "maps/policy_info.h"
+#include "dataplane/policy_info.h"
 #include "weir/ifstate.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
@@ -108,7 +108,7 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
         jump_error = fmt::format("reading jump slot {}: {}", slot, std::strerror(errno));
       }
     }
-    auto info = maps::read_policy_info(g.effective_state_dir(), iface, dir);
+    auto info = dataplane::read_policy_info(g.effective_state_dir(), iface, dir);
     if (slot == WEIR_NO_POLICY_SLOT) {
       std::string error;
       if (info) error = "an info file exists but the interface runs no policy (stale file)";

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "calc/policy_ir.h"
-#include "calc/selector.h"
+#include "model/selector.h"
 
 namespace weir::cli {
 
@@ -11,7 +11,7 @@ namespace {
 
 std::string set_list(const std::vector<uint64_t>& ids) {
   std::string s;
-  for (uint64_t id : ids) s += (s.empty() ? "" : ",") + calc::format_set_id(id);
+  for (uint64_t id : ids) s += (s.empty() ? "" : ",") + model::format_set_id(id);
   return s;
 }
 
@@ -22,7 +22,7 @@ uint64_t count_of(const std::map<uint64_t, uint64_t>& counts, uint64_t id) {
 
 }  // namespace
 
-std::string format_policy_dump(const maps::PolicyInfo& info,
+std::string format_policy_dump(const dataplane::PolicyInfo& info,
                                const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                const std::string& error) {
   std::string out = fmt::format("IfaceName: {}\nHook: {}\nError: {}\nPolicy Info:\n", info.iface,
@@ -67,7 +67,7 @@ std::string format_no_policy(const std::string& iface, const std::string& direct
 }
 
 std::string policy_dump_error(uint32_t slot, uint32_t live_id, const std::string& jump_error,
-                              const maps::PolicyInfo& info) {
+                              const dataplane::PolicyInfo& info) {
   if (!jump_error.empty()) return jump_error;
   if (info.entry_slot != slot || (live_id != 0 && info.entry_prog_id != live_id)) {
     return fmt::format("the description is stale: ifstate names slot {} (program id {}), the "
@@ -80,10 +80,10 @@ std::string policy_dump_error(uint32_t slot, uint32_t live_id, const std::string
   return info.install_error;
 }
 
-nlohmann::json policy_dump_json(const maps::PolicyInfo& info,
+nlohmann::json policy_dump_json(const dataplane::PolicyInfo& info,
                                 const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                 const std::string& error) {
-  nlohmann::json j = maps::to_json(info);
+  nlohmann::json j = dataplane::to_json(info);
   j["hook"] = info.hook();
   j["error"] = error;
   for (auto& t : j["tiers"])

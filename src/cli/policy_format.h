@@ -20,13 +20,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "maps/policy_info.h"
+#include "dataplane/policy_info.h"
 
 namespace weir::cli {
 
 // `error` goes on the "Error:" line (empty when all is well, e.g. a stale info file is named
 // there). `counts`: rule id -> packets (summed over CPUs); a missing id counts 0.
-std::string format_policy_dump(const maps::PolicyInfo& info,
+std::string format_policy_dump(const dataplane::PolicyInfo& info,
                                const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                const std::string& error);
 // "IfaceName: X\nHook: tc ingress\nError: <error>\nPolicy Info:\n// No policy applies: every new
@@ -39,9 +39,9 @@ std::string format_no_policy(const std::string& iface, const std::string& direct
 // the description is stale, the slot is empty, or the agent could not install the endpoint's
 // policy (info.install_error: deny-all or the previous program runs). "" when all is well.
 std::string policy_dump_error(uint32_t slot, uint32_t live_id, const std::string& jump_error,
-                              const maps::PolicyInfo& info);
+                              const dataplane::PolicyInfo& info);
 
-nlohmann::json policy_dump_json(const maps::PolicyInfo& info,
+nlohmann::json policy_dump_json(const dataplane::PolicyInfo& info,
                                 const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                 const std::string& error);
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "bpf/netlink.h"
+#include "dataplane/route_flags.h"
 #include "maps/decode.h"
 
 namespace weir::dataplane {
@@ -225,8 +226,8 @@ Status EndpointManager::sync_routes(const std::vector<calc::Route>& routes) {
   for (const auto& r : routes) {
     weir_route_key k = route_key(r.cidr);
     weir_route_val v{};
-    v.flags = r.flags;
-    if (r.flags & WEIR_RT_F_LOCAL_WORKLOAD) {
+    v.flags = bpf_route_flags(r.flags);
+    if (r.flags & calc::kRouteLocalWorkload) {
       auto it = attached_.find(r.interface);
       if (it == attached_.end()) continue;  // interface not there (yet): host stack decides
       v.ifindex = static_cast<__u32>(it->second.ifindex);

@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "maps/policy_info.h"
+#include "dataplane/policy_info.h"
 #include "weir/ifstate.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
@@ -180,15 +180,15 @@ Status PolicyManager::fail_closed(const Key& key, const PolicyEndpoint& ep, cons
                   what, err.str());
   }
   fail_closed_[key] = ep.ifindex;
-  maps::PolicyInfo info =
-      maps::policy_info_from(calc::pol::fail_closed_policy(key.second), ep.iface, ep.ifindex);
+  PolicyInfo info =
+      policy_info_from(calc::pol::fail_closed_policy(key.second), ep.iface, ep.ifindex);
   info.entry_slot = (*da)->slot;
   info.entry_prog_id = (*da)->prog_id;
   info.chunk_slots = {(*da)->slot};
   info.asm_text = (*da)->asm_text;
   info.install_error = fmt::format(
       "policy not installed, every new flow is denied until it is (fail closed): {}", err.str());
-  if (auto st = maps::write_policy_info(state_dir_, info); !st) {
+  if (auto st = write_policy_info(state_dir_, info); !st) {
     spdlog::warn("{}: policy dump info not written: {}", what, st.error().str());
   }
   return {};
@@ -203,7 +203,7 @@ void PolicyManager::forget_fail_closed(const Key& key, bool point_at_nothing) {
   if (point_at_nothing) {
     auto st = set_slot_(it->second, key.second, WEIR_NO_POLICY_SLOT);
     if (!st && st.error().err != ENOENT) spdlog::warn("policy: {}", st.error().wrap(key.first).str());
-    (void)maps::remove_policy_info(state_dir_, key.first,
+    (void)remove_policy_info(state_dir_, key.first,
                                    std::string(calc::pol::to_string(key.second)));
   }
   fail_closed_.erase(it);
@@ -241,7 +241,7 @@ Status PolicyManager::write_sets(const std::vector<calc::IpSetDelta>& changes, b
       if (first_err == 0) first_err = st.error().err;
       errors.push_back(fmt::format("{}: {} {} in IP set {}: {}", table.name(),
                                    additions ? "adding" : "removing", what,
-                                   calc::format_set_id(d.id), std::strerror(st.error().err)));
+                                   model::format_set_id(d.id), std::strerror(st.error().err)));
     };
     for (const auto& n : nets) {
       if (n.prefix_len == 32) {
@@ -346,12 +346,12 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     return st.error().wrap(what + ": pointing ifstate at the new program");
   }
 
-  maps::PolicyInfo info = maps::policy_info_from(p, ep.iface, ep.ifindex);
+  PolicyInfo info = policy_info_from(p, ep.iface, ep.ifindex);
   info.entry_slot = *entry;
   info.entry_prog_id = prog_id(entry_fd);
   info.chunk_slots = taken;
   info.asm_text = polprog::disassemble(*compiled);
-  if (auto st = maps::write_policy_info(state_dir_, info); !st) {
+  if (auto st = write_policy_info(state_dir_, info); !st) {
     spdlog::warn("{}: policy dump info not written: {}", what, st.error().str());
   }
 
@@ -377,7 +377,7 @@ Status PolicyManager::uninstall(const Key& key) {
   if (!st && st.error().err != ENOENT) return st.error().wrap("removing the policy of " + key.first);
   retire(it->second.slots);
   ref_rules(it->second.policy, -1);
-  (void)maps::remove_policy_info(state_dir_, key.first,
+  (void)remove_policy_info(state_dir_, key.first,
                                  std::string(calc::pol::to_string(key.second)));
   spdlog::info("policy: removed the {} policy of {}", calc::pol::to_string(key.second), key.first);
   installed_.erase(it);
@@ -407,7 +407,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
             errors.push_back(st.error().wrap(ep.iface));
           }
           // And its description, e.g. the previous agent's fail-closed one.
-          (void)maps::remove_policy_info(state_dir_, ep.iface, std::string(calc::pol::to_string(d)));
+          (void)remove_policy_info(state_dir_, ep.iface, std::string(calc::pol::to_string(d)));
         }
         continue;
       }

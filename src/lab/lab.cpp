@@ -1,8 +1,5 @@
 #include "lab/lab.h"
 
-#include "cli/bpf_ops.h"
-#include "cli/commands.h"
-
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fcntl.h>
@@ -22,6 +19,8 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+
+#include "dataplane/policy_info.h"
 
 namespace weir::lab {
 
@@ -554,11 +553,8 @@ Status Lab::down() {
   if (!cleaned && !st_.pin_root.empty()) {
     // The node namespace is gone (or cleanup failed): the agent's files beside the pins
     // (/run/weir/<pin root name>) are still removed, and only those.
-    cli::GlobalOptions g;
-    g.pin_root = st_.pin_root;
-    cli::CleanupReport report;
-    cli::cleanup_state_files(g.effective_state_dir(), report);
-    for (const auto& l : report.removed) spdlog::debug("lab {}: {}", st_.id, l);
+    for (const auto& l : dataplane::remove_state_files(dataplane::default_state_dir(st_.pin_root)))
+      spdlog::debug("lab {}: {}", st_.id, l);
   }
   for (auto it = st_.netns.rbegin(); it != st_.netns.rend(); ++it) {
     if (!netns_exists(*it)) continue;

@@ -148,13 +148,7 @@ void parse_target_port(Ctx& c, const YAML::Node& tp, const std::string& path, Se
     sp.target_port.name = name;
 }
 
-std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Source& src) {
-  Service svc;
-  svc.source = src;
-  svc.meta = parse_meta(c, root, kKindService, true);
-  YAML::Node spec = c.map(root, "spec", "spec", true);
-  if (!spec.IsDefined()) return std::nullopt;
-
+void parse_service_type(Ctx& c, const YAML::Node& spec, Service& svc) {
   if (auto t = c.str(spec, "type", "spec.type", false)) {
     if (*t == "ClusterIP")
       svc.type = ServiceType::ClusterIP;
@@ -173,27 +167,37 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
       c.warn("spec.type", Ctx::child(spec, "type"),
              fmt::format("type {}: only the ClusterIP part is load-balanced", *t));
   }
+}
 
-  // clusterIP / clusterIPs.
-  bool have_ip_field = false;
-  std::optional<YAML::Node> ip_node;  // where cluster_ip was read
-  bool v6_seen = false;
+// What parse_cluster_ip learns from spec.clusterIP and spec.clusterIPs.
+struct ClusterIpScan {
+  bool have_ip_field = false;         // either field holds a non-empty value
+  std::optional<YAML::Node> ip_node;  // where svc.cluster_ip was read
+  bool v6_seen = false;               // an IPv6 address was ignored (warned once)
+};
+
+// spec.clusterIP: an IPv4 address, None (headless) or IPv6 (ignored, with a warning).
+void read_cluster_ip(Ctx& c, const YAML::Node& spec, Service& svc, ClusterIpScan& scan) {
   YAML::Node cip = Ctx::child(spec, "clusterIP");
   if (cip.IsDefined()) {
     auto s = c.scalar(cip, "spec.clusterIP");
     if (s && !s->empty()) {
-      have_ip_field = true;
+      scan.have_ip_field = true;
       if (*s == "None") {
         svc.headless = true;
       } else {
         bool v6 = false;
         svc.cluster_ip = parse_ip_field(c, cip, "spec.clusterIP", false, &v6);
-        if (svc.cluster_ip) ip_node.emplace(cip);
-        if (v6) v6_seen = true;
+        if (svc.cluster_ip) scan.ip_node.emplace(cip);
+        if (v6) scan.v6_seen = true;
         if (v6) c.warn("spec.clusterIP", cip, fmt::format("IPv6 address {} ignored", quote(*s)));
       }
     }
   }
+}
+
+// spec.clusterIPs: its first IPv4 entry is the cluster IP and must agree with spec.clusterIP.
+void read_cluster_ips(Ctx& c, const YAML::Node& spec, Service& svc, ClusterIpScan& scan) {
   YAML::Node cips = c.seq(spec, "clusterIPs", "spec.clusterIPs", false);
   if (cips.IsDefined()) {
     std::optional<Ipv4> first_v4;
@@ -203,7 +207,7 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
       std::string path = idx("spec.clusterIPs", i);
       auto s = c.scalar(cips[i], path);
       if (!s) continue;
-      have_ip_field = true;
+      scan.have_ip_field = true;
       if (*s == "None") {
         if (!svc.cluster_ip) svc.headless = true;
         continue;
@@ -211,8 +215,8 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
       bool v6 = false;
       auto ip = parse_ip_field(c, cips[i], path, false, &v6);
       if (v6) {
-        if (!v6_seen) c.warn(path, cips[i], fmt::format("IPv6 address {} ignored", quote(*s)));
-        v6_seen = true;
+        if (!scan.v6_seen) c.warn(path, cips[i], fmt::format("IPv6 address {} ignored", quote(*s)));
+        scan.v6_seen = true;
       }
       if (ip && !first_v4) {
         first_v4 = ip;
@@ -223,29 +227,77 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
     if (!svc.cluster_ip && !svc.headless && first_v4) {
       svc.cluster_ip = first_v4;
       svc.cluster_ip_field = first_v4_path;
-      ip_node.emplace(*first_v4_node);
+      scan.ip_node.emplace(*first_v4_node);
     }
     if (svc.cluster_ip && first_v4 && *first_v4 != *svc.cluster_ip)
       c.error("spec.clusterIPs", cips,
               fmt::format("the IPv4 entry {} differs from spec.clusterIP {}", first_v4->str(),
                           svc.cluster_ip->str()));
   }
+}
+
+void parse_cluster_ip(Ctx& c, const YAML::Node& spec, Service& svc) {
+  ClusterIpScan scan;
+  read_cluster_ip(c, spec, svc, scan);
+  read_cluster_ips(c, spec, svc, scan);
   if (svc.type == ServiceType::ExternalName) {
     svc.cluster_ip.reset();
     svc.headless = false;
-  } else if (!have_ip_field) {
+  } else if (!scan.have_ip_field) {
     c.error("spec.clusterIP", spec,
             "is required (weir does not allocate cluster IPs; use None for a headless service)");
   }
   if (svc.cluster_ip) {
-    svc.cluster_ip_line = line_of(*ip_node);
+    svc.cluster_ip_line = line_of(*scan.ip_node);
     if (const SpecialBlock* b = special_block(*svc.cluster_ip))
-      c.error(svc.cluster_ip_field, *ip_node,
+      c.error(svc.cluster_ip_field, *scan.ip_node,
               fmt::format("{} is {}: a cluster IP must be a unicast address of the service CIDR",
                           svc.cluster_ip->str(), b->what));
   }
+}
 
-  // ports.
+// One entry of spec.ports (at `path`, index i of n): names and port/protocol pairs must be
+// unique across the entries (`names`, `numbers`: the entries seen so far).
+ServicePort parse_service_port(Ctx& c, const YAML::Node& pn, const std::string& path, size_t i,
+                               size_t n, std::map<std::string, size_t>& names,
+                               std::map<std::pair<uint16_t, Protocol>, size_t>& numbers) {
+  ServicePort sp;
+  if (auto name = c.str(pn, "name", path + ".name", false)) sp.name = *name;
+  if (sp.name.empty()) {
+    if (n > 1) c.error(path + ".name", pn, "is required when a service has more than one port");
+  } else if (!is_dns_label(sp.name)) {
+    c.error(path + ".name", Ctx::child(pn, "name"),
+            fmt::format("{} is not a valid port name: must be a lowercase RFC 1123 label",
+                        quote(sp.name)));
+  } else if (auto [it, fresh] = names.emplace(sp.name, i); !fresh) {
+    c.error(
+        path + ".name", Ctx::child(pn, "name"),
+        fmt::format("duplicate port name {} (also spec.ports[{}])", quote(sp.name), it->second));
+  }
+  auto proto = c.protocol(pn, path + ".protocol");
+  if (proto) sp.protocol = *proto;
+  if (proto == Protocol::SCTP)
+    c.warn(path + ".protocol", Ctx::child(pn, "protocol"),
+           "SCTP is parsed but not load-balanced yet");
+  auto port = c.integer(pn, "port", path + ".port", 1, 65535, true);
+  if (port) sp.port = static_cast<uint16_t>(*port);
+  YAML::Node tp = Ctx::child(pn, "targetPort");
+  if (tp.IsDefined()) {
+    parse_target_port(c, tp, path + ".targetPort", sp);
+  } else {
+    sp.target_port.number = sp.port;
+  }
+  if (port && proto) {
+    auto [it, fresh] = numbers.emplace(std::pair{sp.port, sp.protocol}, i);
+    if (!fresh)
+      c.error(path + ".port", Ctx::child(pn, "port"),
+              fmt::format("duplicate port {}/{} (also spec.ports[{}])", sp.port,
+                          to_string(sp.protocol), it->second));
+  }
+  return sp;
+}
+
+void parse_service_ports(Ctx& c, const YAML::Node& spec, Service& svc) {
   bool needs_ports = svc.type != ServiceType::ExternalName && !svc.headless;
   YAML::Node raw_ports = Ctx::child(spec, "ports");
   YAML::Node ports = c.seq(spec, "ports", "spec.ports", false);
@@ -262,45 +314,12 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
         c.error(path, pn, "must be a mapping");
         continue;
       }
-      ServicePort sp;
-      if (auto name = c.str(pn, "name", path + ".name", false)) sp.name = *name;
-      if (sp.name.empty()) {
-        if (ports.size() > 1)
-          c.error(path + ".name", pn, "is required when a service has more than one port");
-      } else if (!is_dns_label(sp.name)) {
-        c.error(path + ".name", Ctx::child(pn, "name"),
-                fmt::format("{} is not a valid port name: must be a lowercase RFC 1123 label",
-                            quote(sp.name)));
-      } else if (auto [it, fresh] = names.emplace(sp.name, i); !fresh) {
-        c.error(path + ".name", Ctx::child(pn, "name"),
-                fmt::format("duplicate port name {} (also spec.ports[{}])", quote(sp.name),
-                            it->second));
-      }
-      auto proto = c.protocol(pn, path + ".protocol");
-      if (proto) sp.protocol = *proto;
-      if (proto == Protocol::SCTP)
-        c.warn(path + ".protocol", Ctx::child(pn, "protocol"),
-               "SCTP is parsed but not load-balanced yet");
-      auto port = c.integer(pn, "port", path + ".port", 1, 65535, true);
-      if (port) sp.port = static_cast<uint16_t>(*port);
-      YAML::Node tp = Ctx::child(pn, "targetPort");
-      if (tp.IsDefined()) {
-        parse_target_port(c, tp, path + ".targetPort", sp);
-      } else {
-        sp.target_port.number = sp.port;
-      }
-      if (port && proto) {
-        auto [it, fresh] = numbers.emplace(std::pair{sp.port, sp.protocol}, i);
-        if (!fresh)
-          c.error(path + ".port", Ctx::child(pn, "port"),
-                  fmt::format("duplicate port {}/{} (also spec.ports[{}])", sp.port,
-                              to_string(sp.protocol), it->second));
-      }
-      svc.ports.push_back(std::move(sp));
+      svc.ports.push_back(parse_service_port(c, pn, path, i, ports.size(), names, numbers));
     }
   }
+}
 
-  // session affinity.
+void parse_session_affinity(Ctx& c, const YAML::Node& spec, Service& svc) {
   if (auto sa = c.str(spec, "sessionAffinity", "spec.sessionAffinity", false)) {
     if (*sa == "None")
       svc.session_affinity = SessionAffinity::None;
@@ -318,6 +337,18 @@ std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Sourc
                            "spec.sessionAffinityConfig.clientIP.timeoutSeconds", 1, 86400, false))
       svc.affinity_timeout_s = static_cast<uint32_t>(*t);
   }
+}
+
+std::optional<Service> parse_service(Ctx& c, const YAML::Node& root, const Source& src) {
+  Service svc;
+  svc.source = src;
+  svc.meta = parse_meta(c, root, kKindService, true);
+  YAML::Node spec = c.map(root, "spec", "spec", true);
+  if (!spec.IsDefined()) return std::nullopt;
+  parse_service_type(c, spec, svc);
+  parse_cluster_ip(c, spec, svc);
+  parse_service_ports(c, spec, svc);
+  parse_session_affinity(c, spec, svc);
   if (c.failed()) return std::nullopt;
   return svc;
 }

@@ -1,8 +1,9 @@
 // Parsing and validation of the policy kinds: Namespace, NetworkPolicy, Tier,
 // GlobalNetworkPolicy (docs/resources.md). Called from parse.cpp's dispatch.
 //
-// Selector syntax is checked with calc's pure selector parser (calc/selector.h: no syscalls, no
-// model types); the model keeps the validated text, calc builds the Selector again.
+// Selector syntax is checked with the selector parser (model/selector.h: the grammar belongs
+// with the resources that carry selectors); the model keeps the validated text, calc builds
+// the Selector again.
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -12,9 +13,9 @@
 #include <set>
 #include <variant>
 
-#include "calc/selector.h"
 #include "model/parse_ctx.h"
 #include "model/parse_policy.h"
+#include "model/selector.h"
 
 namespace weir::model {
 
@@ -57,8 +58,8 @@ std::optional<std::string> selector_text(Ctx& c, const YAML::Node& parent, const
   YAML::Node n = Ctx::child(parent, key);
   auto s = c.scalar(n, path);
   if (!s) return std::nullopt;
-  auto r = calc::parse_selector_detailed(*s);
-  if (auto* e = std::get_if<calc::SelectorError>(&r)) {
+  auto r = parse_selector_detailed(*s);
+  if (auto* e = std::get_if<SelectorError>(&r)) {
     c.error(path, n,
             fmt::format("selector {} does not parse: column {}: {}", quote(*s), e->column,
                         clip(e->message, 2 * kMaxEchoBytes)));
@@ -84,13 +85,13 @@ std::optional<LabelSelector> label_selector(Ctx& c, const YAML::Node& parent, co
     for (const auto& kv : ml) {
       std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
       std::string kpath = fmt::format("{}.matchLabels[\"{}\"]", path, clip(k));
-      if (std::string why = calc::check_label_key(k); !why.empty()) {
+      if (std::string why = check_label_key(k); !why.empty()) {
         c.error(kpath, kv.first, fmt::format("invalid label key {}: {}", quote(k), why));
         ok = false;
         continue;
       }
       std::string v = kv.second.IsNull() ? "" : c.scalar(kv.second, kpath).value_or("");
-      if (std::string why = calc::check_label_value(v); !why.empty()) {
+      if (std::string why = check_label_value(v); !why.empty()) {
         c.error(kpath, kv.second, fmt::format("invalid label value {}: {}", quote(v), why));
         ok = false;
         continue;
@@ -116,7 +117,7 @@ std::optional<LabelSelector> label_selector(Ctx& c, const YAML::Node& parent, co
       }
       req.key = *k;
       req.op = *op;
-      if (std::string why = calc::check_label_key(*k); !why.empty()) {
+      if (std::string why = check_label_key(*k); !why.empty()) {
         c.error(ep + ".key", Ctx::child(me[i], "key"),
                 fmt::format("invalid label key {}: {}", quote(*k), why));
         ok = false;
@@ -126,7 +127,7 @@ std::optional<LabelSelector> label_selector(Ctx& c, const YAML::Node& parent, co
         for (size_t j = 0; j < vals.size(); ++j) {
           auto v = c.scalar(vals[j], idx(ep + ".values", j));
           if (!v) continue;
-          if (std::string why = calc::check_label_value(*v); !why.empty()) {
+          if (std::string why = check_label_value(*v); !why.empty()) {
             c.error(idx(ep + ".values", j), vals[j],
                     fmt::format("invalid label value {}: {}", quote(*v), why));
             ok = false;
@@ -537,9 +538,9 @@ std::optional<Namespace> parse_namespace(Ctx& c, const YAML::Node& root, const S
                         quote(ns.meta.name)));
   for (const auto& [k, v] : ns.meta.labels) {
     std::string path = fmt::format("metadata.labels[\"{}\"]", clip(k));
-    if (std::string why = calc::check_label_key(k); !why.empty())
+    if (std::string why = check_label_key(k); !why.empty())
       c.error(path, root, fmt::format("invalid label key {}: {}", quote(k), why));
-    else if (std::string why2 = calc::check_label_value(v); !why2.empty())
+    else if (std::string why2 = check_label_value(v); !why2.empty())
       c.error(path, root, fmt::format("invalid label value {}: {}", quote(v), why2));
   }
   if (c.failed()) return std::nullopt;

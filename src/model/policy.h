@@ -3,8 +3,8 @@
 // docs/resources.md describes every field, default and validation rule.
 //
 // Selectors are kept as validated text (GlobalNetworkPolicy, Calico syntax) or as raw
-// Kubernetes LabelSelectors; calc/ turns them into calc::Selector (the model does not depend
-// on calc types). The resource structs themselves are in resources.h.
+// Kubernetes LabelSelectors; calc/ turns them into model::Selector (model/selector.h). The resource
+// structs themselves are in resources.h.
 #pragma once
 
 #include <cstdint>
@@ -14,19 +14,14 @@
 #include <vector>
 
 #include "model/net.h"
+#include "model/selector.h"
 
 namespace weir::model {
 
 // ---------------------------------------------------------------- shared
 
 // A Kubernetes LabelSelector (metav1.LabelSelector). Empty = selects everything.
-struct LabelSelectorRequirement {
-  std::string key;
-  std::string op;  // In, NotIn, Exists, DoesNotExist
-  std::vector<std::string> values;
-  bool operator==(const LabelSelectorRequirement&) const = default;
-};
-
+// LabelSelectorRequirement (a matchExpressions entry) is in model/selector.h.
 struct LabelSelector {
   std::map<std::string, std::string> match_labels;
   std::vector<LabelSelectorRequirement> match_expressions;

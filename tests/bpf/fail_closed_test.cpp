@@ -13,7 +13,7 @@
 #include "calc/policy.h"
 #include "cli/policy_format.h"
 #include "dataplane/policy_manager.h"
-#include "maps/policy_info.h"
+#include "dataplane/policy_info.h"
 #include "maps/table.h"
 #include "maps/weir_maps.h"
 #include "model/parse.h"
@@ -157,7 +157,7 @@ TEST_F(FailClosedTest, NewWorkloadWhosePolicyFailsDeniesEverythingUntilItIsInsta
   EXPECT_TRUE(tc->ct_all().empty()) << "a denied flow leaves no conntrack state";
 
   // `weir bpf policy dump` shows why on its Error line.
-  auto info = maps::read_policy_info(state_dir, "weir0h", "egress");
+  auto info = dataplane::read_policy_info(state_dir, "weir0h", "egress");
   ASSERT_TRUE(info.ok()) << info.error().str();
   uint32_t live_id = 0;
   ASSERT_EQ(polm->jump.lookup(*deny).ok(), true);
@@ -178,7 +178,7 @@ TEST_F(FailClosedTest, NewWorkloadWhosePolicyFailsDeniesEverythingUntilItIsInsta
   EXPECT_NE(egress_slot(), *deny);
   EXPECT_EQ(syn_to(8080, 40003), TC_ACT_OK);
   EXPECT_EQ(syn_to(443, 40004), TC_ACT_SHOT);
-  auto after = maps::read_policy_info(state_dir, "weir0h", "egress");
+  auto after = dataplane::read_policy_info(state_dir, "weir0h", "egress");
   ASSERT_TRUE(after.ok());
   EXPECT_TRUE(after->install_error.empty());
 }

@@ -4,6 +4,7 @@
 #include "calc/calc.h"
 #include "calc/diff.h"
 #include "model_testing.h"
+#include "weir/common.h"  // WEIR_IPPROTO_*: the IP protocol numbers
 
 namespace weir::calc {
 namespace {
@@ -30,19 +31,19 @@ TEST(CalcRoutes, LocalAndRemote) {
   auto routes = compute_routes(fixtures(), "node-a");
   ASSERT_EQ(routes.size(), 3u);
   EXPECT_EQ(routes[0].cidr, c32("10.65.0.2"));
-  EXPECT_EQ(routes[0].flags, WEIR_RT_F_LOCAL_WORKLOAD);
+  EXPECT_EQ(routes[0].flags, kRouteLocalWorkload);
   EXPECT_EQ(routes[0].interface, "weir0a1b2c3d4e");
   ASSERT_TRUE(routes[0].mac);
   EXPECT_EQ(routes[0].mac->str(), "02:00:0a:41:00:02");
   EXPECT_EQ(routes[0].workload, "default/api-0");
 
   EXPECT_EQ(routes[1].cidr, c32("10.65.0.5"));
-  EXPECT_EQ(routes[1].flags, WEIR_RT_F_LOCAL_WORKLOAD);
+  EXPECT_EQ(routes[1].flags, kRouteLocalWorkload);
   EXPECT_EQ(routes[1].interface, "weir5e6f7a8b9c");
   EXPECT_FALSE(routes[1].mac);
 
   EXPECT_EQ(routes[2].cidr, c32("10.65.1.2"));
-  EXPECT_EQ(routes[2].flags, WEIR_RT_F_REMOTE);  // api-1 lives on node-b
+  EXPECT_EQ(routes[2].flags, kRouteRemote);  // api-1 lives on node-b
   EXPECT_EQ(routes[2].interface, "");
   EXPECT_FALSE(routes[2].mac);
   EXPECT_EQ(routes[2].workload, "default/api-1");
@@ -52,9 +53,9 @@ TEST(CalcRoutes, LocalAndRemote) {
 TEST(CalcRoutes, OtherNodeSeesTheOpposite) {
   auto routes = compute_routes(fixtures(), "node-b");
   ASSERT_EQ(routes.size(), 3u);
-  EXPECT_EQ(routes[0].flags, WEIR_RT_F_REMOTE);
-  EXPECT_EQ(routes[1].flags, WEIR_RT_F_REMOTE);
-  EXPECT_EQ(routes[2].flags, WEIR_RT_F_LOCAL_WORKLOAD);
+  EXPECT_EQ(routes[0].flags, kRouteRemote);
+  EXPECT_EQ(routes[1].flags, kRouteRemote);
+  EXPECT_EQ(routes[2].flags, kRouteLocalWorkload);
   EXPECT_EQ(routes[2].interface, "weir0a1b2c3d4e");
 }
 
@@ -164,7 +165,7 @@ TEST(CalcDiff, AddUpdateRemove) {
   ASSERT_EQ(d.routes.updated.size(), 2u);
   EXPECT_EQ(d.routes.updated[0].cidr, c32("10.65.0.2"));
   EXPECT_EQ(d.routes.updated[1].cidr, c32("10.65.1.2"));
-  EXPECT_EQ(d.routes.updated[1].flags, WEIR_RT_F_LOCAL_WORKLOAD);
+  EXPECT_EQ(d.routes.updated[1].flags, kRouteLocalWorkload);
   EXPECT_TRUE(d.routes.added.empty());
   // interfaces: weir0a1b2c3d4e updated (MAC), weir5e6f7a8b9c removed, weirnew added
   ASSERT_EQ(d.interfaces.updated.size(), 1u);
@@ -177,7 +178,7 @@ TEST(CalcDiff, AddUpdateRemove) {
 }
 
 TEST(CalcDiff, InterleavedKeys) {
-  auto r = [](const char* a) { return Route{c32(a), WEIR_RT_F_REMOTE, "", std::nullopt, "x/y"}; };
+  auto r = [](const char* a) { return Route{c32(a), kRouteRemote, "", std::nullopt, "x/y"}; };
   std::vector<Route> before{r("10.0.0.1"), r("10.0.0.3"), r("10.0.0.5")};
   std::vector<Route> after{r("10.0.0.2"), r("10.0.0.3"), r("10.0.0.4"), r("10.0.0.6")};
   auto d = diff_routes(before, after);

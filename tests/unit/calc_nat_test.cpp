@@ -9,6 +9,7 @@
 #include "calc/calc.h"
 #include "calc/diff.h"
 #include "model_testing.h"
+#include "weir/common.h"  // WEIR_IPPROTO_*: the IP protocol numbers
 
 namespace weir::calc {
 namespace {

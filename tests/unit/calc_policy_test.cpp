@@ -399,8 +399,8 @@ TEST(PolicyResolver, KubernetesRuleShapeAndDescription) {
   EXPECT_EQ(ep->tiers[0].policies[0].name, "default/knp.default.allow-nginx-from-ubuntu");
   ASSERT_EQ(ep->tiers[0].policies[0].rules.size(), 1u);
   const pol::Rule& rule = ep->tiers[0].policies[0].rules[0];
-  SetSpec spec{*parse_selector("app == 'client'"),
-               *parse_selector("kubernetes.io/metadata.name == 'default'")};
+  SetSpec spec{*model::parse_selector("app == 'client'"),
+               *model::parse_selector("kubernetes.io/metadata.name == 'default'")};
   EXPECT_EQ(rule.action, pol::Action::Allow);
   EXPECT_EQ(rule.match.protocol, 6);
   EXPECT_EQ(rule.match.dst_ports, (std::vector<pol::PortRange>{{80, 80}}));
@@ -410,7 +410,7 @@ TEST(PolicyResolver, KubernetesRuleShapeAndDescription) {
                         "src_ip_set_ids:\"{}\" original_src_selector:\"app == \\\"client\\\"\" "
                         "original_src_namespace_selector:\"kubernetes.io/metadata.name == "
                         "\\\"default\\\"\"",
-                        format_set_id(spec.id())));
+                        model::format_set_id(spec.id())));
   EXPECT_NE(rule.id, 0u);
   EXPECT_EQ(r.set_description(spec.id()),
             "app == \"client\" [namespace: kubernetes.io/metadata.name == \"default\"]");
@@ -472,7 +472,7 @@ TEST(PolicyResolver, NamedPortEgressSet) {
     - port: http)"));
   PolicyResolver r;
   r.update(s);
-  SetId id = fnv1a64("named-port:http/TCP");
+  SetId id = model::fnv1a64("named-port:http/TCP");
   const auto& rule =
       r.policy("default/client", Direction::Egress)->tiers.at(0).policies.at(0).rules.at(0);
   EXPECT_EQ(rule.match.dst_named_port_sets, std::vector<SetId>{id});
@@ -621,7 +621,8 @@ TEST(PolicyResolverTiers, NegativeMatches) {
   EXPECT_FALSE(flow(r, s, "dev/client", "default/web", udp(53)).allowed);
   EXPECT_FALSE(flow(r, s, "prod/web", "default/web", udp(53)).allowed);
   const auto& rule = r.policy("default/web", Direction::Ingress)->tiers[0].policies[0].rules[0];
-  EXPECT_EQ(rule.match.src_not_sets, std::vector<SetId>{parse_selector("app == 'client'")->id()});
+  EXPECT_EQ(rule.match.src_not_sets,
+            std::vector<SetId>{model::parse_selector("app == 'client'")->id()});
 }
 
 TEST(PolicyResolverTiers, IcmpTypeAndCode) {
@@ -697,8 +698,8 @@ TEST(PolicyResolverIncremental, LabelChangeTouchesOnlyAffectedSets) {
   EXPECT_LE(used, r.label_index().set_count());  // one endpoint against each set, no more
   auto changes = r.take_ipset_changes();
   ASSERT_EQ(changes.size(), 1u);
-  SetSpec clients{*parse_selector("app == 'client'"),
-                  *parse_selector("kubernetes.io/metadata.name == 'default'")};
+  SetSpec clients{*model::parse_selector("app == 'client'"),
+                  *model::parse_selector("kubernetes.io/metadata.name == 'default'")};
   EXPECT_EQ(changes[0].id, clients.id());
   EXPECT_EQ(changes[0].del_nets, (std::vector<model::Cidr>{{*model::Ipv4::parse("10.0.0.3"), 32}}));
   EXPECT_TRUE(changes[0].add_nets.empty());
@@ -716,8 +717,8 @@ TEST(PolicyResolverIncremental, LabelChangeTouchesOnlyAffectedSets) {
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_TRUE(changes[0].deleted);
   EXPECT_EQ(changes[0].id,
-            (SetSpec{*parse_selector("app == 'web'"),
-                     *parse_selector("kubernetes.io/metadata.name == 'default'")}
+            (SetSpec{*model::parse_selector("app == 'web'"),
+                     *model::parse_selector("kubernetes.io/metadata.name == 'default'")}
                  .id()));
 
   // Removing an endpoint: listed, and its policy is gone.
@@ -809,7 +810,7 @@ TEST(PolicyResolverIncremental, NamedPortMembersFollowPods) {
   r.update(s);
   auto changes = r.take_ipset_changes();
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0].id, fnv1a64("named-port:http/TCP"));
+  EXPECT_EQ(changes[0].id, model::fnv1a64("named-port:http/TCP"));
   EXPECT_EQ(changes[0].add_ports, (std::vector<PortMember>{{*model::Ipv4::parse("10.0.1.1"), 6, 8081}}));
   EXPECT_EQ(changes[0].del_ports, (std::vector<PortMember>{{*model::Ipv4::parse("10.0.1.1"), 6, 8080}}));
   EXPECT_TRUE(r.changed_endpoints().empty());  // rules unchanged, only set members

@@ -28,10 +28,10 @@ Ips ips(std::initializer_list<const char*> l) {
   return v;
 }
 
-Selector sel(std::string_view text) {
-  auto r = parse_selector(text);
+model::Selector sel(std::string_view text) {
+  auto r = model::parse_selector(text);
   EXPECT_TRUE(r.ok()) << r.error().str();
-  return r.ok() ? *r : Selector();
+  return r.ok() ? *r : model::Selector();
 }
 
 SetId add(LabelIndex& idx, std::string_view text) {
@@ -53,8 +53,8 @@ SetChange change(SetId id, Ips added, Ips removed, bool created = false, bool de
 std::string dump(const std::vector<SetChange>& cs) {
   std::string s;
   for (const auto& c : cs) {
-    s += format_set_id(c.id) + (c.created ? " created" : "") + (c.deleted ? " deleted" : "") +
-         " +[";
+    s += model::format_set_id(c.id) + (c.created ? " created" : "") +
+         (c.deleted ? " deleted" : "") + " +[";
     for (const auto& a : c.added) s += a.str() + " ";
     s += "] -[";
     for (const auto& r : c.removed) s += r.str() + " ";
@@ -248,7 +248,7 @@ TEST(LabelIndex, SelectorsAreReferenceCounted) {
 
   const Status again = idx.release_selector(a);
   ASSERT_FALSE(again.ok());
-  EXPECT_EQ(again.error().msg, "release of IP set " + format_set_id(a) + ": no such set");
+  EXPECT_EQ(again.error().msg, "release of IP set " + model::format_set_id(a) + ": no such set");
 
   // Endpoint updates after the release do not touch the dead set.
   idx.update_endpoint("pod", {{"app", "web"}}, ips({"10.0.0.2"}));
@@ -298,7 +298,7 @@ TEST(LabelIndex, NamespaceSelectors) {
   const SetId in_a = add_ns(idx, "app == 'web'", "team == 'a'");
   const SetId any_ns = add_ns(idx, "app == 'web'", "all()");
   // Ids: the pair hashes both canonical texts, NUL-separated.
-  EXPECT_EQ(in_a, fnv1a64(std::string("app == \"web\"") + '\0' + "team == \"a\""));
+  EXPECT_EQ(in_a, model::fnv1a64(std::string("app == \"web\"") + '\0' + "team == \"a\""));
   EXPECT_EQ(in_a, 0xdc4e3b32ea3214a0ULL);  // stable across versions (docs/selectors.md)
   EXPECT_NE(in_a, plain);
   EXPECT_NE(any_ns, plain);
@@ -359,9 +359,9 @@ TEST(LabelIndex, OneLabelChangeAmong5000EndpointsAnd500Selectors) {
   constexpr int kTiers = 10;
   LabelIndex idx;
   auto labels_of = [](int app, int tier) {
-    return Labels{{"app", "app-" + std::to_string(app)},
-                  {"tier", "tier-" + std::to_string(tier)},
-                  {"app.kubernetes.io/part-of", "shop"}};
+    return model::Labels{{"app", "app-" + std::to_string(app)},
+                         {"tier", "tier-" + std::to_string(tier)},
+                         {"app.kubernetes.io/part-of", "shop"}};
   };
   auto ip_of = [](int i) { return Ipv4{0x0a000000u + static_cast<uint32_t>(i)}; };
   // Endpoint i: app i % 50, tier (i / 50) % 10: each (app, tier) pair has 10 endpoints.
@@ -433,18 +433,18 @@ TEST(LabelIndex, RandomOperationsMatchBruteForceAndDeltasReplay) {
   const char* const namespaces[] = {"", "n0", "n1", "n2"};
 
   struct Ep {
-    Labels labels;
+    model::Labels labels;
     std::vector<uint32_t> ips;
     std::string ns;
   };
   std::map<std::string, Ep> eps;
-  std::map<std::string, Labels> ns_labels;  // explicit labels only
+  std::map<std::string, model::Labels> ns_labels;  // explicit labels only
   std::map<SetId, std::pair<SetSpec, int>> live;  // id -> spec, refs
   std::map<SetId, std::set<uint32_t>> dataplane;
   LabelIndex idx;
 
   auto labels_of_ns = [&](const std::string& n) {
-    Labels l;
+    model::Labels l;
     if (auto it = ns_labels.find(n); it != ns_labels.end()) l = it->second;
     l[kNamespaceNameLabel] = n;
     return l;
@@ -467,7 +467,7 @@ TEST(LabelIndex, RandomOperationsMatchBruteForceAndDeltasReplay) {
         ASSERT_EQ(dataplane.count(c.id), 0u);
         dataplane[c.id];
       }
-      ASSERT_EQ(dataplane.count(c.id), 1u) << format_set_id(c.id);
+      ASSERT_EQ(dataplane.count(c.id), 1u) << model::format_set_id(c.id);
       auto& s = dataplane[c.id];
       for (const Ipv4& r : c.removed) ASSERT_EQ(s.erase(r.value), 1u) << r.str();
       for (const Ipv4& a : c.added) ASSERT_TRUE(s.insert(a.value).second) << a.str();
@@ -499,7 +499,7 @@ TEST(LabelIndex, RandomOperationsMatchBruteForceAndDeltasReplay) {
     } else if (op == 6) {
       const std::string n = namespaces[1 + pick(3)];
       if (pick(3)) {
-        Labels l;
+        model::Labels l;
         if (pick(2)) l["team"] = pick(2) ? "red" : "blue";
         idx.update_namespace(n, l);
         ns_labels[n] = l;

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "cli/policy_format.h"
-#include "maps/policy_info.h"
+#include "dataplane/policy_info.h"
 
 namespace weir {
 namespace {
@@ -33,7 +33,7 @@ calc::pol::EndpointPolicy sample() {
 }
 
 TEST(PolicyDumpFormat, SeedLayoutWithCountsAndSets) {
-  auto info = maps::policy_info_from(sample(), "weirab12p2", 7);
+  auto info = dataplane::policy_info_from(sample(), "weirab12p2", 7);
   std::string text = cli::format_policy_dump(info, {{0x1234567890abcdefULL, 9}}, false, "");
   std::string id = calc::pol::format_rule_id(0x1234567890abcdefULL);
   EXPECT_EQ(text,
@@ -59,7 +59,7 @@ TEST(PolicyDumpFormat, SeedLayoutWithCountsAndSets) {
 TEST(PolicyDumpFormat, EgressPolicyRunsAtTcIngressAndErrorsShow) {
   auto p = sample();
   p.direction = Direction::Egress;
-  auto info = maps::policy_info_from(p, "weirab12p1", 5);
+  auto info = dataplane::policy_info_from(p, "weirab12p1", 5);
   std::string text = cli::format_policy_dump(info, {}, false, "stale");
   EXPECT_NE(text.find("Hook: tc ingress\nError: stale\n"), std::string::npos) << text;
   EXPECT_NE(text.find("// count = 0\n"), std::string::npos);
@@ -67,7 +67,7 @@ TEST(PolicyDumpFormat, EgressPolicyRunsAtTcIngressAndErrorsShow) {
 }
 
 TEST(PolicyDumpFormat, AsmIsAppendedOnlyWhenAsked) {
-  auto info = maps::policy_info_from(sample(), "i", 1);
+  auto info = dataplane::policy_info_from(sample(), "i", 1);
   info.asm_text = "0: (b7) r0 = 2\n1: (95) exit\n";
   info.entry_slot = 3;
   info.chunk_slots = {3, 4};
@@ -85,22 +85,22 @@ TEST(PolicyDumpFormat, AsmIsAppendedOnlyWhenAsked) {
 TEST(PolicyInfo, JsonFileRoundTripAndBadInput) {
   auto dir = std::filesystem::temp_directory_path() /
              ("weir-policy-info-test-" + std::to_string(::getpid()));
-  auto info = maps::policy_info_from(sample(), "weirab12p2", 7);
+  auto info = dataplane::policy_info_from(sample(), "weirab12p2", 7);
   info.entry_slot = 5;
   info.entry_prog_id = 77;
   info.chunk_slots = {5, 6};
   info.asm_text = "asm";
-  ASSERT_TRUE(maps::write_policy_info(dir.string(), info));
-  auto back = maps::read_policy_info(dir.string(), "weirab12p2", "ingress");
+  ASSERT_TRUE(dataplane::write_policy_info(dir.string(), info));
+  auto back = dataplane::read_policy_info(dir.string(), "weirab12p2", "ingress");
   ASSERT_TRUE(back) << back.error().str();
-  EXPECT_EQ(maps::to_json(*back), maps::to_json(info));
-  auto missing = maps::read_policy_info(dir.string(), "weirab12p2", "egress");
+  EXPECT_EQ(dataplane::to_json(*back), dataplane::to_json(info));
+  auto missing = dataplane::read_policy_info(dir.string(), "weirab12p2", "egress");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().err, ENOENT);
-  auto bad = maps::policy_info_from_json({{"iface", "x"}});
+  auto bad = dataplane::policy_info_from_json({{"iface", "x"}});
   EXPECT_FALSE(bad);
-  ASSERT_TRUE(maps::remove_policy_info(dir.string(), "weirab12p2", "ingress"));
-  EXPECT_FALSE(std::filesystem::exists(maps::policy_info_path(dir.string(), "weirab12p2", "ingress")));
+  ASSERT_TRUE(dataplane::remove_policy_info(dir.string(), "weirab12p2", "ingress"));
+  EXPECT_FALSE(std::filesystem::exists(dataplane::policy_info_path(dir.string(), "weirab12p2", "ingress")));
   std::filesystem::remove_all(dir);
 }
 

@@ -1,4 +1,4 @@
-// calc/selector.h: parsing, evaluation, canonical form, ids, errors, limits, Kubernetes
+// model/selector.h: parsing, evaluation, canonical form, ids, errors, limits, Kubernetes
 // LabelSelector conversion.
 #include <random>
 #include <set>
@@ -7,9 +7,9 @@
 
 #include <gtest/gtest.h>
 
-#include "calc/selector.h"
+#include "model/selector.h"
 
-namespace weir::calc {
+namespace weir::model {
 namespace {
 
 Selector sel(std::string_view text) {
@@ -603,4 +603,4 @@ TEST(Selector, KubernetesErrors) {
 }
 
 }  // namespace
-}  // namespace weir::calc
+}  // namespace weir::model

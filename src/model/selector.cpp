@@ -1,5 +1,5 @@
 // Selector parser, normaliser and evaluator. See selector.h and docs/selectors.md.
-#include "calc/selector.h"
+#include "model/selector.h"
 
 #include <algorithm>
 #include <optional>
@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-namespace weir::calc {
+namespace weir::model {
 
 namespace {
 
@@ -672,4 +672,4 @@ uint64_t fnv1a64(std::string_view data) {
 
 std::string format_set_id(uint64_t id) { return fmt::format("0x{:016x}", id); }
 
-}  // namespace weir::calc
+}  // namespace weir::model

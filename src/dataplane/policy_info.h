@@ -6,7 +6,8 @@
 //
 //   <state dir>/policy/<ifname>_<ingress|egress>.json
 //
-// The state dir defaults to /run/weir/<basename of the pin root> (see cli::GlobalOptions).
+// The state dir defaults to /run/weir/<basename of the pin root> (default_state_dir).
+// These files are the dataplane's record of what it installed, not a map: they live here.
 // Each file also records the program id installed as the entry point: the CLI compares it with
 // what ifstate and the jump map hold now, and says so when they disagree (stale file).
 #pragma once
@@ -20,7 +21,7 @@
 #include "calc/policy_ir.h"
 #include "util/result.h"
 
-namespace weir::maps {
+namespace weir::dataplane {
 
 struct PolicyInfoRule {
   uint64_t id = 0;
@@ -79,4 +80,13 @@ Result<PolicyInfo> read_policy_info(const std::string& state_dir, const std::str
 Status remove_policy_info(const std::string& state_dir, const std::string& iface,
                           const std::string& direction);
 
-}  // namespace weir::maps
+// /run/weir/<last component of the pin root>: the state dir when none is given.
+std::string default_state_dir(const std::string& pin_root);
+
+// Removes the agent's files under `state_dir`: regular files policy/*.json and
+// policy/*.json.tmp (what write_policy_info writes), then policy/, the state dir and /run/weir
+// when that left them empty. Never throws, never removes anything else; returns one line per
+// thing removed. An empty `state_dir` removes nothing.
+std::vector<std::string> remove_state_files(const std::string& state_dir);
+
+}  // namespace weir::dataplane

@@ -28,7 +28,7 @@
 
 #include "util/result.h"
 
-namespace weir::calc {
+namespace weir::model {
 
 // Labels of an endpoint or namespace: key -> value.
 using Labels = std::map<std::string, std::string>;
@@ -84,6 +84,7 @@ struct LabelSelectorRequirement {
   std::string key;
   std::string op;                   // "In", "NotIn", "Exists", "DoesNotExist" (case-sensitive)
   std::vector<std::string> values;  // non-empty for In/NotIn, empty for Exists/DoesNotExist
+  bool operator==(const LabelSelectorRequirement&) const = default;
 };
 
 // Converts a Kubernetes LabelSelector with Kubernetes semantics: the AND of all matchLabels
@@ -108,4 +109,4 @@ uint64_t fnv1a64(std::string_view data);
 // "0x303904ae5eae5418": an IP set id as the CLI prints it (16 hex digits).
 std::string format_set_id(uint64_t id);
 
-}  // namespace weir::calc
+}  // namespace weir::model

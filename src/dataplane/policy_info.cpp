@@ -1,4 +1,4 @@
-#include "maps/policy_info.h"
+#include "dataplane/policy_info.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-namespace weir::maps {
+namespace weir::dataplane {
 
 namespace fs = std::filesystem;
 
@@ -159,4 +159,58 @@ Status remove_policy_info(const std::string& state_dir, const std::string& iface
   return {};
 }
 
-}  // namespace weir::maps
+std::string default_state_dir(const std::string& pin_root) {
+  std::string root = pin_root;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  auto slash = root.rfind('/');
+  return "/run/weir/" + (slash == std::string::npos ? root : root.substr(slash + 1));
+}
+
+namespace {
+
+// Regular files named *.json or *.json.tmp directly under `dir`: what write_policy_info writes.
+std::vector<fs::path> policy_files(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code sec;
+    if (it->symlink_status(sec).type() != fs::file_type::regular) continue;
+    if (name.ends_with(".json") || name.ends_with(".json.tmp")) out.push_back(it->path());
+  }
+  return out;
+}
+
+bool is_empty_dir(const fs::path& d) {
+  std::error_code ec;
+  if (fs::symlink_status(d, ec).type() != fs::file_type::directory) return false;
+  bool empty = fs::is_empty(d, ec);
+  return !ec && empty;
+}
+
+}  // namespace
+
+std::vector<std::string> remove_state_files(const std::string& state_dir) {
+  std::vector<std::string> removed;
+  if (state_dir.empty()) return removed;
+  fs::path state = fs::path(state_dir).lexically_normal();
+  if (state.filename().empty()) state = state.parent_path();  // "a/b/" -> "a/b"
+  const fs::path pol(policy_info_dir(state.string()));
+  size_t files = 0;
+  std::error_code ec;
+  for (const auto& f : policy_files(pol))
+    if (fs::remove(f, ec)) ++files;
+  if (files)
+    removed.push_back(fmt::format("removed {} policy info file(s) under {}", files, pol.string()));
+  // The directories when that left them empty: policy/, the state dir, and /run/weir (only that
+  // parent: a user-given state dir's parent is not weir's).
+  for (const fs::path& d : {pol, state, state.parent_path()}) {
+    if (d == state.parent_path() && d != fs::path("/run/weir")) continue;
+    if (d == d.root_path() || !is_empty_dir(d)) continue;
+    if (fs::remove(d, ec))
+      removed.push_back(fmt::format("removed empty directory {}", d.string()));
+  }
+  return removed;
+}
+
+}  // namespace weir::dataplane
