@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "bpf/map.h"
+#include "maps/map_table.h"
 #include "maps/pin_layout.h"
 #include "util/result.h"
-#include "maps/map_table.h"
 
 namespace weir::maps {
 
