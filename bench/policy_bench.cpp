@@ -29,6 +29,7 @@
 
 #include "bench_options.h"
 #include "calc/policy_ir.h"
+#include "maps/map_table.h"
 #include "polprog/asm.h"
 #include "polprog/compiler.h"
 #include "util/fd.h"
@@ -60,17 +61,13 @@ class Bench {
   explicit Bench(const Options& o) : opt_(o) {
     ncpu_ = libbpf_num_possible_cpus();
     if (ncpu_ <= 0) die("libbpf_num_possible_cpus failed");
-    bpf_map_create_opts lpm{};
-    lpm.sz = sizeof(lpm);
-    lpm.map_flags = BPF_F_NO_PREALLOC;
-    state_ = make_map(BPF_MAP_TYPE_PERCPU_ARRAY, WEIR_MAP_PSTATE, 4, sizeof(weir_pol_state), 1, nullptr);
-    ipsets_ = make_map(BPF_MAP_TYPE_LPM_TRIE, WEIR_MAP_IPSETS, sizeof(weir_ipset_key), 4, WEIR_MAP_IPSETS_SIZE, &lpm);
-    ipset_x_ = make_map(BPF_MAP_TYPE_HASH, WEIR_MAP_IPSET_X, sizeof(weir_ipset_exact_key), 4,
-                        WEIR_MAP_IPSET_X_SIZE, &lpm);
-    rule_cnt_ = make_map(BPF_MAP_TYPE_PERCPU_HASH, WEIR_MAP_RULE_CNT, 8, 8, WEIR_MAP_RULE_CNT_SIZE, nullptr);
-    jump_ = make_map(BPF_MAP_TYPE_PROG_ARRAY, WEIR_MAP_JUMP, 4, 4, WEIR_MAP_JUMP_SIZE, nullptr);
-    counters_ = make_map(BPF_MAP_TYPE_PERCPU_HASH, WEIR_MAP_COUNTERS, sizeof(weir_counters_key),
-                         sizeof(weir_counters_val), WEIR_MAP_COUNTERS_SIZE, nullptr);
+    // The policy path's maps as the map table declares them (default sizes).
+    state_ = make_map(maps::MapId::PSTATE);
+    ipsets_ = make_map(maps::MapId::IPSETS);
+    ipset_x_ = make_map(maps::MapId::IPSET_X);
+    rule_cnt_ = make_map(maps::MapId::RULE_CNT);
+    jump_ = make_map(maps::MapId::JUMP);
+    counters_ = make_map(maps::MapId::COUNTERS);
     // The continuations return the verdict (1 allow, 2 deny), so every run checks the decision.
     for (uint32_t slot : {0u, 1u}) {
       cont_[slot] = load_raw(continuation_insns(), "weir_pb_cont");
@@ -214,10 +211,15 @@ class Bench {
     return Fd(fd);
   }
 
-  static Fd make_map(bpf_map_type t, const char* name, uint32_t k, uint32_t v, uint32_t n,
-                     const bpf_map_create_opts* o) {
-    int fd = bpf_map_create(t, name, k, v, n, o);
-    if (fd < 0) die(std::string("bpf_map_create(") + name + "): " + std::strerror(errno));
+  static Fd make_map(maps::MapId id) {
+    const maps::MapSpec& m = maps::spec(id);
+    const std::string name(m.name);
+    bpf_map_create_opts o{};
+    o.sz = sizeof(o);
+    o.map_flags = m.flags;
+    int fd = bpf_map_create(static_cast<bpf_map_type>(m.type), name.c_str(), m.key_size, m.value_size,
+                            m.max_entries, &o);
+    if (fd < 0) die("bpf_map_create(" + name + "): " + std::strerror(errno));
     return Fd(fd);
   }
 

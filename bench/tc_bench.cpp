@@ -20,7 +20,7 @@
 
 #include "bench_options.h"
 #include "../tests/bpf/packet.h"
-#include "../tests/bpf/tc_harness_impl.h"
+#include "../tests/bpf/tc_harness.h"
 
 namespace weir::bench {
 namespace {

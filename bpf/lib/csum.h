@@ -64,18 +64,4 @@ static __always_inline int weir_rewrite_addr(struct __sk_buff *skb, __u32 addr_o
 	return bpf_skb_store_bytes(skb, addr_off, &to, sizeof(to), 0);
 }
 
-/* Replace a 2-byte port and fix the L4 checksum (no pseudo-header involvement). */
-static __always_inline int weir_rewrite_port(struct __sk_buff *skb, __u32 port_off, __u16 from,
-					     __u16 to, __u32 l4_csum_off, __u8 proto)
-{
-	int rc;
-
-	if (from == to)
-		return 0;
-	rc = bpf_l4_csum_replace(skb, l4_csum_off, from, to, sizeof(to) | weir_l4_csum_flags(proto));
-	if (rc)
-		return rc;
-	return bpf_skb_store_bytes(skb, port_off, &to, sizeof(to), 0);
-}
-
 #endif

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "bpf/bpffs.h"
 #include "bpf/map.h"
 #include "bpf/skeleton.h"
 #include "tc.skel.h"
@@ -16,6 +18,7 @@ namespace weir::dataplane {
 
 struct TcPrograms::Impl {
   bpf::Skeleton<weir_tc> skel;
+  maps::MapFds fds;  // borrowed from skel
 };
 
 TcPrograms::TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
@@ -27,18 +30,60 @@ TcPrograms::~TcPrograms() = default;
 
 namespace {
 
-// The size a map will have: the pinned map's when one exists (its state is kept), else `want`.
-uint32_t effective_size(const maps::PinLayout& layout, const char* name, uint32_t want) {
-  auto pinned = bpf::MapFd::open_pinned(layout.map_path(name));
+// "lru_hash, key 16 B, value 64 B, flags 0x0" (what decides whether a pinned map can be reused).
+std::string shape(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t flags) {
+  return fmt::format("{}, key {} B, value {} B, flags {:#x}", bpf::map_type_name(type), key_size,
+                     value_size, flags);
+}
+
+// The size map `m` will have: the pinned map's when a compatible one is pinned (its state is
+// kept; a size other than `want` is a warning), else `want`. A map pinned there with another
+// name, type, key or value size or flags cannot be reused: an Error saying so and what to do
+// (libbpf would only say "couldn't reuse pinned map ... parameter mismatch").
+Result<uint32_t> pinned_size(const maps::PinLayout& layout, const maps::MapSpec& m, uint32_t want) {
+  const std::string path = layout.map_path(m.name);
+  auto pinned = bpf::MapFd::open_pinned(path);
   if (!pinned) return want;
-  uint32_t have = pinned->info().max_entries;
-  if (have != want) {
+  const bpf::MapInfo& i = pinned->info();
+  if (i.name != m.name || i.type != m.type || i.key_size != m.key_size ||
+      i.value_size != m.value_size || i.map_flags != m.flags) {
+    return Error{EINVAL, fmt::format(
+        "map {} (layout version {}) pinned at {} does not match this weir: the pinned map is "
+        "named {} ({}), this weir expects {} ({}); it was left by another weir build or by "
+        "something else. Run `weir bpf cleanup` (it removes weir's pins, and with them the "
+        "tracked flows) and start the agent again",
+        m.name, m.version, path, i.name, shape(i.type, i.key_size, i.value_size, i.map_flags),
+        m.name, shape(m.type, m.key_size, m.value_size, m.flags))};
+  }
+  if (i.max_entries != want) {
     spdlog::warn(
         "map {} is pinned with {} entries, configuration asks for {}: keeping the pinned map "
         "and its state; the new size takes effect after `weir bpf cleanup` and a restart",
-        name, have, want);
+        m.name, i.max_entries, want);
   }
-  return have;
+  return i.max_entries;
+}
+
+// Pins under maps/ of another layout version of one of our maps (weir_<base><n>, n not ours and
+// not retired): another weir build pinned them. They are left alone, and said so.
+void warn_other_versions(const maps::PinLayout& layout) {
+  auto entries = bpf::list_dir(layout.maps_dir());
+  if (!entries) return;
+  const auto& retired = maps::retired_map_names();
+  for (const auto& e : *entries) {
+    const size_t digits = e.name.find_last_not_of("0123456789") + 1;
+    if (digits == e.name.size() || digits == 0) continue;
+    const std::string base = e.name.substr(0, digits);
+    for (const maps::MapSpec& m : maps::kMapSpecs) {
+      if (base != "weir_" + std::string(m.base) || e.name == m.name) continue;
+      if (std::find(retired.begin(), retired.end(), e.name) != retired.end()) continue;
+      spdlog::warn(
+          "found {}: layout version {} of map {}, this weir uses {} (version {}); it was pinned "
+          "by another weir version, which this agent does not use nor remove. Run `weir bpf "
+          "cleanup` once no other weir version runs on this node",
+          layout.map_path(e.name), e.name.substr(digits), m.base, m.name, m.version);
+    }
+  }
 }
 
 // Pins of maps whose layout changed (WEIR_MAPS_RETIRED): their successors are pinned now, and
@@ -56,6 +101,27 @@ void remove_retired_pins(const maps::PinLayout& layout) {
 
 }  // namespace
 
+namespace {
+// model::MapSizes plus `fixed`, the size field of the maps whose size is not configurable: the
+// table's last column (WEIR_MAPS) names a member of it.
+struct SizeFields : model::MapSizes {
+  uint32_t fixed = 0;
+};
+
+}  // namespace
+
+uint32_t configured_size(const maps::MapSpec& m, const model::MapSizes& sizes) {
+  static const std::pair<maps::MapId, uint32_t SizeFields::*> fields[] = {
+#define WEIR_MAP_SIZE_FIELD(ID, base, ver, type, K, V, size, flags, cfg) {maps::MapId::ID, &SizeFields::cfg},
+      WEIR_MAPS(WEIR_MAP_SIZE_FIELD)
+#undef WEIR_MAP_SIZE_FIELD
+  };
+  const auto field = fields[static_cast<size_t>(m.id)].second;
+  if (field == &SizeFields::fixed) return m.max_entries;
+  const SizeFields all{sizes, 0};
+  return all.*field;
+}
+
 Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::MapSizes& sizes) {
   WEIR_TRY(maps::write_pin_marker(layout));
   auto impl = std::make_unique<Impl>();
@@ -63,45 +129,41 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   if (!skel) return skel.error();
   impl->skel = std::move(*skel);
 
-  const std::pair<const char*, uint32_t> wanted[] = {
-      {WEIR_MAP_NAT_FE, sizes.nat_frontend}, {WEIR_MAP_NAT_BE, sizes.nat_backend},
-      {WEIR_MAP_CT, sizes.conntrack},        {WEIR_MAP_ROUTES, sizes.routes},
-      {WEIR_MAP_IFSTATE, sizes.ifstate},     {WEIR_MAP_COUNTERS, sizes.counters},
-      {WEIR_MAP_JUMP, WEIR_MAP_JUMP_SIZE},   {WEIR_MAP_PSTATE, 1},
-      {WEIR_MAP_IPSETS, sizes.ipsets},       {WEIR_MAP_IPSET_X, sizes.ipsets},
-      {WEIR_MAP_RULE_CNT, sizes.rule_counters}, {WEIR_MAP_CT_STATS, WEIR_CT_STATS__MAX},
-      {WEIR_MAP_FRAGS, WEIR_MAP_FRAGS_SIZE},
-  };
-  for (const auto& [name, size] : wanted) {
-    WEIR_TRY(impl->skel.set_max_entries(name, effective_size(layout, name, size)));
+  warn_other_versions(layout);
+  for (const maps::MapSpec& m : maps::kMapSpecs) {
+    const std::string name(m.name);
+    auto size = pinned_size(layout, m, configured_size(m, sizes));
+    if (!size) return size.error();
+    WEIR_TRY(impl->skel.set_max_entries(name, *size));
     WEIR_TRY(impl->skel.set_pin_path(name, layout.map_path(name)));
   }
   WEIR_TRY(impl->skel.load());
   remove_retired_pins(layout);
 
-  auto* s = impl->skel.get();
-  maps::MapFds fds;
-  fds.nat_fe = bpf_map__fd(s->maps.weir_nat_fe1);
-  fds.nat_be = bpf_map__fd(s->maps.weir_nat_be1);
-  fds.ct = bpf_map__fd(s->maps.weir_ct1);
-  fds.routes = bpf_map__fd(s->maps.weir_routes1);
-  fds.ifstate = bpf_map__fd(s->maps.weir_ifstate1);
-  fds.counters = bpf_map__fd(s->maps.weir_counters2);
-  fds.ct_stats = bpf_map__fd(s->maps.weir_ct_stats1);
+  maps::MapFds& fds = impl->fds;
+  for (const maps::MapSpec& m : maps::kMapSpecs)
+    fds[m.id] = bpf_object__find_map_fd_by_name(impl->skel.object(), std::string(m.name).c_str());
   auto m = maps::WeirMaps::from_fds(fds);
   if (!m) return m.error();
-  maps::PolicyMapFds pfds;
-  pfds.jump = bpf_map__fd(s->maps.weir_jump1);
-  pfds.pstate = bpf_map__fd(s->maps.weir_pstate1);
-  pfds.ipsets = bpf_map__fd(s->maps.weir_ipsets1);
-  pfds.ipset_exact = bpf_map__fd(s->maps.weir_ipsetx1);
-  pfds.rule_cnt = bpf_map__fd(s->maps.weir_rule_cnt1);
-  auto p = maps::PolicyMaps::from_fds(pfds);
+  auto p = maps::PolicyMaps::from_fds(fds);
   if (!p) return p.error();
   TcPrograms progs(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)),
                    std::make_unique<maps::PolicyMaps>(std::move(*p)));
   WEIR_TRY(progs.install_continuations());
   return progs;
+}
+
+Result<std::vector<ObjectMap>> TcPrograms::declared_maps() {
+  auto skel = bpf::Skeleton<weir_tc>::open("tc");
+  if (!skel) return skel.error();
+  std::vector<ObjectMap> out;
+  struct bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, skel->get()->obj) {
+    if (bpf_map__is_internal(m)) continue;  // .rodata and friends: not weir maps
+    out.push_back(ObjectMap{bpf_map__name(m), bpf_map__type(m), bpf_map__key_size(m),
+                            bpf_map__value_size(m), bpf_map__max_entries(m), bpf_map__map_flags(m)});
+  }
+  return out;
 }
 
 Result<std::map<std::string, uint32_t>> TcPrograms::map_types() {
@@ -136,6 +198,8 @@ polprog::PolicyMapFds TcPrograms::policy_map_fds() const {
   f.counters = maps_->counters.fd().fd();
   return f;
 }
+
+const maps::MapFds& TcPrograms::map_fds() const { return impl_->fds; }
 
 int TcPrograms::from_wl_fd() const { return bpf_program__fd(impl_->skel->progs.weir_from_wl); }
 int TcPrograms::to_wl_fd() const { return bpf_program__fd(impl_->skel->progs.weir_to_wl); }

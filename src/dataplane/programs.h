@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "maps/pin_layout.h"
 #include "maps/weir_maps.h"
@@ -21,6 +22,16 @@
 #include "util/result.h"
 
 namespace weir::dataplane {
+
+// The size the configuration asks for map `m`: the model::MapSizes field the table names
+// (WEIR_MAPS' last column), or the table's default for a map whose size is not configurable.
+uint32_t configured_size(const maps::MapSpec& m, const model::MapSizes& sizes);
+
+// A map as the BPF object declares it (TcPrograms::declared_maps).
+struct ObjectMap {
+  std::string name;
+  uint32_t type = 0, key_size = 0, value_size = 0, max_entries = 0, flags = 0;
+};
 
 class TcPrograms {
  public:
@@ -38,11 +49,17 @@ class TcPrograms {
   // The type (enum bpf_map_type) of every map of the embedded object, by name. Opens the
   // object without loading anything: what `weir bpf cleanup` checks a pin under maps/ against.
   static Result<std::map<std::string, uint32_t>> map_types();
+  // Every map the embedded object declares, as the object declares it (type, key and value
+  // size from BTF, default max_entries, flags). Opens the object without loading anything (no
+  // privileges needed): what the map table's consistency test compares the table against.
+  static Result<std::vector<ObjectMap>> declared_maps();
 
   int from_wl_fd() const;  // weir_from_wl: tc ingress of a workload's host-side veth
   int to_wl_fd() const;    // weir_to_wl: tc egress of a workload's host-side veth
   int from_wl_pol_fd() const;  // weir_from_wl_pol: jump slot WEIR_JUMP_FROM_WL_POLICY_DONE
   int to_wl_pol_fd() const;    // weir_to_wl_pol: jump slot WEIR_JUMP_TO_WL_POLICY_DONE
+  // Every map of the object (borrowed fds, valid while this object lives), by table id.
+  const maps::MapFds& map_fds() const;
   maps::WeirMaps& maps() { return *maps_; }
   maps::PolicyMaps& policy_maps() { return *policy_; }
   // The fds a generated policy program is relocated against (polprog::load). Borrowed: valid

@@ -338,25 +338,20 @@ TEST_F(MapsTest, WeirMapsOpenPinnedExplainsMissingState) {
 
   // With every map pinned (right sizes), it opens; one wrong size is named.
   ASSERT_TRUE(bpf::mkdirs(layout.maps_dir()).ok());
-  struct Spec {
-    const char* name;
-    bpf_map_type type;
-    uint32_t k, v, flags;
-  };
-  const Spec specs[] = {
-      {WEIR_MAP_NAT_FE, BPF_MAP_TYPE_HASH, sizeof(weir_nat_fe_key), sizeof(weir_nat_fe_val), 0},
-      {WEIR_MAP_NAT_BE, BPF_MAP_TYPE_HASH, sizeof(weir_nat_be_key), sizeof(weir_nat_be_val), 0},
-      {WEIR_MAP_CT, BPF_MAP_TYPE_LRU_HASH, sizeof(weir_ct_key), sizeof(weir_ct_val), 0},
-      {WEIR_MAP_ROUTES, BPF_MAP_TYPE_LPM_TRIE, sizeof(weir_route_key), sizeof(weir_route_val), BPF_F_NO_PREALLOC},
-      {WEIR_MAP_IFSTATE, BPF_MAP_TYPE_HASH, 4, sizeof(weir_ifstate_val), 0},
-      {WEIR_MAP_COUNTERS, BPF_MAP_TYPE_PERCPU_HASH, sizeof(weir_counters_key), sizeof(weir_counters_val) - 8, 0},
-      {WEIR_MAP_CT_STATS, BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(weir_ct_stats), 0},
-  };
+  // The maps of WeirMaps as the table declares them, but the counters value 8 bytes short.
+  const maps::MapId core[] = {maps::MapId::NAT_FE, maps::MapId::NAT_BE,  maps::MapId::CT,
+                              maps::MapId::ROUTES, maps::MapId::IFSTATE, maps::MapId::COUNTERS,
+                              maps::MapId::CT_STATS};
   std::vector<Fd> keep;
-  for (const auto& s : specs) {
-    Fd f = make_map(s.type, s.k, s.v, 16, s.name, s.flags);
-    ASSERT_TRUE(f.valid()) << s.name;
-    ASSERT_EQ(bpf_obj_pin(f.get(), layout.map_path(s.name).c_str()), 0) << s.name;
+  maps::MapFds fds;
+  for (maps::MapId id : core) {
+    const maps::MapSpec& s = maps::spec(id);
+    const std::string name(s.name);
+    const uint32_t v = s.value_size - (id == maps::MapId::COUNTERS ? 8 : 0);
+    Fd f = make_map(static_cast<bpf_map_type>(s.type), s.key_size, v, 16, name.c_str(), s.flags);
+    ASSERT_TRUE(f.valid()) << name;
+    ASSERT_EQ(bpf_obj_pin(f.get(), layout.map_path(name).c_str()), 0) << name;
+    fds[id] = f.get();
     keep.push_back(std::move(f));
   }
   w = maps::WeirMaps::open_pinned(layout);
@@ -371,8 +366,7 @@ TEST_F(MapsTest, WeirMapsOpenPinnedExplainsMissingState) {
   w = maps::WeirMaps::open_pinned(layout);
   ASSERT_TRUE(w.ok()) << w.error().str();
   EXPECT_EQ(w->ct.name(), WEIR_MAP_CT);
-  maps::MapFds fds{keep[0].get(), keep[1].get(), keep[2].get(), keep[3].get(),
-                   keep[4].get(), c.get(),       keep[6].get()};
+  fds[maps::MapId::COUNTERS] = c.get();
   auto w2 = maps::WeirMaps::from_fds(fds);
   ASSERT_TRUE(w2.ok()) << w2.error().str();
   keep.clear();  // from_fds duplicated the fds: the maps stay usable

@@ -183,7 +183,7 @@ TEST(Cleanup, RefusesAPinRootWithoutWeirState) {
     // Another application's pin root, laid out like weir's: a map under a weir map name (but
     // not weir's map), a weir_-named program pinned under links/.
     const std::string other = p.mnt() + "/other-app";
-    privns::pin_foreign_map(other + "/maps/" WEIR_MAP_CT, "other_ct");
+    privns::pin_foreign_map(other + "/maps/" + WEIR_MAP_CT, "other_ct");
     privns::pin_foreign_map(other + "/maps/state", "state");
     privns::pin_foreign_map(other + "/counters", "counters");
     Fd prog = privns::load_trivial_prog("weir_lookalike");

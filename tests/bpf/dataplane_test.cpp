@@ -36,35 +36,31 @@ Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
 // Retired backends go at the very next sync (the ordering under test, not the grace time).
 constexpr std::chrono::nanoseconds kNoGrace{0};
 
-// Every weir map, created with the real types and sizes (small), owned by the test.
+// The maps of WeirMaps, created from the map table (types, key/value sizes, flags) with small
+// sizes, owned by the test.
 struct TestMaps {
-  Fd fe, be, ct, routes, ifstate, counters, ct_stats;
+  std::vector<Fd> owned;
   std::unique_ptr<maps::WeirMaps> maps;
   std::unique_ptr<maps::KernelTables> tables;  // the managers' views of `maps`
 
   maps::CoreTables core() { return tables->core(); }
 
-  static Fd create(bpf_map_type type, const char* name, uint32_t k, uint32_t v, uint32_t n,
-                   uint32_t flags = 0) {
-    LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
-    int fd = bpf_map_create(type, name, k, v, n, &o);
+  static Fd create(const maps::MapSpec& m, uint32_t n) {
+    LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = m.flags);
+    const std::string name = "t_" + std::string(m.base);
+    int fd = bpf_map_create(static_cast<bpf_map_type>(m.type), name.c_str(), m.key_size,
+                            m.value_size, n, &o);
     if (fd < 0) ADD_FAILURE() << "bpf_map_create " << name << ": " << strerror(errno);
     return Fd(fd);
   }
 
   explicit TestMaps(uint32_t ct_size = 256) {
-    fe = create(BPF_MAP_TYPE_HASH, "t_nat_fe", sizeof(weir_nat_fe_key), sizeof(weir_nat_fe_val), 64);
-    be = create(BPF_MAP_TYPE_HASH, "t_nat_be", sizeof(weir_nat_be_key), sizeof(weir_nat_be_val), 256);
-    ct = create(BPF_MAP_TYPE_LRU_HASH, "t_ct", sizeof(weir_ct_key), sizeof(weir_ct_val), ct_size);
-    routes = create(BPF_MAP_TYPE_LPM_TRIE, "t_routes", sizeof(weir_route_key),
-                    sizeof(weir_route_val), 64, BPF_F_NO_PREALLOC);
-    ifstate = create(BPF_MAP_TYPE_HASH, "t_ifstate", sizeof(__u32), sizeof(weir_ifstate_val), 16);
-    counters = create(BPF_MAP_TYPE_PERCPU_HASH, "t_counters", sizeof(weir_counters_key),
-                      sizeof(weir_counters_val), 16);
-    ct_stats = create(BPF_MAP_TYPE_PERCPU_ARRAY, "t_ct_stats", sizeof(__u32), sizeof(weir_ct_stats),
-                      WEIR_CT_STATS__MAX);
-    maps::MapFds fds{fe.get(),      be.get(),       ct.get(),      routes.get(),
-                     ifstate.get(), counters.get(), ct_stats.get()};
+    maps::MapFds fds;
+    for (const maps::MapSpec& m : maps::kMapSpecs) {
+      uint32_t n = m.id == maps::MapId::CT ? ct_size : std::min<uint32_t>(m.max_entries, 256);
+      owned.push_back(create(m, n));
+      fds[m.id] = owned.back().get();
+    }
     auto m = maps::WeirMaps::from_fds(fds);
     if (!m) {
       ADD_FAILURE() << m.error().str();

@@ -75,15 +75,11 @@ class FailClosedTest : public TcTest {
     TcTest::SetUp();
     if (HasFatalFailure()) return;
     state_dir = "/tmp/weir-failclosed-" + std::to_string(getpid());
-    maps::MapFds mf{tc->map_fd(WEIR_MAP_NAT_FE), tc->map_fd(WEIR_MAP_NAT_BE), tc->map_fd(WEIR_MAP_CT),
-                    tc->map_fd(WEIR_MAP_ROUTES), tc->map_fd(WEIR_MAP_IFSTATE), tc->map_fd(WEIR_MAP_COUNTERS),
-                    tc->map_fd(WEIR_MAP_CT_STATS)};
+    const maps::MapFds mf = tc->map_fds();
     auto m = maps::WeirMaps::from_fds(mf);
     ASSERT_TRUE(m.ok()) << m.error().str();
     wm = std::make_unique<maps::WeirMaps>(std::move(*m));
-    auto pm = maps::PolicyMaps::from_fds({tc->map_fd(WEIR_MAP_JUMP), tc->map_fd(WEIR_MAP_PSTATE),
-                                          tc->map_fd(WEIR_MAP_IPSETS), tc->map_fd(WEIR_MAP_IPSET_X),
-                                          tc->map_fd(WEIR_MAP_RULE_CNT)});
+    auto pm = maps::PolicyMaps::from_fds(mf);
     ASSERT_TRUE(pm.ok()) << pm.error().str();
     polm = std::make_unique<maps::PolicyMaps>(std::move(*pm));
     tables = std::make_unique<maps::KernelTables>(*wm, polm.get());

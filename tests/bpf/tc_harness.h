@@ -1,10 +1,8 @@
 // Harness for the TC datapath (bpf/tc.bpf.c): a private network namespace with veth pairs (so
-// that BPF_PROG_TEST_RUN accepts their ifindexes), the weir_tc skeleton loaded without
-// pinning, typed access to its maps, and a test-run wrapper.
-//
-// Definitions are in tc_harness_impl.h, which exactly one translation unit per binary includes
-// (tests/bpf/tc_harness.cpp for weir_bpf_tests, bench/tc_bench.cpp for weir_bench): the
-// generated skeleton embeds the whole object file and must not be duplicated.
+// that BPF_PROG_TEST_RUN accepts their ifindexes) and a private bpffs, the object loaded by the
+// agent's own loader (dataplane::TcPrograms::load: sizes, pins, continuations) under a pin root
+// of that bpffs, typed access to its maps, and a test-run wrapper. Linked into weir_bpf_tests
+// and weir_bench (tests/bpf/tc_harness.cpp).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "dataplane/programs.h"
+#include "maps/map_table.h"
 #include "util/result.h"
 #include "weir/conntrack.h"
 #include "weir/counters.h"
@@ -21,13 +21,13 @@
 #include "weir/nat.h"
 #include "weir/routes.h"
 
-struct weir_tc;  // bpftool skeleton (gen/tc.skel.h)
-
 namespace weir::test {
 
-// Moves the calling process into a new, empty network namespace (unshare(CLONE_NEWNET)); it
-// disappears with the process. Must run before any other thread exists. Fails (with errno) when not
-// root; nothing in the namespace the process started in is touched.
+// Moves the calling process into a new, empty network namespace and a mount namespace of its own
+// (unshare(CLONE_NEWNET | CLONE_NEWNS), "/" made a recursive slave) with a new bpffs mounted on
+// /tmp/weir-tcobj-<pid>, where TcObject pins its maps. Both disappear with the process (the
+// empty directory is removed at exit). Must run before any other thread exists. Fails (with
+// errno) when not root; nothing in the namespaces the process started in is touched.
 Status enter_private_netns();
 
 // Creates a veth pair in the current network namespace; returns (ifindex of name, of peer).
@@ -54,9 +54,9 @@ enum class Prog { FromWl, ToWl, FromWlPol, ToWlPol };
 
 class TcObject {
  public:
-  // Opens the embedded object, applies the sizes, loads it through the verifier and writes the
-  // policy continuations into jump slots 0 and 1 (as the agent's loader does). The error
-  // carries errno and the program names; libbpf prints the verifier log to stderr.
+  // Loads the object with the agent's loader (dataplane::TcPrograms::load) under a new pin root
+  // of the private bpffs (maps sized and pinned, marker written, policy continuations in jump
+  // slots 0 and 1). The error carries errno and the verifier log's tail.
   static Result<std::unique_ptr<TcObject>> load(const MapSizes& sizes);
   // The process's object of these sizes: loaded on first use, reset() on every later one, so
   // that each test starts from empty maps without paying the verifier again (~1 s on 6.18,
@@ -67,12 +67,16 @@ class TcObject {
   // per-CPU hash maps deleted, arrays zeroed, the jump table emptied and the two policy
   // continuations written back. The read-only data section is left alone.
   Status reset();
-  ~TcObject();
+  ~TcObject() = default;
   TcObject(const TcObject&) = delete;
   TcObject& operator=(const TcObject&) = delete;
 
   int prog_fd(Prog p) const;
+  dataplane::TcPrograms& programs() { return progs_; }
+  const maps::PinLayout& layout() const { return layout_; }
   int map_fd(const std::string& name) const;
+  // Every map's fd (borrowed), for maps::WeirMaps::from_fds / PolicyMaps::from_fds.
+  maps::MapFds map_fds() const;
   uint32_t map_max_entries(const std::string& name) const;
   // Instruction count of a loaded program (from bpf_prog_info).
   Result<uint32_t> prog_insns(Prog p) const;
@@ -96,9 +100,10 @@ class TcObject {
   std::vector<weir_counters_key> counter_keys() const;
 
  private:
-  explicit TcObject(weir_tc* skel) : skel_(skel) {}
-  Status install_continuations();
-  weir_tc* skel_;
+  TcObject(maps::PinLayout layout, dataplane::TcPrograms progs)
+      : layout_(std::move(layout)), progs_(std::move(progs)) {}
+  maps::PinLayout layout_;
+  dataplane::TcPrograms progs_;
 };
 
 // Normalised conntrack key, computed independently of the BPF code (same rule: side A is the

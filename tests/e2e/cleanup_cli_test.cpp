@@ -70,7 +70,7 @@ TEST(CleanupCli, RefusesAForeignPinRootWithExitNonZero) {
   std::ofstream(state.path + "/policy/pod_ingress.json") << "{}";
   p.run([&] {
     const std::string other = p.mnt() + "/other-app";
-    privns::pin_foreign_map(other + "/maps/" WEIR_MAP_NAT_FE, "other_fe");
+    privns::pin_foreign_map(other + "/maps/" + WEIR_MAP_NAT_FE, "other_fe");
     privns::pin_foreign_map(other + "/maps/sessions", "sessions");
     const auto before = tree(p.mnt());
     auto r = weir_cleanup(other, state.path);

@@ -14,7 +14,8 @@
 
 #define WEIR_IF_F_WORKLOAD (1u << 0) /* host-side veth of a local workload */
 #define WEIR_IF_F_HOST (1u << 1)     /* a host interface (later) */
-#define WEIR_IF_F_READY (1u << 2)    /* programs attached and routes programmed */
+#define WEIR_IF_F_READY (1u << 2)    /* programs attached and routes programmed: for the agent
+                                      * and `ifstate dump`; the datapath does not read it */
 
 #define WEIR_NO_POLICY_SLOT 0xffffffffu
 

@@ -30,8 +30,10 @@ WEIR_ASSERT_SIZE(struct weir_nat_fe_key, 8);
 struct weir_nat_fe_val {
 	__u32 svc_id;           /* key prefix of this service's entries in the backend map */
 	__u32 count;            /* number of ready backends: ordinals 0..count-1 exist */
-	__u32 local;            /* how many of them are on this node */
-	__u32 affinity_timeout; /* seconds; 0 = no session affinity */
+	__u32 local;            /* how many of them are on this node (not read by the datapath:
+	                         * `weir bpf nat dump` shows it, as the seed's format has it) */
+	__u32 affinity_timeout; /* seconds; 0 = no session affinity (not read by the datapath yet:
+	                         * session affinity is not implemented; nat dump shows it) */
 	__u32 flags;            /* WEIR_NAT_FE_F_* */
 };
 WEIR_ASSERT_SIZE(struct weir_nat_fe_val, 20);
