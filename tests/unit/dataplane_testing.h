@@ -19,6 +19,7 @@
 #include "dataplane/policy_manager.h"
 #include "dataplane/service_syncer.h"
 #include "maps/fake_table.h"
+#include "../common/ct_testing.h"
 
 namespace weir::dataplane::test {
 
@@ -65,33 +66,8 @@ inline std::map<calc::FrontendKey, std::vector<calc::Backend>> nat_content(const
   return out;
 }
 
-struct NatPair {
-  weir_ct_key fwd_key, rev_key;
-  weir_ct_val fwd, rev;
-};
-
-// A NAT flow client -> vip -> backend as the datapath creates it (both halves).
-inline NatPair nat_pair(const char* client, uint16_t cport, const char* vip, uint16_t vport,
-                        const char* backend, uint16_t bport, uint8_t proto, uint64_t last_seen,
-                        uint32_t leg_flags) {
-  NatPair p{};
-  bool client_first = false;
-  p.fwd_key = calc::ct_make_key(ip(client), cport, ip(vip), vport, proto, &client_first);
-  p.fwd.type = WEIR_CT_NAT_FWD;
-  p.fwd.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
-  p.fwd.nat_addr = ip(backend).network_order();
-  p.fwd.nat_port = htons(bport);
-  p.fwd.last_seen_ns = last_seen;
-  p.fwd.a.flags = p.fwd.b.flags = leg_flags;
-  p.rev_key = calc::ct_make_key(ip(client), cport, ip(backend), bport, proto, &client_first);
-  p.rev.type = WEIR_CT_NAT_REV;
-  p.rev.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
-  p.rev.nat_addr = ip(vip).network_order();
-  p.rev.nat_port = htons(vport);
-  p.rev.last_seen_ns = last_seen;
-  p.rev.a.flags = p.rev.b.flags = leg_flags;
-  return p;
-}
+using ct_testing::NatPair;
+using ct_testing::nat_pair;
 
 inline void insert(maps::FakeTables& m, const NatPair& p) {
   ASSERT_TRUE(m.ct.update(p.fwd_key, p.fwd).ok());
