@@ -54,49 +54,61 @@ Status from_one(const MapFds& fds, MapId id, M& out) {
   return {};
 }
 
+// Every member of WeirMaps / PolicyMaps with its map id, named once: `one(id, member)` binds
+// each (open the pin or dup a loader's fd), the first error stops.
+template <typename Fn>
+Status bind_members(WeirMaps& w, Fn&& one) {
+  WEIR_TRY(one(MapId::NAT_FE, w.nat_fe));
+  WEIR_TRY(one(MapId::NAT_BE, w.nat_be));
+  WEIR_TRY(one(MapId::CT, w.ct));
+  WEIR_TRY(one(MapId::ROUTES, w.routes));
+  WEIR_TRY(one(MapId::IFSTATE, w.ifstate));
+  WEIR_TRY(one(MapId::COUNTERS, w.counters));
+  WEIR_TRY(one(MapId::CT_STATS, w.ct_stats));
+  return {};
+}
+
+template <typename Fn>
+Status bind_members(PolicyMaps& p, Fn&& one) {
+  WEIR_TRY(one(MapId::JUMP, p.jump));
+  WEIR_TRY(one(MapId::PSTATE, p.pstate));
+  WEIR_TRY(one(MapId::IPSETS, p.ipsets));
+  WEIR_TRY(one(MapId::IPSET_X, p.ipset_exact));
+  WEIR_TRY(one(MapId::RULE_CNT, p.rule_cnt));
+  return {};
+}
+
+// The binders of bind_members(): open each map's pin, or dup each of a loader's fds.
+auto pinned_in(const PinLayout& layout) {
+  return [&layout](MapId id, auto& out) { return open_one(layout, id, out); };
+}
+auto dup_of(const MapFds& fds) {
+  return [&fds](MapId id, auto& out) { return from_one(fds, id, out); };
+}
+
 }  // namespace
 
 Result<WeirMaps> WeirMaps::open_pinned(const PinLayout& layout) {
   WeirMaps w;
-  WEIR_TRY(open_one(layout, MapId::NAT_FE, w.nat_fe));
-  WEIR_TRY(open_one(layout, MapId::NAT_BE, w.nat_be));
-  WEIR_TRY(open_one(layout, MapId::CT, w.ct));
-  WEIR_TRY(open_one(layout, MapId::ROUTES, w.routes));
-  WEIR_TRY(open_one(layout, MapId::IFSTATE, w.ifstate));
-  WEIR_TRY(open_one(layout, MapId::COUNTERS, w.counters));
-  WEIR_TRY(open_one(layout, MapId::CT_STATS, w.ct_stats));
+  WEIR_TRY(bind_members(w, pinned_in(layout)));
   return w;
 }
 
 Result<WeirMaps> WeirMaps::from_fds(const MapFds& fds) {
   WeirMaps w;
-  WEIR_TRY(from_one(fds, MapId::NAT_FE, w.nat_fe));
-  WEIR_TRY(from_one(fds, MapId::NAT_BE, w.nat_be));
-  WEIR_TRY(from_one(fds, MapId::CT, w.ct));
-  WEIR_TRY(from_one(fds, MapId::ROUTES, w.routes));
-  WEIR_TRY(from_one(fds, MapId::IFSTATE, w.ifstate));
-  WEIR_TRY(from_one(fds, MapId::COUNTERS, w.counters));
-  WEIR_TRY(from_one(fds, MapId::CT_STATS, w.ct_stats));
+  WEIR_TRY(bind_members(w, dup_of(fds)));
   return w;
 }
 
 Result<PolicyMaps> PolicyMaps::open_pinned(const PinLayout& layout) {
   PolicyMaps p;
-  WEIR_TRY(open_one(layout, MapId::JUMP, p.jump));
-  WEIR_TRY(open_one(layout, MapId::PSTATE, p.pstate));
-  WEIR_TRY(open_one(layout, MapId::IPSETS, p.ipsets));
-  WEIR_TRY(open_one(layout, MapId::IPSET_X, p.ipset_exact));
-  WEIR_TRY(open_one(layout, MapId::RULE_CNT, p.rule_cnt));
+  WEIR_TRY(bind_members(p, pinned_in(layout)));
   return p;
 }
 
 Result<PolicyMaps> PolicyMaps::from_fds(const MapFds& fds) {
   PolicyMaps p;
-  WEIR_TRY(from_one(fds, MapId::JUMP, p.jump));
-  WEIR_TRY(from_one(fds, MapId::PSTATE, p.pstate));
-  WEIR_TRY(from_one(fds, MapId::IPSETS, p.ipsets));
-  WEIR_TRY(from_one(fds, MapId::IPSET_X, p.ipset_exact));
-  WEIR_TRY(from_one(fds, MapId::RULE_CNT, p.rule_cnt));
+  WEIR_TRY(bind_members(p, dup_of(fds)));
   return p;
 }
 
