@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/sysinfo.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -12,6 +14,8 @@
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
+
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -324,16 +328,25 @@ TEST(ConntrackFloodE2E, IdleServiceConnectionSurvivesAFloodThatEvictsItsEntries)
   // out of the kernel's LRU).
   auto pod1 = lab.pod("pod1");
   ASSERT_TRUE(pod1.ok());
-  // Rounds of 20,000 SYNs until the connection's entries are gone (which entries the kernel's
-  // LRU takes first depends on the CPU each packet ran on), 10 rounds at most.
+  // Rounds of 20,000 SYNs until the connection's entries are gone, 10 rounds at most. Which
+  // entries the kernel's LRU takes first depends on the CPU each packet runs on (a CPU that
+  // inserts recycles its own free and pending lists first, and on a quiet machine one flooding
+  // thread can keep recycling its own entries), so each round runs on the next CPU.
   uint16_t next_port = 1024;
-  auto flood_round = [&]() -> Status {
+  const int cpus = std::max(1, get_nprocs());
+  auto flood_round = [&](int round) -> Status {
     return lab.in_pod("pod1", [&]() -> Status {
+      cpu_set_t before, one;
+      CPU_ZERO(&one);
+      CPU_SET(round % cpus, &one);
+      const bool pinned = sched_getaffinity(0, sizeof(before), &before) == 0 &&
+                          sched_setaffinity(0, sizeof(one), &one) == 0;
       lab::FloodOptions o;
       o.target = {lab.pod("pod3")->ip, 8080};
       o.count = 20000;
       o.first_port = next_port;
       auto r = lab::syn_flood(o);
+      if (pinned) (void)sched_setaffinity(0, sizeof(before), &before);
       if (!r) return r.error();
       next_port = r->next_port;
       return {};
@@ -341,7 +354,7 @@ TEST(ConntrackFloodE2E, IdleServiceConnectionSurvivesAFloodThatEvictsItsEntries)
   };
   int rounds = 0;
   while (has_mine() && rounds < 10) {
-    auto st = flood_round();
+    auto st = flood_round(rounds);
     ASSERT_TRUE(st.ok()) << st.error().str();
     ++rounds;
   }
