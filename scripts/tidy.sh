@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs clang-tidy (Debian 12's clang-tidy 14, the checks of .clang-tidy) over weir's own C++
+# sources (src/ and tests/; not bench/, not the generated skeletons, not third-party headers)
+# with the compile commands of a configured build directory (default ./build; CMakeLists.txt
+# exports compile_commands.json). Fails on any warning (.clang-tidy: WarningsAsErrors '*').
+# Usage: scripts/tidy.sh [build dir] [file regex]   (e.g. scripts/tidy.sh build 'src/calc/.*')
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+regex=${2:-"(src|tests)/.*\\.cpp"}
+if [[ ! -f $build/compile_commands.json ]]; then
+  echo "scripts/tidy.sh: $build/compile_commands.json missing: configure first (scripts/build.sh)" >&2
+  exit 1
+fi
+# The generated skeletons (<build>/gen/*.skel.h) must exist: src/bpf includes them.
+cmake --build "$build" --target weir_bpf_skeletons >/dev/null
+log=$build/tidy.log
+status=0
+run-clang-tidy-14 -p "$build" -j"$(nproc)" -quiet "$PWD/($regex)\$" > "$log" 2>&1 || status=$?
+# clang-tidy prints "N warnings generated." for warnings it suppressed (system headers, filtered
+# checks): only the diagnostics of checks count.
+diags=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): ' | sort -u || true)
+if [[ -n $diags ]] || ((status != 0)); then
+  echo "scripts/tidy.sh: clang-tidy FAILED ($(printf '%s' "$diags" | grep -c . || true) diagnostics; full output: $log)"
+  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -v '^clang-tidy-14 \|warnings generated\.$\|^Suppressed \|^Use -header-filter\|^Running clang-tidy' | head -n 200
+  exit 1
+fi
+echo "scripts/tidy.sh: clang-tidy clean ($(grep -c '^clang-tidy-14 ' "$log" || true) files)"
