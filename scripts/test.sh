@@ -5,6 +5,10 @@
 # network namespaces. They fail, never skip, when a privilege or kernel feature is missing.
 # Arguments go to ctest (the host run); the kernel run always runs every BPF and e2e test.
 #
+# Then clang-tidy (scripts/tidy.sh: .clang-tidy's checks, any warning fails) and a sanitizer run
+# (scripts/test-asan.sh: the unit and e2e tests built with ASan+UBSan in build-asan, any report
+# fails).
+#
 # The kernel run takes the longest (TCG emulates the guest's CPUs): it starts as soon as the
 # binaries it needs are built and runs while the rest builds and the host tests run. Its output
 # goes to build/test-kernel.log (the guest's console to build/vm/<release>/console.log); its
@@ -26,6 +30,10 @@ status=0
 if ((status == 0)); then
   (cd build && ctest --output-on-failure --timeout 600 "$@") || status=1
 fi
+# While the kernel run goes on: clang-tidy over weir's sources (any warning fails) and the unit
+# and e2e tests again under ASan+UBSan (any report fails).
+./scripts/tidy.sh build || status=1
+./scripts/test-asan.sh || status=1
 echo "scripts/test.sh: waiting for Debian 12's kernel run"
 kstatus=0
 wait $kpid || kstatus=$?
