@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds weir, its unit tests and its e2e tests with AddressSanitizer and UndefinedBehaviorSanitizer
-# (WEIR_SANITIZE=ON, in ./build-asan: -O1 -g1, assertions on) and runs them; the e2e tests exec
+# (WEIR_SANITIZE=ON, in ./build-asan: -O0 -g1, assertions on) and runs them; the e2e tests exec
 # the sanitized weir binary, so the agent and the CLI are checked too. Any sanitizer report, in a
 # test binary or in a weir process it started, fails the run: every finding halts its process
 # (-fno-sanitize-recover=all, halt_on_error) and is written to build-asan/sanitizer/, which must
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-asan
 cmake -S . -B "$build" -G Ninja -DWEIR_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DCMAKE_C_FLAGS_DEBUG="-O1 -g1" >/dev/null
+  -DCMAKE_CXX_FLAGS_DEBUG="-O0 -g1" -DCMAKE_C_FLAGS_DEBUG="-O0 -g1" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target weir weir_unit_tests weir_e2e_tests
 reports=$PWD/$build/sanitizer
 rm -rf "$reports" && mkdir -p "$reports"
