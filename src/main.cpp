@@ -1,5 +1,6 @@
 // weir: one binary, several faces (agent, bpf inspection, lab). See docs/ and README.md.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -54,6 +55,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::exception& e) {
+    // A command's exception (yaml-cpp, nlohmann::json, bad_alloc...) is an error message and
+    // exit status 1, not std::terminate's abort.
+    fmt::print(stderr, "weir: {}\n", e.what());
+    return 1;
   }
   return rc;
 }

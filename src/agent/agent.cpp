@@ -1,18 +1,17 @@
 #include "agent/agent.h"
 
 #include <poll.h>
-#include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/sync_loop.h"
 #include "bpf/bpffs.h"

@@ -186,7 +186,7 @@ Status SyncLoop::apply_policy(const calc::Output& out) {
   if (dp_.policies.unprotected().empty()) return {};
   std::string msg;
   for (const auto& [iface, why] : dp_.policies.unprotected()) {
-    msg += (msg.empty() ? "" : "; ") + iface + ": " + why;
+    msg += fmt::format("{}{}: {}", msg.empty() ? "" : "; ", iface, why);
   }
   return Error{EIO, "policy not in force: " + msg};
 }

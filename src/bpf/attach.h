@@ -130,6 +130,8 @@ class TcAttachment {
   TcMode mode() const { return mode_; }
 
  private:
+  void detach_or_warn() noexcept;  // for the destructor and operator=: a failure is logged
+
   int ifindex_ = 0;
   std::string ifname_;
   TcDir dir_ = TcDir::Ingress;

@@ -96,7 +96,7 @@ Result<std::vector<DirEntry>> list_dir(const std::string& path) {
     std::string n = e->d_name;
     if (n == "." || n == "..") continue;
     struct stat st {};
-    bool ok = ::lstat((path + "/" + n).c_str(), &st) == 0;
+    bool ok = ::lstat(fmt::format("{}/{}", path, n).c_str(), &st) == 0;
     out.push_back({n, ok && S_ISDIR(st.st_mode), ok && S_ISREG(st.st_mode)});
   }
   ::closedir(d);
@@ -208,7 +208,7 @@ Status remove_rec(const std::string& path) {
   while (struct dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
     if (n == "." || n == "..") continue;
-    children.push_back(path + "/" + n);
+    children.push_back(fmt::format("{}/{}", path, n));
   }
   ::closedir(d);
   for (const auto& c : children) WEIR_TRY(remove_rec(c));

@@ -48,7 +48,7 @@ class KernelFeatureProbe : public FeatureProbe {
 // A canned answer, for tests of code that depends on features.
 class FixedFeatureProbe : public FeatureProbe {
  public:
-  explicit FixedFeatureProbe(KernelFeatures f) : f_(std::move(f)) {}
+  explicit FixedFeatureProbe(KernelFeatures f) : f_(f) {}
   Result<KernelFeatures> probe() override { return f_; }
 
  private:

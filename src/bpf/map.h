@@ -257,7 +257,7 @@ class Map {
     std::vector<V> vals(chunk);
     detail::BatchCursor cur;
     for (;;) {
-      uint32_t n = static_cast<uint32_t>(keys.size());
+      auto n = static_cast<uint32_t>(keys.size());
       auto step = detail::raw_batch_step(m_, cur, keys.data(), vals.data(), n);
       if (!step) return step.error();
       if (*step == detail::BatchStep::Unsupported) return false;

@@ -92,7 +92,7 @@ void compute_service_frontends(const Service& svc, const std::vector<const Endpo
     fe.backends.assign(backends.begin(), backends.end());
     fe.local = static_cast<uint32_t>(
         std::count_if(fe.backends.begin(), fe.backends.end(),
-                      [&](const Backend& b) { return local.count(b.ip) > 0; }));
+                      [&](const Backend& b) { return local.contains(b.ip); }));
     out.push_back(std::move(fe));
   }
 }
@@ -144,16 +144,16 @@ SetDiff<FrontendKey, Frontend> update_service_frontends(
   for (const auto& s : services) changed[s];
   for (const Service& svc : snap.services) {
     std::string k = key_of(svc.meta.ns, svc.meta.name);
-    if (wanted.count(k)) changed[k].first = &svc;
+    if (wanted.contains(k)) changed[k].first = &svc;
   }
   for (const auto& es : snap.endpoint_slices) {
     std::string k = key_of(es.meta.ns, es.service_name);
-    if (wanted.count(k)) changed[k].second.push_back(&es);
+    if (wanted.contains(k)) changed[k].second.push_back(&es);
   }
   std::vector<Frontend> before, after;
   size_t kept = 0;
   for (size_t i = 0; i < frontends.size(); i++) {
-    if (wanted.count(owner_of(frontends[i]))) {
+    if (wanted.contains(owner_of(frontends[i]))) {
       before.push_back(std::move(frontends[i]));
     } else {
       if (kept != i) frontends[kept] = std::move(frontends[i]);
@@ -168,7 +168,8 @@ SetDiff<FrontendKey, Frontend> update_service_frontends(
   auto d = diff_frontends(before, after);
   size_t mid = frontends.size();
   frontends.insert(frontends.end(), after.begin(), after.end());
-  std::inplace_merge(frontends.begin(), frontends.begin() + mid, frontends.end(), by_key);
+  std::inplace_merge(frontends.begin(), frontends.begin() + static_cast<std::ptrdiff_t>(mid),
+                    frontends.end(), by_key);
   return d;
 }
 

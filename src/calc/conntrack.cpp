@@ -137,7 +137,7 @@ bool BackendIndex::loses_backends(const Frontend& fe) const {
 }
 
 bool BackendIndex::has_frontend(const FrontendKey& fe) const {
-  return backends_.count(pack(fe)) > 0;
+  return backends_.contains(pack(fe));
 }
 
 bool BackendIndex::contains(const FrontendKey& fe, const Backend& be) const {

@@ -80,7 +80,7 @@ bool IpSetTable::contains(SetId id, model::Ipv4 addr) const {
 bool IpSetTable::contains(SetId id, model::Ipv4 addr, uint8_t proto, uint16_t port) const {
   if (contains(id, addr)) return true;
   auto it = ports_.find(id);
-  return it != ports_.end() && it->second.count({addr.value, proto, port}) != 0;
+  return it != ports_.end() && it->second.contains({addr.value, proto, port});
 }
 
 bool matches(const Match& m, const Packet& p, const IpSetTable& sets) {

@@ -344,7 +344,7 @@ std::vector<CtFlow> fold_conntrack(const std::vector<CtEntry>& entries) {
   }
   for (const auto& e : entries) {
     if (e.val.type == WEIR_CT_NAT_FWD) continue;
-    if (e.val.type == WEIR_CT_NAT_REV && rev_taken.count(key_bytes(e.key)) != 0) continue;
+    if (e.val.type == WEIR_CT_NAT_REV && rev_taken.contains(key_bytes(e.key))) continue;
     Sides s = sides_of(e);
     CtFlow f;
     f.proto = e.key.proto;

@@ -92,8 +92,8 @@ int dump(const GlobalOptions& g, const std::string& iface, const std::string& wh
   }
 
   std::vector<std::string> dirs;
-  if (which == "ingress" || which == "all") dirs.push_back("ingress");
-  if (which == "egress" || which == "all") dirs.push_back("egress");
+  if (which == "ingress" || which == "all") dirs.emplace_back("ingress");
+  if (which == "egress" || which == "all") dirs.emplace_back("egress");
   nlohmann::json out = nlohmann::json::array();
   int rc = 0;
   for (const auto& dir : dirs) {

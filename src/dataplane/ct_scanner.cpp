@@ -1,8 +1,8 @@
 #include "dataplane/ct_scanner.h"
 
-#include <time.h>
-
 #include <algorithm>
+#include <cstddef>
+#include <ctime>
 #include <utility>
 #include <vector>
 
@@ -28,8 +28,8 @@ Result<ConntrackScanner::Stats> ConntrackScanner::scan(const model::ConntrackTim
                                                        const calc::BackendIndex* backends,
                                                        uint64_t now_ns) {
   Pass p{timeouts, backends, now_ns, {}, {}, {}};
-  p.expired.reserve(2 * kChunk);
-  p.stale.reserve(2 * kChunk);
+  p.expired.reserve(size_t{2} * kChunk);
+  p.stale.reserve(size_t{2} * kChunk);
   auto st = maps_.ct.for_each_chunk(
       [&](const weir_ct_key* keys, const weir_ct_val* vals, size_t n) -> Status {
         p.stats.scanned += n;
@@ -44,7 +44,7 @@ Result<ConntrackScanner::Stats> ConntrackScanner::scan(const model::ConntrackTim
 
 // Deletes the entry (and its NAT twin) when calc says so. The twin's last_seen is read only when
 // the entry's own says "expired": a pair lives while either half does.
-Status ConntrackScanner::judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val) {
+Status ConntrackScanner::judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val) const {
   auto decide = [&](uint64_t last) {
     return calc::ct_decide(key, val, last, p.now_ns, p.timeouts, p.backends);
   };

@@ -46,7 +46,7 @@ class ConntrackScanner {
 
  private:
   struct Pass;
-  Status judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val);
+  Status judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val) const;
   Status remove_doomed(Pass& p);
   Status record_deletions(uint64_t n);
 

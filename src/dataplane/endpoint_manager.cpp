@@ -84,7 +84,7 @@ Status EndpointManager::attach(const calc::Interface& itf, int ifindex) {
 
 Status EndpointManager::detach(const Managed& m) {
   Status first;
-  auto keep = [&](Status s) {
+  auto keep = [&](const Status& s) {
     if (!s && first.ok()) first = s;
   };
   auto link = ifs_.link_by_name(m.name);
@@ -158,7 +158,7 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
                     itf->workload, itf->name);
       failures.push_back(itf->workload + ": not attached: " + hook.error().str());
       pending_.insert(itf->name);
-      if (!adopted_.count(itf->name)) held_[itf->name] = preparing_[itf->name];
+      if (!adopted_.contains(itf->name)) held_[itf->name] = preparing_[itf->name];
     }
     to_attach.clear();
   }
@@ -181,7 +181,7 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
   // Held back and no longer wanted (or recreated under another ifindex): only an ifstate entry.
   for (auto it = held_.begin(); it != held_.end();) {
     bool keep = false;
-    if (want.count(it->first) != 0) {
+    if (want.contains(it->first)) {
       auto link = ifs_.link_by_name(it->first);
       keep = link && link->ifindex == it->second.ifindex;
     }
@@ -195,7 +195,7 @@ Status EndpointManager::apply(const std::vector<calc::Interface>& interfaces,
   // Interfaces no longer wanted: ours from this run, and adopted ones nobody claims.
   for (auto* set : {&attached_, &adopted_}) {
     for (auto it = set->begin(); it != set->end();) {
-      if (want.count(it->first) != 0) {  // still wanted (an adopted one is taken over above)
+      if (want.contains(it->first)) {  // still wanted (an adopted one is taken over above)
         ++it;
         continue;
       }
@@ -245,7 +245,7 @@ Status EndpointManager::sync_routes(const std::vector<calc::Route>& routes) {
     programmed_routes_.insert({k.addr, k.prefixlen});
   }
   for (auto it = programmed_routes_.begin(); it != programmed_routes_.end();) {
-    if (want.count(*it) != 0) {
+    if (want.contains(*it)) {
       ++it;
       continue;
     }

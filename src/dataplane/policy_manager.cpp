@@ -74,7 +74,7 @@ Result<size_t> prune(maps::Table<K, __u32>& t, Keep keep) {
 
 calc::SetId set_id_of(const uint8_t (&b)[8]) {
   calc::SetId id = 0;
-  for (int i = 0; i < 8; ++i) id = (id << 8) | b[i];
+  for (unsigned char i : b) id = (id << 8) | i;
   return id;
 }
 
@@ -91,18 +91,18 @@ void PolicyManager::prune_stale_members(const calc::PolicyResolver& resolver) {
     if (it == want.nets().end() || k.prefixlen < WEIR_IPSET_PREFIX_BASE) return false;
     model::Cidr c{model::Ipv4{ntohl(k.addr)},
                   static_cast<uint8_t>(k.prefixlen - WEIR_IPSET_PREFIX_BASE)};
-    return c.prefix_len < 32 && it->second.count(c) != 0;
+    return c.prefix_len < 32 && it->second.contains(c);
   });
   auto exact = prune(maps_.ipset_exact, [&](const weir_ipset_exact_key& k) {
     calc::SetId id = set_id_of(k.set_id);
     uint32_t addr = ntohl(k.addr);
     if (k.port == 0 && k.proto == 0) {
       auto it = want.nets().find(id);
-      return it != want.nets().end() && it->second.count(model::Cidr{model::Ipv4{addr}, 32}) != 0;
+      return it != want.nets().end() && it->second.contains(model::Cidr{model::Ipv4{addr}, 32});
     }
     auto it = want.ports().find(id);
     return it != want.ports().end() &&
-           it->second.count({addr, k.proto, static_cast<uint16_t>(ntohs(k.port))}) != 0;
+           it->second.contains({addr, k.proto, static_cast<uint16_t>(ntohs(k.port))});
   });
   for (const auto* r : {&trie, &exact})
     if (!*r) spdlog::warn("policy: pruning stale IP set members: {}", r->error().str());
@@ -152,8 +152,8 @@ Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
 // `key`'s policy failed to compile or load. An endpoint that runs a program keeps it; one that
 // runs none fails closed.
 void PolicyManager::install_failed(const Key& key, const PolicyEndpoint& ep, const Error& err) {
-  if (installed_.count(key) != 0) return;  // this agent's previous program stays in force
-  if (!fail_closed_.count(key)) {
+  if (installed_.contains(key)) return;  // this agent's previous program stays in force
+  if (!fail_closed_.contains(key)) {
     auto cur = get_slot_(ep.ifindex, key.second);
     if (!cur) {
       unprotected_[ep.iface] = cur.error().wrap("reading its policy slot").str();
@@ -174,7 +174,7 @@ Status PolicyManager::fail_closed(const Key& key, const PolicyEndpoint& ep, cons
   if (auto st = set_slot_(ep.ifindex, key.second, (*da)->slot); !st) {
     return st.error().wrap(what + ": pointing ifstate at the deny-all program");
   }
-  if (!fail_closed_.count(key) || fail_closed_[key] != ep.ifindex) {
+  if (!fail_closed_.contains(key) || fail_closed_[key] != ep.ifindex) {
     spdlog::error("policy: {} is not installed; new flows are denied until it is (fail closed): "
                   "{}",
                   what, err.str());
@@ -402,7 +402,7 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
         // previous agent's program for a policy deleted meanwhile: point it at nothing; so does
         // an endpoint that failed closed on a policy that no longer applies.
         forget_fail_closed(key, true);
-        if (first_apply_ && !installed_.count(key)) {
+        if (first_apply_ && !installed_.contains(key)) {
           if (auto st = set_slot_(ep.ifindex, d, WEIR_NO_POLICY_SLOT); !st) {
             errors.push_back(st.error().wrap(ep.iface));
           }
@@ -425,10 +425,10 @@ Status PolicyManager::apply(calc::PolicyResolver& resolver,
   }
   std::vector<Key> gone, gone_closed;
   for (const auto& [key, inst] : installed_) {
-    if (!wanted.count(key)) gone.push_back(key);
+    if (!wanted.contains(key)) gone.push_back(key);
   }
   for (const auto& [key, ifindex] : fail_closed_) {
-    if (!wanted.count(key)) gone_closed.push_back(key);
+    if (!wanted.contains(key)) gone_closed.push_back(key);
   }
   for (const auto& key : gone_closed) forget_fail_closed(key, true);
   for (const auto& key : gone) {

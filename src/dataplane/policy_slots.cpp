@@ -10,11 +10,11 @@
 namespace weir::dataplane {
 
 JumpSlotAllocator::JumpSlotAllocator(uint32_t size)
-    : size_(size), next_(WEIR_JUMP_FIRST_POLICY_SLOT) {}
+    : size_(size) {}
 
 Result<uint32_t> JumpSlotAllocator::take() {
   for (uint32_t s = next_; s < size_; s++) {
-    if (used_.count(s) != 0) continue;
+    if (used_.contains(s)) continue;
     used_.insert(s);
     next_ = s + 1;
     return s;

@@ -37,13 +37,13 @@ class JumpSlotAllocator {
   // Give `slot` back; releasing a free or reserved-range slot is ignored.
   void release(uint32_t slot);
 
-  bool in_use(uint32_t slot) const { return used_.count(slot) != 0; }
+  bool in_use(uint32_t slot) const { return used_.contains(slot); }
   size_t used() const { return used_.size(); }
   uint32_t size() const { return size_; }
 
  private:
   uint32_t size_;
-  uint32_t next_;  // search hint: no free slot below it
+  uint32_t next_{WEIR_JUMP_FIRST_POLICY_SLOT};  // search hint: no free slot below it
   std::set<uint32_t> used_;
 };
 

@@ -71,7 +71,7 @@ Status ServiceSyncer::adopt() {
   std::map<uint32_t, uint32_t> orphan_counts;  // service id -> highest ordinal + 1
   for (const auto& [k, v] : *bes) {
     max_id = std::max(max_id, k.svc_id);
-    if (live_ids.count(k.svc_id) == 0) {
+    if (!live_ids.contains(k.svc_id)) {
       uint32_t& n = orphan_counts[k.svc_id];
       n = std::max(n, k.ordinal + 1);
       orphans++;
@@ -215,7 +215,7 @@ Status ServiceSyncer::apply(const std::vector<calc::Frontend>& desired) {
     apply_one(fe, failures);
   }
   for (auto it = programmed_.begin(); it != programmed_.end();) {
-    if (want.count(it->first) == 0 && remove_one(it->first, it->second, failures)) {
+    if (!want.contains(it->first) && remove_one(it->first, it->second, failures)) {
       it = programmed_.erase(it);
     } else {
       ++it;

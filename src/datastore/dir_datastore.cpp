@@ -1,16 +1,16 @@
 #include "datastore/dir_datastore.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <system_error>
 #include <utility>
 
@@ -253,7 +253,7 @@ DirDatastore::Scan DirDatastore::scan() {
   }
   // Files that are gone.
   for (auto& [name, parsed] : cache_) {
-    if (s.files.count(name) || s.old.count(name)) continue;
+    if (s.files.contains(name) || s.old.contains(name)) continue;
     s.changed.push_back(name);
     s.old.emplace(name, std::move(parsed));
   }
@@ -315,7 +315,7 @@ void DirDatastore::track_removals(Load& l, const Scan* changed,
       now.emplace(std::move(key), file);
     });
     for (const auto& [key, file] : accepted_)
-      if (!now.count(key)) gone[file].push_back(key);
+      if (!now.contains(key)) gone[file].push_back(key);
     accepted_ = std::move(now);
   } else {
     // Only the changed files differ from the last accepted state (the fast path follows an
@@ -328,7 +328,7 @@ void DirDatastore::track_removals(Load& l, const Scan* changed,
         });
     for (const auto& [name, old] : changed->old)
       for_each_resource(old.part, [&](std::string key, const std::string& file) {
-        if (!now.count(key)) {
+        if (!now.contains(key)) {
           accepted_.erase(key);
           gone[file].push_back(std::move(key));
         }
@@ -443,7 +443,7 @@ void DirDatastore::ServiceRules::add(const model::Snapshot& part, int sign) {
     int& refs = slices_of_[k];
     refs += sign;
     if (refs == 0) slices_of_.erase(k);
-    if (services_.count(k) == 0) {
+    if (!services_.contains(k)) {
       if (sign > 0) ++dangling_;
       else --dangling_;
     }

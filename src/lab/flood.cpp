@@ -108,7 +108,7 @@ std::array<uint8_t, 40> syn_packet(uint32_t saddr, uint32_t daddr, uint16_t spor
 }
 
 std::string FloodReport::str() const {
-  const double secs = std::max<double>(elapsed.count(), 1) / 1000.0;
+  const double secs = std::max(static_cast<double>(elapsed.count()), 1.0) / 1000.0;
   return fmt::format("flood {} -> {}: {} SYNs in {} ms ({:.0f}/s), next source port {}\n", source,
                      target, sent, elapsed.count(), sent / secs, next_port);
 }
@@ -132,7 +132,7 @@ Result<FloodReport> syn_flood(const FloodOptions& o) {
   r.target = o.target.str();
   const auto start = Clock::now();
   uint16_t port = o.first_port;
-  uint16_t id = static_cast<uint16_t>(rng());
+  auto id = static_cast<uint16_t>(rng());
   for (int i = 0; i < o.count; i++) {
     if (o.rate > 0) std::this_thread::sleep_until(start + std::chrono::microseconds(int64_t(i) * 1000000 / o.rate));
     pkt.set(port, id++);

@@ -6,16 +6,17 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <net/if.h>
-#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <ranges>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -556,9 +557,9 @@ Status Lab::down() {
     for (const auto& l : dataplane::remove_state_files(dataplane::default_state_dir(st_.pin_root)))
       spdlog::debug("lab {}: {}", st_.id, l);
   }
-  for (auto it = st_.netns.rbegin(); it != st_.netns.rend(); ++it) {
-    if (!netns_exists(*it)) continue;
-    if (auto s = ip_cmd({"netns", "del", *it}); !s) problems.push_back(s.error().str());
+  for (const auto& netns : std::ranges::reverse_view(st_.netns)) {
+    if (!netns_exists(netns)) continue;
+    if (auto s = ip_cmd({"netns", "del", netns}); !s) problems.push_back(s.error().str());
   }
   if (!st_.pin_root.empty() && fs::exists(st_.pin_root)) {
     if (removable_pin_root(st_.pin_root)) {
@@ -683,12 +684,12 @@ Status check_resource_name(const std::string& f) {
 }
 }  // namespace
 
-Status Lab::write_resource(const std::string& filename, const std::string& yaml) {
+Status Lab::write_resource(const std::string& filename, const std::string& yaml) const {
   WEIR_TRY(check_resource_name(filename));
   return write_file_atomic(st_.datastore_dir, filename, yaml);
 }
 
-Status Lab::remove_resource(const std::string& filename) {
+Status Lab::remove_resource(const std::string& filename) const {
   WEIR_TRY(check_resource_name(filename));
   std::string p = st_.datastore_dir + "/" + filename;
   if (::unlink(p.c_str()) != 0) return errno_error("removing " + p);

@@ -11,10 +11,10 @@
 // crashed test leaves nothing behind).
 #pragma once
 
-#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -150,8 +150,8 @@ class Lab {
   // ---- datastore
   // Atomically (temp file ".<filename>.tmp-<pid>" + rename) writes a resource file. The
   // filename must not contain '/' nor start with '.'.
-  Status write_resource(const std::string& filename, const std::string& yaml);
-  Status remove_resource(const std::string& filename);
+  Status write_resource(const std::string& filename, const std::string& yaml) const;
+  Status remove_resource(const std::string& filename) const;
   // write_resource(filename, service_yaml(svc) + endpoint_slice_yaml(svc, backends)): one file,
   // so the agent never sees a slice without its service.
   Status write_service(const std::string& filename, const ServiceDef& svc,

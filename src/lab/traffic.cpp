@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ranges>
 #include <thread>
 #include <unordered_map>
 
@@ -171,8 +172,8 @@ Status serve(const ServeOptions& opts) {
         }
       }
     }
-    for (auto it = closed.rbegin(); it != closed.rend(); ++it)
-      socks.erase(socks.begin() + static_cast<std::ptrdiff_t>(*it));
+    for (size_t i : std::ranges::reverse_view(closed))
+      socks.erase(socks.begin() + static_cast<std::ptrdiff_t>(i));
     for (auto& a : accepted) socks.push_back(std::move(a));
   }
 }

@@ -50,7 +50,7 @@ bool is_dns_subdomain(std::string_view s) {
   size_t start = 0;
   while (true) {
     size_t dot = s.find('.', start);
-    std::string_view label = s.substr(start, dot == std::string_view::npos ? s.npos : dot - start);
+    std::string_view label = s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (!is_dns_label(label)) return false;
     if (dot == std::string_view::npos) return true;
     start = dot + 1;
@@ -854,7 +854,7 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
   std::set<std::pair<std::string_view, std::string_view>> services;
   for (const auto& s : snap.services) services.insert({s.meta.ns, s.meta.name});
   for (const auto& es : snap.endpoint_slices) {
-    if (!services.count({es.meta.ns, es.service_name})) {
+    if (!services.contains({es.meta.ns, es.service_name})) {
       errors.push_back({es.source.file,
                         fmt::format("EndpointSlice {}/{}", es.meta.ns, es.meta.name),
                         fmt::format("metadata.labels[\"{}\"]", kServiceNameLabel),

@@ -432,7 +432,7 @@ void unsupported_keys(Ctx& c, const YAML::Node& m, const std::string& path,
   for (auto k : keys) {
     std::string ks(k);
     if (Ctx::child(m, ks.c_str()).IsDefined())
-      c.error(path + "." + ks, Ctx::child(m, ks.c_str()), "is not supported by weir");
+      c.error(fmt::format("{}.{}", path, ks), Ctx::child(m, ks.c_str()), "is not supported by weir");
   }
 }
 
@@ -633,7 +633,7 @@ void validate_policy_refs(const Snapshot& snap, ValidationErrors& errors) {
   std::set<std::string> tiers{kDefaultTier};
   for (const Tier& t : snap.tiers) tiers.insert(t.meta.name);
   for (const GlobalNetworkPolicy& g : snap.global_network_policies) {
-    if (tiers.count(g.tier) == 0)
+    if (!tiers.contains(g.tier))
       errors.push_back({g.source.file, fmt::format("GlobalNetworkPolicy {}", g.meta.name),
                         "spec.tier",
                         fmt::format("tier {} does not exist (no Tier resource has that name)",

@@ -594,7 +594,7 @@ Result<Selector> from_label_selector(const Labels& match_labels,
       return make_error("matchLabels: invalid label key \"{}\": {}", k, why);
     }
     if (std::string why = check_label_value(v); !why.empty()) {
-      return make_error("matchLabels[\"{}\"]: invalid label value \"{}\": {}", k, v, why);
+      return make_error(R"(matchLabels["{}"]: invalid label value "{}": {})", k, v, why);
     }
     terms.push_back(leaf(Op::Eq, k, {v}));
   }
@@ -605,7 +605,7 @@ Result<Selector> from_label_selector(const Labels& match_labels,
     }
     for (const std::string& v : req.values) {
       if (std::string why = check_label_value(v); !why.empty()) {
-        return make_error("matchExpressions[{}] (key \"{}\"): invalid label value \"{}\": {}", i,
+        return make_error(R"(matchExpressions[{}] (key "{}"): invalid label value "{}": {})", i,
                           req.key, v, why);
       }
     }

@@ -25,7 +25,7 @@ namespace weir::model {
 enum class ScalarType { Null, Bool, Int, Float, String };
 ScalarType scalar_type(const YAML::Node& n);
 // The type a plain (unquoted) scalar with this text resolves to.
-ScalarType plain_scalar_type(std::string_view text);
+ScalarType plain_scalar_type(std::string_view s);
 // "null", "a boolean", "an integer", "a number", "a string".
 std::string_view describe(ScalarType t);
 

@@ -363,7 +363,7 @@ void Assembler::jmp32(Cond c, Reg dst, Reg src, Label target) {
 
 Result<Program> Assembler::assemble() const {
   std::vector<std::string> errors = errors_;
-  if (insns_.empty()) errors.push_back("empty program (no instructions)");
+  if (insns_.empty()) errors.emplace_back("empty program (no instructions)");
 
   Program prog;
   prog.insns = insns_;

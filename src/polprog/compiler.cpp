@@ -427,7 +427,7 @@ std::string ipsets_comment(const Match& m) {
 
 std::string rule_description(const Rule& r) {
   if (!r.description.empty()) return r.description;
-  return fmt::format("action:\"{}\" rule_id:\"{}\"", calc::pol::to_string(r.action),
+  return fmt::format(R"(action:"{}" rule_id:"{}")", calc::pol::to_string(r.action),
                      calc::pol::format_rule_id(r.id));
 }
 
@@ -590,8 +590,7 @@ class Compiler {
 
  private:
   Status validate() const {
-    for (size_t t = 0; t < pol_.tiers.size(); t++) {
-      const auto& tier = pol_.tiers[t];
+    for (const auto& tier : pol_.tiers) {
       for (size_t p = 0; p < tier.policies.size(); p++) {
         const auto& policy = tier.policies[p];
         for (size_t r = 0; r < policy.rules.size(); r++) {
@@ -650,7 +649,7 @@ class Compiler {
   }
 
   // Instructions of a chunk besides its steps, with every optional block present.
-  size_t fixed_overhead() const {
+  static size_t fixed_overhead() {
     Gen g("measure");
     Target& finish = g.target("finish");
     Target& fail = g.target("fail");
@@ -701,7 +700,7 @@ class Compiler {
     for (size_t i = 0; i < steps_.size(); i++) {
       const Step& s = steps_[i];
       const size_t c = cost[i];
-      size_t extra = tiers.count(s.tier) ? 0 : kPerTierExtra;
+      size_t extra = tiers.contains(s.tier) ? 0 : kPerTierExtra;
       if (used + c + extra > budget && i != chunk_begin_.back()) {
         chunk_begin_.push_back(i);
         used = 0;
@@ -777,14 +776,14 @@ class Compiler {
     std::vector<std::pair<uint32_t, Target*>> entries;
     Target& first = g.target("chunk_start");
     if (k > 0) {
-      entries.push_back({resume_id(begin), &first});
+      entries.emplace_back(resume_id(begin), &first);
       g.comment(fmt::format("Chunk {} (jump slot {}): resumes at step {}", k, slots_[k], begin));
     }
     for (size_t i = begin; i < end; i++) {
       if (steps_[i].kind != StepKind::TierBegin) continue;
       Target& t = g.target(fmt::format("tier_{}", steps_[i].tier));
       tier_start[steps_[i].tier] = &t;
-      if (k > 0 && i != begin) entries.push_back({resume_id(i), &t});
+      if (k > 0 && i != begin) entries.emplace_back(resume_id(i), &t);
     }
     emit_prologue(g, k, entries, finish);
     g.bind(first);
