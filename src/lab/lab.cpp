@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <ranges>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -557,9 +556,9 @@ Status Lab::down() {
     for (const auto& l : dataplane::remove_state_files(dataplane::default_state_dir(st_.pin_root)))
       spdlog::debug("lab {}: {}", st_.id, l);
   }
-  for (const auto& netns : std::ranges::reverse_view(st_.netns)) {
-    if (!netns_exists(netns)) continue;
-    if (auto s = ip_cmd({"netns", "del", netns}); !s) problems.push_back(s.error().str());
+  for (auto it = st_.netns.rbegin(); it != st_.netns.rend(); ++it) {
+    if (!netns_exists(*it)) continue;
+    if (auto s = ip_cmd({"netns", "del", *it}); !s) problems.push_back(s.error().str());
   }
   if (!st_.pin_root.empty() && fs::exists(st_.pin_root)) {
     if (removable_pin_root(st_.pin_root)) {

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <ranges>
 #include <thread>
 #include <unordered_map>
 
@@ -172,8 +171,8 @@ Status serve(const ServeOptions& opts) {
         }
       }
     }
-    for (size_t i : std::ranges::reverse_view(closed))
-      socks.erase(socks.begin() + static_cast<std::ptrdiff_t>(i));
+    for (auto it = closed.rbegin(); it != closed.rend(); ++it)
+      socks.erase(socks.begin() + static_cast<std::ptrdiff_t>(*it));
     for (auto& a : accepted) socks.push_back(std::move(a));
   }
 }
