@@ -1,9 +1,10 @@
 // weir: one binary, several faces (agent, bpf inspection, lab). See docs/ and README.md.
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
 
 #include "cli/commands.h"
 
@@ -24,9 +25,7 @@ class UpperLevel : public spdlog::custom_flag_formatter {
   }
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   // Logs go to stderr: stdout carries command output (dumps, --json) that scripts parse.
   // Line format after the seeds' log lines: `2025-09-22 22:39:59.801 [WARNING][10374] message`.
   auto logger = spdlog::stderr_color_st("weir");
@@ -55,11 +54,21 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  } catch (const std::exception& e) {
-    // A command's exception (yaml-cpp, nlohmann::json, bad_alloc...) is an error message and
-    // exit status 1, not std::terminate's abort.
-    fmt::print(stderr, "weir: {}\n", e.what());
-    return 1;
   }
   return rc;
+}
+
+}  // namespace
+
+// An exception out of a command (yaml-cpp, nlohmann::json, bad_alloc...) is a message and exit
+// status 1, not std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weir: %s\n", e.what());
+  } catch (...) {
+    std::fputs("weir: unknown exception\n", stderr);
+  }
+  return 1;
 }

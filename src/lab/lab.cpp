@@ -696,7 +696,7 @@ Status Lab::remove_resource(const std::string& filename) const {
 }
 
 Status Lab::write_service(const std::string& filename, const ServiceDef& svc,
-                          const std::vector<BackendDef>& backends) {
+                          const std::vector<BackendDef>& backends) const {
   return write_resource(filename, service_with_slice_yaml(svc, backends));
 }
 

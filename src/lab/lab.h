@@ -155,7 +155,7 @@ class Lab {
   // write_resource(filename, service_yaml(svc) + endpoint_slice_yaml(svc, backends)): one file,
   // so the agent never sees a slice without its service.
   Status write_service(const std::string& filename, const ServiceDef& svc,
-                       const std::vector<BackendDef>& backends);
+                       const std::vector<BackendDef>& backends) const;
   // A backend per pod name ("pod2" -> that pod's IP), ready, on this node.
   Result<std::vector<BackendDef>> backends(const std::vector<std::string>& pod_names,
                                            bool ready = true) const;
