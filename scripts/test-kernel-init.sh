@@ -21,6 +21,12 @@ for m in $(cat /modules/order); do
   insmod "/modules/$m" || echo "weir-vm: insmod $m failed"
 done
 /usr/sbin/ip link set lo up
+# A sanitized build (scripts/build.sh --sanitize) writes every ASan/UBSan report, from a test or
+# from a weir process it started, into /results/sanitizer/: it comes back with the results and
+# scripts/test-kernel.sh fails the run when it is not empty. No effect on other builds.
+mkdir -p /results/sanitizer
+export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:log_path=/results/sanitizer/asan
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=/results/sanitizer/ubsan
 
 echo "weir-vm: kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, modules: $(tr '\n' ' ' < /modules/order)"
 cd "$BUILD_DIR" || echo "weir-vm: no $BUILD_DIR in the guest"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs weir's BPF and end-to-end tests (build/weir_bpf_tests, build/weir_e2e_tests) on Debian 12's
+# Runs weir's BPF and end-to-end tests (BUILD_DIR/weir_bpf_tests, BUILD_DIR/weir_e2e_tests) on Debian 12's
 # own kernel, booted under qemu (TCG: no KVM needed) with an initramfs that holds the build.
 #
-#   scripts/test-kernel.sh [BUILD_DIR]          (as root, after scripts/build.sh; default ./build)
+#   scripts/test-kernel.sh [BUILD_DIR]   (as root, after scripts/build.sh --sanitize; default
+#                                        ./build-asan, the test command's build; ./build works too)
 #
 # The kernel is the package Debian's metapackage linux-image-cloud-amd64 depends on (today
 # linux-image-6.1.0-57-cloud-amd64), or $WEIR_KERNEL_PKG. Its .deb is fetched with
@@ -18,7 +19,8 @@
 # side by side, the BPF tests split over N: quicker for iterating, but the timing-sensitive e2e
 # tests (ServiceChurnE2E needs more connections than backend rewrites) can starve. Output: the guest console streams here and is
 # kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over
-# a second serial port into BUILD_DIR/vm/<release>/results/, and the verifier figures the tests
+# a second serial port into BUILD_DIR/vm/<release>/results/ (with any sanitizer report of a
+# sanitized build in results/sanitizer/, which fails the run), and the verifier figures the tests
 # write inside the guest (verifier/<release>.tsv) are copied to BUILD_DIR/verifier/. Exits
 # non-zero when a test fails or does not finish (WEIR_VM_TEST_TIMEOUT seconds per test, default
 # 300), when the guest does not power off in time (WEIR_VM_TIMEOUT, default 1800 s), or when the
@@ -29,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
-build=$(realpath "${1:-build}")
+build=$(realpath "${1:-build-asan}")
 if [[ $EUID -ne 0 ]]; then echo "test-kernel.sh: run as root (apt-get download, mknod)" >&2; exit 1; fi
 
 cache=${WEIR_KERNEL_CACHE:-/var/cache/weir-kernels}
@@ -42,7 +44,7 @@ log() { echo "test-kernel: $*"; }
 die() { echo "test-kernel: $*" >&2; exit 1; }
 
 for b in weir weir_bpf_tests weir_e2e_tests; do
-  [[ -x $build/$b ]] || die "$build/$b is missing: build first (scripts/build.sh)"
+  [[ -x $build/$b ]] || die "$build/$b is missing: build first (scripts/build.sh --sanitize)"
 done
 
 # ------------------------------------------------------------------ the kernel package
@@ -208,6 +210,11 @@ kmsg='^\[ *[0-9]+\.[0-9]+\] (Kernel panic|BUG:|Oops|WARNING:|Call Trace)'
 if grep -qE "$kmsg" "$out/console.log"; then
   echo "test-kernel: FAILED: the kernel reported a panic, oops or warning:"
   grep -nE -A3 "$kmsg" "$out/console.log" | head -n 60
+  failed=1
+fi
+if compgen -G "$out/results/sanitizer/*" >/dev/null; then
+  echo "test-kernel: FAILED: sanitizer reports (in $out/results/sanitizer):"
+  for f in "$out/results/sanitizer/"*; do echo "== $f"; head -n 60 "$f"; done
   failed=1
 fi
 python3 "$src/scripts/test-kernel-report.py" "$out" "$suites" || failed=1

@@ -1,39 +1,60 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (unit, BPF packet tests, e2e lab tests) on
 # this machine's kernel, and the BPF and e2e tests again on Debian 12's own kernel (6.1, no tcx)
-# under qemu (scripts/test-kernel.sh). Needs root: the BPF and e2e tests load programs and build
-# network namespaces. They fail, never skip, when a privilege or kernel feature is missing.
-# Arguments go to ctest (the host run); the kernel run always runs every BPF and e2e test.
+# under qemu (scripts/test-kernel.sh), plus clang-tidy over weir's sources (scripts/tidy.sh).
+# Needs root: the BPF and e2e tests load programs and build network namespaces. They fail, never
+# skip, when a privilege or kernel feature is missing. Arguments go to ctest (the host run); the
+# kernel run always runs every BPF and e2e test.
 #
-# Then clang-tidy (scripts/tidy.sh: .clang-tidy's checks, any warning fails) and a sanitizer run
-# (scripts/test-asan.sh: the unit and e2e tests built with ASan+UBSan in build-asan, any report
-# fails).
+# Everything runs from one build, ./build-asan (scripts/build.sh --sanitize): clang, ASan +
+# UBSan, -O0. Any sanitizer report fails the command, even one from a weir process a test
+# started and whose test passed: reports go to build-asan/sanitizer/ (on the host) and come back
+# from the guest (build-asan/vm/<release>/results/sanitizer/), and both must stay empty.
 #
 # The kernel run takes the longest (TCG emulates the guest's CPUs): it starts as soon as the
-# binaries it needs are built and runs while the rest builds and the host tests run. Its output
-# goes to build/test-kernel.log (the guest's console to build/vm/<release>/console.log); its
-# summary, with the failing tests and their messages, is printed at the end.
+# binaries it needs are built and runs while the rest builds, clang-tidy runs (at a lower
+# priority) and the host tests run. Its output goes to build-asan/test-kernel.log (the guest's
+# console to build-asan/vm/<release>/console.log); its summary, with the failing tests and their
+# messages, is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then echo "scripts/test.sh: run as root (BPF and network namespaces)" >&2; exit 1; fi
+build=build-asan
 ./scripts/install-deps.sh
-./scripts/build.sh weir weir_bpf_tests weir_e2e_tests
-klog=build/test-kernel.log
+./scripts/build.sh --sanitize weir weir_bpf_tests weir_e2e_tests
+klog=$build/test-kernel.log
 echo "scripts/test.sh: Debian 12's kernel run started in the background (output: $klog)"
-setsid -w ./scripts/test-kernel.sh build > "$klog" 2>&1 &
+setsid -w ./scripts/test-kernel.sh "$build" > "$klog" 2>&1 &
 kpid=$!
-# The kernel run is a process group of its own (qemu under timeout): stop all of it if this
-# script stops early.
-trap 'kill -- -$kpid 2>/dev/null || true' EXIT
+tlog=$build/tidy.out
+echo "scripts/test.sh: clang-tidy started in the background (output: $tlog)"
+setsid -w nice -n 10 ./scripts/tidy.sh "$build" > "$tlog" 2>&1 &
+tpid=$!
+# Both are process groups of their own (qemu under timeout; run-clang-tidy's workers): stop all
+# of them if this script stops early.
+trap 'kill -- -$kpid -$tpid 2>/dev/null || true' EXIT
 status=0
-./scripts/build.sh || status=1
+./scripts/build.sh --sanitize || status=1
+reports=$PWD/$build/sanitizer
+rm -rf "$reports" && mkdir -p "$reports"
 if ((status == 0)); then
-  (cd build && ctest --output-on-failure --timeout 600 "$@") || status=1
+  # halt_on_error: a finding ends its process (the test, or the weir it started, fails);
+  # log_path: every report also lands in $reports, checked below.
+  (cd "$build" &&
+    ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$reports/asan" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
+    ctest --output-on-failure --timeout 600 "$@") || status=1
 fi
-# While the kernel run goes on: clang-tidy over weir's sources (any warning fails) and the unit
-# and e2e tests again under ASan+UBSan (any report fails).
-./scripts/tidy.sh build || status=1
-./scripts/test-asan.sh || status=1
+if compgen -G "$reports/*" >/dev/null; then
+  echo "scripts/test.sh: sanitizer reports from the host run (in $reports):"
+  for f in "$reports"/*; do echo "== $f"; head -n 60 "$f"; done
+  status=1
+fi
+echo "scripts/test.sh: waiting for clang-tidy"
+tstatus=0
+wait $tpid || tstatus=$?
+tail -n 200 "$tlog"
+((tstatus == 0)) || status=1
 echo "scripts/test.sh: waiting for Debian 12's kernel run"
 kstatus=0
 wait $kpid || kstatus=$?

@@ -2,19 +2,23 @@
 # Runs clang-tidy (Debian 12's clang-tidy 14, the checks of .clang-tidy) over weir's own C++
 # sources (src/, its .cpp files and the headers they include; not tests/ by default: their 58
 # files of gtest would double the cost; not bench/, the generated skeletons or third-party code)
-# with the compile commands of a configured build directory (default ./build; CMakeLists.txt
-# exports compile_commands.json). Fails on any warning (.clang-tidy: WarningsAsErrors '*').
+# with the compile commands of a configured build directory (default ./build-asan, the test
+# command's; CMakeLists.txt exports compile_commands.json). Fails on any warning (.clang-tidy:
+# WarningsAsErrors '*').
 # Usage: scripts/tidy.sh [build dir] [file regex]   (e.g. scripts/tidy.sh build 'tests/unit/.*')
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
+build=${1:-build-asan}
 regex=${2:-"src/.*\\.cpp"}
 if [[ ! -f $build/compile_commands.json ]]; then
-  echo "scripts/tidy.sh: $build/compile_commands.json missing: configure first (scripts/build.sh)" >&2
+  echo "scripts/tidy.sh: $build/compile_commands.json missing: configure first (scripts/build.sh --sanitize)" >&2
   exit 1
 fi
-# The generated skeletons (<build>/gen/*.skel.h) must exist: src/bpf includes them.
-cmake --build "$build" --target weir_bpf_skeletons >/dev/null
+# The generated skeletons (<build>/gen/*.skel.h) must exist: src/bpf includes them. (Built only
+# when missing: scripts/test.sh runs this while it builds the same directory.)
+if ! compgen -G "$build/gen/*.skel.h" >/dev/null; then
+  cmake --build "$build" --target weir_bpf_skeletons >/dev/null
+fi
 log=$build/tidy.log
 status=0
 run-clang-tidy-14 -p "$build" -j"$(nproc)" -quiet "$PWD/($regex)\$" > "$log" 2>&1 || status=$?

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -221,7 +222,7 @@ Result<std::vector<ClsBpfFilter>> dump_cls_bpf(Netlink& nl, int ifindex, TcDir d
       m, true,
       [&](const struct nlmsghdr* h) {
         if (h->nlmsg_type != RTM_NEWTFILTER) return;
-        auto* tm = static_cast<const struct tcmsg*>(NLMSG_DATA(h));
+        const auto* tm = static_cast<const struct tcmsg*>(NLMSG_DATA(h));
         if (tm->tcm_ifindex != ifindex) return;
         ClsBpfFilter f;
         f.prio = TC_H_MAJ(tm->tcm_info) >> 16;
@@ -270,7 +271,7 @@ Result<bool> clsact_present(Netlink& nl, int ifindex) {
       m, true,
       [&](const struct nlmsghdr* h) {
         if (h->nlmsg_type != RTM_NEWQDISC) return;
-        auto* tm = static_cast<const struct tcmsg*>(NLMSG_DATA(h));
+        const auto* tm = static_cast<const struct tcmsg*>(NLMSG_DATA(h));
         if (tm->tcm_ifindex != ifindex || tm->tcm_parent != TC_H_CLSACT) return;
         for_each_attr(h, sizeof(*tm), [&](const rtattr* a) {
           if (a->rta_type == TCA_KIND && attr_string(a) == "clsact") found = true;
@@ -667,10 +668,7 @@ TcAttachment::TcAttachment(TcAttachment&& o) noexcept
 
 TcAttachment& TcAttachment::operator=(TcAttachment&& o) noexcept {
   if (this != &o) {
-    if (active_) {
-      auto st = detach();
-      if (!st) spdlog::warn("detaching from {}: {}", ifname_, st.error().str());
-    }
+    if (active_) detach_or_warn();
     ifindex_ = o.ifindex_;
     ifname_ = std::move(o.ifname_);
     dir_ = o.dir_;
@@ -682,9 +680,19 @@ TcAttachment& TcAttachment::operator=(TcAttachment&& o) noexcept {
 }
 
 TcAttachment::~TcAttachment() {
-  if (!active_) return;
-  auto st = detach();
-  if (!st) spdlog::warn("detaching weir program from {} {}: {}", ifname_, to_string(dir_), st.error().str());
+  if (active_) detach_or_warn();
+}
+
+void TcAttachment::detach_or_warn() noexcept {
+  // detach() and the log line build strings: only a failed allocation throws here, and a
+  // destructor must not throw it on.
+  try {
+    auto st = detach();
+    if (!st)
+      spdlog::warn("detaching weir program from {} {}: {}", ifname_, to_string(dir_), st.error().str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weir: detaching from ifindex %d: %s\n", ifindex_, e.what());
+  }
 }
 
 Result<TcAttachment> TcAttachment::attach(int ifindex, const std::string& ifname, TcDir dir, int prog_fd,

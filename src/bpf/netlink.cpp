@@ -45,9 +45,15 @@ std::string attr_string(const struct rtattr* a) {
 
 namespace {
 
+// NLMSG_OK without its comparison of the header's __u32 length with the signed remainder.
+bool nlmsg_ok(const struct nlmsghdr* r, int len) {
+  return len >= static_cast<int>(sizeof(struct nlmsghdr)) &&
+         r->nlmsg_len >= sizeof(struct nlmsghdr) && r->nlmsg_len <= static_cast<unsigned>(len);
+}
+
 // The kernel's error of an NLMSG_ERROR reply, with its extended ack message when present.
 Error nl_error(const struct nlmsghdr* r, const std::string& what) {
-  auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(r));
+  const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(r));
   std::string msg = what;
   if (r->nlmsg_flags & NLM_F_ACK_TLVS) {
     // After the nlmsgerr: the request's payload unless the ack is capped, then the TLVs.
@@ -99,7 +105,7 @@ Status Netlink::request(NlMsg& msg, bool dump,
       return errno_error("netlink receive: " + what);
     }
     int len = static_cast<int>(n);
-    for (auto* r = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(r, len);
+    for (auto* r = reinterpret_cast<struct nlmsghdr*>(buf.data()); nlmsg_ok(r, len);
          r = NLMSG_NEXT(r, len)) {
       if (r->nlmsg_seq != seq_) continue;
       if (r->nlmsg_type == NLMSG_DONE) return {};
@@ -117,7 +123,7 @@ Status Netlink::request(NlMsg& msg, bool dump,
 namespace {
 
 LinkInfo to_info(const struct nlmsghdr* h) {
-  auto* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(h));
+  const auto* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(h));
   LinkInfo li;
   li.ifindex = ifi->ifi_index;
   li.flags = ifi->ifi_flags;

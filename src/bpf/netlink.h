@@ -37,7 +37,7 @@ class NlMsg {
 // Calls f(const rtattr*) for each attribute in [start, start + len).
 template <typename F>
 void for_each_attr(const void* start, int len, F f) {
-  for (auto* a = static_cast<const struct rtattr*>(start); RTA_OK(a, len); a = RTA_NEXT(a, len))
+  for (const auto* a = static_cast<const struct rtattr*>(start); RTA_OK(a, len); a = RTA_NEXT(a, len))
     f(a);
 }
 // The attributes after a message's fixed part of `fixed_len` bytes.

@@ -132,7 +132,7 @@ void LabelIndex::detach_ns(const std::string& key, const std::string& ns) {
 // ---------------------------------------------------------------- endpoints
 
 void LabelIndex::update_endpoint(const std::string& key, const model::Labels& labels,
-                                 std::vector<model::Ipv4> ips, const std::string& ns) {
+                                 const std::vector<model::Ipv4>& ips, const std::string& ns) {
   std::vector<uint32_t> new_ips = normalise_ips(ips);
   auto [it, inserted] = endpoints_.try_emplace(key);
   Endpoint& ep = it->second;
@@ -357,7 +357,7 @@ std::vector<SetChange> LabelIndex::take_changes() {
 
 // ---------------------------------------------------------------- inspection
 
-bool LabelIndex::has_set(SetId id) const { return sets_.count(id) != 0; }
+bool LabelIndex::has_set(SetId id) const { return sets_.contains(id); }
 
 std::vector<model::Ipv4> LabelIndex::members(SetId id) const {
   auto it = sets_.find(id);

@@ -92,7 +92,7 @@ class LabelIndex {
   // (empty: none, e.g. a host endpoint). A label or namespace change re-evaluates this endpoint
   // against every set; an IP-only change touches only the sets the endpoint is in.
   void update_endpoint(const std::string& key, const model::Labels& labels,
-                       std::vector<model::Ipv4> ips, const std::string& ns = {});
+                       const std::vector<model::Ipv4>& ips, const std::string& ns = {});
   // False when the key is unknown.
   bool remove_endpoint(const std::string& key);
 

@@ -270,7 +270,7 @@ CLI::App* add_group(CLI::App* bpf, const std::string& name) {
   return group;
 }
 
-void add_nat(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+void add_nat(CLI::App* bpf, GlobalOptions& g, int& rc, const std::shared_ptr<BpfCliState>& st) {
   CLI::App* nat_dump = add_group(bpf, "nat")->add_subcommand("dump", "dump the NAT frontends and their backends");
   nat_dump->add_flag("--json", st->json, "JSON output");
   nat_dump->callback([&g, &rc, st] {
@@ -278,7 +278,7 @@ void add_nat(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliSta
   });
 }
 
-void add_conntrack(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+void add_conntrack(CLI::App* bpf, GlobalOptions& g, int& rc, const std::shared_ptr<BpfCliState>& st) {
   CLI::App* ct = add_group(bpf, "conntrack");
   CLI::App* ct_dump = ct->add_subcommand("dump", "dump the conntrack table (a NAT flow's two entries as one line)");
   ct_dump->add_flag("--json", st->json, "JSON output");
@@ -296,7 +296,7 @@ void add_conntrack(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<Bpf
   });
 }
 
-void add_counters(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+void add_counters(CLI::App* bpf, GlobalOptions& g, int& rc, const std::shared_ptr<BpfCliState>& st) {
   CLI::App* counters = add_group(bpf, "counters");
   CLI::App* c_dump = counters->add_subcommand("dump", "dump per-interface packet counters");
   c_dump->add_option("--iface", st->iface, "only this interface");
@@ -319,7 +319,7 @@ void add_counters(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfC
 }
 
 // routes, ifstate and ipsets: one dump each.
-void add_table_dumps(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<BpfCliState> st) {
+void add_table_dumps(CLI::App* bpf, GlobalOptions& g, int& rc, const std::shared_ptr<BpfCliState>& st) {
   CLI::App* r_dump = add_group(bpf, "routes")->add_subcommand("dump", "dump the routes map");
   r_dump->add_flag("--json", st->json, "JSON output");
   r_dump->callback([&g, &rc, st] {
@@ -338,7 +338,7 @@ void add_table_dumps(CLI::App* bpf, GlobalOptions& g, int& rc, std::shared_ptr<B
   });
 }
 
-void add_version(CLI::App* bpf, int& rc, std::shared_ptr<BpfCliState> st) {
+void add_version(CLI::App* bpf, int& rc, const std::shared_ptr<BpfCliState>& st) {
   CLI::App* version = bpf->add_subcommand("version", describe("version"));
   version->add_flag("--json", st->json, "JSON output");
   version->callback([&rc, st] {
