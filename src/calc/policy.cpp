@@ -558,7 +558,7 @@ std::set<std::string> PolicyResolver::State::update_namespaces(const model::Snap
     fresh[n.meta.name] = model::Labels(n.meta.labels.begin(), n.meta.labels.end());
   std::set<std::string> changed;
   for (const auto& [name, labels] : ns_labels)
-    if (!fresh.count(name)) {
+    if (!fresh.contains(name)) {
       (void)index.remove_namespace(name);
       changed.insert(name);
     }
@@ -581,7 +581,7 @@ void PolicyResolver::State::update_endpoints(const model::Snapshot& snap, LabelI
     fresh[w.key()] = Ep{w.meta.ns, model::Labels(w.meta.labels.begin(), w.meta.labels.end()),
                         w.ips, w.ports};
   for (const auto& [key, ep] : eps)
-    if (!fresh.count(key)) {
+    if (!fresh.contains(key)) {
       (void)index.remove_endpoint(key);
       removed.insert(key);
     }
@@ -614,12 +614,12 @@ bool PolicyResolver::State::mark_dirty(const std::vector<CompiledTier>& now,
 
 void PolicyResolver::State::hold_sets(const std::map<SetId, SetSpec>& sets, LabelIndex& index) {
   for (const auto& [id, spec] : sets) {
-    if (held.count(id)) continue;
+    if (held.contains(id)) continue;
     if (index.add_set(spec).ok()) held.emplace(id, spec);
     // else: a 64-bit id collision with another set; the rule matches what that set holds.
   }
   for (auto it = held.begin(); it != held.end();) {
-    if (sets.count(it->first)) {
+    if (sets.contains(it->first)) {
       ++it;
       continue;
     }
@@ -691,7 +691,7 @@ void PolicyResolver::update(const model::Snapshot& snap) {
     changed_.push_back(key);
   }
   for (const auto& [key, ep] : st.eps) {
-    bool dirty = all_dirty || ep_dirty.count(key) || ns_changed.count(ep.ns);
+    bool dirty = all_dirty || ep_dirty.contains(key) || ns_changed.contains(ep.ns);
     if (dirty && st.rebuild(key, ep)) changed_.push_back(key);
   }
   std::sort(changed_.begin(), changed_.end());

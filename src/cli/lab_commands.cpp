@@ -1,12 +1,12 @@
 // `weir lab ...`: build, inspect and tear down lab topologies (see docs/lab.md).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
