@@ -12,8 +12,8 @@
 # from the guest (build-asan/vm/<release>/results/sanitizer/), and both must stay empty.
 #
 # The kernel run takes the longest (TCG emulates the guest's CPUs): it starts as soon as the
-# binaries it needs are built and runs while the rest builds, clang-tidy runs (at a lower
-# priority) and the host tests run. Its output goes to build-asan/test-kernel.log (the guest's
+# binaries it needs are built and runs while the rest builds, clang-tidy runs and the host tests
+# run, all at a lower priority than the guest. Its output goes to build-asan/test-kernel.log (the guest's
 # console to build-asan/vm/<release>/console.log); its summary, with the failing tests and their
 # messages, is printed at the end.
 set -euo pipefail
@@ -28,13 +28,15 @@ setsid -w ./scripts/test-kernel.sh "$build" > "$klog" 2>&1 &
 kpid=$!
 tlog=$build/tidy.out
 echo "scripts/test.sh: clang-tidy started in the background (output: $tlog)"
-setsid -w nice -n 10 ./scripts/tidy.sh "$build" > "$tlog" 2>&1 &
+setsid -w nice -n 15 ./scripts/tidy.sh "$build" > "$tlog" 2>&1 &
 tpid=$!
 # Both are process groups of their own (qemu under timeout; run-clang-tidy's workers): stop all
 # of them if this script stops early.
 trap 'kill -- -$kpid -$tpid 2>/dev/null || true' EXIT
 status=0
-./scripts/build.sh --sanitize || status=1
+# The guest is the longest leg: what runs beside it on the host yields to it (the rest of the
+# build and the host tests at nice 5, clang-tidy at nice 15).
+nice -n 5 ./scripts/build.sh --sanitize || status=1
 reports=$PWD/$build/sanitizer
 rm -rf "$reports" && mkdir -p "$reports"
 if ((status == 0)); then
@@ -43,7 +45,7 @@ if ((status == 0)); then
   (cd "$build" &&
     ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$reports/asan" \
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
-    ctest --output-on-failure --timeout 600 "$@") || status=1
+    nice -n 5 ctest --output-on-failure --timeout 600 "$@") || status=1
 fi
 if compgen -G "$reports/*" >/dev/null; then
   echo "scripts/test.sh: sanitizer reports from the host run (in $reports):"
