@@ -69,15 +69,12 @@ run_group() {
 }
 
 # run_suite NAME: the tests of build/weir_NAME_tests, in groups spread over WORKERS processes
-# (BPF_WORKERS for the BPF tests)
 # that run side by side (the guest has as many CPUs; every test names what it creates with its
 # own run id, as under a parallel ctest). A group is one test, or with NAME in ONE_PROCESS a
 # WORKERS-th of the binary's tests (its fixtures then share what is costly to set up: the
 # loaded TC object, see TcObject::shared). Writes /results/NAME/groups ("group test" per line).
 run_suite() {
   name=$1
-  workers=$WORKERS
-  [ "$name" = bpf ] && workers=$BPF_WORKERS
   bin=$BUILD_DIR/weir_${name}_tests
   mkdir -p "/results/$name"
   tests=$(list_tests)
@@ -85,19 +82,19 @@ run_suite() {
   case " $ONE_PROCESS " in *" $name "*) per=binary ;; esac
   i=0
   for t in $tests; do
-    if [ $per = binary ]; then echo "part$((i % workers)) $t"; else echo "$t $t"; fi
+    if [ $per = binary ]; then echo "part$((i % WORKERS)) $t"; else echo "$t $t"; fi
     i=$((i + 1))
   done > "/results/$name/groups"
   groups=$(cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++')
   echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests in" \
-       "$(echo "$groups" | grep -c .) processes, $workers at a time"
+       "$(echo "$groups" | grep -c .) processes, $WORKERS at a time"
   suite_start=$(date +%s)
   w=0
-  while [ $w -lt "$workers" ]; do
+  while [ $w -lt "$WORKERS" ]; do
     (
       k=0
       for g in $groups; do
-        [ $((k % workers)) -eq $w ] && run_group "$name" "$g"
+        [ $((k % WORKERS)) -eq $w ] && run_group "$name" "$g"
         k=$((k + 1))
       done
     ) &

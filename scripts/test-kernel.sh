@@ -15,11 +15,9 @@
 #
 # The e2e tests run in a process each, as under ctest; the BPF tests in one process
 # (WEIR_VM_ONE_PROCESS), so that their fixtures load the TC object once (TcObject::shared): the
-# 6.1 verifier takes seconds per load under TCG), split over WEIR_VM_BPF_WORKERS processes side
-# by side (default 2, one per guest CPU: they are not timing-sensitive). WEIR_VM_WORKERS=N
-# (default 1) runs N e2e processes side by side (and sets the BPF default): quicker for
-# iterating, but the timing-sensitive e2e tests (ServiceChurnE2E needs more connections than
-# backend rewrites) can starve. Output: the guest console streams here and is
+# 6.1 verifier takes seconds per load under TCG. WEIR_VM_WORKERS=N (default 1) runs N processes
+# side by side, the BPF tests split over N: quicker for iterating, but the timing-sensitive e2e
+# tests (ServiceChurnE2E needs more connections than backend rewrites) can starve. Output: the guest console streams here and is
 # kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over
 # a second serial port into BUILD_DIR/vm/<release>/results/ (with any sanitizer report of a
 # sanitized build in results/sanitizer/, which fails the run), and the verifier figures the tests
@@ -170,7 +168,6 @@ done
   echo "SUITES='$suites'"
   echo "TEST_TIMEOUT=$test_timeout"
   echo "WORKERS=${WEIR_VM_WORKERS:-1}"
-  echo "BPF_WORKERS=${WEIR_VM_BPF_WORKERS:-${WEIR_VM_WORKERS:-2}}"
   echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-}'"
 } > "$root/weir-vm.conf"
