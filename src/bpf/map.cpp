@@ -13,18 +13,6 @@
 
 namespace weir::bpf {
 
-bool is_percpu_map_type(uint32_t type) {
-  switch (type) {
-    case BPF_MAP_TYPE_PERCPU_HASH:
-    case BPF_MAP_TYPE_PERCPU_ARRAY:
-    case BPF_MAP_TYPE_LRU_PERCPU_HASH:
-    case BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string map_type_name(uint32_t type) {
   const char* n = libbpf_bpf_map_type_str(static_cast<enum bpf_map_type>(type));
   if (n != nullptr) return n;

@@ -37,7 +37,10 @@ struct MapInfo {
 };
 
 // True for the per-CPU map types (value is one slot per possible CPU).
-bool is_percpu_map_type(uint32_t type);
+constexpr bool is_percpu_map_type(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
 
 // Human-readable map type ("hash", "lru_hash", "lpm_trie", ...), for messages and the CLI.
 std::string map_type_name(uint32_t type);

@@ -67,14 +67,9 @@ struct MapTypes;
 WEIR_MAPS(WEIR_MAP_TYPES)
 #undef WEIR_MAP_TYPES
 
-constexpr bool is_percpu(uint32_t type) {
-  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
-         type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
-}
-
 // The typed view of map `id`: bpf::PerCpuMap for per-CPU maps, else bpf::Map.
 template <MapId id>
-using MapView = std::conditional_t<is_percpu(spec(id).type),
+using MapView = std::conditional_t<bpf::is_percpu_map_type(spec(id).type),
                                    bpf::PerCpuMap<typename MapTypes<id>::Key, typename MapTypes<id>::Value>,
                                    bpf::Map<typename MapTypes<id>::Key, typename MapTypes<id>::Value>>;
 

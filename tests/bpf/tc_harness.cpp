@@ -104,46 +104,36 @@ Result<TcObject*> TcObject::shared(const MapSizes& sizes) {
 
 namespace {
 // Zeroes every element of an array or per-CPU array map.
-Status zero_array(int fd, const maps::MapSpec& m, uint32_t max_entries) {
-  size_t size = m.value_size;
-  if (maps::is_percpu(m.type)) {
-    int ncpu = libbpf_num_possible_cpus();
-    if (ncpu <= 0) return sys_error(ncpu, "libbpf_num_possible_cpus");
-    size = (size + 7) / 8 * 8 * static_cast<size_t>(ncpu);
+Status zero_array(const bpf::MapFd& m) {
+  size_t size = m.info().value_size;
+  if (bpf::is_percpu_map_type(m.info().type)) {
+    auto ncpu = bpf::num_possible_cpus();
+    if (!ncpu) return ncpu.error();
+    size = (size + 7) / 8 * 8 * static_cast<size_t>(*ncpu);
   }
-  std::vector<uint8_t> zero(size, 0);
-  for (uint32_t i = 0; i < max_entries; i++) {
-    if (bpf_map_update_elem(fd, &i, zero.data(), BPF_ANY) != 0)
-      return errno_error(fmt::format("zeroing element {} of {}", i, m.name));
-  }
+  const std::vector<uint8_t> zero(size, 0);
+  for (uint32_t i = 0; i < m.info().max_entries; i++) WEIR_TRY(bpf::detail::raw_update(m, &i, zero.data(), BPF_ANY));
   return {};
 }
 
 // Deletes every key of a hash-like map (hash, LRU, LPM trie, per-CPU hash, program array).
-Status delete_all(int fd, const maps::MapSpec& m) {
-  std::vector<std::vector<uint8_t>> keys;
-  std::vector<uint8_t> next(m.key_size);
-  while (bpf_map_get_next_key(fd, keys.empty() ? nullptr : keys.back().data(), next.data()) == 0)
-    keys.push_back(next);
-  for (const auto& k : keys) {
-    if (bpf_map_delete_elem(fd, k.data()) != 0 && errno != ENOENT)
-      return errno_error(fmt::format("emptying {}", m.name));
+Status delete_all(const bpf::MapFd& m) {
+  auto keys = bpf::detail::raw_keys(m);
+  if (!keys) return keys.error();
+  for (const std::string& k : *keys) {
+    auto r = bpf::detail::raw_delete(m, k.data());
+    if (!r) return r.error();
   }
   return {};
-}
-
-uint32_t max_entries_of(int fd) {
-  bpf_map_info info{};
-  uint32_t len = sizeof(info);
-  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.max_entries : 0;
 }
 }  // namespace
 
 Status TcObject::reset() {
-  for (const maps::MapSpec& m : maps::kMapSpecs) {
-    const int fd = progs_.map_fds()[m.id];
-    const bool array = m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_PERCPU_ARRAY;
-    WEIR_TRY(array ? zero_array(fd, m, max_entries_of(fd)) : delete_all(fd, m));
+  for (const maps::MapSpec& spec : maps::kMapSpecs) {
+    auto m = bpf::MapFd::dup_of(progs_.map_fds()[spec.id]);
+    if (!m) return m.error().wrap("resetting " + std::string(spec.name));
+    const bool array = spec.type == BPF_MAP_TYPE_ARRAY || spec.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+    WEIR_TRY(array ? zero_array(*m) : delete_all(*m));
   }
   return progs_.install_continuations();
 }
@@ -166,7 +156,10 @@ int TcObject::map_fd(const std::string& name) const {
 
 maps::MapFds TcObject::map_fds() const { return progs_.map_fds(); }
 
-uint32_t TcObject::map_max_entries(const std::string& name) const { return max_entries_of(map_fd(name)); }
+uint32_t TcObject::map_max_entries(const std::string& name) const {
+  auto m = bpf::MapFd::dup_of(map_fd(name));
+  return m ? m->info().max_entries : 0;
+}
 
 Result<uint32_t> TcObject::prog_insns(Prog p) const {
   bpf_prog_info info{};

@@ -23,22 +23,21 @@ struct NatPair {
 inline NatPair nat_pair(const char* client, uint16_t cport, const char* vip, uint16_t vport,
                         const char* backend, uint16_t bport, uint8_t proto, uint64_t last_seen,
                         uint32_t leg_flags) {
+  // One half: its key (the client and the half's far end), its type, and what it rewrites to.
+  auto half = [&](weir_ct_key& key, weir_ct_val& v, const char* far, uint16_t far_port, uint8_t type,
+                  const char* nat, uint16_t nat_port) {
+    bool client_first = false;
+    key = calc::ct_make_key(ip4(client), cport, ip4(far), far_port, proto, &client_first);
+    v.type = type;
+    v.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
+    v.nat_addr = ip4(nat).network_order();
+    v.nat_port = htons(nat_port);
+    v.last_seen_ns = last_seen;
+    v.a.flags = v.b.flags = leg_flags;
+  };
   NatPair p{};
-  bool client_first = false;
-  p.fwd_key = calc::ct_make_key(ip4(client), cport, ip4(vip), vport, proto, &client_first);
-  p.fwd.type = WEIR_CT_NAT_FWD;
-  p.fwd.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
-  p.fwd.nat_addr = ip4(backend).network_order();
-  p.fwd.nat_port = htons(bport);
-  p.fwd.last_seen_ns = last_seen;
-  p.fwd.a.flags = p.fwd.b.flags = leg_flags;
-  p.rev_key = calc::ct_make_key(ip4(client), cport, ip4(backend), bport, proto, &client_first);
-  p.rev.type = WEIR_CT_NAT_REV;
-  p.rev.flags = client_first ? WEIR_CT_F_A_IS_CLIENT : 0;
-  p.rev.nat_addr = ip4(vip).network_order();
-  p.rev.nat_port = htons(vport);
-  p.rev.last_seen_ns = last_seen;
-  p.rev.a.flags = p.rev.b.flags = leg_flags;
+  half(p.fwd_key, p.fwd, vip, vport, WEIR_CT_NAT_FWD, backend, bport);
+  half(p.rev_key, p.rev, backend, bport, WEIR_CT_NAT_REV, vip, vport);
   return p;
 }
 
