@@ -14,6 +14,8 @@
 #include <system_error>
 #include <utility>
 
+#include "datastore/snapshot_cache.h"
+
 namespace weir::datastore {
 
 namespace fs = std::filesystem;
@@ -72,59 +74,6 @@ int64_t realtime_ns() {
 // A file's content may change without its mtime moving past a coarse clock tick: a file
 // modified within this long before it was read is read again on the next load.
 constexpr int64_t kRacyNs = 1000000000;
-
-bool only_services(const model::Snapshot& part) {
-  return part.workload_endpoints.empty() && part.namespaces.empty() &&
-         part.network_policies.empty() && part.tiers.empty() &&
-         part.global_network_policies.empty() && !part.config;
-}
-
-// In `v` (grouped by source file, files in name order), replaces the resources of `file` by
-// `items`: only that range is touched, the rest is moved at most.
-template <typename T>
-void replace_file_range(std::vector<T>& v, const std::string& file, const std::vector<T>& items) {
-  auto lo = std::lower_bound(v.begin(), v.end(), file,
-                             [](const T& x, const std::string& f) { return x.source.file < f; });
-  auto hi = std::upper_bound(lo, v.end(), file,
-                             [](const std::string& f, const T& x) { return f < x.source.file; });
-  size_t have = size_t(hi - lo), common = std::min(have, items.size());
-  size_t at = size_t(lo - v.begin());
-  std::copy(items.begin(), items.begin() + common, lo);
-  if (items.size() < have) {
-    v.erase(v.begin() + at + common, v.begin() + at + have);
-  } else {
-    v.insert(v.begin() + at + common, items.begin() + common, items.end());
-  }
-}
-
-std::string service_key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
-
-// Calls f("Kind ns/name" or "Kind name", file) for every resource of `snap`.
-template <typename F>
-void for_each_resource(const model::Snapshot& snap, F f) {
-  auto each = [&](std::string_view kind, const auto& v) {
-    for (const auto& r : v) {
-      std::string key = r.meta.ns.empty() ? fmt::format("{} {}", kind, r.meta.name)
-                                          : fmt::format("{} {}/{}", kind, r.meta.ns, r.meta.name);
-      f(std::move(key), r.source.file);
-    }
-  };
-  each("Service", snap.services);
-  each("EndpointSlice", snap.endpoint_slices);
-  each("WorkloadEndpoint", snap.workload_endpoints);
-  each("Namespace", snap.namespaces);
-  each("NetworkPolicy", snap.network_policies);
-  each("Tier", snap.tiers);
-  each("GlobalNetworkPolicy", snap.global_network_policies);
-  if (snap.config)
-    f(fmt::format("DataplaneConfig {}", snap.config->meta.name), snap.config->source.file);
-}
-
-size_t resource_count(const model::Snapshot& s) {
-  return s.services.size() + s.endpoint_slices.size() + s.workload_endpoints.size() +
-         s.namespaces.size() + s.network_policies.size() + s.tiers.size() +
-         s.global_network_policies.size() + (s.config ? 1 : 0);
-}
 
 bool is_link(const fs::path& p) {
   struct stat lst {};
@@ -202,16 +151,16 @@ std::string read_regular_file(const fs::path& p, std::string& text, DirDatastore
 
 }  // namespace
 
-DirDatastore::Scan DirDatastore::scan() {
-  Scan s;
+SnapshotCache::Scan DirDatastore::scan() {
+  SnapshotCache::Scan s;
   auto files = list_files();
   if (!files.ok()) {
     s.read_errors.push_back({dir_.string(), "", "", files.error().str(), 0, 0});
+    cache_.finish(s);
     return s;
   }
   for (const fs::path& p : *files) {
     std::string name = p.filename().string();
-    auto cached = cache_.find(name);
     struct stat st {};
     if (::stat(p.c_str(), &st) != 0) {
       if (errno == ENOENT && !is_link(p)) continue;  // removed since listing: an event follows
@@ -223,11 +172,10 @@ DirDatastore::Scan DirDatastore::scan() {
       continue;
     }
     FileId id = file_id(st);
-    if (cached != cache_.end() && cached->second.id == id &&
-        id.mtime_ns + kRacyNs < cached->second.read_at_ns) {
-      s.files.emplace(name, std::move(cached->second));
+    auto stat = stats_.find(name);
+    if (stat != stats_.end() && stat->second.id == id &&
+        id.mtime_ns + kRacyNs < stat->second.read_at_ns && cache_.keep(s, name))
       continue;
-    }
     int64_t read_at = realtime_ns();
     std::string text;
     if (auto err = read_regular_file(p, text, id); !err.empty()) {
@@ -235,220 +183,17 @@ DirDatastore::Scan DirDatastore::scan() {
       continue;
     }
     ++files_read_;
-    if (cached != cache_.end() && cached->second.content == text) {
-      Parsed& p2 = s.files.emplace(name, std::move(cached->second)).first->second;
-      p2.id = id;
-      p2.read_at_ns = read_at;
-      continue;
-    }
-    Parsed parsed;
-    model::parse_text(model::SourceText{name, text}, parsed.part, parsed.errors);
-    parsed.content = std::move(text);
-    parsed.id = id;
-    parsed.read_at_ns = read_at;
-    ++files_parsed_;
-    s.changed.push_back(name);
-    if (cached != cache_.end()) s.old.emplace(name, std::move(cached->second));
-    s.files.emplace(name, std::move(parsed));
+    stats_[name] = Stat{id, read_at};
+    cache_.put(s, name, std::move(text));
   }
-  // Files that are gone.
-  for (auto& [name, parsed] : cache_) {
-    if (s.files.contains(name) || s.old.contains(name)) continue;
-    s.changed.push_back(name);
-    s.old.emplace(name, std::move(parsed));
-  }
-  std::sort(s.changed.begin(), s.changed.end());
+  cache_.finish(s);
+  std::erase_if(stats_, [&](const auto& kv) { return !s.files.contains(kv.first); });
   return s;
 }
 
-// Merges every file's parse in file order into `into` and validates the whole, exactly as
-// build_snapshot() does; keeps the parses as the cache. Read errors come first.
-void DirDatastore::merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors) {
-  for (auto& [name, parsed] : s.files) {
-    errors.insert(errors.end(), parsed.errors.begin(), parsed.errors.end());
-    model::merge_parsed(into, parsed.part, errors);
-  }
-  cache_ = std::move(s.files);
-  model::validate_snapshot(into, errors);
-  errors.insert(errors.begin(), s.read_errors.begin(), s.read_errors.end());
-}
+model::SnapshotResult DirDatastore::load_detailed() { return cache_.load_detailed(scan()); }
 
-model::SnapshotResult DirDatastore::load_detailed() {
-  Scan s = scan();
-  merged_ok_ = false;  // the next load_incremental() cannot tell what changed since its last
-  model::SnapshotResult r;
-  model::Snapshot snap;
-  merge_all(s, snap, r.errors);
-  r.warnings = snap.warnings;
-  if (r.errors.empty()) r.snapshot = std::move(snap);
-  return r;
-}
-
-Load DirDatastore::full_load(Scan s) {
-  ++full_loads_;
-  Load l;
-  merged_ = model::Snapshot();
-  merged_ok_ = false;
-  rules_.clear();
-  merge_all(s, merged_, l.errors);
-  l.warnings = merged_.warnings;
-  if (!l.errors.empty()) {
-    merged_ = model::Snapshot();
-    rejected_ = true;
-    return l;
-  }
-  rules_.add(merged_, +1);
-  cluster_ips_ = model::ClusterIPRules(merged_);
-  merged_ok_ = true;
-  l.snapshot = &merged_;
-  track_removals(l, nullptr, cache_);
-  return l;
-}
-
-void DirDatastore::track_removals(Load& l, const Scan* changed,
-                                  const std::map<std::string, Parsed>& files) {
-  l.valid_again = std::exchange(rejected_, false);
-  std::map<std::string, std::vector<std::string>> gone;  // file -> resources
-  if (!changed) {
-    std::unordered_map<std::string, std::string> now;
-    for_each_resource(merged_, [&](std::string key, const std::string& file) {
-      now.emplace(std::move(key), file);
-    });
-    for (const auto& [key, file] : accepted_)
-      if (!now.contains(key)) gone[file].push_back(key);
-    accepted_ = std::move(now);
-  } else {
-    // Only the changed files differ from the last accepted state (the fast path follows an
-    // accepted load): what their old parses had and their new ones have not is gone.
-    std::unordered_map<std::string, std::string> now;
-    for (const auto& name : changed->changed)
-      if (auto it = changed->files.find(name); it != changed->files.end())
-        for_each_resource(it->second.part, [&](std::string key, const std::string& file) {
-          now.emplace(std::move(key), file);
-        });
-    for (const auto& [name, old] : changed->old)
-      for_each_resource(old.part, [&](std::string key, const std::string& file) {
-        if (!now.contains(key)) {
-          accepted_.erase(key);
-          gone[file].push_back(std::move(key));
-        }
-      });
-    for (auto& [key, file] : now) accepted_[key] = file;
-  }
-  for (auto& [file, keys] : gone) {
-    std::sort(keys.begin(), keys.end());
-    auto it = files.find(file);
-    auto state = it == files.end()                  ? RemovedFrom::Now::Gone
-                 : resource_count(it->second.part) == 0 ? RemovedFrom::Now::Empty
-                                                        : RemovedFrom::Now::HasOthers;
-    l.removed.push_back({file, state, std::move(keys)});
-  }
-}
-
-// The fast path: every changed file held, and holds, only Services and EndpointSlices, without
-// errors, and the service rules still hold afterwards. Updates merged_ and `changes`; false
-// (merged_ and rules_ may be half-updated: the caller takes the full path) otherwise.
-bool DirDatastore::apply_service_changes(const Scan& s, Changes& changes) {
-  static const model::Snapshot kEmpty;
-  auto part_of = [](const std::map<std::string, Parsed>& m, const std::string& name) {
-    auto it = m.find(name);
-    return it == m.end() ? static_cast<const Parsed*>(nullptr) : &it->second;
-  };
-  for (const auto& name : s.changed) {
-    const Parsed* before = part_of(s.old, name);
-    const Parsed* after = part_of(s.files, name);
-    if (before && (!before->errors.empty() || !only_services(before->part))) return false;
-    if (after && (!after->errors.empty() || !only_services(after->part))) return false;
-  }
-  std::vector<std::string> keys;
-  for (const auto& name : s.changed) {
-    for (const Parsed* p : {part_of(s.old, name), part_of(s.files, name)}) {
-      if (!p) continue;
-      for (const auto& svc : p->part.services) keys.push_back(service_key(svc.meta.ns, svc.meta.name));
-      for (const auto& es : p->part.endpoint_slices)
-        keys.push_back(service_key(es.meta.ns, es.service_name));
-    }
-    if (const Parsed* p = part_of(s.old, name)) rules_.add(p->part, -1);
-    if (const Parsed* p = part_of(s.files, name)) rules_.add(p->part, +1);
-  }
-  if (rules_.violations() > 0) return false;
-  // The cluster IP rules against the unchanged config and workloads; any violation takes the
-  // full path, which reports it as load_detailed() does.
-  model::ValidationErrors cip_errors;
-  for (const auto& name : s.changed)
-    if (const Parsed* p = part_of(s.files, name))
-      for (const auto& svc : p->part.services) cluster_ips_.check(svc, cip_errors);
-  if (!cip_errors.empty()) return false;
-  for (const auto& name : s.changed) {
-    const Parsed* after = part_of(s.files, name);
-    const model::Snapshot& part = after ? after->part : kEmpty;
-    replace_file_range(merged_.services, name, part.services);
-    replace_file_range(merged_.endpoint_slices, name, part.endpoint_slices);
-  }
-  merged_.files.clear();
-  merged_.warnings.clear();
-  for (const auto& [name, parsed] : s.files) {
-    merged_.files.insert(merged_.files.end(), parsed.part.files.begin(), parsed.part.files.end());
-    merged_.warnings.insert(merged_.warnings.end(), parsed.part.warnings.begin(),
-                            parsed.part.warnings.end());
-  }
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  changes.full = false;
-  changes.services = std::move(keys);
-  return true;
-}
-
-Load DirDatastore::load_incremental() {
-  Scan s = scan();
-  if (!merged_ok_ || !s.read_errors.empty()) return full_load(std::move(s));
-  Changes changes;
-  if (!apply_service_changes(s, changes)) return full_load(std::move(s));
-  Load l;
-  l.snapshot = &merged_;
-  l.warnings = merged_.warnings;
-  l.changes = std::move(changes);
-  track_removals(l, &s, s.files);
-  cache_ = std::move(s.files);
-  return l;
-}
-
-void DirDatastore::ServiceRules::count(std::unordered_map<std::string, int>& m,
-                                       const std::string& k, int sign) {
-  int& c = m[k];
-  if (sign > 0 && ++c == 2) ++dup_;
-  if (sign < 0 && c-- == 2) --dup_;
-  if (c == 0) m.erase(k);
-}
-
-void DirDatastore::ServiceRules::add(const model::Snapshot& part, int sign) {
-  for (const auto& svc : part.services) {
-    std::string k = service_key(svc.meta.ns, svc.meta.name);
-    count(services_, k, sign);
-    // A slice without its service counts as dangling while the service has no definition.
-    auto refs = slices_of_.find(k);
-    size_t n = refs == slices_of_.end() ? 0 : size_t(refs->second);
-    auto it = services_.find(k);
-    int now = it == services_.end() ? 0 : it->second;
-    if (sign > 0 && now == 1) dangling_ -= n;
-    if (sign < 0 && now == 0) dangling_ += n;
-    if (svc.cluster_ip && !svc.headless) {
-      for (const auto& p : svc.ports)
-        count(frontends_, fmt::format("{}:{}/{}", svc.cluster_ip->value, p.port, int(p.protocol)), sign);
-    }
-  }
-  for (const auto& es : part.endpoint_slices) {
-    count(slices_, service_key(es.meta.ns, es.meta.name), sign);
-    std::string k = service_key(es.meta.ns, es.service_name);
-    int& refs = slices_of_[k];
-    refs += sign;
-    if (refs == 0) slices_of_.erase(k);
-    if (!services_.contains(k)) {
-      if (sign > 0) ++dangling_;
-      else --dangling_;
-    }
-  }
-}
+Load DirDatastore::load_incremental() { return cache_.load_incremental(scan()); }
 
 Result<std::unique_ptr<Watcher>> DirDatastore::watch() {
   auto w = InotifyWatcher::create(dir_);

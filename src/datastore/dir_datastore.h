@@ -6,10 +6,10 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "datastore/datastore.h"
+#include "datastore/snapshot_cache.h"
 #include "util/fd.h"
 
 namespace weir::datastore {
@@ -55,63 +55,23 @@ class DirDatastore : public Datastore {
   Result<std::vector<std::filesystem::path>> list_files() const;
   const std::filesystem::path& dir() const { return dir_; }
   // Files parsed (not served from the cache) by load_detailed() so far: tests and logs.
-  uint64_t files_parsed() const { return files_parsed_; }
+  uint64_t files_parsed() const { return cache_.parsed(); }
   // Files read (opened) so far, and load_incremental() calls that took the full path.
   uint64_t files_read() const { return files_read_; }
-  uint64_t full_loads() const { return full_loads_; }
+  uint64_t full_loads() const { return cache_.full_loads(); }
 
  private:
-  // One file's parse, reused while its bytes are unchanged: a change to one file of a large
-  // datastore re-parses that file only (cross-file validation still runs on the whole).
-  struct Parsed {
-    std::string content;
+  // What a file looked like when it was read.
+  struct Stat {
     FileId id;
-    int64_t read_at_ns = 0;  // CLOCK_REALTIME when content was read
-    model::Snapshot part;
-    model::ValidationErrors errors;
+    int64_t read_at_ns = 0;  // CLOCK_REALTIME when its content was read
   };
-  // The directory now: every file's parse (from the cache when unchanged), the names of the
-  // files added, modified or removed since the cache was filled, their previous parses.
-  struct Scan {
-    std::map<std::string, Parsed> files;
-    std::vector<std::string> changed;
-    std::map<std::string, Parsed> old;
-    model::ValidationErrors read_errors;
-  };
-  Scan scan();
-  void merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors);
-  Load full_load(Scan s);
-  bool apply_service_changes(const Scan& s, Changes& changes);
-  // After an accepted load_incremental() whose files are now `files`: accepted_ follows
-  // merged_, the removals go to l.removed. `changed` limits the comparison to its changed files
-  // (nullptr: all of merged_).
-  void track_removals(Load& l, const Scan* changed, const std::map<std::string, Parsed>& files);
-
-  // Counts behind the cross-resource rules on Services and EndpointSlices, kept up to date
-  // by the incremental path: violations() > 0 when a name is defined twice, a slice's service
-  // is missing or two services share a clusterIP:port/protocol.
-  class ServiceRules {
-   public:
-    void add(const model::Snapshot& part, int sign);
-    size_t violations() const { return dup_ + dangling_; }
-    void clear() { *this = ServiceRules(); }
-
-   private:
-    void count(std::unordered_map<std::string, int>& m, const std::string& k, int sign);
-    std::unordered_map<std::string, int> services_, slices_, frontends_, slices_of_;
-    size_t dup_ = 0, dangling_ = 0;
-  };
+  SnapshotCache::Scan scan();
 
   std::filesystem::path dir_;
-  std::map<std::string, Parsed> cache_;  // by file name
-  uint64_t files_parsed_ = 0, files_read_ = 0, full_loads_ = 0;
-  model::Snapshot merged_;  // load_incremental()'s snapshot
-  bool merged_ok_ = false;  // merged_ is the accepted snapshot of cache_
-  ServiceRules rules_;
-  model::ClusterIPRules cluster_ips_;  // of merged_ (its config and workloads)
-  // "Kind ns/name" -> file, of the last accepted load_incremental().
-  std::unordered_map<std::string, std::string> accepted_;
-  bool rejected_ = false;  // the last load_incremental() was rejected
+  SnapshotCache cache_;
+  std::map<std::string, Stat> stats_;  // by file name, of the files in cache_
+  uint64_t files_read_ = 0;
 };
 
 // inotify on one directory: IN_CLOSE_WRITE, IN_MOVED_TO, IN_DELETE, IN_MOVED_FROM, IN_CREATE
