@@ -26,9 +26,10 @@ class UpperLevel : public spdlog::custom_flag_formatter {
 };
 
 int run(int argc, char** argv) {
-  // Logs go to stderr: stdout carries command output (dumps, --json) that scripts parse.
+  // Logs go to stderr: stdout carries command output (dumps, --json) that scripts parse. A
+  // thread-safe sink: the etcd datastore watches on a thread of its own.
   // Line format after the seeds' log lines: `2025-09-22 22:39:59.801 [WARNING][10374] message`.
-  auto logger = spdlog::stderr_color_st("weir");
+  auto logger = spdlog::stderr_color_mt("weir");
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   formatter->add_flag<UpperLevel>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e [%*][%P] %v");
   logger->set_formatter(std::move(formatter));

@@ -210,7 +210,7 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   bpf::route_libbpf_logs_to_spdlog();
   auto mode = check_kernel(opts, probe);
   if (!mode) return 1;
-  auto ds = datastore::open_datastore(opts.datastore);
+  auto ds = datastore::open_datastore(opts.datastore, {opts.etcd_prefix});
   if (!ds) {
     spdlog::error("--datastore: {}", ds.error().str());
     return 2;

@@ -11,7 +11,8 @@ namespace weir::agent {
 
 struct AgentOptions {
   std::string pin_root = "/sys/fs/bpf/weir";
-  std::string datastore;         // "dir:PATH"
+  std::string datastore;         // "dir:PATH" or "etcd:http://HOST:PORT[,...]"
+  std::string etcd_prefix = "/weir/";  // the key prefix of an etcd datastore
   std::string node;              // this node's name (WorkloadEndpoint spec.node)
   std::string bpffs = "/sys/fs/bpf";
   std::string state_dir = "/run/weir/weir";  // files beside the pins (policy dump info)

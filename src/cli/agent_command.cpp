@@ -12,8 +12,13 @@ namespace weir::cli {
 void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
   auto* cmd = app.add_subcommand("agent", "run the node agent (until SIGTERM)");
   auto opts = std::make_shared<agent::AgentOptions>();
-  cmd->add_option("--datastore", opts->datastore, "where desired state is read: dir:PATH")
+  cmd->add_option("--datastore", opts->datastore,
+                  "where desired state is read: dir:PATH, or etcd:http://HOST:PORT[,http://...] "
+                  "(the members of an etcd v3 cluster)")
       ->required();
+  cmd->add_option("--etcd-prefix", opts->etcd_prefix,
+                  "the key prefix of the resources in etcd")
+      ->capture_default_str();
   cmd->add_option("--node", opts->node, "this node's name (default: the hostname)");
   cmd->add_option("--bpffs", opts->bpffs, "bpffs mount point (mounted when absent)")
       ->capture_default_str();

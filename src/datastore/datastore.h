@@ -1,5 +1,6 @@
 // Datastore: where the agent reads its desired state from. The embedded default is a directory
-// of YAML/JSON files (DirDatastore, "dir:PATH"); etcd may come later behind the same interface.
+// of YAML/JSON files (DirDatastore, "dir:PATH"); the distributed one is etcd (EtcdDatastore,
+// "etcd:URL[,URL...]"), behind the same interface.
 //
 // Model: the caller loads a full, validated snapshot, then waits on a Watcher; when the watcher
 // reports a change it loads the full snapshot again and diffs the calc output (calc/diff.h). A
@@ -94,10 +95,17 @@ class Datastore {
   virtual Result<std::unique_ptr<Watcher>> watch() = 0;
 };
 
+struct DatastoreOptions {
+  std::string etcd_prefix = "/weir/";  // the key prefix of an etcd datastore
+};
+
 // Opens a datastore from a --datastore spec:
-//   "dir:PATH"  a directory of *.yaml / *.yml / *.json files (PATH must exist and be a directory)
-//   "etcd:..."  error "etcd: not supported yet"
+//   "dir:PATH"                          a directory of *.yaml / *.yml / *.json files (PATH must
+//                                       exist and be a directory): DirDatastore
+//   "etcd:http://HOST:PORT[,http://..]" keys under o.etcd_prefix in an etcd v3 cluster:
+//                                       EtcdDatastore (nothing is contacted before a load)
 // Anything else is an error naming the spec and the accepted forms.
-Result<std::unique_ptr<Datastore>> open_datastore(const std::string& spec);
+Result<std::unique_ptr<Datastore>> open_datastore(const std::string& spec,
+                                                  const DatastoreOptions& o = {});
 
 }  // namespace weir::datastore

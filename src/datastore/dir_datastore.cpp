@@ -317,23 +317,4 @@ std::vector<std::string> accepted_load_messages(const Load& l, const std::string
   return out;
 }
 
-// ---------------------------------------------------------------- open_datastore
-
-Result<std::unique_ptr<Datastore>> open_datastore(const std::string& spec) {
-  if (spec.rfind("dir:", 0) == 0) {
-    fs::path dir = spec.substr(4);
-    if (dir.empty()) return make_error("datastore \"{}\": dir: needs a path (dir:PATH)", spec);
-    std::error_code ec;
-    auto st = fs::status(dir, ec);
-    if (ec) return Error{ec.value(), fmt::format("datastore \"{}\": {}", spec, dir.string())};
-    if (!fs::is_directory(st))
-      return Error{ENOTDIR,
-                   fmt::format("datastore \"{}\": {} is not a directory", spec, dir.string())};
-    return std::unique_ptr<Datastore>(std::make_unique<DirDatastore>(dir));
-  }
-  if (spec == "etcd" || spec.rfind("etcd:", 0) == 0 || spec.rfind("etcd+", 0) == 0)
-    return make_error("datastore \"{}\": etcd: not supported yet", spec);
-  return make_error("datastore \"{}\": unknown kind of datastore: expected dir:PATH", spec);
-}
-
 }  // namespace weir::datastore

@@ -35,14 +35,22 @@ TEST(OpenDatastore, Specs) {
   ASSERT_TRUE(ok.ok()) << ok.error().str();
   EXPECT_EQ((*ok)->describe(), "dir:" + d.path().string());
 
-  auto etcd = open_datastore("etcd:https://127.0.0.1:2379");
-  ASSERT_FALSE(etcd.ok());
-  EXPECT_NE(etcd.error().msg.find("etcd: not supported yet"), std::string::npos)
-      << etcd.error().msg;
+  auto tls = open_datastore("etcd:https://127.0.0.1:2379");
+  ASSERT_FALSE(tls.ok());
+  EXPECT_NE(tls.error().msg.find("TLS (https) is not supported"), std::string::npos)
+      << tls.error().msg;
+  // Opening contacts nothing: the first load does.
+  auto etcd = open_datastore("etcd:http://127.0.0.1:1,http://127.0.0.1:2");
+  ASSERT_TRUE(etcd.ok()) << etcd.error().str();
+  EXPECT_EQ((*etcd)->describe(), "etcd:http://127.0.0.1:1,http://127.0.0.1:2 (prefix /weir/)");
+  auto prefixed = open_datastore("etcd:http://127.0.0.1:1", DatastoreOptions{"/other/"});
+  ASSERT_TRUE(prefixed.ok());
+  EXPECT_EQ((*prefixed)->describe(), "etcd:http://127.0.0.1:1 (prefix /other/)");
+  EXPECT_FALSE(open_datastore("etcd:http://127.0.0.1:1", DatastoreOptions{"nope"}).ok());
 
   auto unknown = open_datastore("consul:x");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.error().msg.find("expected dir:PATH"), std::string::npos);
+  EXPECT_NE(unknown.error().msg.find("expected dir:PATH or etcd:http://HOST:PORT"), std::string::npos);
   EXPECT_NE(unknown.error().msg.find("consul:x"), std::string::npos);
 
   auto bare = open_datastore(d.path().string());
