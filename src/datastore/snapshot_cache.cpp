@@ -19,6 +19,7 @@ void for_each_resource_id(const model::Snapshot& snap,
   each("NetworkPolicy", snap.network_policies);
   each("Tier", snap.tiers);
   each("GlobalNetworkPolicy", snap.global_network_policies);
+  each("Node", snap.nodes);
   if (snap.config)
     f(ResourceId{"DataplaneConfig", "", snap.config->meta.name, &snap.config->source});
 }
@@ -37,7 +38,7 @@ namespace {
 bool only_services(const model::Snapshot& part) {
   return part.workload_endpoints.empty() && part.namespaces.empty() &&
          part.network_policies.empty() && part.tiers.empty() &&
-         part.global_network_policies.empty() && !part.config;
+         part.global_network_policies.empty() && part.nodes.empty() && !part.config;
 }
 
 // In `v` (grouped by source file, files in name order), replaces the resources of `file` by
@@ -63,7 +64,7 @@ std::string service_key(const std::string& ns, const std::string& name) { return
 size_t resource_count(const model::Snapshot& s) {
   return s.services.size() + s.endpoint_slices.size() + s.workload_endpoints.size() +
          s.namespaces.size() + s.network_policies.size() + s.tiers.size() +
-         s.global_network_policies.size() + (s.config ? 1 : 0);
+         s.global_network_policies.size() + s.nodes.size() + (s.config ? 1 : 0);
 }
 
 }  // namespace

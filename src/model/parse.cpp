@@ -88,6 +88,7 @@ constexpr const char* kKindService = "Service";
 constexpr const char* kKindEndpointSlice = "EndpointSlice";
 constexpr const char* kKindWorkloadEndpoint = "WorkloadEndpoint";
 constexpr const char* kKindDataplaneConfig = "DataplaneConfig";
+constexpr const char* kKindNode = "Node";
 
 struct KindInfo {
   std::string_view kind;
@@ -103,6 +104,7 @@ constexpr KindInfo kKinds[] = {
     {"NetworkPolicy", "networking.k8s.io/v1", true},
     {"Tier", "weir.dev/v1", false},
     {"GlobalNetworkPolicy", "weir.dev/v1", false},
+    {"Node", "weir.dev/v1", false},
     {"List", "v1", false},
 };
 
@@ -539,6 +541,78 @@ std::optional<WorkloadEndpoint> parse_workload_endpoint(Ctx& c, const YAML::Node
   return w;
 }
 
+// ---------------------------------------------------------------- Node
+
+// spec.underlayAddress: a unicast IPv4 address (the other nodes send this node's pods' traffic
+// to it).
+std::optional<Ipv4> underlay_address(Ctx& c, const YAML::Node& spec) {
+  const std::string path = "spec.underlayAddress";
+  YAML::Node n = Ctx::child(spec, "underlayAddress");
+  if (!n.IsDefined()) {
+    c.error(path, spec, "is required");
+    return std::nullopt;
+  }
+  auto ip = parse_ip_field(c, n, path, false);
+  if (!ip) return std::nullopt;
+  if (const SpecialBlock* b = special_block(*ip)) {
+    c.error(path, n,
+            fmt::format("{} is {}: the underlay address must be a unicast address the other "
+                        "nodes can reach",
+                        ip->str(), b->what));
+    return std::nullopt;
+  }
+  return ip;
+}
+
+// spec.podCIDR: an IPv4 CIDR in canonical form (no host bits), /8../30, clear of the special
+// blocks.
+std::optional<Cidr> pod_cidr(Ctx& c, const YAML::Node& spec) {
+  const std::string path = "spec.podCIDR";
+  YAML::Node n = Ctx::child(spec, "podCIDR");
+  if (!n.IsDefined()) {
+    c.error(path, spec, "is required");
+    return std::nullopt;
+  }
+  auto s = c.scalar(n, path);
+  if (!s) return std::nullopt;
+  Cidr r;
+  switch (parse_cidr(*s, false, r)) {
+    case CidrParse::Ipv6:
+      c.error(path, n, fmt::format("{} is an IPv6 CIDR: only IPv4 is supported", quote(*s)));
+      return std::nullopt;
+    case CidrParse::Invalid:
+      c.error(path, n, fmt::format("{} is not a CIDR (expected a.b.c.d/n)", quote(*s)));
+      return std::nullopt;
+    case CidrParse::Ok:
+      break;
+  }
+  if (r.addr.str() != s->substr(0, s->find('/'))) {
+    c.error(path, n, fmt::format("{} has host bits set: the CIDR is {}", quote(*s), r.str()));
+  } else if (r.prefix_len < kMinPodCidrPrefix || r.prefix_len > kMaxPodCidrPrefix) {
+    c.error(path, n,
+            fmt::format("{}: the prefix length {} is out of range {}..{}", quote(*s), r.prefix_len,
+                        kMinPodCidrPrefix, kMaxPodCidrPrefix));
+  } else if (const SpecialBlock* b = special_block(r)) {
+    c.error(path, n, fmt::format("{} overlaps {}", quote(*s), b->cidr.str()));
+  } else {
+    return r;
+  }
+  return std::nullopt;
+}
+
+std::optional<Node> parse_node(Ctx& c, const YAML::Node& root, const Source& src) {
+  Node node;
+  node.source = src;
+  node.meta = parse_meta(c, root, kKindNode, false);
+  YAML::Node spec = c.map(root, "spec", "spec", true);
+  if (!spec.IsDefined()) return std::nullopt;
+  c.warn_unknown_keys(spec, "spec", {"underlayAddress", "podCIDR"});
+  if (auto ip = underlay_address(c, spec)) node.underlay_address = *ip;
+  if (auto r = pod_cidr(c, spec)) node.pod_cidr = *r;
+  if (c.failed()) return std::nullopt;
+  return node;
+}
+
 // ---------------------------------------------------------------- DataplaneConfig
 
 // One entry of spec.serviceClusterIPRanges: an IPv4 CIDR in canonical form (no host bits), at
@@ -590,16 +664,36 @@ std::optional<std::vector<Cidr>> service_ranges(Ctx& c, const YAML::Node& spec) 
   return out;
 }
 
+// Inter-node encapsulation and the underlay's MTU: vxlanEnabled, vxlanVNI, vxlanPort,
+// ipipEnabled (only false), underlayMTU.
+void parse_encapsulation(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
+  if (auto v = c.boolean(spec, "vxlanEnabled", "spec.vxlanEnabled")) cfg.vxlan_enabled = *v;
+  if (auto v = c.integer(spec, "vxlanVNI", "spec.vxlanVNI", 1, kMaxVxlanVni, false))
+    cfg.vxlan_vni = static_cast<uint32_t>(*v);
+  if (auto v = c.integer(spec, "vxlanPort", "spec.vxlanPort", 1, 65535, false))
+    cfg.vxlan_port = static_cast<uint16_t>(*v);
+  // Accepted as a field so that the refusal can say what to write instead (Calico users
+  // reach for it); `false` is what weir does anyway.
+  if (auto v = c.boolean(spec, "ipipEnabled", "spec.ipipEnabled"); v && *v)
+    c.error("spec.ipipEnabled", Ctx::child(spec, "ipipEnabled"),
+            "IPIP is not supported: set vxlanEnabled: true for VXLAN, or leave both off for "
+            "routed mode");
+  if (auto v = c.integer(spec, "underlayMTU", "spec.underlayMTU", kMinUnderlayMtu, kMaxUnderlayMtu,
+                         false))
+    cfg.underlay_mtu = static_cast<uint32_t>(*v);
+}
+
 std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& root,
                                                       const Source& src) {
   DataplaneConfig cfg;
   cfg.source = src;
   cfg.meta = parse_meta(c, root, kKindDataplaneConfig, false);
   YAML::Node spec = c.map(root, "spec", "spec", false);
-  c.warn_unknown_keys(spec, "spec",
-                      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes",
-                       "conntrackScanPeriod", "serviceClusterIPRanges",
-                       "conntrackWarnThresholdPercent"});
+  c.warn_unknown_keys(
+      spec, "spec",
+      {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod",
+       "serviceClusterIPRanges", "conntrackWarnThresholdPercent", "vxlanEnabled", "vxlanVNI",
+       "vxlanPort", "ipipEnabled", "underlayMTU"});
   if (auto lvl = c.str(spec, "logLevel", "spec.logLevel", false)) {
     if (*lvl == "trace" || *lvl == "debug" || *lvl == "info" || *lvl == "warn" || *lvl == "error")
       cfg.log_level = *lvl;
@@ -618,6 +712,7 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
                          "spec.conntrackWarnThresholdPercent", 1, 100, false))
     cfg.conntrack_warn_threshold_percent = static_cast<uint32_t>(*v);
   if (auto r = service_ranges(c, spec)) cfg.service_cluster_ip_ranges = std::move(*r);
+  parse_encapsulation(c, spec, cfg);
 
   YAML::Node ct = c.map(spec, "conntrackTimeouts", "spec.conntrackTimeouts", false);
   c.warn_unknown_keys(
@@ -721,6 +816,8 @@ void parse_resource(const SourceText& src, const YAML::Node& root, int doc, int 
   } else if (*kind == "GlobalNetworkPolicy") {
     if (auto g = parse_global_network_policy(c, root, source))
       out.global_network_policies.push_back(std::move(*g));
+  } else if (*kind == kKindNode) {
+    if (auto n = parse_node(c, root, source)) out.nodes.push_back(std::move(*n));
   } else if (*kind == kKindDataplaneConfig) {
     auto cfg = parse_dataplane_config(c, root, source);
     if (!cfg) return;
@@ -778,6 +875,101 @@ ValidationError structure_error(const SourceText& src, int doc, const std::vecto
           line, column};
 }
 
+// "Node node-a (nodes.yaml (document 1))": the other party of a conflict.
+std::string node_ref(const Node& n) {
+  return fmt::format("{} {} ({})", kKindNode, n.meta.name, n.source.str());
+}
+
+// The rules between Nodes, and between Nodes and the other kinds. A name defined twice is
+// reported once, as a duplicate name: its two definitions are not checked against each other.
+void validate_nodes(const Snapshot& snap, ValidationErrors& errors,
+                    std::vector<Warning>& warnings) {
+  auto error = [&](const Node& n, const char* field, std::string msg) {
+    errors.push_back({n.source.file, fmt::format("{} {}", kKindNode, n.meta.name), field,
+                      std::move(msg), n.source.line, 0});
+  };
+  auto same = [](const Node& a, const Node& b) { return a.meta.name == b.meta.name; };
+
+  std::map<Ipv4, const Node*> underlay_owner;
+  for (const Node& n : snap.nodes) {
+    auto [it, fresh] = underlay_owner.emplace(n.underlay_address, &n);
+    if (!fresh && !same(*it->second, n))
+      error(n, "spec.underlayAddress",
+            fmt::format("{} is already the underlay address of {}", n.underlay_address.str(),
+                        node_ref(*it->second)));
+  }
+
+  // Pod CIDRs by (prefix length, network): the CIDRs that contain an address are found with
+  // one lookup per prefix length, however many nodes there are. Two CIDRs overlap only when
+  // one contains the other, so looking up each CIDR's own address finds every overlap.
+  std::map<std::pair<unsigned, uint32_t>, std::vector<const Node*>> by_cidr;
+  for (const Node& n : snap.nodes)
+    by_cidr[{n.pod_cidr.prefix_len, n.pod_cidr.addr.value}].push_back(&n);
+  // The node of the narrowest pod CIDR of at most /max_len containing `a` for which
+  // accept(node, its prefix length) holds, or nullptr.
+  auto containing = [&](Ipv4 a, unsigned max_len, auto accept) -> const Node* {
+    for (unsigned len = max_len; len >= kMinPodCidrPrefix; --len) {
+      auto it = by_cidr.find({len, a.value & Cidr::netmask(len)});
+      if (it == by_cidr.end()) continue;
+      for (const Node* o : it->second)
+        if (accept(*o, len)) return o;
+    }
+    return nullptr;
+  };
+
+  const std::vector<Cidr> service_ranges = snap.effective_config().service_cluster_ip_ranges;
+  for (const Node& n : snap.nodes) {
+    const Cidr& pc = n.pod_cidr;
+    // Reported on the narrower CIDR; of two equal CIDRs, on the one defined later.
+    const Node* wider = containing(pc.addr, pc.prefix_len, [&](const Node& o, unsigned len) {
+      return !same(o, n) && (len < pc.prefix_len || &o < &n);
+    });
+    if (wider)
+      error(n, "spec.podCIDR",
+            fmt::format("{} overlaps {}, the pod CIDR of {}", pc.str(), wider->pod_cidr.str(),
+                        node_ref(*wider)));
+    for (const Cidr& r : service_ranges) {
+      if (r.overlaps(pc)) {
+        error(n, "spec.podCIDR",
+              fmt::format("{} overlaps the service CIDR {} (DataplaneConfig "
+                          "spec.serviceClusterIPRanges)",
+                          pc.str(), r.str()));
+        break;
+      }
+    }
+    // The underlay carries the pods' traffic: an underlay address that is also a pod address
+    // would be routed to the pods.
+    const Node* pods = containing(n.underlay_address, kMaxPodCidrPrefix,
+                                  [](const Node&, unsigned) { return true; });
+    if (pods && same(*pods, n))
+      error(
+          n, "spec.underlayAddress",
+          fmt::format("{} lies in the node's own pod CIDR {}", n.underlay_address.str(), pc.str()));
+    else if (pods)
+      error(n, "spec.underlayAddress",
+            fmt::format("{} lies in {}, the pod CIDR of {}", n.underlay_address.str(),
+                        pods->pod_cidr.str(), node_ref(*pods)));
+  }
+
+  // A workload outside its node's pod CIDR still works where it is (its routes are /32), but
+  // the other nodes route by pod CIDR: warned, not refused, so that a cluster can move to
+  // Nodes one resource at a time.
+  std::map<std::string_view, const Node*> by_name;
+  for (const Node& n : snap.nodes) by_name.emplace(n.meta.name, &n);
+  for (const auto& w : snap.workload_endpoints) {
+    auto it = by_name.find(w.node);
+    if (it == by_name.end()) continue;
+    const Node& n = *it->second;
+    for (size_t i = 0; i < w.ips.size(); ++i)
+      if (!n.pod_cidr.contains(w.ips[i]))
+        warnings.push_back({w.source.file, fmt::format("{} {}", kKindWorkloadEndpoint, w.key()),
+                            idx("spec.ips", i),
+                            fmt::format("{} is outside {}, the pod CIDR of its node ({})",
+                                        w.ips[i].str(), n.pod_cidr.str(), node_ref(n)),
+                            w.source.line, 0});
+  }
+}
+
 }  // namespace
 
 std::string file_too_large(uint64_t bytes) {
@@ -828,7 +1020,14 @@ void parse_text(const SourceText& src, Snapshot& out, ValidationErrors& errors) 
   }
 }
 
-void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
+void validate_snapshot(Snapshot& snap, ValidationErrors& errors) {
+  std::vector<Warning> warnings;
+  validate_snapshot(snap, errors, warnings);
+  snap.warnings.insert(snap.warnings.end(), warnings.begin(), warnings.end());
+}
+
+void validate_snapshot(const Snapshot& snap, ValidationErrors& errors,
+                       std::vector<Warning>& warnings) {
   // Duplicate (kind, namespace, name).
   std::map<std::tuple<std::string, std::string, std::string>, const Source*> seen;
   auto dup = [&](std::string_view kind, const ObjectMeta& m, const Source& src) {
@@ -848,6 +1047,7 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
   for (const auto& n : snap.network_policies) dup("NetworkPolicy", n.meta, n.source);
   for (const auto& t : snap.tiers) dup("Tier", t.meta, t.source);
   for (const auto& g : snap.global_network_policies) dup("GlobalNetworkPolicy", g.meta, g.source);
+  for (const auto& n : snap.nodes) dup(kKindNode, n.meta, n.source);
   validate_policy_refs(snap, errors);
 
   // EndpointSlice -> Service.
@@ -905,6 +1105,8 @@ void validate_snapshot(const Snapshot& snap, ValidationErrors& errors) {
              s.source.line, 0});
     }
   }
+
+  validate_nodes(snap, errors, warnings);
 }
 
 ClusterIPRules::ClusterIPRules(const Snapshot& snap)
@@ -952,6 +1154,7 @@ void merge_parsed(Snapshot& into, const Snapshot& part, ValidationErrors& errors
   append(into.network_policies, part.network_policies);
   append(into.tiers, part.tiers);
   append(into.global_network_policies, part.global_network_policies);
+  append(into.nodes, part.nodes);
   append(into.files, part.files);
   append(into.warnings, part.warnings);
   if (part.config) {

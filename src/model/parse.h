@@ -60,8 +60,14 @@ std::string file_too_large(uint64_t bytes);
 // duplicate (kind, namespace, name); more than one DataplaneConfig; an EndpointSlice whose
 // service does not exist; two WorkloadEndpoints claiming the same IP; two WorkloadEndpoints
 // on the same node with the same interface; two Services with the same (clusterIP, port,
-// protocol); the ClusterIPRules.
-void validate_snapshot(const Snapshot& snap, ValidationErrors& errors);
+// protocol); the ClusterIPRules; two Nodes with the same underlayAddress; overlapping Node
+// podCIDRs; a podCIDR overlapping a serviceClusterIPRange; an underlayAddress inside a
+// podCIDR. Appends to `warnings`: a WorkloadEndpoint IP outside the podCIDR of its Node (when
+// that Node exists).
+void validate_snapshot(const Snapshot& snap, ValidationErrors& errors,
+                       std::vector<Warning>& warnings);
+// The same, appending the warnings to snap.warnings (as parse_text() does its own).
+void validate_snapshot(Snapshot& snap, ValidationErrors& errors);
 
 // The rules on a Service's IPv4 cluster IP that involve other resources: it lies in one of the
 // DataplaneConfig's serviceClusterIPRanges (default 10.96.0.0/12), is not the network or

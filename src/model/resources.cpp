@@ -31,6 +31,10 @@ const Service* Snapshot::find_service(std::string_view ns, std::string_view name
   return nullptr;
 }
 
+uint32_t pod_mtu(const DataplaneConfig& c) {
+  return c.vxlan_enabled ? c.underlay_mtu - kVxlanOverhead : c.underlay_mtu;
+}
+
 DataplaneConfig Snapshot::effective_config() const {
   if (config) return *config;
   DataplaneConfig c;

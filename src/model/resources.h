@@ -187,6 +187,18 @@ inline constexpr Cidr kDefaultServiceClusterIPRange{Ipv4{0x0a600000}, 12};
 // --service-cluster-ip-range.
 inline constexpr uint8_t kMinServiceRangePrefix = 12;
 
+// Inter-node encapsulation. VXLAN's defaults are the Linux/IANA port and Calico's VNI.
+inline constexpr uint32_t kDefaultVxlanVni = 4096;
+inline constexpr uint32_t kMaxVxlanVni = (1u << 24) - 1;  // the VNI is a 24-bit field
+inline constexpr uint16_t kDefaultVxlanPort = 4789;
+// spec.underlayMTU: 576 is the smallest datagram every IPv4 host must accept (RFC 791).
+inline constexpr uint32_t kDefaultUnderlayMtu = 1500;
+inline constexpr uint32_t kMinUnderlayMtu = 576;
+inline constexpr uint32_t kMaxUnderlayMtu = 65535;
+// What VXLAN over IPv4 adds to a pod's packet: outer IPv4 (20) + UDP (8) + VXLAN (8) + the
+// inner Ethernet header (14).
+inline constexpr uint32_t kVxlanOverhead = 20 + 8 + 8 + 14;
+
 struct DataplaneConfig {
   ObjectMeta meta;  // cluster-scoped: meta.ns is empty
   Source source;
@@ -199,6 +211,31 @@ struct DataplaneConfig {
   std::vector<Cidr> service_cluster_ip_ranges{kDefaultServiceClusterIPRange};
   // The agent logs a WARNING when the conntrack table is at least this full (1..100).
   uint32_t conntrack_warn_threshold_percent = 90;
+  // spec.vxlanEnabled: inter-node pod traffic is VXLAN-encapsulated; false = routed (plain L3
+  // through the underlay). spec.ipipEnabled is refused when true, so it has no field.
+  bool vxlan_enabled = false;
+  uint32_t vxlan_vni = kDefaultVxlanVni;        // spec.vxlanVNI, 1..kMaxVxlanVni
+  uint16_t vxlan_port = kDefaultVxlanPort;      // spec.vxlanPort: UDP destination port
+  uint32_t underlay_mtu = kDefaultUnderlayMtu;  // spec.underlayMTU, kMin..kMaxUnderlayMtu
+};
+
+// The MTU of the pods' interfaces: the underlay's, less kVxlanOverhead when inter-node traffic
+// is VXLAN-encapsulated (so that an encapsulated full-size packet still fits the underlay).
+uint32_t pod_mtu(const DataplaneConfig& c);
+
+// ---------------------------------------------------------------- Node (weir.dev/v1)
+
+// Pod CIDRs take a prefix length in this range: /8 is the widest block worth giving one node,
+// and a /31 or /32 leaves no address for a pod once the network and broadcast are excluded.
+inline constexpr uint8_t kMinPodCidrPrefix = 8;
+inline constexpr uint8_t kMaxPodCidrPrefix = 30;
+
+// One node of the cluster: where to send its pods' traffic.
+struct Node {
+  ObjectMeta meta;  // cluster-scoped; metadata.name is what WorkloadEndpoint spec.node names
+  Source source;
+  Ipv4 underlay_address;  // spec.underlayAddress: the node's IPv4 address on the underlay
+  Cidr pod_cidr;          // spec.podCIDR: its pods' addresses; canonical (no host bits)
 };
 
 // ---------------------------------------------------------------- Namespace (v1)
@@ -261,6 +298,7 @@ struct Snapshot {
   std::vector<NetworkPolicy> network_policies;
   std::vector<Tier> tiers;
   std::vector<GlobalNetworkPolicy> global_network_policies;
+  std::vector<Node> nodes;
   std::vector<std::string> files;         // the source files read, in order
   std::vector<Warning> warnings;          // accepted-but-ignored input, for logging
 

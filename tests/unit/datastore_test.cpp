@@ -460,6 +460,22 @@ TEST(DirDatastoreIncremental, ServiceChangesAreIncrementalAndEqualAFullLoad) {
   check(wep, "workload changed");
   EXPECT_TRUE(wep.changes.full);
   EXPECT_EQ(ds.full_loads(), 2u);
+
+  // So does a Node (its pod CIDR routes every pod of that node), and its removal is reported.
+  d.write("nodes.yaml", "apiVersion: weir.dev/v1\nkind: Node\nmetadata: {name: node-b}\n"
+                        "spec: {underlayAddress: 192.168.200.3, podCIDR: 10.66.0.0/26}\n");
+  auto node = ds.load_incremental();
+  check(node, "node added");
+  EXPECT_TRUE(node.changes.full);
+  ASSERT_EQ(node.snapshot->nodes.size(), 1u);
+  fs::remove(d.path() / "nodes.yaml");
+  auto gone = ds.load_incremental();
+  check(gone, "node removed");
+  EXPECT_TRUE(gone.changes.full);
+  EXPECT_TRUE(gone.snapshot->nodes.empty());
+  ASSERT_EQ(gone.removed.size(), 1u);
+  EXPECT_EQ(gone.removed[0].resources, std::vector<std::string>{"Node node-b"});
+  EXPECT_EQ(ds.full_loads(), 4u);
 }
 
 TEST(DirDatastoreIncremental, CrossResourceErrorsAreTheFullLoadsAndTheLastGoodStateComesBack) {
