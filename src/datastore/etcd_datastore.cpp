@@ -51,6 +51,12 @@ std::string plural_list() {
 }  // namespace
 
 const KindInfo* find_kind(std::string_view name) {
+  // kubectl's short names, and weir's for its own kinds.
+  static constexpr std::pair<std::string_view, std::string_view> kShort[] = {
+      {"ns", "namespaces"}, {"svc", "services"}, {"netpol", "networkpolicies"},
+      {"wep", "workloadendpoints"}, {"gnp", "globalnetworkpolicies"}, {"no", "nodes"}};
+  for (const auto& [alias, plural] : kShort)
+    if (iequal(name, alias)) name = plural;
   for (const auto& k : kinds()) {
     if (iequal(name, k.kind) || iequal(name, k.plural)) return &k;
   }
@@ -100,6 +106,37 @@ Result<void> check_prefix(std::string_view prefix) {
       return make_error("etcd prefix \"{}\": only printable ASCII without spaces",
                         model::clip(prefix));
   return {};
+}
+
+void check_resource_key(std::string_view prefix, const std::string& key,
+                      SnapshotCache::Parsed& p) {
+  auto parts = parse_resource_key(prefix, key);
+  if (!parts) {  // not a resource key: what its value holds does not matter
+    p.part = model::Snapshot();
+    p.errors = {{key, "", "", parts.error().str(), 0, 0}};
+    return;
+  }
+  std::vector<ResourceId> held;
+  for_each_resource_id(p.part, [&](const ResourceId& r) { held.push_back(r); });
+  auto name = [](std::string_view kind, std::string_view ns, std::string_view n) {
+    return ns.empty() ? fmt::format("{} {}", kind, n) : fmt::format("{} {}/{}", kind, ns, n);
+  };
+  std::string want = name(parts->kind->kind, parts->ns, parts->name);
+  if (held.size() > 1) {
+    p.errors.push_back({key, "", "",
+                        fmt::format("holds {} resources; a key holds exactly one ({})",
+                                    held.size(), want),
+                        0, 0});
+  } else if (held.size() == 1 && !p.errors.empty()) {
+    // The resource's own errors say enough.
+  } else if (held.size() == 1) {
+    std::string got = name(held[0].kind, held[0].ns, held[0].name);
+    if (got != want)
+      p.errors.push_back({key, got, "",
+                          fmt::format("the key names {}, the value holds {}", want, got), 0, 0});
+  } else if (p.errors.empty()) {
+    p.errors.push_back({key, "", "", fmt::format("holds no resource (expected {})", want), 0, 0});
+  }
 }
 
 // ---------------------------------------------------------------- the watch feed
@@ -319,33 +356,7 @@ SnapshotCache::Scan EtcdDatastore::scan() {
     spdlog::warn("{}: {}; using the content of revision {}", describe(), r.error().str(), revision_);
   }
   auto check = [this](const std::string& key, SnapshotCache::Parsed& p) {
-    auto parts = parse_resource_key(prefix_, key);
-    if (!parts) {  // not a resource key: what its value holds does not matter
-      p.part = model::Snapshot();
-      p.errors = {{key, "", "", parts.error().str(), 0, 0}};
-      return;
-    }
-    std::vector<ResourceId> held;
-    for_each_resource_id(p.part, [&](const ResourceId& r) { held.push_back(r); });
-    auto name = [](std::string_view kind, std::string_view ns, std::string_view n) {
-      return ns.empty() ? fmt::format("{} {}", kind, n) : fmt::format("{} {}/{}", kind, ns, n);
-    };
-    std::string want = name(parts->kind->kind, parts->ns, parts->name);
-    if (held.size() > 1) {
-      p.errors.push_back({key, "", "",
-                          fmt::format("holds {} resources; a key holds exactly one ({})",
-                                      held.size(), want),
-                          0, 0});
-    } else if (held.size() == 1 && !p.errors.empty()) {
-      // The resource's own errors say enough.
-    } else if (held.size() == 1) {
-      std::string got = name(held[0].kind, held[0].ns, held[0].name);
-      if (got != want)
-        p.errors.push_back({key, got, "",
-                            fmt::format("the key names {}, the value holds {}", want, got), 0, 0});
-    } else if (p.errors.empty()) {
-      p.errors.push_back({key, "", "", fmt::format("holds no resource (expected {})", want), 0, 0});
-    }
+    check_resource_key(prefix_, key, p);
   };
   for (const auto& [key, value] : kvs_) cache_.put(s, key, value, check);
   cache_.finish(s);

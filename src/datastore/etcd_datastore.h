@@ -37,7 +37,8 @@ struct KindInfo {
 // Every kind weir reads, in the order `weir apply` writes them (a kind before the kinds that
 // refer to it).
 const std::vector<KindInfo>& kinds();
-// By kind ("Service", also "service") or plural ("services"), case-insensitively.
+// By kind ("Service", also "service"), plural ("services") or short name ("svc", "ns",
+// "netpol", "wep", "gnp", "no"), case-insensitively.
 const KindInfo* find_kind(std::string_view name);
 
 // PREFIX + plural + "/" + [ns + "/"] + name.
@@ -49,6 +50,10 @@ struct KeyParts {
 };
 // The parts of a key under `prefix`, or an error saying what the layout is.
 Result<KeyParts> parse_resource_key(std::string_view prefix, std::string_view key);
+
+// Adds to p.errors what is wrong with `key` holding p's parse: a key outside the layout (its
+// value is not used then), a value holding other than exactly the resource the key names.
+void check_resource_key(std::string_view prefix, const std::string& key, SnapshotCache::Parsed& p);
 
 // A key prefix weir accepts: starts and ends with '/', 2..256 bytes, printable ASCII.
 Result<void> check_prefix(std::string_view prefix);

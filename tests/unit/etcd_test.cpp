@@ -104,6 +104,8 @@ TEST(Etcd, KeyLayout) {
   const auto* svc = datastore::find_kind("services");
   ASSERT_NE(svc, nullptr);
   EXPECT_EQ(svc, datastore::find_kind("Service"));
+  EXPECT_EQ(svc, datastore::find_kind("svc"));
+  EXPECT_EQ(datastore::find_kind("netpol"), datastore::find_kind("NetworkPolicy"));
   EXPECT_EQ(resource_key("/weir/", *svc, "default", "web"), "/weir/services/default/web");
   const auto* node = datastore::find_kind("node");
   ASSERT_NE(node, nullptr);
