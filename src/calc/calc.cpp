@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "calc/diff.h"
@@ -175,6 +176,17 @@ SetDiff<FrontendKey, Frontend> update_service_frontends(
 
 std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view node_name) {
   std::vector<Route> out;
+  std::unordered_map<std::string_view, const model::Node*> nodes;
+  for (const auto& n : snap.nodes) {
+    nodes.emplace(n.meta.name, &n);
+    if (n.meta.name == node_name) continue;
+    Route r;
+    r.cidr = n.pod_cidr;
+    r.flags = kRouteRemote;
+    r.node = n.meta.name;
+    r.next_hop = n.underlay_address;
+    out.push_back(std::move(r));
+  }
   for (const auto& w : snap.workload_endpoints) {
     bool is_local = w.node == node_name;
     for (const Ipv4& ip : w.ips) {
@@ -187,6 +199,8 @@ std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view 
         r.mac = w.mac;
       } else {
         r.flags = kRouteRemote;
+        r.node = w.node;
+        if (auto n = nodes.find(w.node); n != nodes.end()) r.next_hop = n->second->underlay_address;
       }
       out.push_back(std::move(r));
     }

@@ -86,11 +86,15 @@ enum RouteFlag : uint32_t {
 };
 
 struct Route {
-  model::Cidr cidr;        // /32 per workload IP
+  model::Cidr cidr;        // /32 per workload IP; another node's pod CIDR
   uint32_t flags = 0;      // RouteFlag bits: kRouteLocalWorkload or kRouteRemote
   std::string interface;   // local workload: host-side interface name; else empty
   std::optional<Mac> mac;  // local workload: its MAC when known
-  std::string workload;    // "ns/name" of the WorkloadEndpoint owning the IP
+  std::string workload;    // "ns/name" of the WorkloadEndpoint owning the IP; "" for a pod CIDR
+  std::string node;        // remote: the node the address lives on (spec.node / Node name)
+  // remote: that node's underlay address when a Node resource names it; nullopt when the node
+  // has no Node resource (then nothing routes to it across the underlay)
+  std::optional<Ipv4> next_hop;
 
   bool operator==(const Route&) const = default;
 };
@@ -105,8 +109,11 @@ struct Interface {
 };
 
 // One /32 route per WorkloadEndpoint IP: flags kRouteLocalWorkload with interface and MAC
-// for endpoints whose spec.node == node_name, kRouteRemote (no next hop yet) for the rest.
-// Sorted by cidr.
+// for endpoints whose spec.node == node_name, kRouteRemote for the rest, with their node's
+// underlay address as next hop when a Node resource names that node. One kRouteRemote route
+// per other Node's pod CIDR, next hop its underlay address (the /32s of the pods inside it say
+// the same; a pod outside its node's CIDR is routed by its /32). This node's own pod CIDR gets
+// no route: its pods' /32s are the routes. Sorted by cidr.
 std::vector<Route> compute_routes(const model::Snapshot& snap, std::string_view node_name);
 
 // One Interface per WorkloadEndpoint on node_name. Sorted by name.

@@ -1,5 +1,6 @@
 #include "dataplane/endpoint_manager.h"
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -233,6 +234,7 @@ Status EndpointManager::sync_routes(const std::vector<calc::Route>& routes) {
       v.ifindex = static_cast<__u32>(it->second.ifindex);
       if (r.mac) std::memcpy(v.mac, r.mac->bytes.data(), 6);
     }
+    if (r.next_hop) v.next_hop = htonl(r.next_hop->value);
     want.insert({k.addr, k.prefixlen});
     auto cur = maps_.routes.lookup(k);
     if (cur && *cur && std::memcmp(&**cur, &v, sizeof(v)) == 0) continue;

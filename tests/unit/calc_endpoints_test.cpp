@@ -59,6 +59,67 @@ TEST(CalcRoutes, OtherNodeSeesTheOpposite) {
   EXPECT_EQ(routes[2].interface, "weir0a1b2c3d4e");
 }
 
+TEST(CalcRoutes, RemoteRoutesComeFromNodes) {
+  auto snap = snapshot(R"(
+apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: node-a}
+spec: {underlayAddress: 192.168.200.2, podCIDR: 10.65.0.0/26}
+---
+apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: node-b}
+spec: {underlayAddress: 192.168.200.3, podCIDR: 10.65.0.64/26}
+---
+apiVersion: weir.dev/v1
+kind: WorkloadEndpoint
+metadata: {name: a1}
+spec: {node: node-a, interface: weira1, ips: [10.65.0.2]}
+---
+apiVersion: weir.dev/v1
+kind: WorkloadEndpoint
+metadata: {name: b1}
+spec: {node: node-b, interface: weirb1, ips: [10.65.0.66]}
+---
+apiVersion: weir.dev/v1
+kind: WorkloadEndpoint
+metadata: {name: c1}
+spec: {node: node-c, interface: weirc1, ips: [10.65.0.130]}
+)");
+  auto routes = compute_routes(snap, "node-a");
+  ASSERT_EQ(routes.size(), 4u);
+  // This node's own pod: local, no next hop; its own pod CIDR gets no route.
+  EXPECT_EQ(routes[0].cidr, c32("10.65.0.2"));
+  EXPECT_EQ(routes[0].flags, kRouteLocalWorkload);
+  EXPECT_FALSE(routes[0].next_hop);
+  // node-b's pod CIDR, then its pod: both remote, via node-b's underlay address.
+  EXPECT_EQ(routes[1].cidr.str(), "10.65.0.64/26");
+  EXPECT_EQ(routes[1].flags, kRouteRemote);
+  EXPECT_EQ(routes[1].node, "node-b");
+  EXPECT_EQ(routes[1].workload, "");
+  ASSERT_TRUE(routes[1].next_hop);
+  EXPECT_EQ(routes[1].next_hop->str(), "192.168.200.3");
+  EXPECT_EQ(routes[2].cidr, c32("10.65.0.66"));
+  EXPECT_EQ(routes[2].flags, kRouteRemote);
+  EXPECT_EQ(routes[2].workload, "default/b1");
+  ASSERT_TRUE(routes[2].next_hop);
+  EXPECT_EQ(routes[2].next_hop->str(), "192.168.200.3");
+  // A pod on a node without a Node resource: remote, nowhere to send it.
+  EXPECT_EQ(routes[3].cidr, c32("10.65.0.130"));
+  EXPECT_EQ(routes[3].node, "node-c");
+  EXPECT_FALSE(routes[3].next_hop);
+  // From node-b: node-a's CIDR is the remote one.
+  auto from_b = compute_routes(snap, "node-b");
+  ASSERT_EQ(from_b.size(), 4u);
+  EXPECT_EQ(from_b[0].cidr.str(), "10.65.0.0/26");
+  ASSERT_TRUE(from_b[0].next_hop);
+  EXPECT_EQ(from_b[0].next_hop->str(), "192.168.200.2");
+  EXPECT_EQ(from_b[1].cidr, c32("10.65.0.2"));
+  EXPECT_EQ(from_b[1].flags, kRouteRemote);
+  EXPECT_EQ(from_b[2].cidr, c32("10.65.0.66"));
+  EXPECT_EQ(from_b[2].flags, kRouteLocalWorkload);
+}
+
 TEST(CalcInterfaces, OnlyThisNode) {
   auto ifs = compute_interfaces(fixtures(), "node-a");
   ASSERT_EQ(ifs.size(), 2u);
@@ -178,7 +239,7 @@ TEST(CalcDiff, AddUpdateRemove) {
 }
 
 TEST(CalcDiff, InterleavedKeys) {
-  auto r = [](const char* a) { return Route{c32(a), kRouteRemote, "", std::nullopt, "x/y"}; };
+  auto r = [](const char* a) { return Route{c32(a), kRouteRemote, "", std::nullopt, "x/y", "node-b", std::nullopt}; };
   std::vector<Route> before{r("10.0.0.1"), r("10.0.0.3"), r("10.0.0.5")};
   std::vector<Route> after{r("10.0.0.2"), r("10.0.0.3"), r("10.0.0.4"), r("10.0.0.6")};
   auto d = diff_routes(before, after);

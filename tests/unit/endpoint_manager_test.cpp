@@ -83,6 +83,30 @@ TEST(EndpointManagerFake, ANewWorkloadGetsIfstateThenPolicyThenProgramsThenRoute
   EXPECT_EQ(ifs.calls.size(), 2u);
 }
 
+TEST(EndpointManagerFake, ARemoteRouteCarriesItsNextHopAndChangesWithIt) {
+  maps::FakeTables m;
+  FakeInterfaces ifs;
+  EndpointManager em(m.core(), ifs);
+  calc::Route r;
+  r.cidr = model::Cidr{ip("10.65.0.64"), 26};
+  r.flags = calc::kRouteRemote;
+  r.node = "node-b";
+  r.next_hop = ip("192.168.200.3");
+  ASSERT_TRUE(em.apply({}, {r}).ok());
+  auto v = m.routes.peek(route_key("10.65.0.64", 26));
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->flags, uint32_t(WEIR_RT_F_REMOTE));
+  EXPECT_EQ(v->next_hop, ip("192.168.200.3").network_order());
+  EXPECT_EQ(v->ifindex, 0u);
+  r.next_hop = ip("192.168.200.4");  // the node moved
+  ASSERT_TRUE(em.apply({}, {r}).ok());
+  v = m.routes.peek(route_key("10.65.0.64", 26));
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->next_hop, ip("192.168.200.4").network_order());
+  ASSERT_TRUE(em.apply({}, {}).ok());
+  EXPECT_FALSE(m.routes.contains(route_key("10.65.0.64", 26)));
+}
+
 TEST(EndpointManagerFake, AMissingInterfaceIsPendingAndGetsNoRoute) {
   maps::FakeTables m;
   FakeInterfaces ifs;

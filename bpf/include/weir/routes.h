@@ -25,8 +25,8 @@ WEIR_ASSERT_SIZE(struct weir_route_key, 8);
 struct weir_route_val {
 	__u32 flags;   /* WEIR_RT_F_* */
 	__u32 ifindex; /* local workload: its host-side veth; else 0 */
-	__u32 next_hop; /* remote: next hop address (network order); else 0. Nothing writes it
-	                 * yet (remote routes come with Nodes); `routes dump` shows it */
+	__u32 next_hop; /* remote: the underlay address of the node it lives on (network order), 0
+	                 * when no Node resource names that node; else 0 */
 	__u8 mac[6];   /* local workload: its MAC, or all zero if unknown (then the host stack forwards) */
 	__u16 pad;
 };
