@@ -113,8 +113,9 @@ copy() { install -D -m 0755 "$1" "$root$1"; copy_libs "$1"; }
 strip_copy() { install -d "$root$(dirname "$1")"; objcopy --strip-debug "$1" "$root$1"; copy_libs "$1"; }
 for b in weir weir_bpf_tests weir_e2e_tests; do strip_copy "$build/$b"; done
 # Real tools, never busybox applets: the tests run `ip`, `tc`, `nsenter`, `bpftool` and `rm`
-# through /bin/sh (dash) and PATH; busybox sits last in PATH and serves the init script.
-for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock; do
+# through /bin/sh (dash) and PATH; busybox sits last in PATH and serves the init script. etcd:
+# the e2e test of the etcd datastore runs a member in its lab.
+for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd; do
   [[ -x $t ]] || die "$t is missing (scripts/install-deps.sh installs it)"
   copy "$t"
 done

@@ -66,7 +66,8 @@ void print_lab(const Lab& l) {
   else
     fmt::print("  agent      not running (log {})\n", l.agent_log_path());
   fmt::print("  pin root   {}{}\n", l.pin_root(), fs::exists(l.pin_root()) ? "" : " (absent)");
-  fmt::print("  datastore  {}\n", l.datastore_dir());
+  fmt::print("  datastore  {}{}\n", l.datastore_spec(),
+             l.state().datastore == "etcd" ? " (files applied: " + l.datastore_dir() + ")" : "");
   fmt::print("  pods:\n");
   fmt::print("    {:<6} {:<15} {:<18} {:<22} {:<16} {}\n", "NAME", "IP", "MAC", "NETNS", "HOST IF",
              "NETNS PRESENT");
@@ -160,6 +161,7 @@ void add_up(CLI::App* parent, GlobalOptions& g, int& rc) {
     std::string id, pod_cidr = "10.65.0.0/24";
     bool no_agent = false;
     std::string tc_mode = "auto";
+    std::string datastore = "dir";
   };
   auto o = std::make_shared<Opts>();
   auto* sub =
@@ -171,8 +173,13 @@ void add_up(CLI::App* parent, GlobalOptions& g, int& rc) {
   sub->add_option("--tc-mode", o->tc_mode, "the agent's TC attach mode: auto, tcx or clsact")
       ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
       ->capture_default_str();
+  sub->add_option("--datastore", o->datastore,
+                  "dir (a directory) or etcd (an etcd member the lab runs in the node netns)")
+      ->check(CLI::IsMember({"dir", "etcd"}))
+      ->capture_default_str();
   sub->callback([o, &g, &rc] {
     lab::LabSpec spec;
+    spec.datastore = o->datastore;
     spec.pods = o->pods;
     spec.run_id = o->id;
     spec.pod_cidr = o->pod_cidr;

@@ -110,9 +110,9 @@ std::string base64_encode(std::string_view in) {
 
 std::optional<std::string> base64_decode(std::string_view in) {
   static constexpr auto kRev = [] {
-    std::array<int8_t, 256> t{};
+    std::array<int, 256> t{};
     t.fill(-1);
-    for (size_t i = 0; i < kB64.size(); ++i) t[uint8_t(kB64[i])] = int8_t(i);
+    for (size_t i = 0; i < kB64.size(); ++i) t[uint8_t(kB64[i])] = int(i);
     return t;
   }();
   if (in.size() % 4 != 0) return std::nullopt;

@@ -152,7 +152,7 @@ struct EtcdFeed {
   std::string trouble;  // why the watch is not running now, "" when it is
   Fd event;             // eventfd, written after each post
 
-  void notify() {
+  void notify() const {
     uint64_t one = 1;
     ssize_t n = ::write(event.get(), &one, sizeof(one));
     (void)n;  // EAGAIN: the counter is full, the reader wakes anyway

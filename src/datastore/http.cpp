@@ -19,12 +19,12 @@ namespace weir::datastore::http {
 
 namespace {
 
-constexpr size_t kMaxHead = 64 * 1024;
+constexpr size_t kMaxHead = size_t{64} * 1024;
 constexpr size_t kMaxChunkLine = 1024;
 
 int ms_until(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return int(std::clamp<int64_t>(left.count(), 0, 1000 * 1000));
+  return int(std::clamp<int64_t>(left.count(), 0, int64_t{1000} * 1000));
 }
 
 bool iequals(std::string_view a, std::string_view b) {

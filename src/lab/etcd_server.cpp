@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "datastore/etcd_client.h"
+#include "lab/netns.h"
 #include "util/fd.h"
 
 namespace weir::lab {
@@ -37,6 +38,27 @@ Result<uint16_t> free_port(const std::string& ip) {
 }
 
 }  // namespace
+
+std::vector<std::string> etcd_member_argv(const EtcdMemberSpec& m) {
+  return {
+      "etcd",
+      "--name", m.name,
+      "--data-dir", m.data_dir,
+      "--listen-client-urls", m.client_url,
+      "--advertise-client-urls", m.client_url,
+      "--listen-peer-urls", m.peer_url,
+      "--initial-advertise-peer-urls", m.peer_url,
+      "--initial-cluster", m.initial_cluster,
+      "--initial-cluster-token", m.token,
+      "--initial-cluster-state", m.existing ? "existing" : "new",
+      // A lab on one machine: fast elections, so that a killed member is replaced in about a
+      // second.
+      "--heartbeat-interval", "50",
+      "--election-timeout", "500",
+      "--logger", "zap",
+      "--log-level", "warn",
+  };
+}
 
 Status wait_etcd_ready(const std::string& endpoints, std::chrono::milliseconds timeout) {
   datastore::etcd::Options o;
@@ -76,7 +98,12 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::start(const EtcdClusterOptions
     c->members_.push_back(std::move(m));
   }
   for (int i = 0; i < o.members; ++i) WEIR_TRY(c->spawn_member(i, false));
-  WEIR_TRY(wait_etcd_ready(c->endpoints(), o.ready_timeout));
+  if (o.netns.empty()) {
+    WEIR_TRY(wait_etcd_ready(c->endpoints(), o.ready_timeout));
+  } else {
+    std::string eps = c->endpoints();
+    WEIR_TRY(in_netns(o.netns, [&] { return wait_etcd_ready(eps, o.ready_timeout); }));
+  }
   return c;
 }
 
@@ -102,24 +129,8 @@ Status EtcdCluster::spawn_member(int i, bool existing) {
   Member& m = members_.at(size_t(i));
   std::string client = endpoint(i);
   std::string peer = fmt::format("http://{}:{}", opts_.listen_ip, m.peer_port);
-  std::vector<std::string> argv = {
-      "etcd",
-      "--name", m.name,
-      "--data-dir", (dir_ / m.name).string(),
-      "--listen-client-urls", client,
-      "--advertise-client-urls", client,
-      "--listen-peer-urls", peer,
-      "--initial-advertise-peer-urls", peer,
-      "--initial-cluster", initial_cluster(),
-      "--initial-cluster-token", token_,
-      "--initial-cluster-state", existing ? "existing" : "new",
-      // A lab on one machine: fast elections, so that a killed member is replaced in about a
-      // second.
-      "--heartbeat-interval", "50",
-      "--election-timeout", "500",
-      "--logger", "zap",
-      "--log-level", "warn",
-  };
+  std::vector<std::string> argv = etcd_member_argv(
+      {m.name, (dir_ / m.name).string(), client, peer, initial_cluster(), token_, existing});
   SpawnOptions so;
   so.netns = opts_.netns;
   so.output_path = (dir_ / (m.name + ".log")).string();

@@ -64,6 +64,14 @@ class EtcdCluster {
   std::vector<Member> members_;
 };
 
+// How one member runs: `etcd` with these flags (fast elections for a lab on one machine, warn-level
+// logs). With `existing`, a member that rejoins on its data directory.
+struct EtcdMemberSpec {
+  std::string name, data_dir, client_url, peer_url, initial_cluster, token;
+  bool existing = false;
+};
+std::vector<std::string> etcd_member_argv(const EtcdMemberSpec& m);
+
 // Waits until a linearizable read through `endpoints` succeeds, at most `timeout`.
 Status wait_etcd_ready(const std::string& endpoints, std::chrono::milliseconds timeout);
 

@@ -21,6 +21,8 @@
 #include <thread>
 
 #include "dataplane/policy_info.h"
+#include "datastore/store.h"
+#include "lab/etcd_server.h"
 
 namespace weir::lab {
 
@@ -31,6 +33,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kStateFile = "state.json";
+// The lab's etcd member (etcd datastore), on the node netns's loopback.
+constexpr const char* kLabEtcdUrl = "http://127.0.0.1:2379";
 constexpr const char* kAgentStartLine = "BPF enabled";
 constexpr const char* kGatewayIp = "169.254.1.1";
 constexpr uint32_t kBpfTcxIngress = 46;  // BPF_TCX_INGRESS (kernel 6.6+; not in libbpf 1.1)
@@ -235,6 +239,7 @@ std::string LabState::to_json() const {
   j["agent_log_level"] = agent_log_level;
   j["agent_tc_mode"] = agent_tc_mode;
   j["agent_start_timeout_ms"] = agent_start_timeout.count();
+  j["datastore"] = datastore;
   j["netns"] = netns;
   j["pods"] = json::array();
   for (const auto& p : pods)
@@ -265,6 +270,7 @@ Result<LabState> LabState::from_json(const std::string& text, const std::string&
     s.agent_log_level = j.value("agent_log_level", "info");
     s.agent_tc_mode = j.value("agent_tc_mode", "auto");
     s.agent_start_timeout = std::chrono::milliseconds(j.value("agent_start_timeout_ms", 120000));
+    s.datastore = j.value("datastore", "dir");
     s.netns = j.at("netns").get<std::vector<std::string>>();
     for (const auto& p : j.at("pods"))
       s.pods.push_back(Pod{p.at("name").get<std::string>(), p.at("netns").get<std::string>(),
@@ -386,6 +392,11 @@ Result<Lab> Lab::up(const LabSpec& spec) {
   st.agent_log_level = spec.agent_log_level;
   st.agent_tc_mode = spec.agent_tc_mode;
   st.agent_start_timeout = spec.agent_start_timeout;
+  if (spec.datastore != "dir" && spec.datastore != "etcd")
+    return make_error("lab datastore \"{}\": dir or etcd", spec.datastore);
+  st.datastore = spec.datastore;
+  if (spec.datastore == "etcd")
+    if (auto e = find_program("etcd"); !e) return e.error().wrap("the lab's etcd datastore needs etcd-server");
   if (spec.weir_binary.empty()) {
     std::error_code ec;
     auto self = fs::read_symlink("/proc/self/exe", ec);
@@ -436,9 +447,12 @@ Status Lab::create_topology(const LabSpec& spec) {
   if (!cidr) return cidr.error();
   auto idb = id_bytes(st_.id);
 
-  WEIR_TRY(
-      write_resource("dataplaneconfig.yaml",
-                     dataplane_config_yaml(spec.min_sync_period, spec.conntrack_scan_period, "")));
+  const bool etcd = st_.datastore == "etcd";
+  auto write_config = [&] {
+    return write_resource("dataplaneconfig.yaml",
+                          dataplane_config_yaml(spec.min_sync_period, spec.conntrack_scan_period, ""));
+  };
+  if (!etcd) WEIR_TRY(write_config());
 
   // Node namespace: recorded, then created.
   st_.netns.push_back(node);
@@ -457,6 +471,10 @@ Status Lab::create_topology(const LabSpec& spec) {
   WEIR_TRY(set_sysctl(node, "net.ipv4.conf.all.arp_ignore", "0"));
   WEIR_TRY(set_sysctl(node, "net.ipv4.conf.default.arp_ignore", "0"));
   WEIR_TRY(ip_batch(node, {"link set lo up", fmt::format("addr add {}/32 dev lo", kGatewayIp)}));
+  if (etcd) {
+    WEIR_TRY(start_etcd());
+    WEIR_TRY(write_config());
+  }
 
   for (int n = 1; n <= spec.pods; ++n) {
     Pod p;
@@ -615,7 +633,7 @@ Status Lab::start_agent() {
                                 st_.agent_log_level,
                                 "agent",
                                 "--datastore",
-                                "dir:" + st_.datastore_dir,
+                                datastore_spec(),
                                 "--node",
                                 st_.node_netns,
                                 "--tc-mode",
@@ -683,14 +701,106 @@ Status check_resource_name(const std::string& f) {
 }
 }  // namespace
 
+std::string Lab::datastore_spec() const {
+  return st_.datastore == "etcd" ? std::string("etcd:") + kLabEtcdUrl : "dir:" + st_.datastore_dir;
+}
+
+namespace {
+
+constexpr const char* kEtcdWhat = "etcd";
+
+// The refs of a lab file's resources ({} when the file does not exist).
+Result<std::vector<datastore::ResourceRef>> file_refs(const std::string& path, const std::string& name) {
+  auto text = read_file(path);
+  if (!text) return std::vector<datastore::ResourceRef>{};
+  return datastore::refs_of({{name, *text}});
+}
+
+bool same_ref(const datastore::ResourceRef& a, const datastore::ResourceRef& b) {
+  return a.kind == b.kind && a.ns == b.ns && a.name == b.name;
+}
+
+}  // namespace
+
+Status Lab::start_etcd() {
+  if (st_.datastore != "etcd") return make_error("lab {}: its datastore is not etcd", st_.id);
+  for (const auto& s : st_.servers)
+    if (s.what == kEtcdWhat && process_alive(s)) return {};
+  std::string data = st_.state_dir + "/etcd";
+  std::error_code ec;
+  bool existing = fs::exists(data, ec);
+  auto argv = etcd_member_argv({"lab", data, kLabEtcdUrl, "http://127.0.0.1:2380",
+                                "lab=http://127.0.0.1:2380", "weir-lab-" + st_.id, existing});
+  SpawnOptions so;
+  so.netns = st_.node_netns;
+  so.output_path = st_.state_dir + "/etcd.log";
+  so.new_session = true;
+  so.on_forked = [this](const ProcessRecord& r) {
+    st_.servers.push_back(r);
+    st_.servers.back().what = kEtcdWhat;
+    return save();
+  };
+  auto rec = spawn(argv, so);
+  if (!rec) return rec.error().wrap("starting etcd");
+  return in_netns(st_.node_netns, [] { return wait_etcd_ready(kLabEtcdUrl, 30s); });
+}
+
+Status Lab::stop_etcd() {
+  if (st_.datastore != "etcd") return make_error("lab {}: its datastore is not etcd", st_.id);
+  for (const auto& s : st_.servers) {
+    if (s.what != kEtcdWhat) continue;
+    auto r = terminate_process(s, SIGKILL, 10s);
+    if (!r) return r.error().wrap("stopping etcd");
+  }
+  std::erase_if(st_.servers, [](const ProcessRecord& s) { return s.what == kEtcdWhat; });
+  return save();
+}
+
 Status Lab::write_resource(const std::string& filename, const std::string& yaml) const {
   WEIR_TRY(check_resource_name(filename));
+  if (st_.datastore == "etcd") {
+    std::string path = st_.datastore_dir + "/" + filename;
+    auto before = file_refs(path, filename);
+    if (!before) return before.error();
+    auto now = datastore::refs_of({{filename, yaml}});
+    if (!now) return now.error();
+    std::vector<datastore::ResourceRef> gone;
+    for (const auto& r : *before)
+      if (std::none_of(now->begin(), now->end(), [&](const auto& n) { return same_ref(r, n); }))
+        gone.push_back(r);
+    std::string spec = datastore_spec();
+    auto applied = in_netns(st_.node_netns, [&]() -> Status {
+      auto store = datastore::open_store(spec);
+      if (!store) return store.error();
+      auto a = datastore::apply_resources(**store, {{filename, yaml}});
+      if (!a) return a.error();
+      if (!gone.empty()) {
+        auto d = datastore::delete_resources(**store, gone);
+        if (!d) return d.error();
+      }
+      return {};
+    });
+    if (!applied) return applied.error().wrap(fmt::format("lab {}: applying {}", st_.id, filename));
+  }
   return write_file_atomic(st_.datastore_dir, filename, yaml);
 }
 
 Status Lab::remove_resource(const std::string& filename) const {
   WEIR_TRY(check_resource_name(filename));
   std::string p = st_.datastore_dir + "/" + filename;
+  if (st_.datastore == "etcd") {
+    auto refs = file_refs(p, filename);
+    if (!refs) return refs.error();
+    std::string spec = datastore_spec();
+    auto deleted = in_netns(st_.node_netns, [&]() -> Status {
+      auto store = datastore::open_store(spec);
+      if (!store) return store.error();
+      auto d = datastore::delete_resources(**store, *refs);
+      if (!d) return d.error();
+      return {};
+    });
+    if (!deleted) return deleted.error().wrap(fmt::format("lab {}: removing {}", st_.id, filename));
+  }
   if (::unlink(p.c_str()) != 0) return errno_error("removing " + p);
   return {};
 }

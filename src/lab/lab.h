@@ -42,6 +42,10 @@ struct LabSpec {
   bool start_agent = true;                // start the agent at the end of up()
   std::string agent_log_level = "info";
   std::string agent_tc_mode = "auto";     // the agent's --tc-mode
+  // Where the agent reads its resources: "dir" (the lab's directory) or "etcd" (an etcd member
+  // the lab runs in the node netns on 127.0.0.1:2379, data in the state dir; the lab writes
+  // resources with `weir apply`'s code and keeps a copy of each file in its directory).
+  std::string datastore = "dir";
   std::chrono::milliseconds min_sync_period = 200ms;  // DataplaneConfig, fast tests
   std::chrono::milliseconds conntrack_scan_period = 1000ms;
   // How long the agent may take to load its programs ("BPF enabled"). The wait ends as soon as
@@ -73,6 +77,7 @@ struct LabState {
   std::string agent_log_level = "info";
   std::string agent_tc_mode = "auto";
   std::chrono::milliseconds agent_start_timeout = 120s;
+  std::string datastore = "dir";  // "dir" or "etcd" (see LabSpec)
   std::vector<std::string> netns;  // namespaces this lab created (recorded before creation)
   std::vector<Pod> pods;           // recorded before their veth is created
   std::optional<ProcessRecord> agent;
@@ -148,10 +153,19 @@ class Lab {
   std::string agent_log() const;  // the whole log ("" when none)
 
   // ---- datastore
+  // The agent's --datastore: "dir:<datastore dir>" or "etcd:http://127.0.0.1:2379".
+  std::string datastore_spec() const;
+  // etcd datastore: kills the lab's etcd member (SIGKILL: a crash), and starts it again on its
+  // data (waiting until it answers). Errors for a dir datastore.
+  Status stop_etcd();
+  Status start_etcd();
   // Atomically (temp file ".<filename>.tmp-<pid>" + rename) writes a resource file. The
-  // filename must not contain '/' nor start with '.'.
+  // filename must not contain '/' nor start with '.'. With the etcd datastore, the file's
+  // resources are applied to etcd (as `weir apply` does: validated first) and those the
+  // previous version of the file had and this one has not are deleted; the file is kept in the
+  // lab's directory as the record of what was written.
   Status write_resource(const std::string& filename, const std::string& yaml) const;
-  Status remove_resource(const std::string& filename) const;
+  Status remove_resource(const std::string& filename) const;  // etcd: deletes its resources
   // write_resource(filename, service_yaml(svc) + endpoint_slice_yaml(svc, backends)): one file,
   // so the agent never sees a slice without its service.
   Status write_service(const std::string& filename, const ServiceDef& svc,
