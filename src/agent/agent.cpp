@@ -67,7 +67,8 @@ class Agent {
             [this](uint32_t ifindex, calc::pol::Direction d) {
               return dataplane::get_policy_slot(tables_.core().ifstate, ifindex, d);
             }),
-        loop_(o.node, Dataplane{endpoints_, services_, policies_, scanner_, tables_.core().ct}) {}
+        loop_(o.node, Dataplane{endpoints_, services_, policies_, scanner_, tables_.core().ct,
+                                dataplane::monotonic_ns, &kernel_routes_}) {}
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
@@ -81,6 +82,7 @@ class Agent {
   dataplane::ServiceSyncer services_;
   dataplane::ConntrackScanner scanner_;
   dataplane::PolicyManager policies_;
+  dataplane::NetlinkRouteTable kernel_routes_;
   SyncLoop loop_;
 };
 

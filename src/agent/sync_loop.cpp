@@ -95,6 +95,7 @@ void SyncLoop::sync_full(const model::Snapshot& snap, PhaseTimer& timer) {
   timer.mark("calc");
   resolver_.update(snap);
   timer.mark("policy calc");
+  apply_kernel_routes(out);
   bool services_changed = !good_;
   if (good_) {
     auto d = calc::diff(*good_, out);
@@ -167,6 +168,35 @@ void SyncLoop::sync_services(const model::Snapshot& snap, const std::vector<std:
   backends_.update(changed, d.removed);
   spdlog::info("sync done in {}", timer.str());
   if (lost) scan();
+}
+
+// Routed mode: the kernel routes to other nodes' pods follow calc's remote routes. Cheap when
+// they did not change; a failure is logged and retried by a full sync (has_pending()).
+void SyncLoop::apply_kernel_routes(const calc::Output& out) {
+  if (!dp_.kernel_routes) return;
+  std::vector<dataplane::KernelRoute> want;
+  if (config_ && config_->vxlan_enabled) {
+    if (!std::exchange(warned_vxlan_, true))
+      spdlog::warn("DataplaneConfig vxlanEnabled: VXLAN between nodes is not built yet: pods on "
+                   "other nodes are not reachable from this node (routed mode: vxlanEnabled: "
+                   "false)");
+  } else {
+    warned_vxlan_ = false;
+    want = dataplane::wanted_kernel_routes(out.routes);
+  }
+  if (kernel_routes_ok_ && want == kernel_routes_) return;
+  if (auto st = dataplane::sync_kernel_routes(*dp_.kernel_routes, want); !st) {
+    spdlog::error("routes to other nodes: {}", st.error().str());
+    kernel_routes_ok_ = false;
+    force_full_ = true;
+    return;
+  }
+  std::string list;
+  for (size_t i = 0; i < want.size() && i < 5; ++i) list += (i ? ", " : "") + want[i].str();
+  if (want.size() > 5) list += fmt::format(" and {} more", want.size() - 5);
+  spdlog::info("routes to other nodes: {}", want.empty() ? "none" : list);
+  kernel_routes_ = std::move(want);
+  kernel_routes_ok_ = true;
 }
 
 // Policy programs and IP sets for the interfaces that carry weir's programs. Cheap when

@@ -28,6 +28,7 @@
 #include "calc/policy.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
+#include "dataplane/kernel_routes.h"
 #include "dataplane/policy_manager.h"
 #include "dataplane/service_syncer.h"
 #include "datastore/datastore.h"
@@ -45,6 +46,9 @@ struct Dataplane {
   dataplane::ConntrackScanner& scanner;
   const maps::ConntrackTable& ct;
   std::function<uint64_t()> now_ns = dataplane::monotonic_ns;
+  // Routes to other nodes' pods in the kernel (routed mode, dataplane/kernel_routes.h); none
+  // (nullptr) leaves the kernel's tables alone.
+  dataplane::KernelRouteTable* kernel_routes = nullptr;
 };
 
 class PhaseTimer;  // sync_loop.cpp
@@ -87,6 +91,7 @@ class SyncLoop {
                      PhaseTimer& timer);
   void take_config(const model::Snapshot& snap);
   Status apply_policy(const calc::Output& out);
+  void apply_kernel_routes(const calc::Output& out);
   void schedule_policy_retry();
   void report_occupancy(uint64_t entries);
 
@@ -102,6 +107,9 @@ class SyncLoop {
   Clock::time_point policy_retry_at_{};
   std::chrono::milliseconds policy_retry_delay_{0};
   Path last_path_ = Path::Unchanged;
+  std::vector<dataplane::KernelRoute> kernel_routes_;  // what the kernel has, when kernel_routes_ok_
+  bool kernel_routes_ok_ = false;
+  bool warned_vxlan_ = false;
 };
 
 // Sets spdlog's level from the snapshot's DataplaneConfig, when it names one.

@@ -236,8 +236,13 @@ Status EndpointManager::sync_routes(const std::vector<calc::Route>& routes) {
     }
     if (r.next_hop) v.next_hop = htonl(r.next_hop->value);
     want.insert({k.addr, k.prefixlen});
-    auto cur = maps_.routes.lookup(k);
-    if (cur && *cur && std::memcmp(&**cur, &v, sizeof(v)) == 0) continue;
+    // An LPM lookup answers with the longest prefix that covers the key: only when this exact
+    // prefix is in the map is its answer this entry (a remote pod's /32 under its node's CIDR
+    // would otherwise read as already written).
+    if (programmed_routes_.contains({k.addr, k.prefixlen})) {
+      auto cur = maps_.routes.lookup(k);
+      if (cur && *cur && std::memcmp(&**cur, &v, sizeof(v)) == 0) continue;
+    }
     auto st = maps_.routes.update(k, v);
     if (!st) {
       failures.push_back(fmt::format("route {} ({}): {}", r.cidr.str(), r.workload,

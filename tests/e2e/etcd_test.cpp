@@ -44,7 +44,7 @@ Answers ask(Lab& l, int n) {
 }
 
 bool serves_exactly(Lab& l, const std::set<std::string>& pods) {
-  Answers a = ask(l, 30);
+  Answers a = ask(l, 12);
   std::set<std::string> got;
   for (const auto& [p, n] : a.names) got.insert(p);
   return a.errors == 0 && got == pods;
@@ -75,7 +75,7 @@ TEST(EtcdDatastoreE2E, ServicesFromEtcdSurviveAnEtcdOutageAndLaterChangesApply) 
       << tail(l.agent_log(), 20);
   auto held = l.in_pod("pod1", [&] { return lab::tcp_request(before->get()); });
   EXPECT_TRUE(held.ok()) << held.error().str();
-  EXPECT_TRUE(serves_exactly(l, {"pod2", "pod3"}));
+  EXPECT_TRUE(wait_until([&] { return serves_exactly(l, {"pod2", "pod3"}); }, 5s));
   EXPECT_TRUE(l.agent_running());
 
   // etcd is back: a change made now reaches the dataplane.

@@ -440,6 +440,49 @@ TEST(PolicyResolver, KubernetesRuleShapeAndDescription) {
             rule.id);
 }
 
+// A cluster: pods on other nodes are selected like local ones (Calico without identity headers):
+// their addresses are IP set members, so a policy on one node decides on traffic from another
+// node's pods by source IP. Only which endpoints get programs depends on the node (calc.h).
+TEST(PolicyResolver, SelectorsSelectPodsOnEveryNode) {
+  std::string world = std::string(kWorld) + R"(---
+apiVersion: weir.dev/v1
+kind: WorkloadEndpoint
+metadata: {name: client-b, namespace: default, labels: {app: client}}
+spec: {node: n2, interface: weir-cb, ips: [10.0.3.3]}
+---
+apiVersion: weir.dev/v1
+kind: WorkloadEndpoint
+metadata: {name: other-c, namespace: default, labels: {app: other}}
+spec: {node: n3, interface: weir-oc, ips: [10.0.4.3]}
+)";
+  model::Snapshot s = snapshot(np("from-clients", "default", R"(  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: client}})"),
+                               world);
+  PolicyResolver r;
+  r.update(s);
+  SetSpec spec{*model::parse_selector("app == 'client'"),
+               *model::parse_selector("kubernetes.io/metadata.name == 'default'")};
+  EXPECT_EQ(r.label_index().members(spec.id()),
+            (std::vector<model::Ipv4>{addr_of(s, "default/client"), addr_of(s, "default/client-b")}));
+  // web on n1: the client on n1 and the one on n2 are let in, the pod on n3 is not.
+  EXPECT_TRUE(flow(r, s, "default/client", "default/web", tcp(80)).allowed);
+  EXPECT_TRUE(flow(r, s, "default/client-b", "default/web", tcp(80)).allowed);
+  EXPECT_FALSE(flow(r, s, "default/other-c", "default/web", tcp(80)).allowed);
+  // The remote pod changes its labels: it leaves the set.
+  std::string relabelled = world;
+  relabelled.replace(relabelled.find("name: client-b, namespace: default, labels: {app: client}"),
+                     std::string("name: client-b, namespace: default, labels: {app: client}").size(),
+                     "name: client-b, namespace: default, labels: {app: gone}");
+  r.update(snapshot(np("from-clients", "default", R"(  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: client}})"),
+                    relabelled));
+  EXPECT_EQ(r.label_index().members(spec.id()), std::vector<model::Ipv4>{addr_of(s, "default/client")});
+}
+
 TEST(PolicyResolver, PeersTimesProtocolsExpandIntoRules) {
   model::Snapshot s = snapshot(np("x", "default", R"(  podSelector: {matchLabels: {app: web}}
   ingress:

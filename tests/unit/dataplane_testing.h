@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "calc/calc.h"
 #include "calc/conntrack.h"
 #include "dataplane/endpoint_manager.h"
+#include "dataplane/kernel_routes.h"
 #include "dataplane/policy_manager.h"
 #include "dataplane/service_syncer.h"
 #include "maps/fake_table.h"
@@ -128,6 +130,41 @@ class FakeLoader : public PolicyLoader {
     for (size_t i = 0; i < c.chunks.size(); i++) l.chunks.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     l.chunk_slots = c.chunk_slots;
     return l;
+  }
+};
+
+// The main table's weir routes in memory, with the kernel's EEXIST for a destination that has
+// any route (`foreign`: routes weir did not make), and injectable failures.
+class FakeRouteTable final : public KernelRouteTable {
+ public:
+  std::map<model::Cidr, model::Ipv4> routes;   // weir's
+  std::set<model::Cidr> foreign;               // others'
+  std::set<model::Cidr> fail;                  // add/replace/remove of these fail with EIO
+  int writes = 0;
+
+  Result<std::vector<KernelRoute>> list() override {
+    std::vector<KernelRoute> out;
+    for (const auto& [d, v] : routes) out.push_back({d, v});
+    return out;
+  }
+  Status add(const KernelRoute& r) override {
+    if (fail.contains(r.dst)) return Error{EIO, "adding route " + r.str()};
+    if (routes.contains(r.dst) || foreign.contains(r.dst)) return Error{EEXIST, "adding route " + r.str()};
+    ++writes;
+    routes[r.dst] = r.via;
+    return {};
+  }
+  Status replace(const KernelRoute& r) override {
+    if (fail.contains(r.dst)) return Error{EIO, "changing route " + r.str()};
+    ++writes;
+    routes[r.dst] = r.via;
+    return {};
+  }
+  Status remove(const KernelRoute& r) override {
+    if (fail.contains(r.dst)) return Error{EIO, "removing route " + r.str()};
+    ++writes;
+    routes.erase(r.dst);
+    return {};
   }
 };
 

@@ -16,6 +16,8 @@ namespace {
 
 using dataplane::test::FakeInterfaces;
 using dataplane::test::FakeLoader;
+using dataplane::test::FakeRouteTable;
+using dataplane::test::ip;
 using dataplane::test::kEstablished;
 using dataplane::test::kSec;
 using dataplane::test::nat_content;
@@ -79,8 +81,10 @@ struct Agent {
             [&m](uint32_t i, calc::pol::Direction d, uint32_t s) { return dataplane::set_policy_slot(m.ifstate, i, d, s); },
             [&m](uint32_t i, calc::pol::Direction d) { return dataplane::get_policy_slot(m.ifstate, i, d); },
             &loader),
-        loop("n1", Dataplane{endpoints, services, policies, scanner, m.ct, [] { return kNow; }}) {}
+        loop("n1", Dataplane{endpoints, services, policies, scanner, m.ct, [] { return kNow; },
+                             &routes}) {}
   FakeLoader loader;
+  FakeRouteTable routes;
   dataplane::EndpointManager endpoints;
   dataplane::ServiceSyncer services;
   dataplane::ConntrackScanner scanner;
@@ -121,6 +125,44 @@ class SyncLoopTest : public ::testing::Test {
   std::unique_ptr<datastore::Datastore> ds;
   std::unique_ptr<Agent> agent;
 };
+
+// Routed mode: the kernel routes follow the Node resources; vxlanEnabled takes them away (VXLAN
+// is not built yet, and routed packets must not leave as if it were).
+TEST_F(SyncLoopTest, KernelRoutesToOtherNodesFollowTheNodes) {
+  loop().sync(*ds);
+  EXPECT_TRUE(agent->routes.routes.empty());  // no Node resources: nothing to route by
+  dir.write("nodes.yaml", R"(apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n1}
+spec: {underlayAddress: 192.168.200.2, podCIDR: 10.65.0.0/24}
+---
+apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n2}
+spec: {underlayAddress: 192.168.200.3, podCIDR: 10.65.1.0/24}
+)");
+  loop().sync(*ds);
+  EXPECT_EQ(loop().last_path(), Path::Full);
+  auto n2_cidr = model::Cidr{ip("10.65.1.0"), 24};
+  EXPECT_EQ(agent->routes.routes, (std::map<model::Cidr, model::Ipv4>{{n2_cidr, ip("192.168.200.3")}}));
+  // A failed route write is retried by the next sync.
+  agent->routes.fail.insert(n2_cidr);
+  dir.write("nodes.yaml", R"(apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n2}
+spec: {underlayAddress: 192.168.200.4, podCIDR: 10.65.1.0/24}
+)");
+  loop().sync(*ds);
+  EXPECT_TRUE(loop().has_pending());
+  agent->routes.fail.clear();
+  loop().sync(*ds);
+  EXPECT_EQ(agent->routes.routes[n2_cidr], ip("192.168.200.4"));
+  EXPECT_FALSE(loop().has_pending());
+  dir.write("config.yaml", "apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {name: default}\n"
+                           "spec: {vxlanEnabled: true}\n");
+  loop().sync(*ds);
+  EXPECT_TRUE(agent->routes.routes.empty());
+}
 
 TEST_F(SyncLoopTest, FirstSyncIsFullAndProgramsEverything) {
   loop().sync(*ds);
