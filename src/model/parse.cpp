@@ -543,15 +543,22 @@ std::optional<WorkloadEndpoint> parse_workload_endpoint(Ctx& c, const YAML::Node
 
 // ---------------------------------------------------------------- Node
 
+// spec.<key>, or nullopt with "is required" reported at `path`.
+std::optional<YAML::Node> required_child(Ctx& c, const YAML::Node& spec, const char* key,
+                                         const std::string& path) {
+  YAML::Node n = Ctx::child(spec, key);
+  if (n.IsDefined()) return n;
+  c.error(path, spec, "is required");
+  return std::nullopt;
+}
+
 // spec.underlayAddress: a unicast IPv4 address (the other nodes send this node's pods' traffic
 // to it).
 std::optional<Ipv4> underlay_address(Ctx& c, const YAML::Node& spec) {
   const std::string path = "spec.underlayAddress";
-  YAML::Node n = Ctx::child(spec, "underlayAddress");
-  if (!n.IsDefined()) {
-    c.error(path, spec, "is required");
-    return std::nullopt;
-  }
+  auto field = required_child(c, spec, "underlayAddress", path);
+  if (!field) return std::nullopt;
+  const YAML::Node& n = *field;
   auto ip = parse_ip_field(c, n, path, false);
   if (!ip) return std::nullopt;
   if (const SpecialBlock* b = special_block(*ip)) {
@@ -568,11 +575,9 @@ std::optional<Ipv4> underlay_address(Ctx& c, const YAML::Node& spec) {
 // blocks.
 std::optional<Cidr> pod_cidr(Ctx& c, const YAML::Node& spec) {
   const std::string path = "spec.podCIDR";
-  YAML::Node n = Ctx::child(spec, "podCIDR");
-  if (!n.IsDefined()) {
-    c.error(path, spec, "is required");
-    return std::nullopt;
-  }
+  auto field = required_child(c, spec, "podCIDR", path);
+  if (!field) return std::nullopt;
+  const YAML::Node& n = *field;
   auto s = c.scalar(n, path);
   if (!s) return std::nullopt;
   Cidr r;
