@@ -69,6 +69,7 @@ run_group() {
 }
 
 # run_suite NAME: the tests of build/weir_NAME_tests, in groups spread over WORKERS processes
+# (E2E_WORKERS for the e2e tests)
 # that run side by side (the guest has as many CPUs; every test names what it creates with its
 # own run id, as under a parallel ctest). A group is one test, or with NAME in ONE_PROCESS a
 # WORKERS-th of the binary's tests (its fixtures then share what is costly to set up: the
@@ -76,25 +77,27 @@ run_group() {
 run_suite() {
   name=$1
   bin=$BUILD_DIR/weir_${name}_tests
+  workers=$WORKERS
+  [ "$name" = e2e ] && workers=${E2E_WORKERS:-$WORKERS}
   mkdir -p "/results/$name"
   tests=$(list_tests)
   per=test
   case " $ONE_PROCESS " in *" $name "*) per=binary ;; esac
   i=0
   for t in $tests; do
-    if [ $per = binary ]; then echo "part$((i % WORKERS)) $t"; else echo "$t $t"; fi
+    if [ $per = binary ]; then echo "part$((i % workers)) $t"; else echo "$t $t"; fi
     i=$((i + 1))
   done > "/results/$name/groups"
   groups=$(cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++')
   echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests in" \
-       "$(echo "$groups" | grep -c .) processes, $WORKERS at a time"
+       "$(echo "$groups" | grep -c .) processes, $workers at a time"
   suite_start=$(date +%s)
   w=0
-  while [ $w -lt "$WORKERS" ]; do
+  while [ $w -lt "$workers" ]; do
     (
       k=0
       for g in $groups; do
-        [ $((k % WORKERS)) -eq $w ] && run_group "$name" "$g"
+        [ $((k % workers)) -eq $w ] && run_group "$name" "$g"
         k=$((k + 1))
       done
     ) &

@@ -13,11 +13,15 @@
 # time), stripped of debug info; iproute2's ip and tc, bpftool, nsenter and rm are the host's
 # real binaries with their shared libraries; busybox serves the guest's init only.
 #
-# The e2e tests run in a process each, as under ctest; the BPF tests in one process
-# (WEIR_VM_ONE_PROCESS), so that their fixtures load the TC object once (TcObject::shared): the
-# 6.1 verifier takes seconds per load under TCG. WEIR_VM_WORKERS=N (default 1) runs N processes
-# side by side, the BPF tests split over N: quicker for iterating, but the timing-sensitive e2e
-# tests (ServiceChurnE2E needs more connections than backend rewrites) can starve. Output: the guest console streams here and is
+# The e2e tests run in a process each, as under ctest, two at a time (WEIR_VM_E2E_WORKERS,
+# default 2): each waits on its agent, servers and sync periods far more than it computes, so two
+# side by side took 196 s where one after the other they add up to 380-490 s (every test names what it
+# creates with its own run id; ServiceChurnE2E churns until its clients have made more
+# connections than it made rewrites, so a starved client makes it longer, not wrong). The BPF
+# tests run in one process (WEIR_VM_ONE_PROCESS), so that their fixtures load the TC object once
+# (TcObject::shared): the 6.1 verifier takes seconds per load under TCG; WEIR_VM_WORKERS=N
+# (default 1) splits them over N processes (slower: each loads the object). Output: the guest
+# console streams here and is
 # kept in BUILD_DIR/vm/<release>/console.log; the gtest XML reports and exit codes come back over
 # a second serial port into BUILD_DIR/vm/<release>/results/ (with any sanitizer report of a
 # sanitized build in results/sanitizer/, which fails the run), and the verifier figures the tests
@@ -169,6 +173,7 @@ done
   echo "SUITES='$suites'"
   echo "TEST_TIMEOUT=$test_timeout"
   echo "WORKERS=${WEIR_VM_WORKERS:-1}"
+  echo "E2E_WORKERS=${WEIR_VM_E2E_WORKERS:-2}"
   echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-}'"
 } > "$root/weir-vm.conf"
