@@ -14,10 +14,10 @@
 # real binaries with their shared libraries; busybox serves the guest's init only.
 #
 # The e2e tests run in a process each, as under ctest, two at a time (WEIR_VM_E2E_WORKERS,
-# default 2): each waits on its agent, servers and sync periods far more than it computes, so two
-# side by side took 196 s where one after the other they add up to 380-490 s (every test names what it
-# creates with its own run id; ServiceChurnE2E churns until its clients have made more
-# connections than it made rewrites, so a starved client makes it longer, not wrong). The BPF
+# default 2): each waits on its agent, servers and sync periods far more than it computes, so
+# two side by side took 196 s where one after the other they add up to 380-490 s (every test
+# names what it creates with its own run id; ServiceChurnE2E churns until its clients have made
+# more connections than it made rewrites, so a starved client makes it longer, not wrong). The BPF
 # tests run in one process (WEIR_VM_ONE_PROCESS), so that their fixtures load the TC object once
 # (TcObject::shared): the 6.1 verifier takes seconds per load under TCG; WEIR_VM_WORKERS=N
 # (default 1) splits them over N processes (slower: each loads the object). Output: the guest

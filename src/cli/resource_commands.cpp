@@ -41,7 +41,8 @@ struct StoreOptions {
     if (s.empty()) {
       const char* env = std::getenv("WEIR_DATASTORE");
       if (!env || !*env)
-        return make_error("no datastore: give --datastore dir:PATH|etcd:URL, or set WEIR_DATASTORE");
+        return make_error(
+            "no datastore: give --datastore dir:PATH|etcd:URL, or set WEIR_DATASTORE");
       s = env;
     }
     return datastore::open_store(s, {etcd_prefix});
@@ -57,12 +58,14 @@ Result<std::string> read_input(const fs::path& p) {
   std::error_code ec;
   if (p == "-") {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-    if (text.size() > model::kMaxFileBytes) return make_error("stdin: {}", model::file_too_large(text.size()));
+    if (text.size() > model::kMaxFileBytes)
+      return make_error("stdin: {}", model::file_too_large(text.size()));
     return text;
   }
   auto size = fs::file_size(p, ec);
   if (ec) return Error{ec.value(), p.string()};
-  if (size > model::kMaxFileBytes) return make_error("{}: {}", p.string(), model::file_too_large(size));
+  if (size > model::kMaxFileBytes)
+    return make_error("{}: {}", p.string(), model::file_too_large(size));
   std::ifstream in(p, std::ios::binary);
   if (!in) return errno_error("opening " + p.string());
   std::ostringstream s;
@@ -136,7 +139,8 @@ void add_delete(CLI::App& app, int& rc) {
         return void(rc = fail("delete", make_error("give -f FILE, or KIND NAME [NAME...]")));
       const auto* kind = datastore::find_kind(args->front());
       if (!kind)
-        return void(rc = fail("delete", make_error("unknown kind \"{}\"", model::clip(args->front()))));
+        return void(
+            rc = fail("delete", make_error("unknown kind \"{}\"", model::clip(args->front()))));
       for (size_t i = 1; i < args->size(); ++i)
         refs.push_back({kind, kind->namespaced ? (ns->empty() ? "default" : *ns) : "", (*args)[i]});
     }
@@ -163,7 +167,8 @@ std::string summary(const Document& d) {
                              p.value("protocol", "TCP"));
     return fmt::format("{:<16} {}", str("clusterIP"), ports.empty() ? "-" : ports);
   }
-  if (d.kind->kind == "Node") return fmt::format("{:<16} {}", str("underlayAddress"), str("podCIDR"));
+  if (d.kind->kind == "Node")
+    return fmt::format("{:<16} {}", str("underlayAddress"), str("podCIDR"));
   return "";
 }
 
@@ -174,7 +179,8 @@ void add_get(CLI::App& app, int& rc) {
   auto ns = std::make_shared<std::string>();
   auto output = std::make_shared<std::string>();
   auto so = std::make_shared<StoreOptions>();
-  sub->add_option("kind", *kind, "services, endpointslices, workloadendpoints, nodes, ...")->required();
+  sub->add_option("kind", *kind, "services, endpointslices, workloadendpoints, nodes, ...")
+      ->required();
   sub->add_option("name", *name, "one resource (default: all)");
   sub->add_option("-n,--namespace", *ns, "only this namespace (default: every namespace)");
   sub->add_option("-o,--output", *output, "yaml or json (default: a table)")
@@ -184,8 +190,10 @@ void add_get(CLI::App& app, int& rc) {
     const auto* k = datastore::find_kind(*kind);
     if (!k) {
       std::string all;
-      for (const auto& i : datastore::kinds()) all += (all.empty() ? "" : ", ") + std::string(i.plural);
-      return void(rc = fail("get", make_error("unknown kind \"{}\": one of {}", model::clip(*kind), all)));
+      for (const auto& i : datastore::kinds())
+        all += (all.empty() ? "" : ", ") + std::string(i.plural);
+      return void(
+          rc = fail("get", make_error("unknown kind \"{}\": one of {}", model::clip(*kind), all)));
     }
     auto store = so->open();
     if (!store) return void(rc = fail("get", store.error()));
@@ -198,7 +206,8 @@ void add_get(CLI::App& app, int& rc) {
       if (!name->empty() && docs->size() == 1) {
         fmt::print("{}\n", docs->front().body.dump(2));
       } else {
-        nlohmann::json list = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", nlohmann::json::array()}};
+        nlohmann::json list = {
+            {"apiVersion", "v1"}, {"kind", "List"}, {"items", nlohmann::json::array()}};
         for (const auto& d : *docs) list["items"].push_back(d.body);
         fmt::print("{}\n", list.dump(2));
       }
@@ -206,11 +215,15 @@ void add_get(CLI::App& app, int& rc) {
       std::string extra = k->kind == "Service" ? fmt::format("{:<16} {}", "CLUSTER-IP", "PORTS")
                           : k->kind == "Node"  ? fmt::format("{:<16} {}", "UNDERLAY", "POD-CIDR")
                                                : "";
-      if (k->namespaced) fmt::print("{:<20} {:<32} {}\n", "NAMESPACE", "NAME", extra);
-      else fmt::print("{:<32} {}\n", "NAME", extra);
+      if (k->namespaced)
+        fmt::print("{:<20} {:<32} {}\n", "NAMESPACE", "NAME", extra);
+      else
+        fmt::print("{:<32} {}\n", "NAME", extra);
       for (const auto& d : *docs) {
-        if (k->namespaced) fmt::print("{:<20} {:<32} {}\n", d.ns, d.name, summary(d));
-        else fmt::print("{:<32} {}\n", d.name, summary(d));
+        if (k->namespaced)
+          fmt::print("{:<20} {:<32} {}\n", d.ns, d.name, summary(d));
+        else
+          fmt::print("{:<32} {}\n", d.name, summary(d));
       }
     }
     rc = 0;

@@ -84,19 +84,23 @@ Result<std::vector<KernelRoute>> NetlinkRouteTable::list() {
   m.rtm_family = AF_INET;
   bpf::NlMsg msg(RTM_GETROUTE, 0, &m, sizeof(m));
   std::vector<KernelRoute> out;
-  auto st = nl->request(msg, true, [&](const struct nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWROUTE) return;
-    const auto* rm = static_cast<const struct rtmsg*>(NLMSG_DATA(h));
-    if (rm->rtm_family != AF_INET || rm->rtm_protocol != kRtProtoWeir) return;
-    uint32_t table = rm->rtm_table, dst = 0, gw = 0;
-    bpf::for_each_attr(h, sizeof(struct rtmsg), [&](const struct rtattr* a) {
-      if (a->rta_type == RTA_TABLE && RTA_PAYLOAD(a) >= 4) std::memcpy(&table, RTA_DATA(a), 4);
-      if (a->rta_type == RTA_DST && RTA_PAYLOAD(a) >= 4) std::memcpy(&dst, RTA_DATA(a), 4);
-      if (a->rta_type == RTA_GATEWAY && RTA_PAYLOAD(a) >= 4) std::memcpy(&gw, RTA_DATA(a), 4);
-    });
-    if (table != RT_TABLE_MAIN) return;
-    out.push_back({model::Cidr{model::Ipv4{ntohl(dst)}, rm->rtm_dst_len}, model::Ipv4{ntohl(gw)}});
-  }, "listing IPv4 routes");
+  auto st = nl->request(
+      msg, true,
+      [&](const struct nlmsghdr* h) {
+        if (h->nlmsg_type != RTM_NEWROUTE) return;
+        const auto* rm = static_cast<const struct rtmsg*>(NLMSG_DATA(h));
+        if (rm->rtm_family != AF_INET || rm->rtm_protocol != kRtProtoWeir) return;
+        uint32_t table = rm->rtm_table, dst = 0, gw = 0;
+        bpf::for_each_attr(h, sizeof(struct rtmsg), [&](const struct rtattr* a) {
+          if (a->rta_type == RTA_TABLE && RTA_PAYLOAD(a) >= 4) std::memcpy(&table, RTA_DATA(a), 4);
+          if (a->rta_type == RTA_DST && RTA_PAYLOAD(a) >= 4) std::memcpy(&dst, RTA_DATA(a), 4);
+          if (a->rta_type == RTA_GATEWAY && RTA_PAYLOAD(a) >= 4) std::memcpy(&gw, RTA_DATA(a), 4);
+        });
+        if (table != RT_TABLE_MAIN) return;
+        out.push_back(
+            {model::Cidr{model::Ipv4{ntohl(dst)}, rm->rtm_dst_len}, model::Ipv4{ntohl(gw)}});
+      },
+      "listing IPv4 routes");
   if (!st) return st.error();
   std::sort(out.begin(), out.end());
   return out;
@@ -110,7 +114,8 @@ Status new_route(const KernelRoute& r, uint16_t flags, const std::string& what) 
   struct rtmsg m = route_msg(r.dst);
   bpf::NlMsg msg(RTM_NEWROUTE, flags, &m, sizeof(m));
   add_addrs(msg, r);
-  return nl->request(msg, false, [](const struct nlmsghdr*) {}, what);
+  return nl->request(
+      msg, false, [](const struct nlmsghdr*) {}, what);
 }
 
 }  // namespace
@@ -134,7 +139,8 @@ Status NetlinkRouteTable::remove(const KernelRoute& r) {
   struct rtmsg m = route_msg(r.dst);
   bpf::NlMsg msg(RTM_DELROUTE, 0, &m, sizeof(m));
   add_addrs(msg, r);
-  auto st = nl->request(msg, false, [](const struct nlmsghdr*) {}, "removing route " + r.str());
+  auto st = nl->request(
+      msg, false, [](const struct nlmsghdr*) {}, "removing route " + r.str());
   if (!st && st.error().err == ESRCH) return {};  // already gone
   return st;
 }

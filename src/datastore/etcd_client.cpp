@@ -13,7 +13,8 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr std::string_view kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view kB64 =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // gRPC status codes etcd returns through the gateway.
 constexpr int kGrpcDeadlineExceeded = 4;
@@ -36,7 +37,8 @@ int64_t i64(const json& j, const char* field) {
 std::string bytes(const json& j, const char* field) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return "";
-  if (!it->is_string()) throw std::runtime_error(fmt::format("field \"{}\" is not a string", field));
+  if (!it->is_string())
+    throw std::runtime_error(fmt::format("field \"{}\" is not a string", field));
   auto v = base64_decode(it->get_ref<const std::string&>());
   if (!v) throw std::runtime_error(fmt::format("field \"{}\" is not base64", field));
   return std::move(*v);
@@ -58,8 +60,10 @@ std::optional<EtcdError> etcd_error(const json& j) {
   if (e == j.end()) return std::nullopt;
   EtcdError out;
   const json& src = e->is_object() ? *e : j;
-  if (auto m = src.find("message"); m != src.end() && m->is_string()) out.message = *m;
-  else if (e->is_string()) out.message = *e;
+  if (auto m = src.find("message"); m != src.end() && m->is_string())
+    out.message = *m;
+  else if (e->is_string())
+    out.message = *e;
   for (const char* f : {"code", "grpc_code"})
     if (auto c = src.find(f); c != src.end() && c->is_number_integer()) out.code = c->get<int>();
   return out;
@@ -94,12 +98,13 @@ std::string base64_encode(std::string_view in) {
   out.reserve((in.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 |
-                 uint8_t(in[i + 2]);
+    uint32_t v =
+        uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
     for (int s = 18; s >= 0; s -= 6) out += kB64[(v >> s) & 63];
   }
   if (size_t rest = in.size() - i; rest > 0) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | (rest == 2 ? uint32_t(uint8_t(in[i + 1])) << 8 : 0);
+    uint32_t v =
+        uint32_t(uint8_t(in[i])) << 16 | (rest == 2 ? uint32_t(uint8_t(in[i + 1])) << 8 : 0);
     out += kB64[(v >> 18) & 63];
     out += kB64[(v >> 12) & 63];
     out += rest == 2 ? kB64[(v >> 6) & 63] : '=';
@@ -157,7 +162,8 @@ Result<Client> Client::create(std::string_view endpoints, Options o) {
   size_t start = 0;
   while (start <= endpoints.size()) {
     size_t comma = endpoints.find(',', start);
-    std::string_view one = endpoints.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string_view one = endpoints.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     auto ep = http::parse_url(one);
     if (!ep) return ep.error().wrap("etcd endpoint");
     eps.push_back(std::move(*ep));
@@ -250,7 +256,8 @@ Result<int64_t> Client::txn(const std::vector<Op>& ops) {
   json success = json::array();
   for (const auto& op : ops) {
     if (op.type == Op::Type::Put)
-      success.push_back({{"request_put", {{"key", base64_encode(op.key)}, {"value", base64_encode(op.value)}}}});
+      success.push_back(
+          {{"request_put", {{"key", base64_encode(op.key)}, {"value", base64_encode(op.value)}}}});
     else
       success.push_back({{"request_delete_range", {{"key", base64_encode(op.key)}}}});
   }
@@ -264,7 +271,8 @@ Result<int64_t> Client::txn(const std::vector<Op>& ops) {
 }
 
 Result<void> Client::compact(int64_t revision) {
-  auto r = call("/v3/kv/compaction", json{{"revision", std::to_string(revision)}, {"physical", true}});
+  auto r =
+      call("/v3/kv/compaction", json{{"revision", std::to_string(revision)}, {"physical", true}});
   if (!r) return r.error();
   return {};
 }

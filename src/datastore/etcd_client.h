@@ -8,11 +8,10 @@
 // once each; errors say which endpoints were tried and why each failed.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>

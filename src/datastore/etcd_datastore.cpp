@@ -53,8 +53,12 @@ std::string plural_list() {
 const KindInfo* find_kind(std::string_view name) {
   // kubectl's short names, and weir's for its own kinds.
   static constexpr std::pair<std::string_view, std::string_view> kShort[] = {
-      {"ns", "namespaces"}, {"svc", "services"}, {"netpol", "networkpolicies"},
-      {"wep", "workloadendpoints"}, {"gnp", "globalnetworkpolicies"}, {"no", "nodes"}};
+      {"ns", "namespaces"},
+      {"svc", "services"},
+      {"netpol", "networkpolicies"},
+      {"wep", "workloadendpoints"},
+      {"gnp", "globalnetworkpolicies"},
+      {"no", "nodes"}};
   for (const auto& [alias, plural] : kShort)
     if (iequal(name, alias)) name = plural;
   for (const auto& k : kinds()) {
@@ -108,8 +112,7 @@ Result<void> check_prefix(std::string_view prefix) {
   return {};
 }
 
-void check_resource_key(std::string_view prefix, const std::string& key,
-                      SnapshotCache::Parsed& p) {
+void check_resource_key(std::string_view prefix, const std::string& key, SnapshotCache::Parsed& p) {
   auto parts = parse_resource_key(prefix, key);
   if (!parts) {  // not a resource key: what its value holds does not matter
     p.part = model::Snapshot();
@@ -123,17 +126,16 @@ void check_resource_key(std::string_view prefix, const std::string& key,
   };
   std::string want = name(parts->kind->kind, parts->ns, parts->name);
   if (held.size() > 1) {
-    p.errors.push_back({key, "", "",
-                        fmt::format("holds {} resources; a key holds exactly one ({})",
-                                    held.size(), want),
-                        0, 0});
+    p.errors.push_back(
+        {key, "", "",
+         fmt::format("holds {} resources; a key holds exactly one ({})", held.size(), want), 0, 0});
   } else if (held.size() == 1 && !p.errors.empty()) {
     // The resource's own errors say enough.
   } else if (held.size() == 1) {
     std::string got = name(held[0].kind, held[0].ns, held[0].name);
     if (got != want)
-      p.errors.push_back({key, got, "",
-                          fmt::format("the key names {}, the value holds {}", want, got), 0, 0});
+      p.errors.push_back(
+          {key, got, "", fmt::format("the key names {}, the value holds {}", want, got), 0, 0});
   } else if (p.errors.empty()) {
     p.errors.push_back({key, "", "", fmt::format("holds no resource (expected {})", want), 0, 0});
   }
@@ -170,8 +172,8 @@ class EtcdWatcher : public Watcher {
   EtcdWatcher(etcd::Client client, std::string prefix, int64_t revision,
               std::shared_ptr<EtcdFeed> feed)
       : feed_(std::move(feed)),
-        thread_([this, c = std::move(client), p = std::move(prefix), revision](
-                    std::stop_token st) mutable { run(st, c, p, revision); }) {}
+        thread_([this, c = std::move(client), p = std::move(prefix),
+                 revision](std::stop_token st) mutable { run(st, c, p, revision); }) {}
   ~EtcdWatcher() override {
     thread_.request_stop();
     cv_.notify_all();
@@ -217,8 +219,10 @@ class EtcdWatcher : public Watcher {
     {
       std::lock_guard lock(feed_->mu);
       for (auto& e : events) {
-        if (e.type == etcd::Event::Type::Put) feed_->changes[e.kv.key] = std::move(e.kv.value);
-        else feed_->changes[e.kv.key] = std::nullopt;
+        if (e.type == etcd::Event::Type::Put)
+          feed_->changes[e.kv.key] = std::move(e.kv.value);
+        else
+          feed_->changes[e.kv.key] = std::nullopt;
       }
       feed_->revision = std::max(feed_->revision, revision);
     }
@@ -253,8 +257,8 @@ class EtcdWatcher : public Watcher {
         continue;
       }
       if (resumed)
-        spdlog::info("etcd {}: watching {} again from revision {} on {}", client.describe(),
-                     prefix, rev + 1, w->endpoint().url());
+        spdlog::info("etcd {}: watching {} again from revision {} on {}", client.describe(), prefix,
+                     rev + 1, w->endpoint().url());
       resumed = true;
       while (!st.stop_requested()) {
         auto m = w->next(http::Clock::now() + kPollSlice);
@@ -335,8 +339,10 @@ Result<void> EtcdDatastore::refresh() {
     feed_->reset.reset();
   }
   for (auto& [key, value] : feed_->changes) {
-    if (value) kvs_.insert_or_assign(key, std::move(*value));
-    else kvs_.erase(key);
+    if (value)
+      kvs_.insert_or_assign(key, std::move(*value));
+    else
+      kvs_.erase(key);
   }
   feed_->changes.clear();
   revision_ = feed_->revision;
@@ -353,7 +359,8 @@ SnapshotCache::Scan EtcdDatastore::scan() {
       return s;
     }
     // etcd is out of reach: the content last read stands.
-    spdlog::warn("{}: {}; using the content of revision {}", describe(), r.error().str(), revision_);
+    spdlog::warn("{}: {}; using the content of revision {}", describe(), r.error().str(),
+                 revision_);
   }
   auto check = [this](const std::string& key, SnapshotCache::Parsed& p) {
     check_resource_key(prefix_, key, p);

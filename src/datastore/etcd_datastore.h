@@ -63,9 +63,9 @@ struct EtcdFeed;  // etcd_datastore.cpp: what the watch thread hands to the data
 class EtcdDatastore : public Datastore {
  public:
   // `endpoints`: "http://HOST:PORT[,...]".
-  static Result<std::unique_ptr<EtcdDatastore>> open(std::string_view endpoints,
-                                                     std::string prefix = std::string(kDefaultEtcdPrefix),
-                                                     etcd::Options o = {});
+  static Result<std::unique_ptr<EtcdDatastore>> open(
+      std::string_view endpoints, std::string prefix = std::string(kDefaultEtcdPrefix),
+      etcd::Options o = {});
   ~EtcdDatastore() override;
 
   std::string describe() const override;

@@ -36,7 +36,8 @@ bool iequals(std::string_view a, std::string_view b) {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -148,7 +149,8 @@ Status Connection::send_request(std::string_view path, std::string_view body,
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       int w = wait_fd(fd_.get(), POLLOUT, deadline);
-      if (w == 0) return fail(Error{ETIMEDOUT, fmt::format("{}{}: sending the request", ep_.url(), path)});
+      if (w == 0)
+        return fail(Error{ETIMEDOUT, fmt::format("{}{}: sending the request", ep_.url(), path)});
       if (w < 0) return fail(errno_error(ep_.url() + ": poll"));
       continue;
     }
@@ -188,7 +190,8 @@ Result<int> Connection::read_head(Clock::time_point deadline) {
   body_.clear();
   size_t end;
   while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
-    if (in_.size() > kMaxHead) return fail(make_error("{}: response head over {} bytes", ep_.url(), kMaxHead));
+    if (in_.size() > kMaxHead)
+      return fail(make_error("{}: response head over {} bytes", ep_.url(), kMaxHead));
     auto r = fill(deadline);
     if (!r) return r.error();
     if (!*r) return fail(Error{ETIMEDOUT, ep_.url() + ": waiting for the response"});
@@ -202,7 +205,8 @@ Result<int> Connection::read_head(Clock::time_point deadline) {
   int status = 0;
   if (status_line.rfind("HTTP/1.", 0) != 0 || status_line.size() < 12 ||
       std::from_chars(status_line.data() + 9, status_line.data() + 12, status).ec != std::errc())
-    return fail(make_error("{}: not an HTTP response: \"{}\"", ep_.url(), model::clip(status_line)));
+    return fail(
+        make_error("{}: not an HTTP response: \"{}\"", ep_.url(), model::clip(status_line)));
   bool has_length = false;
   while (eol != std::string_view::npos) {
     h.remove_prefix(eol + 2);
@@ -215,7 +219,8 @@ Result<int> Connection::read_head(Clock::time_point deadline) {
       uint64_t n = 0;
       if (std::from_chars(value.data(), value.data() + value.size(), n).ec != std::errc() ||
           n > kMaxBody)
-        return fail(make_error("{}: bad or too large Content-Length \"{}\"", ep_.url(), model::clip(value)));
+        return fail(make_error("{}: bad or too large Content-Length \"{}\"", ep_.url(),
+                               model::clip(value)));
       remaining_ = n;
       has_length = true;
     } else if (iequals(name, "Transfer-Encoding")) {
@@ -242,7 +247,8 @@ Status Connection::decode() {
       if (!remaining_) {
         size_t eol = in_.find("\r\n");
         if (eol == std::string::npos) {
-          if (in_.size() > kMaxChunkLine) return fail(make_error("{}: bad chunk size line", ep_.url()));
+          if (in_.size() > kMaxChunkLine)
+            return fail(make_error("{}: bad chunk size line", ep_.url()));
           return {};
         }
         if (trailers_) {  // after the last chunk: trailers, then an empty line
@@ -253,7 +259,8 @@ Status Connection::decode() {
         uint64_t size = 0;
         auto [ptr, ec] = std::from_chars(in_.data(), in_.data() + eol, size, 16);
         if (ec != std::errc() || ptr == in_.data() || size > kMaxBody)
-          return fail(make_error("{}: bad chunk size \"{}\"", ep_.url(), model::clip(in_.substr(0, eol))));
+          return fail(
+              make_error("{}: bad chunk size \"{}\"", ep_.url(), model::clip(in_.substr(0, eol))));
         in_.erase(0, eol + 2);
         if (size == 0) {
           trailers_ = true;

@@ -93,7 +93,7 @@ class Connection {
   bool done_ = false;                  // the body ended
   size_t scanned_ = 0;                 // next_line(): body_ bytes known to hold no '\n'
   bool closed_ = false;
-  bool close_after_ = false;           // "Connection: close"
+  bool close_after_ = false;  // "Connection: close"
 };
 
 }  // namespace weir::datastore::http

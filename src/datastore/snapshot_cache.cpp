@@ -147,8 +147,7 @@ Load SnapshotCache::full_load(Scan s) {
   return l;
 }
 
-void SnapshotCache::track_removals(Load& l, const Scan* changed,
-                                  const Sources& files) {
+void SnapshotCache::track_removals(Load& l, const Scan* changed, const Sources& files) {
   l.valid_again = std::exchange(rejected_, false);
   std::map<std::string, std::vector<std::string>> gone;  // file -> resources
   if (!changed) {
@@ -180,7 +179,7 @@ void SnapshotCache::track_removals(Load& l, const Scan* changed,
   for (auto& [file, keys] : gone) {
     std::sort(keys.begin(), keys.end());
     auto it = files.find(file);
-    auto state = it == files.end()                  ? RemovedFrom::Now::Gone
+    auto state = it == files.end()                      ? RemovedFrom::Now::Gone
                  : resource_count(it->second.part) == 0 ? RemovedFrom::Now::Empty
                                                         : RemovedFrom::Now::HasOthers;
     l.removed.push_back({file, state, std::move(keys)});
@@ -206,7 +205,8 @@ bool SnapshotCache::apply_service_changes(const Scan& s, Changes& changes) {
   for (const auto& name : s.changed) {
     for (const Parsed* p : {part_of(s.old, name), part_of(s.files, name)}) {
       if (!p) continue;
-      for (const auto& svc : p->part.services) keys.push_back(service_key(svc.meta.ns, svc.meta.name));
+      for (const auto& svc : p->part.services)
+        keys.push_back(service_key(svc.meta.ns, svc.meta.name));
       for (const auto& es : p->part.endpoint_slices)
         keys.push_back(service_key(es.meta.ns, es.service_name));
     }
@@ -255,7 +255,7 @@ Load SnapshotCache::load_incremental(Scan s) {
 }
 
 void SnapshotCache::ServiceRules::count(std::unordered_map<std::string, int>& m,
-                                       const std::string& k, int sign) {
+                                        const std::string& k, int sign) {
   int& c = m[k];
   if (sign > 0 && ++c == 2) ++dup_;
   if (sign < 0 && c-- == 2) --dup_;
@@ -275,7 +275,8 @@ void SnapshotCache::ServiceRules::add(const model::Snapshot& part, int sign) {
     if (sign < 0 && now == 0) dangling_ += n;
     if (svc.cluster_ip && !svc.headless) {
       for (const auto& p : svc.ports)
-        count(frontends_, fmt::format("{}:{}/{}", svc.cluster_ip->value, p.port, int(p.protocol)), sign);
+        count(frontends_, fmt::format("{}:{}/{}", svc.cluster_ip->value, p.port, int(p.protocol)),
+              sign);
     }
   }
   for (const auto& es : part.endpoint_slices) {
@@ -285,8 +286,10 @@ void SnapshotCache::ServiceRules::add(const model::Snapshot& part, int sign) {
     refs += sign;
     if (refs == 0) slices_of_.erase(k);
     if (!services_.contains(k)) {
-      if (sign > 0) ++dangling_;
-      else --dangling_;
+      if (sign > 0)
+        ++dangling_;
+      else
+        --dangling_;
     }
   }
 }

@@ -35,7 +35,8 @@ std::string ns_name_line(std::string_view kind, std::string_view ns, std::string
 // "service default/web", as the commands print it.
 std::string lower_id(const Document& d) {
   std::string kind(d.kind->kind);
-  std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(kind.begin(), kind.end(), kind.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ns_name_line(kind, d.ns, d.name);
 }
 
@@ -108,7 +109,8 @@ std::vector<std::string> new_errors(const model::SnapshotResult& before,
 }
 
 Error problems(std::string_view what, const std::vector<std::string>& lines) {
-  std::string msg = fmt::format("{} ({} problem{}):", what, lines.size(), lines.size() == 1 ? "" : "s");
+  std::string msg =
+      fmt::format("{} ({} problem{}):", what, lines.size(), lines.size() == 1 ? "" : "s");
   for (const auto& l : lines) msg += "\n  " + l;
   return make_error("{}", msg);
 }
@@ -160,9 +162,10 @@ Result<std::vector<std::string>> apply_resources(ResourceStore& store,
       src = at->second->source;
       size_t n = ix.by_source[src].size();
       if (n > 1) {
-        bad.push_back(fmt::format("{} is defined in {} with {} other resource{}: edit that file, "
-                                  "or move it to a file of its own first",
-                                  d.id(), src, n - 1, n == 2 ? "" : "s"));
+        bad.push_back(
+            fmt::format("{} is defined in {} with {} other resource{}: edit that file, "
+                        "or move it to a file of its own first",
+                        d.id(), src, n - 1, n == 2 ? "" : "s"));
         continue;
       }
       if (at->second->body == d.body) {
@@ -216,9 +219,10 @@ Result<std::vector<std::string>> delete_resources(ResourceStore& store,
     }
     const std::string& src = at->second->source;
     if (size_t n = ix.by_source[src].size(); n > 1) {
-      bad.push_back(fmt::format("{} is defined in {} with {} other resource{}: remove it from "
-                                "that file by hand",
-                                d.id(), src, n - 1, n == 2 ? "" : "s"));
+      bad.push_back(
+          fmt::format("{} is defined in {} with {} other resource{}: remove it from "
+                      "that file by hand",
+                      d.id(), src, n - 1, n == 2 ? "" : "s"));
       continue;
     }
     if (!after.erase(src)) continue;  // named twice
@@ -258,7 +262,8 @@ namespace {
 
 class EtcdStore : public ResourceStore {
  public:
-  EtcdStore(etcd::Client c, std::string prefix) : client_(std::move(c)), prefix_(std::move(prefix)) {}
+  EtcdStore(etcd::Client c, std::string prefix)
+      : client_(std::move(c)), prefix_(std::move(prefix)) {}
 
   std::string describe() const override {
     return fmt::format("etcd:{} (prefix {})", client_.describe(), prefix_);
@@ -284,18 +289,20 @@ class EtcdStore : public ResourceStore {
     return resource_key(prefix_, *d.kind, d.ns, d.name);
   }
   std::string text_of(const Document& d) const override { return d.body.dump(); }
-  Status write(const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) override {
+  Status write(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) override {
     for (const auto& [key, value] : changes)
       if (value && key.size() + value->size() + 64 > kTxnBytes)
-        return make_error("{}: {} bytes, over the {} bytes of a transaction; nothing written",
-                          key, value->size(), kTxnBytes);
+        return make_error("{}: {} bytes, over the {} bytes of a transaction; nothing written", key,
+                          value->size(), kTxnBytes);
     std::vector<etcd::Op> batch;
     size_t bytes = 0, done = 0;
     auto flush = [&]() -> Status {
       if (batch.empty()) return {};
       auto r = client_.txn(batch);
       if (!r)
-        return r.error().wrap(fmt::format("after {} of {} changes were written", done, changes.size()));
+        return r.error().wrap(
+            fmt::format("after {} of {} changes were written", done, changes.size()));
       done += batch.size();
       batch.clear();
       bytes = 0;
@@ -355,11 +362,13 @@ class DirStore : public ResourceStore {
   std::string text_of(const Document& d) const override {
     return "# written by weir apply\n" + model::json_to_yaml(d.body);
   }
-  Status write(const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) override {
+  Status write(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) override {
     for (const auto& [name, text] : changes) {
       fs::path p = dir_ / name;
       if (!text) {
-        if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_error("removing " + p.string());
+        if (::unlink(p.c_str()) != 0 && errno != ENOENT)
+          return errno_error("removing " + p.string());
         continue;
       }
       // Written beside, then renamed over: the agent's watcher never reads half a file.

@@ -14,11 +14,10 @@
 
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "datastore/datastore.h"
 #include "datastore/etcd_datastore.h"
@@ -27,8 +26,8 @@
 
 namespace weir::datastore {
 
-inline constexpr size_t kTxnOps = 128;                 // etcd's default --max-txn-ops
-inline constexpr size_t kTxnBytes = size_t{1} << 20;   // under etcd's 1.5 MiB --max-request-bytes
+inline constexpr size_t kTxnOps = 128;                // etcd's default --max-txn-ops
+inline constexpr size_t kTxnBytes = size_t{1} << 20;  // under etcd's 1.5 MiB --max-request-bytes
 
 // One resource as a document: what it is, and its body as JSON.
 // (clang-tidy cannot see that nlohmann::json's implicit moves do not throw.)
@@ -61,7 +60,8 @@ class ResourceStore {
   // The text a source holding just `d` has.
   virtual std::string text_of(const Document& d) const = 0;
   // Writes the changes in order: a text, or nullopt to remove the source.
-  virtual Status write(const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) = 0;
+  virtual Status write(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) = 0;
 };
 
 // "dir:PATH" or "etcd:URL[,URL...]" (with o.etcd_prefix), as open_datastore() takes them.

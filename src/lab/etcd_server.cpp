@@ -40,6 +40,8 @@ Result<uint16_t> free_port(const std::string& ip) {
 }  // namespace
 
 std::vector<std::string> etcd_member_argv(const EtcdMemberSpec& m) {
+  // Flag, value: one pair per line.
+  // clang-format off
   return {
       "etcd",
       "--name", m.name,
@@ -58,6 +60,7 @@ std::vector<std::string> etcd_member_argv(const EtcdMemberSpec& m) {
       "--logger", "zap",
       "--log-level", "warn",
   };
+  // clang-format on
 }
 
 Status wait_etcd_ready(const std::string& endpoints, std::chrono::milliseconds timeout) {

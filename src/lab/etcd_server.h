@@ -21,7 +21,7 @@ struct EtcdClusterOptions {
   // removed with the cluster.
   std::filesystem::path parent = std::filesystem::temp_directory_path();
   std::string tag = "test";
-  std::string netns;                 // run the members in this namespace ("" = this one)
+  std::string netns;  // run the members in this namespace ("" = this one)
   std::string listen_ip = "127.0.0.1";
   std::chrono::milliseconds ready_timeout{20000};
 };

@@ -28,7 +28,8 @@ json int_scalar(const std::string& s) {
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), u, base);
   if (ec != std::errc() || p != v.data() + v.size()) return s;
   if (!neg && u <= uint64_t(INT64_MAX)) return int64_t(u);
-  if (neg && u <= uint64_t(INT64_MAX) + 1) return u == uint64_t(INT64_MAX) + 1 ? INT64_MIN : -int64_t(u);
+  if (neg && u <= uint64_t(INT64_MAX) + 1)
+    return u == uint64_t(INT64_MAX) + 1 ? INT64_MIN : -int64_t(u);
   return s;
 }
 
@@ -65,11 +66,21 @@ void emit(YAML::Emitter& out, const json& j) {
       out << s;
       break;
     }
-    case json::value_t::boolean: out << j.get<bool>(); break;
-    case json::value_t::number_integer: out << j.get<int64_t>(); break;
-    case json::value_t::number_unsigned: out << j.get<uint64_t>(); break;
-    case json::value_t::number_float: out << j.get<double>(); break;
-    default: out << YAML::Null; break;
+    case json::value_t::boolean:
+      out << j.get<bool>();
+      break;
+    case json::value_t::number_integer:
+      out << j.get<int64_t>();
+      break;
+    case json::value_t::number_unsigned:
+      out << j.get<uint64_t>();
+      break;
+    case json::value_t::number_float:
+      out << j.get<double>();
+      break;
+    default:
+      out << YAML::Null;
+      break;
   }
 }
 
@@ -89,14 +100,20 @@ json yaml_to_json(const YAML::Node& n) {
     }
     case YAML::NodeType::Scalar:
       switch (scalar_type(n)) {
-        case ScalarType::Null: return nullptr;
-        case ScalarType::Bool: return n.Scalar()[0] == 't' || n.Scalar()[0] == 'T';
-        case ScalarType::Int: return int_scalar(n.Scalar());
-        case ScalarType::Float: return float_scalar(n.Scalar());
-        case ScalarType::String: return n.Scalar();
+        case ScalarType::Null:
+          return nullptr;
+        case ScalarType::Bool:
+          return n.Scalar()[0] == 't' || n.Scalar()[0] == 'T';
+        case ScalarType::Int:
+          return int_scalar(n.Scalar());
+        case ScalarType::Float:
+          return float_scalar(n.Scalar());
+        case ScalarType::String:
+          return n.Scalar();
       }
       return n.Scalar();
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 

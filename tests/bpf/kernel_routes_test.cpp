@@ -1,9 +1,10 @@
 // dataplane::NetlinkRouteTable against the kernel, in the tests' private network namespace
 // (netns_env.cpp): weir's routes to other nodes' pod CIDRs are added, listed, re-pointed and
 // removed over rtnetlink; a route weir did not make is never listed, replaced or removed.
+#include "dataplane/kernel_routes.h"
+
 #include <gtest/gtest.h>
 
-#include "dataplane/kernel_routes.h"
 #include "lab/process.h"
 #include "netns_env.h"
 #include "tc_harness.h"

@@ -34,8 +34,10 @@ Answers ask(Lab& l, int n) {
         continue;
       }
       auto name = lab::tcp_request(fd->get());
-      if (name) a.names[*name]++;
-      else a.errors++;
+      if (name)
+        a.names[*name]++;
+      else
+        a.errors++;
     }
     return a;
   });
@@ -60,7 +62,11 @@ TEST(EtcdDatastoreE2E, ServicesFromEtcdSurviveAnEtcdOutageAndLaterChangesApply) 
   EXPECT_EQ(l.datastore_spec(), "etcd:http://127.0.0.1:2379");
   for (const char* p : {"pod2", "pod3", "pod4"}) ASSERT_TRUE(l.start_server(p, {8080}, {}).ok());
   ASSERT_TRUE(write_web_service(l, kVip, {"pod2", "pod3"}).ok());
-  ASSERT_TRUE(wait_until([&] { return serves_exactly(l, {"pod2", "pod3"}); }, 20s))
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return serves_exactly(l, {"pod2", "pod3"});
+      },
+      20s))
       << tail(l.agent_log(), 40);
   // What the agent read came from etcd: `weir get` there shows it.
   auto got = l.run_weir({"get", "svc", "--datastore", l.datastore_spec()});
@@ -71,7 +77,8 @@ TEST(EtcdDatastoreE2E, ServicesFromEtcdSurviveAnEtcdOutageAndLaterChangesApply) 
   auto before = l.in_pod("pod1", [&] { return lab::tcp_connect(kVip, 80); });
   ASSERT_TRUE(before.ok()) << before.error().str();
   ASSERT_TRUE(l.stop_etcd().ok());
-  ASSERT_TRUE(wait_until([&] { return l.agent_log().find("watch broke") != std::string::npos; }, 10s))
+  ASSERT_TRUE(
+      wait_until([&] { return l.agent_log().find("watch broke") != std::string::npos; }, 10s))
       << tail(l.agent_log(), 20);
   auto held = l.in_pod("pod1", [&] { return lab::tcp_request(before->get()); });
   EXPECT_TRUE(held.ok()) << held.error().str();
@@ -81,7 +88,8 @@ TEST(EtcdDatastoreE2E, ServicesFromEtcdSurviveAnEtcdOutageAndLaterChangesApply) 
   // etcd is back: a change made now reaches the dataplane.
   ASSERT_TRUE(l.start_etcd().ok());
   ASSERT_TRUE(write_web_service(l, kVip, {"pod4"}).ok());
-  ASSERT_TRUE(wait_until([&] { return serves_exactly(l, {"pod4"}); }, 30s)) << tail(l.agent_log(), 40);
+  ASSERT_TRUE(wait_until([&] { return serves_exactly(l, {"pod4"}); }, 30s))
+      << tail(l.agent_log(), 40);
   EXPECT_NE(l.agent_log().find("watching /weir/ again"), std::string::npos);
   // Deleting through the lab deletes from etcd: the VIP has no backend, so it is refused.
   ASSERT_TRUE(l.remove_resource("svc-web.yaml").ok());

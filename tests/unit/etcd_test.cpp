@@ -67,15 +67,15 @@ TEST(Http, ParseUrl) {
   EXPECT_EQ(ok->host, "127.0.0.1");
   EXPECT_EQ(ok->port, 2379);
   EXPECT_EQ(ok->url(), "http://127.0.0.1:2379");
-  for (auto [url, why] : std::vector<std::pair<std::string, std::string>>{
-           {"https://a:1", "TLS"},
-           {"a:1", "not an http:// URL"},
-           {"http://a", "no port"},
-           {"http://a:0", "bad port"},
-           {"http://a:65536", "bad port"},
-           {"http://a:12x", "bad port"},
-           {"http://:1", "no host"},
-           {"http://a:1/v3", "path"}}) {
+  for (auto [url, why] :
+       std::vector<std::pair<std::string, std::string>>{{"https://a:1", "TLS"},
+                                                        {"a:1", "not an http:// URL"},
+                                                        {"http://a", "no port"},
+                                                        {"http://a:0", "bad port"},
+                                                        {"http://a:65536", "bad port"},
+                                                        {"http://a:12x", "bad port"},
+                                                        {"http://:1", "no host"},
+                                                        {"http://a:1/v3", "path"}}) {
     auto r = http::parse_url(url);
     ASSERT_FALSE(r.ok()) << url;
     EXPECT_NE(r.error().msg.find(why), std::string::npos) << url << ": " << r.error().msg;
@@ -84,7 +84,8 @@ TEST(Http, ParseUrl) {
 }
 
 TEST(Etcd, Base64AndPrefixEnd) {
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x80", 3)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x80", 3)}) {
     auto d = base64_decode(base64_encode(s));
     ASSERT_TRUE(d) << s;
     EXPECT_EQ(*d, s);
@@ -276,9 +277,8 @@ TEST(EtcdDatastore, CompactedRevisionIsReadAgainAndMemberFailover) {
   ASSERT_TRUE(c->txn({put("/weir/services/default/api", service("api", "10.96.0.11"))}).ok());
   ASSERT_TRUE(c->txn({del("/weir/services/default/web")}).ok());
   // The datastore with every endpoint fails over and sees both changes.
-  ASSERT_TRUE(wait_load(**all, **wa, [](const auto& s) {
-    return has_service(s, "api") && !has_service(s, "web");
-  }));
+  ASSERT_TRUE(wait_load(
+      **all, **wa, [](const auto& s) { return has_service(s, "api") && !has_service(s, "web"); }));
   auto rev = c->revision();
   ASSERT_TRUE(rev.ok());
   ASSERT_TRUE(c->compact(*rev).ok());
@@ -286,9 +286,12 @@ TEST(EtcdDatastore, CompactedRevisionIsReadAgainAndMemberFailover) {
   // Member 0 comes back: its watcher's revision is compacted, so it reads everything again and
   // ends with the same content as the other, nothing lost.
   ASSERT_TRUE(etcd->restart_member(0).ok());
-  ASSERT_TRUE(wait_load(**only0, **w0, [](const auto& s) {
-    return has_service(s, "api") && has_service(s, "db") && !has_service(s, "web");
-  }, milliseconds(30000)));
+  ASSERT_TRUE(wait_load(
+      **only0, **w0,
+      [](const auto& s) {
+        return has_service(s, "api") && has_service(s, "db") && !has_service(s, "web");
+      },
+      milliseconds(30000)));
   ASSERT_TRUE(wait_load(**all, **wa, [](const auto& s) { return has_service(s, "db"); }));
 }
 

@@ -1,12 +1,13 @@
 // `weir apply/get/delete` (datastore/store.h) against a directory and a real etcd: client-side
 // validation before any write, "no new error" for the datastore as a whole, batching into
 // bounded transactions, and the YAML <-> JSON conversion they store and print through.
+#include "datastore/store.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "datastore/etcd_client.h"
-#include "datastore/store.h"
 #include "datastore_testing.h"
 #include "lab/etcd_server.h"
 #include "model/yaml_json.h"
@@ -67,7 +68,8 @@ TEST(ResourceStoreDir, ApplyGetDeleteAndValidateFirst) {
   auto store = datastore::open_store("dir:" + d.path().string());
   ASSERT_TRUE(store.ok()) << store.error().str();
   ResourceStore& s = **store;
-  EXPECT_EQ(lines(apply_resources(s, input(svc("web", "10.96.0.10") + "---\n" + slice("web", "10.65.0.2")))),
+  EXPECT_EQ(lines(apply_resources(
+                s, input(svc("web", "10.96.0.10") + "---\n" + slice("web", "10.65.0.2")))),
             "service default/web created\nendpointslice default/web-1 created\n");
   EXPECT_TRUE(fs::exists(d.path() / "services_default_web.yaml"));
   EXPECT_TRUE(fs::exists(d.path() / "endpointslices_default_web-1.yaml"));
@@ -79,7 +81,8 @@ TEST(ResourceStoreDir, ApplyGetDeleteAndValidateFirst) {
   EXPECT_EQ(snap->services.size(), 1u);
   EXPECT_EQ(snap->endpoint_slices.size(), 1u);
 
-  EXPECT_EQ(lines(apply_resources(s, input(svc("web", "10.96.0.10")))), "service default/web unchanged\n");
+  EXPECT_EQ(lines(apply_resources(s, input(svc("web", "10.96.0.10")))),
+            "service default/web unchanged\n");
   EXPECT_EQ(lines(apply_resources(s, input(svc("web", "10.96.0.10", 81)))),
             "service default/web configured\n");
   auto got = get_resources(s, *datastore::find_kind("svc"), "", "web");
@@ -104,7 +107,8 @@ TEST(ResourceStoreDir, ApplyGetDeleteAndValidateFirst) {
   r = delete_resources(s, {{datastore::find_kind("services"), "", "web"}});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().msg.find("nothing deleted"), std::string::npos);
-  EXPECT_NE(r.error().msg.find("Service default/web does not exist"), std::string::npos) << r.error().msg;
+  EXPECT_NE(r.error().msg.find("Service default/web does not exist"), std::string::npos)
+      << r.error().msg;
   EXPECT_TRUE(fs::exists(d.path() / "services_default_web.yaml"));
   EXPECT_EQ(lines(delete_resources(s, {{datastore::find_kind("services"), "", "web"},
                                        {datastore::find_kind("endpointslices"), "", "web-1"}})),
@@ -121,17 +125,19 @@ TEST(ResourceStoreDir, NothingIsWrittenWhenAnythingIsWrong) {
   ASSERT_TRUE(store.ok());
   ASSERT_TRUE(apply_resources(**store, input(svc("web", "10.96.0.10"))).ok());
   // Two invalid resources and a valid one: both errors reported, nothing written.
-  auto r = apply_resources(**store, input(svc("ok", "10.96.0.11") + "---\n" +
-                                          svc("bad", "10.96.0.12", 70000) + "---\n" +
-                                          svc("bad2", "300.1.1.1")));
+  auto r = apply_resources(
+      **store, input(svc("ok", "10.96.0.11") + "---\n" + svc("bad", "10.96.0.12", 70000) + "---\n" +
+                     svc("bad2", "300.1.1.1")));
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().msg.find("nothing applied: the input is not valid (2 problems)"), std::string::npos)
+  EXPECT_NE(r.error().msg.find("nothing applied: the input is not valid (2 problems)"),
+            std::string::npos)
       << r.error().msg;
   EXPECT_NE(r.error().msg.find("70000"), std::string::npos);
   EXPECT_NE(r.error().msg.find("300.1.1.1"), std::string::npos);
   EXPECT_FALSE(fs::exists(d.path() / "services_default_ok.yaml"));
   // Valid alone, but not with what the datastore holds: the clusterIP:port is taken.
-  r = apply_resources(**store, input(svc("ok", "10.96.0.11") + "---\n" + svc("clash", "10.96.0.10")));
+  r = apply_resources(**store,
+                      input(svc("ok", "10.96.0.11") + "---\n" + svc("clash", "10.96.0.10")));
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().msg.find("would not validate"), std::string::npos) << r.error().msg;
   EXPECT_NE(r.error().msg.find("10.96.0.10"), std::string::npos) << r.error().msg;
@@ -182,7 +188,9 @@ TEST(ResourceStoreEtcd, BatchesIntoBoundedTransactionsAndRoundTrips) {
   EXPECT_EQ((*one)[0].source, "/weir/endpointslices/default/s7-1");
   EXPECT_EQ((*one)[0].body["endpoints"][0]["addresses"][0], "10.65.0.9");
   // A value written by hand under the wrong key is an error the next apply does not add to.
-  ASSERT_TRUE(c->txn({{datastore::etcd::Op::Type::Put, "/weir/services/default/wrong", text.substr(0, 0) + "{}"}}).ok());
+  ASSERT_TRUE(c->txn({{datastore::etcd::Op::Type::Put, "/weir/services/default/wrong",
+                       text.substr(0, 0) + "{}"}})
+                  .ok());
   r = apply_resources(**store, input(svc("new", "10.96.2.1")));
   EXPECT_TRUE(r.ok()) << r.error().str();  // the existing error is not the apply's
   EXPECT_EQ(lines(delete_resources(**store, {{datastore::find_kind("svc"), "", "new"}})),
