@@ -1,5 +1,7 @@
 #include "bpf/netlink.h"
 
+#include <linux/neighbour.h>
+
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sys/socket.h>
@@ -195,6 +197,47 @@ Result<std::vector<LinkInfo>> list_links() {
   std::sort(out.begin(), out.end(),
             [](const LinkInfo& a, const LinkInfo& b) { return a.ifindex < b.ifindex; });
   return out;
+}
+
+Result<std::vector<NeighInfo>> list_neighbours_v4() {
+  auto nl = Netlink::open();
+  if (!nl) return nl.error();
+  struct ndmsg nd {};
+  nd.ndm_family = AF_INET;
+  NlMsg m(RTM_GETNEIGH, 0, &nd, sizeof(nd));
+  std::vector<NeighInfo> out;
+  auto st = nl->request(
+      m, true,
+      [&](const struct nlmsghdr* h) {
+        if (h->nlmsg_type != RTM_NEWNEIGH) return;
+        const auto* n = static_cast<const struct ndmsg*>(NLMSG_DATA(h));
+        if (n->ndm_family != AF_INET) return;
+        NeighInfo info;
+        info.ifindex = n->ndm_ifindex;
+        info.state = n->ndm_state;
+        for_each_attr(h, sizeof(struct ndmsg), [&](const struct rtattr* a) {
+          if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 4) std::memcpy(&info.addr, RTA_DATA(a), 4);
+          if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
+            std::memcpy(info.lladdr.data(), RTA_DATA(a), 6);
+            info.has_lladdr = true;
+          }
+        });
+        out.push_back(info);
+      },
+      "listing IPv4 neighbours");
+  if (!st) return st.error();
+  return out;
+}
+
+std::string neigh_state_name(uint16_t state) {
+  static constexpr std::pair<uint16_t, const char*> kNames[] = {
+      {NUD_INCOMPLETE, "INCOMPLETE"}, {NUD_REACHABLE, "REACHABLE"}, {NUD_STALE, "STALE"},
+      {NUD_DELAY, "DELAY"},           {NUD_PROBE, "PROBE"},         {NUD_FAILED, "FAILED"},
+      {NUD_NOARP, "NOARP"},           {NUD_PERMANENT, "PERMANENT"}};
+  std::string out;
+  for (const auto& [bit, name] : kNames)
+    if (state & bit) out += (out.empty() ? "" : "|") + std::string(name);
+  return out.empty() ? "NONE" : out;
 }
 
 std::string format_mac(const uint8_t mac[6]) {

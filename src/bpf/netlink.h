@@ -81,6 +81,19 @@ Result<LinkInfo> link_by_index(int ifindex);
 // Every link in the namespace, sorted by ifindex.
 Result<std::vector<LinkInfo>> list_links();
 
+// An IPv4 neighbour (ARP) entry.
+struct NeighInfo {
+  uint32_t addr = 0;  // network order
+  int ifindex = 0;
+  std::array<uint8_t, 6> lladdr{};
+  bool has_lladdr = false;  // false while unresolved (INCOMPLETE, FAILED)
+  uint16_t state = 0;       // NUD_* bits
+};
+// Every IPv4 neighbour entry of the namespace.
+Result<std::vector<NeighInfo>> list_neighbours_v4();
+// "REACHABLE", "STALE", "PERMANENT", ... ("NONE" for 0; several bits joined with "|").
+std::string neigh_state_name(uint16_t state);
+
 // "02:00:0a:41:00:02" formatting of a MAC address.
 std::string format_mac(const uint8_t mac[6]);
 

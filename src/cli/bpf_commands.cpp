@@ -173,6 +173,37 @@ Result<std::vector<RouteEntry>> read_routes(maps::WeirMaps& m) {
   return out;
 }
 
+Result<std::vector<ArpEntry>> read_arp(maps::WeirMaps& m) {
+  auto routes = read_routes(m);
+  if (!routes) return routes.error();
+  std::map<uint32_t, std::vector<std::string>> hops;  // next hop -> routes
+  for (const auto& r : *routes)
+    if ((r.val.flags & WEIR_RT_F_REMOTE) && r.val.next_hop != 0)
+      hops[r.val.next_hop].push_back(fmt::format("{}/{}", maps::format_ip(r.key.addr), r.key.prefixlen));
+  auto neigh = bpf::list_neighbours_v4();
+  if (!neigh) return neigh.error().wrap("reading the kernel's neighbour table");
+  std::vector<ArpEntry> out;
+  for (auto& [hop, via] : hops) {
+    ArpEntry e;
+    e.next_hop = hop;
+    std::sort(via.begin(), via.end());
+    e.routes = via;
+    for (const auto& n : *neigh) {
+      if (n.addr != hop) continue;
+      auto link = bpf::link_by_index(n.ifindex);
+      e.present = true;
+      e.dev = link ? link->name : fmt::format("ifindex {}", n.ifindex);
+      if (link) e.src_mac = link->mac;
+      e.dst_mac = n.lladdr;
+      e.resolved = n.has_lladdr;
+      e.state = bpf::neigh_state_name(n.state);
+      break;
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m) {
   auto d = m.ifstate.dump();
   if (!d) return d.error();
@@ -227,6 +258,7 @@ Result<maps::WeirMaps> open_maps(const GlobalOptions& g) { return maps::WeirMaps
 
 const std::vector<std::pair<std::string, std::string>>& command_list() {
   static const std::vector<std::pair<std::string, std::string>> cmds = {
+      {"arp", "Manipulates arp"},
       {"cleanup", "Removes all weir programs, filters, links and pinned maps"},
       {"conntrack", "Manipulates connection tracking"},
       {"counters", "Show and reset counters"},
@@ -324,6 +356,12 @@ void add_table_dumps(CLI::App* bpf, GlobalOptions& g, int& rc, const std::shared
   r_dump->add_flag("--json", st->json, "JSON output");
   r_dump->callback([&g, &rc, st] {
     rc = dump("routes dump", open_maps(g), st->json, read_routes, routes_json, format_routes_dump);
+  });
+  CLI::App* a_dump = add_group(bpf, "arp")->add_subcommand(
+      "dump", "dump the neighbour entries of the remote routes' next hops");
+  a_dump->add_flag("--json", st->json, "JSON output");
+  a_dump->callback([&g, &rc, st] {
+    rc = dump("arp dump", open_maps(g), st->json, read_arp, arp_json, format_arp_dump);
   });
   CLI::App* i_dump = add_group(bpf, "ifstate")->add_subcommand("dump", "dump the interface state map");
   i_dump->add_flag("--json", st->json, "JSON output");

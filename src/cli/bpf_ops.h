@@ -33,6 +33,9 @@ Result<std::vector<IfaceCounters>> read_counters(maps::WeirMaps& m, const std::s
 // Zero the counters (all, or of `iface`); returns how many (ifindex, hook) sets were zeroed.
 Result<size_t> flush_counters(maps::WeirMaps& m, const std::string& iface);
 Result<std::vector<RouteEntry>> read_routes(maps::WeirMaps& m);
+// One ArpEntry per next hop of the routes map's remote routes, with the kernel's neighbour entry
+// for it (this network namespace's).
+Result<std::vector<ArpEntry>> read_arp(maps::WeirMaps& m);
 Result<std::vector<IfstateEntry>> read_ifstate(maps::WeirMaps& m);
 // Every IP set member: the keys of weir_ipsets1 and those of weir_ipsetx1 (ipset_key_of).
 Result<std::vector<weir_ipset_key>> read_ipsets(maps::PolicyMaps& m);

@@ -566,6 +566,48 @@ std::string format_routes_dump(std::vector<RouteEntry> routes) {
   return out;
 }
 
+namespace {
+void sort_arp(std::vector<ArpEntry>& v) {
+  std::sort(v.begin(), v.end(),
+            [](const ArpEntry& a, const ArpEntry& b) { return ntohl(a.next_hop) < ntohl(b.next_hop); });
+}
+std::string join_routes(const std::vector<std::string>& r) {
+  std::string out;
+  for (const auto& c : r) out += (out.empty() ? "" : ", ") + c;
+  return out;
+}
+}  // namespace
+
+std::string format_arp_dump(std::vector<ArpEntry> entries) {
+  sort_arp(entries);
+  std::string out;
+  for (const auto& e : entries) {
+    out += format_ip(e.next_hop);
+    if (!e.present) {
+      out += ": no neighbour entry yet: the kernel resolves it on the first packet";
+    } else {
+      out += fmt::format(" dev {}: src {} dst {} {}", e.dev, mac_str(e.src_mac.data()),
+                         e.resolved ? mac_str(e.dst_mac.data()) : std::string("(unresolved)"), e.state);
+    }
+    out += " (next hop of " + join_routes(e.routes) + ")\n";
+  }
+  return out;
+}
+
+nlohmann::json arp_json(std::vector<ArpEntry> entries) {
+  sort_arp(entries);
+  nlohmann::json arr = nlohmann::json::array();
+  auto opt = [](bool have, const std::string& v) { return have ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const auto& e : entries)
+    arr.push_back({{"next_hop", format_ip(e.next_hop)},
+                   {"dev", opt(e.present, e.dev)},
+                   {"src_mac", opt(e.present, mac_str(e.src_mac.data()))},
+                   {"dst_mac", opt(e.present && e.resolved, mac_str(e.dst_mac.data()))},
+                   {"state", opt(e.present, e.state)},
+                   {"routes", e.routes}});
+  return arr;
+}
+
 nlohmann::json routes_json(std::vector<RouteEntry> routes) {
   sort_routes(routes);
   nlohmann::json arr = nlohmann::json::array();

@@ -174,6 +174,25 @@ std::string format_routes_dump(std::vector<RouteEntry> routes);
 // JSON: [{"cidr","flags":[...],"ifindex","next_hop","mac"}] (next_hop/mac null when zero)
 nlohmann::json routes_json(std::vector<RouteEntry> routes);
 
+// The neighbour entry weir's remote routes use for one next hop (routed mode: the kernel
+// forwards to it; `weir bpf arp dump`).
+struct ArpEntry {
+  uint32_t next_hop = 0;             // network order
+  std::vector<std::string> routes;   // "10.65.1.0/24": the remote routes via it, sorted
+  bool present = false;              // the kernel has a neighbour entry for it
+  std::string dev;                   // its interface ("" when absent)
+  std::array<uint8_t, 6> src_mac{};  // that interface's MAC
+  std::array<uint8_t, 6> dst_mac{};  // the neighbour's (zero while unresolved)
+  bool resolved = false;
+  std::string state;                 // "REACHABLE", "STALE", ...
+};
+// `weir bpf arp dump`, by next hop:
+//   192.168.200.3 dev weirmau: src 02:..:01 dst 02:..:02 REACHABLE (next hop of 10.65.1.0/24)
+//   192.168.200.4: no neighbour entry yet: the kernel resolves it on the first packet (next hop of 10.65.2.0/24)
+std::string format_arp_dump(std::vector<ArpEntry> entries);
+// JSON: [{"next_hop","dev","src_mac","dst_mac","state","routes":[...]}] (null when absent)
+nlohmann::json arp_json(std::vector<ArpEntry> entries);
+
 struct IfstateEntry {
   uint32_t ifindex = 0;
   weir_ifstate_val val{};

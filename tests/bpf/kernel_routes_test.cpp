@@ -1,6 +1,7 @@
 // dataplane::NetlinkRouteTable against the kernel, in the tests' private network namespace
 // (netns_env.cpp): weir's routes to other nodes' pod CIDRs are added, listed, re-pointed and
 // removed over rtnetlink; a route weir did not make is never listed, replaced or removed.
+#include "bpf/netlink.h"
 #include "dataplane/kernel_routes.h"
 
 #include <gtest/gtest.h>
@@ -66,6 +67,25 @@ TEST(KernelRoutesNetlink, AddListRepointRemoveAndLeaveOthersAlone) {
   EXPECT_EQ(ip_route({"show", "proto", "77"}), "");
   EXPECT_NE(ip_route({"show", "10.65.2.0/24"}).find("via 192.168.200.9"), std::string::npos);
   ip_route({"del", "10.65.2.0/24"});
+
+  // The neighbour entries `weir bpf arp dump` shows for the next hops.
+  ASSERT_TRUE(lab::run_checked({"ip", "neigh", "replace", "192.168.200.3", "lladdr",
+                                "02:00:00:00:00:03", "dev", "weirkr0", "nud", "permanent"})
+                  .ok());
+  auto neigh = bpf::list_neighbours_v4();
+  ASSERT_TRUE(neigh.ok()) << neigh.error().str();
+  auto link = bpf::link_by_name("weirkr0");
+  ASSERT_TRUE(link.ok());
+  bool found = false;
+  for (const auto& n : *neigh) {
+    if (n.addr != ip("192.168.200.3").network_order()) continue;
+    found = true;
+    EXPECT_EQ(n.ifindex, link->ifindex);
+    EXPECT_TRUE(n.has_lladdr);
+    EXPECT_EQ(bpf::format_mac(n.lladdr.data()), "02:00:00:00:00:03");
+    EXPECT_EQ(bpf::neigh_state_name(n.state), "PERMANENT");
+  }
+  EXPECT_TRUE(found);
   ASSERT_TRUE(lab::run_checked({"ip", "link", "del", "weirkr0"}).ok());
 }
 

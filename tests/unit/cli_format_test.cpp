@@ -558,6 +558,41 @@ TEST(RoutesDump, Format) {
   EXPECT_TRUE(j[0]["mac"].is_null());
 }
 
+TEST(ArpDump, Format) {
+  ArpEntry reach;
+  reach.next_hop = ip("192.168.200.3");
+  reach.routes = {"10.65.1.0/24", "10.65.1.2/32"};
+  reach.present = true;
+  reach.dev = "weirmau";
+  reach.src_mac = {0x02, 0, 0, 0, 0, 0x01};
+  reach.dst_mac = {0x02, 0, 0, 0, 0, 0x02};
+  reach.resolved = true;
+  reach.state = "REACHABLE";
+  ArpEntry incomplete = reach;
+  incomplete.next_hop = ip("192.168.200.5");
+  incomplete.routes = {"10.65.3.0/24"};
+  incomplete.resolved = false;
+  incomplete.dst_mac = {};
+  incomplete.state = "INCOMPLETE";
+  ArpEntry none;
+  none.next_hop = ip("192.168.200.4");
+  none.routes = {"10.65.2.0/24"};
+  EXPECT_EQ(format_arp_dump({incomplete, none, reach}),
+            "192.168.200.3 dev weirmau: src 02:00:00:00:00:01 dst 02:00:00:00:00:02 REACHABLE "
+            "(next hop of 10.65.1.0/24, 10.65.1.2/32)\n"
+            "192.168.200.4: no neighbour entry yet: the kernel resolves it on the first packet "
+            "(next hop of 10.65.2.0/24)\n"
+            "192.168.200.5 dev weirmau: src 02:00:00:00:00:01 dst (unresolved) INCOMPLETE "
+            "(next hop of 10.65.3.0/24)\n");
+  auto j = arp_json({none, reach});
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["next_hop"], "192.168.200.3");
+  EXPECT_EQ(j[0]["dst_mac"], "02:00:00:00:00:02");
+  EXPECT_EQ(j[0]["routes"], nlohmann::json::array({"10.65.1.0/24", "10.65.1.2/32"}));
+  EXPECT_TRUE(j[1]["dev"].is_null());
+  EXPECT_TRUE(j[1]["state"].is_null());
+}
+
 TEST(IfstateDump, Format) {
   IfstateEntry a{};
   a.ifindex = 5;
