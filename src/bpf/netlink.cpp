@@ -216,7 +216,8 @@ Result<std::vector<NeighInfo>> list_neighbours_v4() {
         info.ifindex = n->ndm_ifindex;
         info.state = n->ndm_state;
         for_each_attr(h, sizeof(struct ndmsg), [&](const struct rtattr* a) {
-          if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 4) std::memcpy(&info.addr, RTA_DATA(a), 4);
+          if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 4)
+            std::memcpy(&info.addr, RTA_DATA(a), 4);
           if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
             std::memcpy(info.lladdr.data(), RTA_DATA(a), 6);
             info.has_lladdr = true;

@@ -179,7 +179,8 @@ Result<std::vector<ArpEntry>> read_arp(maps::WeirMaps& m) {
   std::map<uint32_t, std::vector<std::string>> hops;  // next hop -> routes
   for (const auto& r : *routes)
     if ((r.val.flags & WEIR_RT_F_REMOTE) && r.val.next_hop != 0)
-      hops[r.val.next_hop].push_back(fmt::format("{}/{}", maps::format_ip(r.key.addr), r.key.prefixlen));
+      hops[r.val.next_hop].push_back(
+          fmt::format("{}/{}", maps::format_ip(r.key.addr), r.key.prefixlen));
   auto neigh = bpf::list_neighbours_v4();
   if (!neigh) return neigh.error().wrap("reading the kernel's neighbour table");
   std::vector<ArpEntry> out;

@@ -568,8 +568,9 @@ std::string format_routes_dump(std::vector<RouteEntry> routes) {
 
 namespace {
 void sort_arp(std::vector<ArpEntry>& v) {
-  std::sort(v.begin(), v.end(),
-            [](const ArpEntry& a, const ArpEntry& b) { return ntohl(a.next_hop) < ntohl(b.next_hop); });
+  std::sort(v.begin(), v.end(), [](const ArpEntry& a, const ArpEntry& b) {
+    return ntohl(a.next_hop) < ntohl(b.next_hop);
+  });
 }
 std::string join_routes(const std::vector<std::string>& r) {
   std::string out;
@@ -586,8 +587,9 @@ std::string format_arp_dump(std::vector<ArpEntry> entries) {
     if (!e.present) {
       out += ": no neighbour entry yet: the kernel resolves it on the first packet";
     } else {
-      out += fmt::format(" dev {}: src {} dst {} {}", e.dev, mac_str(e.src_mac.data()),
-                         e.resolved ? mac_str(e.dst_mac.data()) : std::string("(unresolved)"), e.state);
+      std::string dst = e.resolved ? mac_str(e.dst_mac.data()) : std::string("(unresolved)");
+      out += fmt::format(" dev {}: src {} dst {} {}", e.dev, mac_str(e.src_mac.data()), dst,
+                         e.state);
     }
     out += " (next hop of " + join_routes(e.routes) + ")\n";
   }
@@ -597,7 +599,9 @@ std::string format_arp_dump(std::vector<ArpEntry> entries) {
 nlohmann::json arp_json(std::vector<ArpEntry> entries) {
   sort_arp(entries);
   nlohmann::json arr = nlohmann::json::array();
-  auto opt = [](bool have, const std::string& v) { return have ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  auto opt = [](bool have, const std::string& v) {
+    return have ? nlohmann::json(v) : nlohmann::json(nullptr);
+  };
   for (const auto& e : entries)
     arr.push_back({{"next_hop", format_ip(e.next_hop)},
                    {"dev", opt(e.present, e.dev)},

@@ -188,7 +188,8 @@ struct ArpEntry {
 };
 // `weir bpf arp dump`, by next hop:
 //   192.168.200.3 dev weirmau: src 02:..:01 dst 02:..:02 REACHABLE (next hop of 10.65.1.0/24)
-//   192.168.200.4: no neighbour entry yet: the kernel resolves it on the first packet (next hop of 10.65.2.0/24)
+//   192.168.200.4: no neighbour entry yet: the kernel resolves it on the first packet (next hop
+//   of 10.65.2.0/24)   [one line]
 std::string format_arp_dump(std::vector<ArpEntry> entries);
 // JSON: [{"next_hop","dev","src_mac","dst_mac","state","routes":[...]}] (null when absent)
 nlohmann::json arp_json(std::vector<ArpEntry> entries);
