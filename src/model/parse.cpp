@@ -552,6 +552,29 @@ std::optional<YAML::Node> required_child(Ctx& c, const YAML::Node& spec, const c
   return std::nullopt;
 }
 
+// `s` (the scalar at n) as an IPv4 CIDR in canonical form (no host bits). An IPv6 CIDR gives
+// nullopt with `ipv6` set and nothing reported (the caller decides); anything else that is wrong
+// is reported ("the <noun> is a.b.c.d/n" for host bits).
+std::optional<Cidr> canonical_cidr(Ctx& c, const YAML::Node& n, const std::string& path,
+                                   const std::string& s, std::string_view noun, bool& ipv6) {
+  Cidr r;
+  switch (parse_cidr(s, false, r)) {
+    case CidrParse::Ipv6:
+      ipv6 = true;
+      return std::nullopt;
+    case CidrParse::Invalid:
+      c.error(path, n, fmt::format("{} is not a CIDR (expected a.b.c.d/n)", quote(s)));
+      return std::nullopt;
+    case CidrParse::Ok:
+      break;
+  }
+  if (r.addr.str() != s.substr(0, s.find('/'))) {
+    c.error(path, n, fmt::format("{} has host bits set: the {} is {}", quote(s), noun, r.str()));
+    return std::nullopt;
+  }
+  return r;
+}
+
 // spec.underlayAddress: a unicast IPv4 address (the other nodes send this node's pods' traffic
 // to it).
 std::optional<Ipv4> underlay_address(Ctx& c, const YAML::Node& spec) {
@@ -580,20 +603,12 @@ std::optional<Cidr> pod_cidr(Ctx& c, const YAML::Node& spec) {
   const YAML::Node& n = *field;
   auto s = c.scalar(n, path);
   if (!s) return std::nullopt;
-  Cidr r;
-  switch (parse_cidr(*s, false, r)) {
-    case CidrParse::Ipv6:
-      c.error(path, n, fmt::format("{} is an IPv6 CIDR: only IPv4 is supported", quote(*s)));
-      return std::nullopt;
-    case CidrParse::Invalid:
-      c.error(path, n, fmt::format("{} is not a CIDR (expected a.b.c.d/n)", quote(*s)));
-      return std::nullopt;
-    case CidrParse::Ok:
-      break;
-  }
-  if (r.addr.str() != s->substr(0, s->find('/'))) {
-    c.error(path, n, fmt::format("{} has host bits set: the CIDR is {}", quote(*s), r.str()));
-  } else if (r.prefix_len < kMinPodCidrPrefix || r.prefix_len > kMaxPodCidrPrefix) {
+  bool ipv6 = false;
+  auto parsed = canonical_cidr(c, n, path, *s, "CIDR", ipv6);
+  if (ipv6) c.error(path, n, fmt::format("{} is an IPv6 CIDR: only IPv4 is supported", quote(*s)));
+  if (!parsed) return std::nullopt;
+  const Cidr r = *parsed;
+  if (r.prefix_len < kMinPodCidrPrefix || r.prefix_len > kMaxPodCidrPrefix) {
     c.error(path, n,
             fmt::format("{}: the prefix length {} is out of range {}..{}", quote(*s), r.prefix_len,
                         kMinPodCidrPrefix, kMaxPodCidrPrefix));
@@ -627,21 +642,11 @@ std::optional<Cidr> service_range(Ctx& c, const YAML::Node& n, const std::string
                                   bool& ipv6) {
   auto s = c.scalar(n, path);
   if (!s) return std::nullopt;
-  Cidr r;
-  switch (parse_cidr(*s, false, r)) {
-    case CidrParse::Ipv6:
-      c.warn(path, n, fmt::format("IPv6 range {} ignored", quote(*s)));
-      ipv6 = true;
-      return std::nullopt;
-    case CidrParse::Invalid:
-      c.error(path, n, fmt::format("{} is not a CIDR (expected a.b.c.d/n)", quote(*s)));
-      return std::nullopt;
-    case CidrParse::Ok:
-      break;
-  }
-  if (r.addr.str() != s->substr(0, s->find('/'))) {
-    c.error(path, n, fmt::format("{} has host bits set: the range is {}", quote(*s), r.str()));
-  } else if (r.prefix_len < kMinServiceRangePrefix) {
+  auto parsed = canonical_cidr(c, n, path, *s, "range", ipv6);
+  if (ipv6) c.warn(path, n, fmt::format("IPv6 range {} ignored", quote(*s)));
+  if (!parsed) return std::nullopt;
+  const Cidr r = *parsed;
+  if (r.prefix_len < kMinServiceRangePrefix) {
     c.error(path, n, fmt::format("{} is too large: the prefix must be /{} or longer", quote(*s),
                                  kMinServiceRangePrefix));
   } else if (const SpecialBlock* b = special_block(r)) {
