@@ -77,14 +77,23 @@ Status sync_kernel_routes(KernelRouteTable& t, const std::vector<KernelRoute>& w
   return Error{0, msg};
 }
 
+Result<bpf::Netlink*> NetlinkRouteTable::socket() {
+  if (!nl_) {
+    auto nl = bpf::Netlink::open();
+    if (!nl) return nl.error();
+    nl_.emplace(std::move(*nl));
+  }
+  return &*nl_;
+}
+
 Result<std::vector<KernelRoute>> NetlinkRouteTable::list() {
-  auto nl = bpf::Netlink::open();
+  auto nl = socket();
   if (!nl) return nl.error();
   struct rtmsg m {};
   m.rtm_family = AF_INET;
   bpf::NlMsg msg(RTM_GETROUTE, 0, &m, sizeof(m));
   std::vector<KernelRoute> out;
-  auto st = nl->request(
+  auto st = (*nl)->request(
       msg, true,
       [&](const struct nlmsghdr* h) {
         if (h->nlmsg_type != RTM_NEWROUTE) return;
@@ -108,20 +117,20 @@ Result<std::vector<KernelRoute>> NetlinkRouteTable::list() {
 
 namespace {
 
-Status new_route(const KernelRoute& r, uint16_t flags, const std::string& what) {
-  auto nl = bpf::Netlink::open();
-  if (!nl) return nl.error();
+Status new_route(bpf::Netlink& nl, const KernelRoute& r, uint16_t flags, const std::string& what) {
   struct rtmsg m = route_msg(r.dst);
   bpf::NlMsg msg(RTM_NEWROUTE, flags, &m, sizeof(m));
   add_addrs(msg, r);
-  return nl->request(
+  return nl.request(
       msg, false, [](const struct nlmsghdr*) {}, what);
 }
 
 }  // namespace
 
 Status NetlinkRouteTable::add(const KernelRoute& r) {
-  auto st = new_route(r, NLM_F_CREATE | NLM_F_EXCL, "adding route " + r.str());
+  auto nl = socket();
+  if (!nl) return nl.error();
+  auto st = new_route(**nl, r, NLM_F_CREATE | NLM_F_EXCL, "adding route " + r.str());
   if (!st && st.error().err == EEXIST)
     return Error{EEXIST, fmt::format("adding route {}: the main table already has a route to {} "
                                      "that weir did not make; weir leaves it alone",
@@ -130,16 +139,18 @@ Status NetlinkRouteTable::add(const KernelRoute& r) {
 }
 
 Status NetlinkRouteTable::replace(const KernelRoute& r) {
-  return new_route(r, NLM_F_REPLACE, "changing route " + r.str());
+  auto nl = socket();
+  if (!nl) return nl.error();
+  return new_route(**nl, r, NLM_F_REPLACE, "changing route " + r.str());
 }
 
 Status NetlinkRouteTable::remove(const KernelRoute& r) {
-  auto nl = bpf::Netlink::open();
+  auto nl = socket();
   if (!nl) return nl.error();
   struct rtmsg m = route_msg(r.dst);
   bpf::NlMsg msg(RTM_DELROUTE, 0, &m, sizeof(m));
   add_addrs(msg, r);
-  auto st = nl->request(
+  auto st = (*nl)->request(
       msg, false, [](const struct nlmsghdr*) {}, "removing route " + r.str());
   if (!st && st.error().err == ESRCH) return {};  // already gone
   return st;

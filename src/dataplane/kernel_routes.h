@@ -12,8 +12,10 @@
 
 #include <compare>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
+#include "bpf/netlink.h"
 #include "calc/calc.h"
 #include "model/net.h"
 #include "util/result.h"
@@ -44,13 +46,18 @@ class KernelRouteTable {
   virtual Status remove(const KernelRoute& r) = 0;
 };
 
-// Over rtnetlink, in the network namespace of the thread that calls it.
+// Over rtnetlink, on one socket opened at the first call, in the network namespace of the
+// thread that makes that call.
 class NetlinkRouteTable : public KernelRouteTable {
  public:
   Result<std::vector<KernelRoute>> list() override;
   Status add(const KernelRoute& r) override;
   Status replace(const KernelRoute& r) override;
   Status remove(const KernelRoute& r) override;
+
+ private:
+  Result<bpf::Netlink*> socket();
+  std::optional<bpf::Netlink> nl_;
 };
 
 // The kernel routes `routes` (calc's) call for: every remote route with a next hop, except a

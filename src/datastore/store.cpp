@@ -97,9 +97,24 @@ Index index_of(const std::map<std::string, std::string>& sources) {
   return ix;
 }
 
-// The errors `after` has that `before` had not, as lines.
-std::vector<std::string> new_errors(const model::SnapshotResult& before,
-                                    const model::SnapshotResult& after) {
+// Validates sources as the datastore's load does, through `cache`: a second call re-parses only
+// the sources whose text changed since the first.
+model::SnapshotResult validate(SnapshotCache& cache, const ResourceStore& store,
+                               const std::map<std::string, std::string>& sources) {
+  SnapshotCache::Scan s;
+  auto check = store.check();
+  for (const auto& [name, text] : sources) cache.put(s, name, text, check);
+  cache.finish(s);
+  return cache.load_detailed(std::move(s));
+}
+
+// The errors the datastore would have after the change that it does not have now, as lines.
+std::vector<std::string> new_errors(const ResourceStore& store,
+                                    const std::map<std::string, std::string>& now,
+                                    const std::map<std::string, std::string>& after_change) {
+  SnapshotCache cache;
+  model::SnapshotResult before = validate(cache, store, now);
+  model::SnapshotResult after = validate(cache, store, after_change);
   std::set<std::string> had;
   for (const auto& e : before.errors) had.insert(e.str());
   std::vector<std::string> out;
@@ -183,7 +198,7 @@ Result<std::vector<std::string>> apply_resources(ResourceStore& store,
   }
   if (!bad.empty()) return problems("nothing applied", bad);
   if (changes.empty()) return lines;
-  auto errs = new_errors(store.validate(*current), store.validate(after));
+  auto errs = new_errors(store, *current, after);
   if (!errs.empty())
     return problems(fmt::format("nothing applied: {} would not validate", store.describe()), errs);
   WEIR_TRY(store.write(changes));
@@ -230,7 +245,7 @@ Result<std::vector<std::string>> delete_resources(ResourceStore& store,
     lines.push_back(lower_id(d) + " deleted");
   }
   if (!bad.empty()) return problems("nothing deleted", bad);
-  auto errs = new_errors(store.validate(*current), store.validate(after));
+  auto errs = new_errors(store, *current, after);
   if (!errs.empty())
     return problems(fmt::format("nothing deleted: {} would not validate", store.describe()), errs);
   WEIR_TRY(store.write(changes));
@@ -275,15 +290,10 @@ class EtcdStore : public ResourceStore {
     for (auto& kv : r->kvs) out.emplace(std::move(kv.key), std::move(kv.value));
     return out;
   }
-  model::SnapshotResult validate(const std::map<std::string, std::string>& sources) override {
-    SnapshotCache cache;
-    SnapshotCache::Scan s;
-    auto check = [this](const std::string& key, SnapshotCache::Parsed& p) {
-      check_resource_key(prefix_, key, p);
+  SnapshotCache::Check check() const override {
+    return [prefix = prefix_](const std::string& key, SnapshotCache::Parsed& p) {
+      check_resource_key(prefix, key, p);
     };
-    for (const auto& [k, v] : sources) cache.put(s, k, v, check);
-    cache.finish(s);
-    return cache.load_detailed(std::move(s));
   }
   std::string new_source(const Document& d) const override {
     return resource_key(prefix_, *d.kind, d.ns, d.name);
@@ -348,13 +358,7 @@ class DirStore : public ResourceStore {
     }
     return out;
   }
-  model::SnapshotResult validate(const std::map<std::string, std::string>& sources) override {
-    SnapshotCache cache;
-    SnapshotCache::Scan s;
-    for (const auto& [k, v] : sources) cache.put(s, k, v);
-    cache.finish(s);
-    return cache.load_detailed(std::move(s));
-  }
+  SnapshotCache::Check check() const override { return nullptr; }
   std::string new_source(const Document& d) const override {
     return d.ns.empty() ? fmt::format("{}_{}.yaml", d.kind->plural, d.name)
                         : fmt::format("{}_{}_{}.yaml", d.kind->plural, d.ns, d.name);

@@ -21,6 +21,7 @@
 
 #include "datastore/datastore.h"
 #include "datastore/etcd_datastore.h"
+#include "datastore/snapshot_cache.h"
 #include "model/parse.h"
 #include "util/result.h"
 
@@ -53,8 +54,9 @@ class ResourceStore {
   virtual std::string describe() const = 0;
   // Every source and its text.
   virtual Result<std::map<std::string, std::string>> read_all() = 0;
-  // Validates sources as the datastore's load does.
-  virtual model::SnapshotResult validate(const std::map<std::string, std::string>& sources) = 0;
+  // What the datastore checks of a source beyond its resources (EtcdDatastore: the key matches
+  // the resource); nullptr for none.
+  virtual SnapshotCache::Check check() const = 0;
   // Where a resource that is in no source yet goes.
   virtual std::string new_source(const Document& d) const = 0;
   // The text a source holding just `d` has.
