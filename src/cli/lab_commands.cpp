@@ -57,23 +57,76 @@ int fail(const Error& e) {
   return 1;
 }
 
+// What an agent's log says of its health: the time of its last "sync done" and its last
+// error, if any ("" when none).
+struct AgentHealth {
+  std::string last_sync, last_error;
+  int errors = 0;
+};
+AgentHealth agent_health(const std::string& log) {
+  AgentHealth h;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("---- weir lab", 0) == 0) h = AgentHealth{};  // a new run of the agent
+    if (line.find("] sync done") != std::string::npos) h.last_sync = line.substr(0, 19);
+    if (line.find(" [ERROR]") != std::string::npos || line.find(" [CRITICAL]") != std::string::npos) {
+      ++h.errors;
+      h.last_error = line;
+    }
+  }
+  return h;
+}
+
+std::string agent_line(const Lab& l, const std::string& node) {
+  std::string log = l.agent_log_path(node);
+  if (l.agent_pid(node) == 0) return fmt::format("not running (log {})", log);
+  if (!l.agent_running(node)) return fmt::format("pid {} NOT running (log {})", l.agent_pid(node), log);
+  auto h = agent_health(l.agent_log(node));
+  std::string s = fmt::format("pid {} running, last sync {}, {} error{} logged", l.agent_pid(node),
+                              h.last_sync.empty() ? "none yet" : h.last_sync, h.errors,
+                              h.errors == 1 ? "" : "s");
+  if (!h.last_error.empty()) s += fmt::format(" (last: {})", h.last_error);
+  return s + fmt::format(", log {}", log);
+}
+
+void print_pods(const std::vector<lab::Pod>& pods, const std::string& indent) {
+  fmt::print("{}{:<8} {:<15} {:<18} {:<24} {:<16} {}\n", indent, "NAME", "IP", "MAC", "NETNS",
+             "HOST IF", "NETNS PRESENT");
+  for (const auto& p : pods)
+    fmt::print("{}{:<8} {:<15} {:<18} {:<24} {:<16} {}\n", indent, p.name, p.ip, p.mac, p.netns,
+               p.host_if, lab::netns_exists(p.netns) ? "yes" : "NO");
+}
+
 void print_lab(const Lab& l) {
   fmt::print("lab {}\n", l.id());
-  fmt::print("  node       {} (network namespace; node name {})\n", l.node_netns(), l.node_name());
-  if (l.agent_pid() != 0)
-    fmt::print("  agent      pid {} {}, log {}\n", l.agent_pid(),
-               l.agent_running() ? "running" : "NOT running", l.agent_log_path());
-  else
-    fmt::print("  agent      not running (log {})\n", l.agent_log_path());
-  fmt::print("  pin root   {}{}\n", l.pin_root(), fs::exists(l.pin_root()) ? "" : " (absent)");
-  fmt::print("  datastore  {}{}\n", l.datastore_spec(),
-             l.state().datastore == "etcd" ? " (files applied: " + l.datastore_dir() + ")" : "");
-  fmt::print("  pods:\n");
-  fmt::print("    {:<6} {:<15} {:<18} {:<22} {:<16} {}\n", "NAME", "IP", "MAC", "NETNS", "HOST IF",
-             "NETNS PRESENT");
-  for (const auto& p : l.pods())
-    fmt::print("    {:<6} {:<15} {:<18} {:<22} {:<16} {}\n", p.name, p.ip, p.mac, p.netns,
-               p.host_if, lab::netns_exists(p.netns) ? "yes" : "NO");
+  std::string ds = fmt::format("{}{}", l.datastore_spec(),
+                               l.state().datastore == "etcd" ? " (files applied: " + l.datastore_dir() + ")" : "");
+  if (!l.cluster()) {
+    fmt::print("  node       {} (network namespace; node name {})\n", l.node_netns(), l.node_name());
+    fmt::print("  agent      {}\n", agent_line(l, ""));
+    fmt::print("  pin root   {}{}\n", l.pin_root(), fs::exists(l.pin_root()) ? "" : " (absent)");
+    fmt::print("  datastore  {}\n", ds);
+    fmt::print("  pods:\n");
+    print_pods(l.pods(), "    ");
+    return;
+  }
+  const auto& st = l.state();
+  fmt::print("  underlay   {} (bridge weirbr in network namespace {}{})\n", st.underlay_cidr,
+             l.underlay_netns(), lab::netns_exists(l.underlay_netns()) ? "" : ", ABSENT");
+  fmt::print("  encap      {}\n", st.encap == "vxlan" ? "vxlan" : "none (routed)");
+  fmt::print("  pod CIDR   {}\n", st.pod_cidr);
+  fmt::print("  datastore  {}\n", ds);
+  for (const auto& n : l.nodes()) {
+    fmt::print("  node {} (network namespace{})\n", n.name,
+               lab::netns_exists(n.name) ? "" : ", ABSENT");
+    fmt::print("    underlay   {} on eth0\n", n.underlay_ip);
+    fmt::print("    pod CIDR   {}\n", n.pod_cidr);
+    fmt::print("    agent      {}\n", agent_line(l, n.name));
+    fmt::print("    pin root   {}{}\n", n.pin_root, fs::exists(n.pin_root) ? "" : " (absent)");
+    fmt::print("    pods:\n");
+    print_pods(l.pods_of(n.name), "      ");
+  }
 }
 
 // The Services and EndpointSlices in the lab's datastore, one line each.
@@ -157,32 +210,56 @@ void hold_until_signal(lab::ClientOptions& co) {
 // `weir lab up`
 void add_up(CLI::App* parent, GlobalOptions& g, int& rc) {
   struct Opts {
-    int pods = 3;
-    std::string id, pod_cidr = "10.65.0.0/24";
+    int pods = 3, nodes = 0, pods_per_node = 0, underlay_mtu = 1500, etcd_members = 1;
+    std::string id, pod_cidr, underlay_cidr = "192.168.200.0/24", encap = "none";
     bool no_agent = false;
     std::string tc_mode = "auto";
     std::string datastore = "dir";
   };
   auto o = std::make_shared<Opts>();
-  auto* sub =
-      parent->add_subcommand("up", "create a one-node lab (node netns + pod netns + veths)");
-  sub->add_option("--pods", o->pods, "number of pods (1..99)")->capture_default_str();
+  auto* sub = parent->add_subcommand(
+      "up", "create a lab: one node (node netns + pod netns + veths) or, with --nodes, a cluster of "
+            "nodes joined by an underlay bridge, an agent on each");
+  sub->add_option("--pods", o->pods, "number of pods (1..99; per node with --nodes)")
+      ->capture_default_str();
+  sub->add_option("--nodes", o->nodes, "a cluster of this many nodes (1..20), each with its agent");
+  sub->add_option("--pods-per-node", o->pods_per_node, "pods on each node of a cluster (1..61)");
   sub->add_option("--id", o->id, "run id: 1..8 of [a-z0-9] (default: from the pid)");
-  sub->add_option("--pod-cidr", o->pod_cidr, "pod addresses")->capture_default_str();
-  sub->add_flag("--no-agent", o->no_agent, "do not start the agent");
-  sub->add_option("--tc-mode", o->tc_mode, "the agent's TC attach mode: auto, tcx or clsact")
+  sub->add_option("--pod-cidr", o->pod_cidr,
+                  "pod addresses (default 10.65.0.0/24; a cluster 10.65.0.0/16, a /26 per node)");
+  sub->add_option("--underlay-cidr", o->underlay_cidr, "a cluster's underlay addresses")
+      ->capture_default_str();
+  sub->add_option("--encap", o->encap, "between a cluster's nodes: none (routed) or vxlan")
+      ->check(CLI::IsMember({"none", "vxlan"}))
+      ->capture_default_str();
+  sub->add_option("--underlay-mtu", o->underlay_mtu, "a cluster's underlay MTU")->capture_default_str();
+  sub->add_flag("--no-agent", o->no_agent, "do not start the agents");
+  sub->add_option("--tc-mode", o->tc_mode, "the agents' TC attach mode: auto, tcx or clsact")
       ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
       ->capture_default_str();
   sub->add_option("--datastore", o->datastore,
-                  "dir (a directory) or etcd (an etcd member the lab runs in the node netns)")
+                  "dir (a directory) or etcd (an etcd member the lab runs: in the node netns, or "
+                  "a cluster's underlay netns)")
       ->check(CLI::IsMember({"dir", "etcd"}))
       ->capture_default_str();
+  sub->add_option("--etcd-members", o->etcd_members, "with --datastore etcd: 1 or 3 members")
+      ->check(CLI::IsMember({1, 3}))
+      ->capture_default_str();
   sub->callback([o, &g, &rc] {
+    if (o->nodes == 0 && (o->pods_per_node != 0 || o->encap != "none" || o->underlay_mtu != 1500)) {
+      rc = fail(make_error("--pods-per-node, --encap and --underlay-mtu describe a cluster: give --nodes"));
+      return;
+    }
     lab::LabSpec spec;
     spec.datastore = o->datastore;
-    spec.pods = o->pods;
+    spec.etcd_members = o->etcd_members;
+    spec.nodes = o->nodes;
+    spec.pods = o->pods_per_node != 0 ? o->pods_per_node : o->pods;
     spec.run_id = o->id;
     spec.pod_cidr = o->pod_cidr;
+    spec.underlay_cidr = o->underlay_cidr;
+    spec.encap = o->encap;
+    spec.underlay_mtu = o->underlay_mtu;
     spec.start_agent = !o->no_agent;
     spec.agent_log_level = g.log_level;
     spec.agent_tc_mode = o->tc_mode;
@@ -252,7 +329,7 @@ void add_status(CLI::App* parent, int& rc) {
     print_lab(*l);
     print_services(*l);
     auto progs = l->attached_programs();
-    fmt::print("  programs attached to pod interfaces:\n");
+    fmt::print("  programs attached to {}interfaces:\n", l->cluster() ? "pod and underlay " : "pod ");
     if (!progs)
       fmt::print("    ({})\n", progs.error().str());
     else if (progs->empty())
@@ -492,11 +569,12 @@ void add_delete(CLI::App* parent, int& rc) {
 void add_agent(CLI::App* parent, int& rc) {
   struct Opts {
     Target t;
-    std::string action;
+    std::string action, node;
   };
   auto o = std::make_shared<Opts>();
-  auto* sub = parent->add_subcommand("agent", "start, stop or restart the lab's agent");
+  auto* sub = parent->add_subcommand("agent", "start, stop or restart the lab's agent(s)");
   o->t.add_to(sub);
+  sub->add_option("--node", o->node, "a cluster's node (name or n<K>; default: every node)");
   sub->add_option("action", o->action, "start | stop | restart")
       ->required()
       ->check(CLI::IsMember({"start", "stop", "restart"}));
@@ -507,18 +585,21 @@ void add_agent(CLI::App* parent, int& rc) {
       return;
     }
     if (o->action != "start") {
-      if (auto s = l->stop_agent(); !s) {
+      if (auto s = l->stop_agent(SIGTERM, o->node); !s) {
         rc = fail(s.error());
         return;
       }
       fmt::print("agent stopped\n");
     }
     if (o->action != "stop") {
-      if (auto s = l->start_agent(); !s) {
+      if (auto s = l->start_agent(o->node); !s) {
         rc = fail(s.error());
         return;
       }
-      fmt::print("agent started (pid {})\n", l->agent_pid());
+      for (const auto& n : l->nodes())
+        if (o->node.empty() || l->node(o->node)->name == n.name)
+          fmt::print("agent started{} (pid {})\n", l->cluster() ? " on " + n.name : "",
+                     l->agent_pid(n.name));
     }
     rc = 0;
   });
@@ -526,27 +607,31 @@ void add_agent(CLI::App* parent, int& rc) {
 
 // `weir lab bpf`: `weir --pin-root <lab pin root> bpf ARGS...` inside the node netns
 void add_bpf(CLI::App* parent, int& rc) {
-  auto t = std::make_shared<Target>();
+  struct Opts {
+    Target t;
+    std::string node;
+  };
+  auto o = std::make_shared<Opts>();
   auto* sub = parent->add_subcommand(
       "bpf", "run `weir bpf ARGS` in the lab's node netns with its pin root (e.g. nat dump)");
-  t->add_to(sub);
+  o->t.add_to(sub);
+  sub->add_option("--node", o->node, "a cluster's node (name or n<K>; default: the first)");
   sub->allow_extras();
   sub->prefix_command();  // everything after the options goes to `weir bpf`
-  sub->callback([t, sub, &rc] {
-    auto l = t->load();
+  sub->callback([o, sub, &rc] {
+    auto l = o->t.load();
     if (!l) {
       rc = fail(l.error());
       return;
     }
-    std::vector<std::string> args{"bpf"};
-    for (const auto& a : sub->remaining()) args.push_back(a);
-    auto r = lab::run_process(
-        [&] {
-          std::vector<std::string> argv{l->weir_binary(), "--pin-root", l->pin_root()};
-          argv.insert(argv.end(), args.begin(), args.end());
-          return argv;
-        }(),
-        lab::RunOptions::in(l->node_netns()));
+    auto node = l->node(o->node);
+    if (!node) {
+      rc = fail(node.error());
+      return;
+    }
+    std::vector<std::string> argv{l->weir_binary(), "--pin-root", node->pin_root, "bpf"};
+    for (const auto& a : sub->remaining()) argv.push_back(a);
+    auto r = lab::run_process(argv, lab::RunOptions::in(node->name));
     rc = r ? relay(*r) : fail(r.error());
   });
 }
@@ -556,13 +641,14 @@ void add_bpf(CLI::App* parent, int& rc) {
 void add_exec(CLI::App* parent, int& rc) {
   struct Opts {
     Target t;
-    std::string pod;
+    std::string pod, node;
     std::vector<std::string> cmd;
   };
   auto o = std::make_shared<Opts>();
-  auto* sub = parent->add_subcommand("exec", "run a command in the node (or --pod) netns");
+  auto* sub = parent->add_subcommand("exec", "run a command in a node's (or --pod's) netns");
   o->t.add_to(sub);
   sub->add_option("--pod", o->pod, "pod to run in (default: the node)");
+  sub->add_option("--node", o->node, "a cluster's node (name or n<K>; default: the first)");
   sub->add_option("cmd", o->cmd, "command and arguments (after --)")->required();
   sub->callback([o, &rc] {
     auto l = o->t.load();
@@ -570,7 +656,12 @@ void add_exec(CLI::App* parent, int& rc) {
       rc = fail(l.error());
       return;
     }
-    std::string ns = l->node_netns();
+    auto node = l->node(o->node);
+    if (!node) {
+      rc = fail(node.error());
+      return;
+    }
+    std::string ns = node->name;
     if (!o->pod.empty()) {
       auto p = l->pod(o->pod);
       if (!p) {

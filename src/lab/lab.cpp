@@ -34,7 +34,6 @@ namespace {
 
 constexpr const char* kStateFile = "state.json";
 // The lab's etcd member (etcd datastore), on the node netns's loopback.
-constexpr const char* kLabEtcdUrl = "http://127.0.0.1:2379";
 constexpr const char* kAgentStartLine = "BPF enabled";
 constexpr const char* kGatewayIp = "169.254.1.1";
 constexpr uint32_t kBpfTcxIngress = 46;  // BPF_TCX_INGRESS (kernel 6.6+; not in libbpf 1.1)
@@ -228,18 +227,28 @@ ProcessRecord proc_from_j(const json& j) {
 
 std::string LabState::to_json() const {
   json j;
-  j["version"] = 1;
+  j["version"] = 2;
   j["id"] = id;
   j["state_dir"] = state_dir;
   j["datastore_dir"] = datastore_dir;
-  j["pin_root"] = pin_root;
-  j["node_netns"] = node_netns;
   j["pod_cidr"] = pod_cidr;
   j["weir_binary"] = weir_binary;
   j["agent_log_level"] = agent_log_level;
   j["agent_tc_mode"] = agent_tc_mode;
   j["agent_start_timeout_ms"] = agent_start_timeout.count();
   j["datastore"] = datastore;
+  j["etcd_members"] = etcd_members;
+  j["underlay_netns"] = underlay_netns;
+  j["underlay_cidr"] = underlay_cidr;
+  j["encap"] = encap;
+  j["nodes"] = json::array();
+  for (const auto& n : nodes)
+    j["nodes"].push_back({{"name", n.name},
+                          {"pin_root", n.pin_root},
+                          {"pod_cidr", n.pod_cidr},
+                          {"underlay_ip", n.underlay_ip},
+                          {"agent_log", n.agent_log},
+                          {"agent", n.agent ? to_j(*n.agent) : json(nullptr)}});
   j["netns"] = netns;
   j["pods"] = json::array();
   for (const auto& p : pods)
@@ -247,8 +256,8 @@ std::string LabState::to_json() const {
                          {"netns", p.netns},
                          {"ip", p.ip},
                          {"mac", p.mac},
-                         {"host_if", p.host_if}});
-  j["agent"] = agent ? to_j(*agent) : json(nullptr);
+                         {"host_if", p.host_if},
+                         {"node", p.node}});
   j["servers"] = json::array();
   for (const auto& s : servers) j["servers"].push_back(to_j(s));
   j["guardian"] = guardian ? to_j(*guardian) : json(nullptr);
@@ -259,24 +268,40 @@ std::string LabState::to_json() const {
 Result<LabState> LabState::from_json(const std::string& text, const std::string& what) {
   try {
     json j = json::parse(text);
+    if (j.value("version", 1) != 2)
+      return make_error("{}: a lab recorded by another version of weir (record version {}); remove "
+                        "it with that version's `weir lab down`",
+                        what, j.value("version", 1));
     LabState s;
     s.id = j.at("id").get<std::string>();
     s.state_dir = j.at("state_dir").get<std::string>();
     s.datastore_dir = j.at("datastore_dir").get<std::string>();
-    s.pin_root = j.at("pin_root").get<std::string>();
-    s.node_netns = j.at("node_netns").get<std::string>();
     s.pod_cidr = j.value("pod_cidr", "");
     s.weir_binary = j.at("weir_binary").get<std::string>();
     s.agent_log_level = j.value("agent_log_level", "info");
     s.agent_tc_mode = j.value("agent_tc_mode", "auto");
     s.agent_start_timeout = std::chrono::milliseconds(j.value("agent_start_timeout_ms", 120000));
     s.datastore = j.value("datastore", "dir");
+    s.etcd_members = j.value("etcd_members", 1);
+    s.underlay_netns = j.value("underlay_netns", "");
+    s.underlay_cidr = j.value("underlay_cidr", "");
+    s.encap = j.value("encap", "none");
+    for (const auto& n : j.at("nodes")) {
+      LabNode node;
+      node.name = n.at("name").get<std::string>();
+      node.pin_root = n.at("pin_root").get<std::string>();
+      node.pod_cidr = n.value("pod_cidr", "");
+      node.underlay_ip = n.value("underlay_ip", "");
+      node.agent_log = n.at("agent_log").get<std::string>();
+      if (!n.at("agent").is_null()) node.agent = proc_from_j(n.at("agent"));
+      s.nodes.push_back(std::move(node));
+    }
+    if (s.nodes.empty()) return make_error("{}: the lab records no node", what);
     s.netns = j.at("netns").get<std::vector<std::string>>();
     for (const auto& p : j.at("pods"))
       s.pods.push_back(Pod{p.at("name").get<std::string>(), p.at("netns").get<std::string>(),
                            p.at("ip").get<std::string>(), p.at("mac").get<std::string>(),
-                           p.at("host_if").get<std::string>()});
-    if (!j.at("agent").is_null()) s.agent = proc_from_j(j.at("agent"));
+                           p.at("host_if").get<std::string>(), p.at("node").get<std::string>()});
     for (const auto& p : j.at("servers")) s.servers.push_back(proc_from_j(p));
     if (j.contains("guardian") && !j.at("guardian").is_null())
       s.guardian = proc_from_j(j.at("guardian"));
@@ -291,7 +316,7 @@ Result<LabState> LabState::from_json(const std::string& text, const std::string&
 }
 
 std::string AttachedProgram::str() const {
-  return fmt::format("{} {} prog id {}{}", ifname, hook, prog_id,
+  return fmt::format("{}{} {} prog id {}{}", node.empty() ? "" : node + " ", ifname, hook, prog_id,
                      prog_name.empty() ? "" : " (" + prog_name + ")");
 }
 
@@ -365,38 +390,83 @@ Result<Lab> Lab::load(const std::string& state_dir) {
 Result<Lab> Lab::up(const LabSpec& spec) {
   if (::geteuid() != 0)
     return Error{EPERM, "weir lab needs root (it creates network namespaces and loads BPF)"};
-  if (spec.pods < 1 || spec.pods > 99) return make_error("pods must be 1..99, got {}", spec.pods);
+  const bool cluster = spec.nodes > 0;
+  if (spec.nodes < 0 || spec.nodes > 20) return make_error("nodes must be 1..20, got {}", spec.nodes);
+  const int max_pods = cluster ? 61 : 99;
+  if (spec.pods < 1 || spec.pods > max_pods)
+    return make_error("pods{} must be 1..{}, got {}", cluster ? " per node" : "", max_pods, spec.pods);
   std::string id = spec.run_id.empty() ? make_id() : spec.run_id;
   if (!valid_id(id)) return make_error("run id '{}': use 1..8 characters of [a-z0-9]", id);
-  size_t if_len = 4 + id.size() + 1 + std::to_string(spec.pods).size();
-  if (if_len > 15)
+  std::string longest_if = cluster ? fmt::format("weir{}n{}p{}", id, spec.nodes, spec.pods)
+                                   : fmt::format("weir{}p{}", id, spec.pods);
+  if (longest_if.size() > 15)
     return make_error(
-        "run id '{}' is too long for {} pods: interface names weir{}p{} would have "
-        "{} characters (max 15)",
-        id, spec.pods, id, spec.pods, if_len);
-  auto cidr = parse_cidr(spec.pod_cidr);
+        "run id '{}' is too long for this lab: interface names like {} would have {} characters "
+        "(max 15)",
+        id, longest_if, longest_if.size());
+  std::string pod_cidr = spec.pod_cidr.empty() ? (cluster ? "10.65.0.0/16" : "10.65.0.0/24") : spec.pod_cidr;
+  auto cidr = parse_cidr(pod_cidr);
   if (!cidr) return cidr.error();
   uint64_t size = 1ULL << (32 - cidr->len);
-  if (static_cast<uint64_t>(spec.pods) + 2 > size - 1)
-    return make_error("pod CIDR {} is too small for {} pods", spec.pod_cidr, spec.pods);
+  if (!cluster && static_cast<uint64_t>(spec.pods) + 2 > size - 1)
+    return make_error("pod CIDR {} is too small for {} pods", pod_cidr, spec.pods);
+  if (cluster && size / 64 < static_cast<uint64_t>(spec.nodes))
+    return make_error("pod CIDR {} has room for {} nodes' /26 blocks, not {}", pod_cidr, size / 64,
+                      spec.nodes);
+  if (cluster) {
+    auto ul = parse_cidr(spec.underlay_cidr);
+    if (!ul) return ul.error().wrap("underlay CIDR");
+    if ((1ULL << (32 - ul->len)) < static_cast<uint64_t>(spec.nodes) + 3)
+      return make_error("underlay CIDR {} is too small for {} nodes", spec.underlay_cidr, spec.nodes);
+    if (spec.encap != "none" && spec.encap != "vxlan")
+      return make_error("encapsulation \"{}\": none (routed) or vxlan", spec.encap);
+    if (spec.underlay_mtu < 1280 || spec.underlay_mtu > 9000)
+      return make_error("underlay MTU {} is out of range 1280..9000", spec.underlay_mtu);
+  } else if (spec.encap != "none") {
+    return make_error("encapsulation {} needs a cluster (--nodes)", spec.encap);
+  }
 
   LabState st;
   st.id = id;
   st.state_dir = spec.state_dir.empty() ? default_state_dir(id) : spec.state_dir;
   st.datastore_dir = st.state_dir + "/datastore";
-  st.pin_root = spec.pin_root.empty() ? "/sys/fs/bpf/weir-lab-" + id : spec.pin_root;
-  if (st.pin_root.find('.') != std::string::npos)
-    return make_error("pin root '{}': bpffs names may not contain dots", st.pin_root);
-  st.node_netns = "weir-" + id + "-node";
-  st.pod_cidr = spec.pod_cidr;
+  std::string pin_base = spec.pin_root.empty() ? "/sys/fs/bpf/weir-lab-" + id : spec.pin_root;
+  if (pin_base.find('.') != std::string::npos)
+    return make_error("pin root '{}': bpffs names may not contain dots", pin_base);
+  st.pod_cidr = pod_cidr;
   st.agent_log_level = spec.agent_log_level;
   st.agent_tc_mode = spec.agent_tc_mode;
   st.agent_start_timeout = spec.agent_start_timeout;
   if (spec.datastore != "dir" && spec.datastore != "etcd")
     return make_error("lab datastore \"{}\": dir or etcd", spec.datastore);
   st.datastore = spec.datastore;
+  if (spec.etcd_members != 1 && spec.etcd_members != 3)
+    return make_error("etcd members: 1 or 3, not {}", spec.etcd_members);
+  st.etcd_members = spec.etcd_members;
   if (spec.datastore == "etcd")
     if (auto e = find_program("etcd"); !e) return e.error().wrap("the lab's etcd datastore needs etcd-server");
+  if (cluster) {
+    st.underlay_netns = "weir-" + id + "-ul";
+    st.underlay_cidr = spec.underlay_cidr;
+    st.encap = spec.encap;
+    auto ul = parse_cidr(spec.underlay_cidr);
+    for (int k = 1; k <= spec.nodes; ++k) {
+      LabNode n;
+      n.name = fmt::format("weir-{}-n{}", id, k);
+      n.pin_root = fmt::format("{}-n{}", pin_base, k);
+      n.pod_cidr = fmt::format("{}/26", ip_str(cidr->network + static_cast<uint32_t>(k - 1) * 64));
+      n.underlay_ip = ip_str(ul->network + static_cast<uint32_t>(k) + 1);
+      n.agent_log = fmt::format("{}/agent-n{}.log", st.state_dir, k);
+      st.nodes.push_back(std::move(n));
+    }
+  } else {
+    LabNode n;
+    n.name = "weir-" + id + "-node";
+    n.pin_root = pin_base;
+    n.pod_cidr = pod_cidr;
+    n.agent_log = st.state_dir + "/agent.log";
+    st.nodes.push_back(std::move(n));
+  }
   if (spec.weir_binary.empty()) {
     std::error_code ec;
     auto self = fs::read_symlink("/proc/self/exe", ec);
@@ -414,10 +484,11 @@ Result<Lab> Lab::up(const LabSpec& spec) {
     return Error{EEXIST, fmt::format("lab {} already exists ({}); remove it with `weir lab down "
                                      "--id {}`",
                                      id, st.state_dir, id)};
-  if (netns_exists(st.node_netns))
-    return Error{EEXIST, fmt::format("network namespace {} already exists: a lab with id {} is "
-                                     "running or was left behind",
-                                     st.node_netns, id)};
+  for (const auto& n : st.nodes)
+    if (netns_exists(n.name))
+      return Error{EEXIST, fmt::format("network namespace {} already exists: a lab with id {} is "
+                                       "running or was left behind",
+                                       n.name, id)};
   if (auto ip = find_program("ip"); !ip) return ip.error().wrap("the lab needs iproute2");
 
   if (::mkdir(st.state_dir.c_str(), 0700) != 0)
@@ -430,23 +501,40 @@ Result<Lab> Lab::up(const LabSpec& spec) {
   if (spec.guard) {
     if (auto s = lab.start_guardian(); !s) return s.error().wrap("starting the lab guardian");
   }
-  if (auto s = lab.create_topology(spec); !s)
+  if (auto s = cluster ? lab.create_cluster(spec) : lab.create_topology(spec); !s)
     return s.error().wrap(fmt::format("lab {}: building the topology", id));
   lab.st_.complete = true;
   WEIR_TRY(lab.save());
-  spdlog::debug("lab {}: topology up ({} pods)", id, lab.st_.pods.size());
+  spdlog::debug("lab {}: topology up ({} nodes, {} pods)", id, lab.st_.nodes.size(),
+                lab.st_.pods.size());
   if (spec.start_agent) {
     if (auto s = lab.start_agent(); !s) return s.error().wrap(fmt::format("lab {}", id));
   }
   return lab;
 }
 
-Status Lab::create_topology(const LabSpec& spec) {
-  const std::string node = st_.node_netns;
-  auto cidr = parse_cidr(spec.pod_cidr);
-  if (!cidr) return cidr.error();
-  auto idb = id_bytes(st_.id);
+namespace {
 
+// A node namespace's settings: forwarding on, no reverse-path filter, no IPv6 noise, and the
+// pods' gateway 169.254.1.1 as a local address on lo. The node answers ARP for it on every
+// host-side veth with that veth's MAC, which is what proxy ARP gives a Calico node whose default
+// route leaves through another device. (kernels without the dummy driver exist.) proxy_arp=1 is
+// still set on the host-side veths, as on a real node.
+Status setup_node_netns(const std::string& node) {
+  WEIR_TRY(set_sysctl(node, "net.ipv4.ip_forward", "1"));
+  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.all.rp_filter", "0"));
+  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.default.rp_filter", "0"));
+  (void)set_sysctl(node, "net.ipv6.conf.all.disable_ipv6", "1");  // no IPv6 noise (if any)
+  (void)set_sysctl(node, "net.ipv6.conf.default.disable_ipv6", "1");
+  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.all.arp_ignore", "0"));
+  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.default.arp_ignore", "0"));
+  return ip_batch(node, {"link set lo up", fmt::format("addr add {}/32 dev lo", kGatewayIp)});
+}
+
+}  // namespace
+
+Status Lab::create_topology(const LabSpec& spec) {
+  const std::string node = node_netns();
   const bool etcd = st_.datastore == "etcd";
   auto write_config = [&] {
     return write_resource("dataplaneconfig.yaml",
@@ -458,31 +546,78 @@ Status Lab::create_topology(const LabSpec& spec) {
   st_.netns.push_back(node);
   WEIR_TRY(save());
   WEIR_TRY(ip_cmd({"netns", "add", node}));
-  WEIR_TRY(set_sysctl(node, "net.ipv4.ip_forward", "1"));
-  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.all.rp_filter", "0"));
-  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.default.rp_filter", "0"));
-  (void)set_sysctl(node, "net.ipv6.conf.all.disable_ipv6", "1");  // no IPv6 noise (if any)
-  (void)set_sysctl(node, "net.ipv6.conf.default.disable_ipv6", "1");
-  // The pods' gateway 169.254.1.1 is a local address of the node netns (on lo): the node
-  // answers ARP for it on every host-side veth with that veth's MAC, which is what proxy ARP
-  // gives a Calico node whose default route leaves through another device. (The lab node has
-  // no such device, and kernels without the dummy driver exist.) proxy_arp=1 is still set on
-  // the host-side veths, as on a real node.
-  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.all.arp_ignore", "0"));
-  WEIR_TRY(set_sysctl(node, "net.ipv4.conf.default.arp_ignore", "0"));
-  WEIR_TRY(ip_batch(node, {"link set lo up", fmt::format("addr add {}/32 dev lo", kGatewayIp)}));
+  WEIR_TRY(setup_node_netns(node));
   if (etcd) {
     WEIR_TRY(start_etcd());
     WEIR_TRY(write_config());
   }
+  return add_pods(spec, 0);
+}
 
-  for (int n = 1; n <= spec.pods; ++n) {
+Status Lab::create_cluster(const LabSpec& spec) {
+  const bool etcd = st_.datastore == "etcd";
+  const bool vxlan = st_.encap == "vxlan";
+  auto ul = parse_cidr(st_.underlay_cidr);
+  if (!ul) return ul.error();
+  const std::string ul_ns = st_.underlay_netns;
+  const std::string bridge_ip = ip_str(ul->network + 1);
+
+  // The underlay: a bridge in a namespace of its own (a switch the nodes hang off), with the
+  // first address of the underlay CIDR (the lab's etcd listens there).
+  st_.netns.push_back(ul_ns);
+  WEIR_TRY(save());
+  WEIR_TRY(ip_cmd({"netns", "add", ul_ns}));
+  (void)set_sysctl(ul_ns, "net.ipv6.conf.all.disable_ipv6", "1");
+  (void)set_sysctl(ul_ns, "net.ipv6.conf.default.disable_ipv6", "1");
+  WEIR_TRY(ip_batch(ul_ns, {"link set lo up", "link add weirbr type bridge",
+                            fmt::format("link set weirbr mtu {}", spec.underlay_mtu),
+                            fmt::format("addr add {}/{} dev weirbr", bridge_ip, ul->len),
+                            "link set weirbr up"}));
+  std::string config = dataplane_config_yaml(spec.min_sync_period, spec.conntrack_scan_period, "",
+                                             vxlan, spec.underlay_mtu);
+  if (etcd) WEIR_TRY(start_etcd());
+  WEIR_TRY(write_resource("dataplaneconfig.yaml", config));
+
+  for (size_t k = 0; k < st_.nodes.size(); ++k) {
+    const LabNode n = st_.nodes[k];
+    st_.netns.push_back(n.name);
+    WEIR_TRY(save());
+    WEIR_TRY(ip_cmd({"netns", "add", n.name}));
+    WEIR_TRY(setup_node_netns(n.name));
+    // Its underlay interface: eth0 in the node, port n<K> of the bridge.
+    std::string port = fmt::format("n{}", k + 1);
+    WEIR_TRY(ip_batch(ul_ns, {fmt::format("link add {} mtu {} type veth peer name eth0 mtu {} netns {}",
+                                          port, spec.underlay_mtu, spec.underlay_mtu, n.name),
+                              fmt::format("link set {} master weirbr", port),
+                              fmt::format("link set {} up", port)}));
+    WEIR_TRY(ip_batch(n.name, {fmt::format("addr add {}/{} dev eth0", n.underlay_ip, ul->len),
+                               "link set eth0 up"}));
+    WEIR_TRY(write_resource(fmt::format("node-n{}.yaml", k + 1),
+                            node_yaml(n.name, n.underlay_ip, n.pod_cidr)));
+    WEIR_TRY(add_pods(spec, k));
+  }
+  return {};
+}
+
+Status Lab::add_pods(const LabSpec& spec, size_t node_index) {
+  const LabNode node = st_.nodes.at(node_index);
+  auto cidr = parse_cidr(node.pod_cidr);
+  if (!cidr) return cidr.error();
+  auto idb = id_bytes(st_.id);
+  const bool cluster = this->cluster();
+  // With VXLAN the pods' MTU leaves room for the 50 bytes of outer headers (model::pod_mtu).
+  const int mtu = cluster && st_.encap == "vxlan" ? spec.underlay_mtu - 50 : spec.underlay_mtu;
+  for (int j = 1; j <= spec.pods; ++j) {
     Pod p;
-    p.name = fmt::format("pod{}", n);
-    p.netns = fmt::format("weir-{}-pod{}", st_.id, n);
-    p.ip = ip_str(cidr->network + static_cast<uint32_t>(n) + 1);
-    p.mac = fmt::format("02:77:{:02x}:{:02x}:{:02x}:{:02x}", idb[0], idb[1], idb[2], n);
-    p.host_if = fmt::format("weir{}p{}", st_.id, n);
+    int k = static_cast<int>(node_index) + 1;
+    p.name = cluster ? fmt::format("n{}-pod{}", k, j) : fmt::format("pod{}", j);
+    p.netns = fmt::format("weir-{}-{}", st_.id, p.name);
+    p.ip = ip_str(cidr->network + static_cast<uint32_t>(j) + 1);
+    // 02 (locally administered), 77 for one node or the node's number, the run id, the pod.
+    p.mac = fmt::format("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", cluster ? k : 0x77, idb[0], idb[1],
+                        idb[2], j);
+    p.host_if = cluster ? fmt::format("weir{}n{}p{}", st_.id, k, j) : fmt::format("weir{}p{}", st_.id, j);
+    p.node = node.name;
     st_.pods.push_back(p);
     st_.netns.push_back(p.netns);
     WEIR_TRY(save());
@@ -491,17 +626,17 @@ Status Lab::create_topology(const LabSpec& spec) {
     (void)set_sysctl(p.netns, "net.ipv6.conf.default.disable_ipv6", "1");
     // The veth is created inside the node netns with its peer directly in the pod netns:
     // nothing ever appears in the root namespace.
-    WEIR_TRY(ip_batch(node, {fmt::format("link add {} type veth peer name eth0 address {} netns {}",
-                                         p.host_if, p.mac, p.netns)}));
+    WEIR_TRY(ip_batch(node.name, {fmt::format("link add {} mtu {} type veth peer name eth0 address {} mtu {} netns {}",
+                                              p.host_if, mtu, p.mac, mtu, p.netns)}));
     WEIR_TRY(ip_batch(
         p.netns, {"link set lo up", fmt::format("addr add {}/32 dev eth0", p.ip),
                   "link set eth0 up", fmt::format("route add {} dev eth0 scope link", kGatewayIp),
                   fmt::format("route add default via {} dev eth0", kGatewayIp)}));
-    WEIR_TRY(set_sysctl_path(node, fmt::format("net/ipv4/conf/{}/proxy_arp", p.host_if), "1"));
-    WEIR_TRY(ip_batch(node, {fmt::format("link set {} up", p.host_if),
-                             fmt::format("route add {}/32 dev {}", p.ip, p.host_if)}));
+    WEIR_TRY(set_sysctl_path(node.name, fmt::format("net/ipv4/conf/{}/proxy_arp", p.host_if), "1"));
+    WEIR_TRY(ip_batch(node.name, {fmt::format("link set {} up", p.host_if),
+                                  fmt::format("route add {}/32 dev {}", p.ip, p.host_if)}));
     WEIR_TRY(write_resource(fmt::format("wep-{}.yaml", p.name),
-                            workload_endpoint_yaml(p.name, node, p.host_if, p.ip, p.mac)));
+                            workload_endpoint_yaml(p.name, node.name, p.host_if, p.ip, p.mac)));
   }
   return {};
 }
@@ -547,13 +682,14 @@ Status Lab::down() {
   auto save_if = [&] {
     if (have_state_dir) (void)save();
   };
-  if (st_.agent) {
-    auto r = terminate_process(*st_.agent, SIGTERM, 10s);
+  for (auto& n : st_.nodes) {
+    if (!n.agent) continue;
+    auto r = terminate_process(*n.agent, SIGTERM, 10s);
     if (!r)
-      problems.push_back("stopping the agent: " + r.error().str());
+      problems.push_back(fmt::format("stopping the agent of {}: {}", n.name, r.error().str()));
     else
       last_agent_exit_ = *r;
-    st_.agent.reset();
+    n.agent.reset();
     save_if();
   }
   for (const auto& s : st_.servers) {
@@ -562,31 +698,33 @@ Status Lab::down() {
   }
   st_.servers.clear();
   save_if();
-  bool cleaned = false;
-  if (netns_exists(st_.node_netns) && !st_.weir_binary.empty()) {
-    auto r = run_weir({"bpf", "cleanup"}, 60s);
-    if (!r) spdlog::debug("lab {}: weir bpf cleanup: {}", st_.id, r.error().str());
-    cleaned = r.ok();
-  }
-  if (!cleaned && !st_.pin_root.empty()) {
-    // The node namespace is gone (or cleanup failed): the agent's files beside the pins
-    // (/run/weir/<pin root name>) are still removed, and only those.
-    for (const auto& l : dataplane::remove_state_files(dataplane::default_state_dir(st_.pin_root)))
-      spdlog::debug("lab {}: {}", st_.id, l);
+  for (const auto& n : st_.nodes) {
+    bool cleaned = false;
+    if (netns_exists(n.name) && !st_.weir_binary.empty()) {
+      auto r = run_weir_on(n.name, {"bpf", "cleanup"}, 60s);
+      if (!r) spdlog::debug("lab {}: weir bpf cleanup on {}: {}", st_.id, n.name, r.error().str());
+      cleaned = r.ok();
+    }
+    if (!cleaned && !n.pin_root.empty()) {
+      // The node namespace is gone (or cleanup failed): the agent's files beside the pins
+      // (/run/weir/<pin root name>) are still removed, and only those.
+      for (const auto& l : dataplane::remove_state_files(dataplane::default_state_dir(n.pin_root)))
+        spdlog::debug("lab {}: {}", st_.id, l);
+    }
   }
   for (auto it = st_.netns.rbegin(); it != st_.netns.rend(); ++it) {
     if (!netns_exists(*it)) continue;
     if (auto s = ip_cmd({"netns", "del", *it}); !s) problems.push_back(s.error().str());
   }
-  if (!st_.pin_root.empty() && fs::exists(st_.pin_root)) {
-    if (removable_pin_root(st_.pin_root)) {
+  for (const auto& n : st_.nodes) {
+    if (n.pin_root.empty() || !fs::exists(n.pin_root)) continue;
+    if (removable_pin_root(n.pin_root)) {
       std::error_code ec;
-      fs::remove_all(st_.pin_root, ec);
-      if (ec)
-        problems.push_back(fmt::format("removing pin root {}: {}", st_.pin_root, ec.message()));
+      fs::remove_all(n.pin_root, ec);
+      if (ec) problems.push_back(fmt::format("removing pin root {}: {}", n.pin_root, ec.message()));
     } else {
       spdlog::warn("lab {}: pin root {} left in place (not a /sys/fs/bpf/weir-* path)", st_.id,
-                   st_.pin_root);
+                   n.pin_root);
     }
   }
   if (!problems.empty()) {
@@ -613,81 +751,157 @@ Result<Pod> Lab::pod(const std::string& name) const {
   return Error{ENOENT, fmt::format("lab {} has no pod '{}'", st_.id, name)};
 }
 
+std::vector<Pod> Lab::pods_of(const std::string& node) const {
+  const LabNode* n = find_node(node);
+  std::vector<Pod> out;
+  if (n == nullptr) return out;
+  for (const auto& p : st_.pods)
+    if (p.node == n->name) out.push_back(p);
+  return out;
+}
+
+const LabNode* Lab::find_node(const std::string& name) const {
+  if (name.empty()) return &st_.nodes.at(0);
+  for (const auto& n : st_.nodes)
+    if (n.name == name || (cluster() && n.name == fmt::format("weir-{}-{}", st_.id, name))) return &n;
+  return nullptr;
+}
+
+LabNode* Lab::find_node(const std::string& name) {
+  return const_cast<LabNode*>(std::as_const(*this).find_node(name));
+}
+
+Result<LabNode> Lab::node(const std::string& name) const {
+  const LabNode* n = find_node(name);
+  if (n == nullptr) return Error{ENOENT, fmt::format("lab {} has no node '{}'", st_.id, name)};
+  return *n;
+}
+
 // ---------------------------------------------------------------- Lab: agent
 
-bool Lab::agent_running() const { return st_.agent && process_alive(*st_.agent); }
+bool Lab::agent_running(const std::string& node) const {
+  const LabNode* n = find_node(node);
+  return n != nullptr && n->agent && process_alive(*n->agent);
+}
 
-std::string Lab::agent_log() const {
-  auto t = read_file(agent_log_path());
+pid_t Lab::agent_pid(const std::string& node) const {
+  const LabNode* n = find_node(node);
+  return n != nullptr && n->agent ? n->agent->pid : 0;
+}
+
+std::string Lab::agent_log_path(const std::string& node) const {
+  const LabNode* n = find_node(node);
+  return n != nullptr ? n->agent_log : std::string();
+}
+
+std::string Lab::agent_log(const std::string& node) const {
+  auto t = read_file(agent_log_path(node));
   return t ? *t : std::string();
 }
 
-Status Lab::start_agent() {
-  if (agent_running())
-    return Error{EBUSY, fmt::format("lab {}: the agent is already running (pid {})", st_.id,
-                                    st_.agent->pid)};
-  std::vector<std::string> argv{st_.weir_binary,
-                                "--pin-root",
-                                st_.pin_root,
-                                "--log-level",
-                                st_.agent_log_level,
-                                "agent",
-                                "--datastore",
-                                datastore_spec(),
-                                "--node",
-                                st_.node_netns,
-                                "--tc-mode",
-                                st_.agent_tc_mode};
-  std::string log = agent_log_path();
-  {
-    std::ofstream marker(log, std::ios::app);
-    marker << fmt::format("---- weir lab {}: starting {} (in netns {})\n", st_.id, join_argv(argv),
-                          st_.node_netns);
-  }
-  off_t offset = file_size(log);
-  SpawnOptions so;
-  so.netns = st_.node_netns;
-  so.output_path = log;
-  so.on_forked = [this](const ProcessRecord& r) {
-    st_.agent = r;
-    st_.agent->what = "agent";
-    return save();
-  };
-  auto rec = spawn(argv, so);
-  if (!rec) return rec.error().wrap("starting the agent");
-  ProcessRecord agent = *st_.agent;
-  int w = wait_for_log(log, offset, kAgentStartLine, agent, st_.agent_start_timeout);
-  if (w == 1) {
-    spdlog::debug("lab {}: agent pid {} started", st_.id, agent.pid);
-    return {};
-  }
-  std::string how;
-  if (w == -1) {
-    auto ex = wait_process(agent, 5s);
-    how = ex ? "exited (" + ex->str() + ")" : "died";
-    if (ex) last_agent_exit_ = *ex;
+Status Lab::start_agent(const std::string& node) {
+  std::vector<LabNode*> targets;
+  if (node.empty()) {
+    for (auto& n : st_.nodes)
+      if (!(n.agent && process_alive(*n.agent))) targets.push_back(&n);
   } else {
-    (void)terminate_process(agent, SIGTERM, 5s);
-    how = fmt::format("did not log \"{}\" within {} ms (stopped)", kAgentStartLine,
-                      st_.agent_start_timeout.count());
+    LabNode* n = find_node(node);
+    if (n == nullptr) return Error{ENOENT, fmt::format("lab {} has no node '{}'", st_.id, node)};
+    if (n->agent && process_alive(*n->agent))
+      return Error{EBUSY, fmt::format("lab {}: the agent of {} is already running (pid {})", st_.id,
+                                      n->name, n->agent->pid)};
+    targets.push_back(n);
   }
-  st_.agent.reset();
-  (void)save();
-  return make_error("agent {} before it was ready; {}:\n{}", how, log, file_tail(log, 30));
+  // Spawn them all, then wait for each: the agents verify their programs side by side.
+  std::vector<std::pair<LabNode*, off_t>> started;
+  std::optional<Error> failed;
+  for (LabNode* n : targets) {
+    std::vector<std::string> argv{st_.weir_binary, "--pin-root", n->pin_root, "--log-level",
+                                  st_.agent_log_level, "agent", "--datastore", datastore_spec(),
+                                  "--node", n->name, "--tc-mode", st_.agent_tc_mode};
+    {
+      std::ofstream marker(n->agent_log, std::ios::app);
+      marker << fmt::format("---- weir lab {}: starting {} (in netns {})\n", st_.id,
+                            join_argv(argv), n->name);
+    }
+    off_t offset = file_size(n->agent_log);
+    SpawnOptions so;
+    so.netns = n->name;
+    so.output_path = n->agent_log;
+    so.on_forked = [this, n](const ProcessRecord& r) {
+      n->agent = r;
+      n->agent->what = "agent " + n->name;
+      return save();
+    };
+    auto rec = spawn(argv, so);
+    if (!rec) {
+      failed = rec.error().wrap(fmt::format("starting the agent of {}", n->name));
+      break;
+    }
+    started.emplace_back(n, offset);
+  }
+  auto deadline = Clock::now() + st_.agent_start_timeout;
+  std::vector<std::string> problems;
+  for (auto [n, offset] : started) {
+    ProcessRecord agent = *n->agent;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    int w = wait_for_log(n->agent_log, offset, kAgentStartLine, agent, std::max(left, 0ms));
+    if (w == 1) {
+      spdlog::debug("lab {}: agent of {} (pid {}) started", st_.id, n->name, agent.pid);
+      continue;
+    }
+    std::string how;
+    if (w == -1) {
+      auto ex = wait_process(agent, 5s);
+      how = ex ? "exited (" + ex->str() + ")" : "died";
+      if (ex) last_agent_exit_ = *ex;
+    } else {
+      (void)terminate_process(agent, SIGTERM, 5s);
+      how = fmt::format("did not log \"{}\" within {} ms (stopped)", kAgentStartLine,
+                        st_.agent_start_timeout.count());
+    }
+    n->agent.reset();
+    (void)save();
+    problems.push_back(fmt::format("{} {} before it was ready; {}:\n{}",
+                                   cluster() ? "the agent of " + n->name : "agent", how,
+                                   n->agent_log, file_tail(n->agent_log, 30)));
+  }
+  if (failed) return *failed;
+  if (!problems.empty()) return make_error("{}", fmt::join(problems, "\n"));
+  return {};
 }
 
-Status Lab::stop_agent(int sig) {
-  if (!st_.agent) return Error{ENOENT, fmt::format("lab {}: no agent recorded", st_.id)};
-  ProcessRecord agent = *st_.agent;
-  auto r = terminate_process(agent, sig, 15s);
-  st_.agent.reset();
-  (void)save();
-  if (!r) return r.error().wrap("stopping the agent");
-  last_agent_exit_ = *r;
-  bool ok = r->success() || (sig == SIGKILL && !r->exited && r->signal == SIGKILL);
-  if (!ok)
-    return make_error("agent (pid {}) {} after signal {}; {}:\n{}", agent.pid, r->str(), sig,
-                      agent_log_path(), file_tail(agent_log_path(), 20));
+Status Lab::stop_agent(int sig, const std::string& node) {
+  std::vector<LabNode*> targets;
+  if (node.empty() && cluster()) {
+    for (auto& n : st_.nodes)
+      if (n.agent) targets.push_back(&n);
+    if (targets.empty()) return Error{ENOENT, fmt::format("lab {}: no agent recorded", st_.id)};
+  } else {
+    LabNode* n = find_node(node);
+    if (n == nullptr) return Error{ENOENT, fmt::format("lab {} has no node '{}'", st_.id, node)};
+    if (!n->agent)
+      return Error{ENOENT, cluster() ? fmt::format("lab {}: no agent recorded on {}", st_.id, n->name)
+                                     : fmt::format("lab {}: no agent recorded", st_.id)};
+    targets.push_back(n);
+  }
+  std::vector<std::string> problems;
+  for (LabNode* n : targets) {
+    ProcessRecord agent = *n->agent;
+    auto r = terminate_process(agent, sig, 15s);
+    n->agent.reset();
+    (void)save();
+    if (!r) {
+      problems.push_back(r.error().wrap("stopping the agent of " + n->name).str());
+      continue;
+    }
+    last_agent_exit_ = *r;
+    bool ok = r->success() || (sig == SIGKILL && !r->exited && r->signal == SIGKILL);
+    if (!ok)
+      problems.push_back(fmt::format("agent (pid {}) {} after signal {}; {}:\n{}", agent.pid, r->str(),
+                                     sig, n->agent_log, file_tail(n->agent_log, 20)));
+  }
+  if (!problems.empty()) return make_error("{}", fmt::join(problems, "\n"));
   return {};
 }
 
@@ -702,7 +916,10 @@ Status check_resource_name(const std::string& f) {
 }  // namespace
 
 std::string Lab::datastore_spec() const {
-  return st_.datastore == "etcd" ? std::string("etcd:") + kLabEtcdUrl : "dir:" + st_.datastore_dir;
+  if (st_.datastore != "etcd") return "dir:" + st_.datastore_dir;
+  std::vector<std::string> urls;
+  for (int i = 0; i < st_.etcd_members; ++i) urls.push_back(etcd_url(i));
+  return fmt::format("etcd:{}", fmt::join(urls, ","));
 }
 
 namespace {
@@ -722,37 +939,74 @@ bool same_ref(const datastore::ResourceRef& a, const datastore::ResourceRef& b) 
 
 }  // namespace
 
-Status Lab::start_etcd() {
-  if (st_.datastore != "etcd") return make_error("lab {}: its datastore is not etcd", st_.id);
-  for (const auto& s : st_.servers)
-    if (s.what == kEtcdWhat && process_alive(s)) return {};
-  std::string data = st_.state_dir + "/etcd";
-  std::error_code ec;
-  bool existing = fs::exists(data, ec);
-  auto argv = etcd_member_argv({"lab", data, kLabEtcdUrl, "http://127.0.0.1:2380",
-                                "lab=http://127.0.0.1:2380", "weir-lab-" + st_.id, existing});
-  SpawnOptions so;
-  so.netns = st_.node_netns;
-  so.output_path = st_.state_dir + "/etcd.log";
-  so.new_session = true;
-  so.on_forked = [this](const ProcessRecord& r) {
-    st_.servers.push_back(r);
-    st_.servers.back().what = kEtcdWhat;
-    return save();
-  };
-  auto rec = spawn(argv, so);
-  if (!rec) return rec.error().wrap("starting etcd");
-  return in_netns(st_.node_netns, [] { return wait_etcd_ready(kLabEtcdUrl, 30s); });
+std::string Lab::etcd_netns() const { return cluster() ? st_.underlay_netns : node_netns(); }
+
+namespace {
+constexpr uint16_t kEtcdClientPorts[] = {2379, 22379, 32379};
+std::string etcd_member_what(int i) { return fmt::format("{} member {}", kEtcdWhat, i); }
+bool is_etcd_member(const ProcessRecord& r) { return r.what.rfind(kEtcdWhat, 0) == 0; }
+}  // namespace
+
+std::string Lab::etcd_url(int member) const {
+  std::string host = "127.0.0.1";
+  if (cluster()) {
+    auto ul = parse_cidr(st_.underlay_cidr);
+    if (ul) host = ip_str(ul->network + 1);
+  }
+  return fmt::format("http://{}:{}", host, kEtcdClientPorts[member]);
 }
 
-Status Lab::stop_etcd() {
+Status Lab::start_etcd(int member) {
   if (st_.datastore != "etcd") return make_error("lab {}: its datastore is not etcd", st_.id);
-  for (const auto& s : st_.servers) {
-    if (s.what != kEtcdWhat) continue;
-    auto r = terminate_process(s, SIGKILL, 10s);
-    if (!r) return r.error().wrap("stopping etcd");
+  if (member < -1 || member >= st_.etcd_members)
+    return make_error("lab {}: etcd member {} does not exist (it has {})", st_.id, member,
+                      st_.etcd_members);
+  std::vector<std::string> peers;
+  for (int i = 0; i < st_.etcd_members; ++i)
+    peers.push_back(fmt::format("lab{}=http://127.0.0.1:{}", i, kEtcdClientPorts[i] + 1));
+  for (int i = 0; i < st_.etcd_members; ++i) {
+    if (member != -1 && i != member) continue;
+    if (std::any_of(st_.servers.begin(), st_.servers.end(), [&](const ProcessRecord& s) {
+          return s.what == etcd_member_what(i) && process_alive(s);
+        }))
+      continue;
+    std::string data = fmt::format("{}/etcd{}", st_.state_dir, i);
+    std::error_code ec;
+    bool existing = fs::exists(data, ec);
+    auto argv = etcd_member_argv({fmt::format("lab{}", i), data, etcd_url(i),
+                                  fmt::format("http://127.0.0.1:{}", kEtcdClientPorts[i] + 1),
+                                  fmt::format("{}", fmt::join(peers, ",")), "weir-lab-" + st_.id,
+                                  existing});
+    SpawnOptions so;
+    so.netns = etcd_netns();
+    so.output_path = fmt::format("{}/etcd{}.log", st_.state_dir, i);
+    so.new_session = true;
+    so.on_forked = [this, i](const ProcessRecord& r) {
+      st_.servers.push_back(r);
+      st_.servers.back().what = etcd_member_what(i);
+      return save();
+    };
+    auto rec = spawn(argv, so);
+    if (!rec) return rec.error().wrap(fmt::format("starting etcd member {}", i));
   }
-  std::erase_if(st_.servers, [](const ProcessRecord& s) { return s.what == kEtcdWhat; });
+  std::string eps = datastore_spec().substr(5);
+  return in_netns(etcd_netns(), [&] { return wait_etcd_ready(eps, 30s); });
+}
+
+Status Lab::stop_etcd(int member) {
+  if (st_.datastore != "etcd") return make_error("lab {}: its datastore is not etcd", st_.id);
+  if (member < -1 || member >= st_.etcd_members)
+    return make_error("lab {}: etcd member {} does not exist (it has {})", st_.id, member,
+                      st_.etcd_members);
+  auto chosen = [&](const ProcessRecord& s) {
+    return member == -1 ? is_etcd_member(s) : s.what == etcd_member_what(member);
+  };
+  for (const auto& s : st_.servers) {
+    if (!chosen(s)) continue;
+    auto r = terminate_process(s, SIGKILL, 10s);
+    if (!r) return r.error().wrap("stopping " + s.what);
+  }
+  std::erase_if(st_.servers, chosen);
   return save();
 }
 
@@ -769,7 +1023,7 @@ Status Lab::write_resource(const std::string& filename, const std::string& yaml)
       if (std::none_of(now->begin(), now->end(), [&](const auto& n) { return same_ref(r, n); }))
         gone.push_back(r);
     std::string spec = datastore_spec();
-    auto applied = in_netns(st_.node_netns, [&]() -> Status {
+    auto applied = in_netns(etcd_netns(), [&]() -> Status {
       auto store = datastore::open_store(spec);
       if (!store) return store.error();
       auto a = datastore::apply_resources(**store, {{filename, yaml}});
@@ -792,7 +1046,7 @@ Status Lab::remove_resource(const std::string& filename) const {
     auto refs = file_refs(p, filename);
     if (!refs) return refs.error();
     std::string spec = datastore_spec();
-    auto deleted = in_netns(st_.node_netns, [&]() -> Status {
+    auto deleted = in_netns(etcd_netns(), [&]() -> Status {
       auto store = datastore::open_store(spec);
       if (!store) return store.error();
       auto d = datastore::delete_resources(**store, *refs);
@@ -816,7 +1070,7 @@ Result<std::vector<BackendDef>> Lab::backends(const std::vector<std::string>& po
   for (const auto& n : pod_names) {
     auto p = pod(n);
     if (!p) return p.error();
-    out.push_back(BackendDef{p->ip, ready, st_.node_netns, p->name});
+    out.push_back(BackendDef{p->ip, ready, p->node, p->name});
   }
   return out;
 }
@@ -825,9 +1079,16 @@ Result<std::vector<BackendDef>> Lab::backends(const std::vector<std::string>& po
 
 Result<std::string> Lab::run_weir(const std::vector<std::string>& args,
                                   std::chrono::milliseconds timeout) const {
-  std::vector<std::string> argv{st_.weir_binary, "--pin-root", st_.pin_root};
+  return run_weir_on("", args, timeout);
+}
+
+Result<std::string> Lab::run_weir_on(const std::string& node, const std::vector<std::string>& args,
+                                     std::chrono::milliseconds timeout) const {
+  const LabNode* n = find_node(node);
+  if (n == nullptr) return Error{ENOENT, fmt::format("lab {} has no node '{}'", st_.id, node)};
+  std::vector<std::string> argv{st_.weir_binary, "--pin-root", n->pin_root};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_checked(argv, RunOptions::in(st_.node_netns, timeout));
+  return run_checked(argv, RunOptions::in(n->name, timeout));
 }
 
 Result<ProcessRecord> Lab::start_server(const std::string& pod_name,
@@ -906,37 +1167,45 @@ bool bpf_prog_exists(uint32_t id) {
 
 Result<std::vector<AttachedProgram>> Lab::attached_programs() const {
   std::vector<AttachedProgram> out;
-  auto tcx = in_netns(st_.node_netns, [&]() -> Status {
-    for (const auto& p : st_.pods) {
-      unsigned ifindex = ::if_nametoindex(p.host_if.c_str());
-      if (ifindex == 0) continue;  // interface gone
-      for (auto [type, hook] :
-           {std::pair{kBpfTcxIngress, "tcx ingress"}, std::pair{kBpfTcxEgress, "tcx egress"}}) {
-        uint32_t ids[64];
-        uint32_t cnt = 64;
-        uint32_t flags = 0;
-        int r = bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0,
-                               &flags, ids, &cnt);
-        if (r != 0) continue;  // no tcx on this kernel (EINVAL) or nothing attached
-        for (uint32_t i = 0; i < cnt; ++i)
-          out.push_back(AttachedProgram{p.host_if, hook, ids[i], prog_name(ids[i])});
-      }
-    }
-    return {};
-  });
-  if (!tcx) return tcx.error();
   static const std::regex id_re(R"(\bid (\d+))");
-  for (const auto& p : st_.pods) {
-    for (const char* dir : {"ingress", "egress"}) {
-      auto r = run_process({"tc", "-n", st_.node_netns, "filter", "show", "dev", p.host_if, dir});
-      if (!r || !r->status.success()) continue;  // no clsact qdisc, or interface gone
-      std::istringstream lines(r->out);
-      std::string line;
-      while (std::getline(lines, line)) {
-        std::smatch m;
-        if (line.find(" bpf ") == std::string::npos || !std::regex_search(line, m, id_re)) continue;
-        uint32_t id = static_cast<uint32_t>(std::stoul(m[1]));
-        out.push_back(AttachedProgram{p.host_if, std::string("tc ") + dir, id, prog_name(id)});
+  for (const auto& n : st_.nodes) {
+    std::vector<std::string> ifaces;
+    for (const auto& p : st_.pods)
+      if (p.node == n.name) ifaces.push_back(p.host_if);
+    if (cluster()) ifaces.emplace_back("eth0");  // its underlay interface
+    const std::string node = cluster() ? n.name : "";
+    if (!netns_exists(n.name)) continue;
+    auto tcx = in_netns(n.name, [&]() -> Status {
+      for (const auto& ifname : ifaces) {
+        unsigned ifindex = ::if_nametoindex(ifname.c_str());
+        if (ifindex == 0) continue;  // interface gone
+        for (auto [type, hook] :
+             {std::pair{kBpfTcxIngress, "tcx ingress"}, std::pair{kBpfTcxEgress, "tcx egress"}}) {
+          uint32_t ids[64];
+          uint32_t cnt = 64;
+          uint32_t flags = 0;
+          int r = bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0,
+                                 &flags, ids, &cnt);
+          if (r != 0) continue;  // no tcx on this kernel (EINVAL) or nothing attached
+          for (uint32_t i = 0; i < cnt; ++i)
+            out.push_back(AttachedProgram{node, ifname, hook, ids[i], prog_name(ids[i])});
+        }
+      }
+      return {};
+    });
+    if (!tcx) return tcx.error();
+    for (const auto& ifname : ifaces) {
+      for (const char* dir : {"ingress", "egress"}) {
+        auto r = run_process({"tc", "-n", n.name, "filter", "show", "dev", ifname, dir});
+        if (!r || !r->status.success()) continue;  // no clsact qdisc, or interface gone
+        std::istringstream lines(r->out);
+        std::string line;
+        while (std::getline(lines, line)) {
+          std::smatch m;
+          if (line.find(" bpf ") == std::string::npos || !std::regex_search(line, m, id_re)) continue;
+          uint32_t id = static_cast<uint32_t>(std::stoul(m[1]));
+          out.push_back(AttachedProgram{node, ifname, std::string("tc ") + dir, id, prog_name(id)});
+        }
       }
     }
   }

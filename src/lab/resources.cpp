@@ -83,7 +83,8 @@ std::string workload_endpoint_yaml(const std::string& pod_name, const std::strin
 
 std::string dataplane_config_yaml(std::chrono::milliseconds min_sync_period,
                                   std::chrono::milliseconds conntrack_scan_period,
-                                  const std::string& log_level) {
+                                  const std::string& log_level, bool vxlan_enabled,
+                                  int underlay_mtu) {
   std::string y = fmt::format(
       "apiVersion: weir.dev/v1\n"
       "kind: DataplaneConfig\n"
@@ -94,7 +95,22 @@ std::string dataplane_config_yaml(std::chrono::milliseconds min_sync_period,
       "  conntrackScanPeriod: {}ms\n",
       min_sync_period.count(), conntrack_scan_period.count());
   if (!log_level.empty()) y += fmt::format("  logLevel: {}\n", log_level);
+  if (vxlan_enabled) y += "  vxlanEnabled: true\n";
+  if (underlay_mtu != 1500) y += fmt::format("  underlayMTU: {}\n", underlay_mtu);
   return y;
+}
+
+std::string node_yaml(const std::string& name, const std::string& underlay_address,
+                      const std::string& pod_cidr) {
+  return fmt::format(
+      "apiVersion: weir.dev/v1\n"
+      "kind: Node\n"
+      "metadata:\n"
+      "  name: {}\n"
+      "spec:\n"
+      "  underlayAddress: {}\n"
+      "  podCIDR: {}\n",
+      name, underlay_address, pod_cidr);
 }
 
 }  // namespace weir::lab

@@ -43,9 +43,15 @@ std::string workload_endpoint_yaml(const std::string& pod_name, const std::strin
                                    const std::string& host_if, const std::string& ip,
                                    const std::string& mac);
 
-// weir.dev/v1 DataplaneConfig "default".
+// weir.dev/v1 DataplaneConfig "default" (vxlanEnabled and underlayMTU only when not the
+// defaults).
 std::string dataplane_config_yaml(std::chrono::milliseconds min_sync_period,
                                   std::chrono::milliseconds conntrack_scan_period,
-                                  const std::string& log_level);
+                                  const std::string& log_level, bool vxlan_enabled = false,
+                                  int underlay_mtu = 1500);
+
+// weir.dev/v1 Node.
+std::string node_yaml(const std::string& name, const std::string& underlay_address,
+                      const std::string& pod_cidr);
 
 }  // namespace weir::lab
