@@ -426,6 +426,13 @@ Result<Lab> Lab::up(const LabSpec& spec) {
     return make_error("encapsulation {} needs a cluster (--nodes)", spec.encap);
   }
 
+  // (A level the agent does not know is left to the agent, which refuses it with its message.)
+  if (spec.agent_log_level == "warn" || spec.agent_log_level == "warning" ||
+      spec.agent_log_level == "error" || spec.agent_log_level == "critical" ||
+      spec.agent_log_level == "off")
+    return make_error("agent log level \"{}\": the lab needs trace, debug or info (it waits for the "
+                      "agent's info line \"{}\")",
+                      spec.agent_log_level, kAgentStartLine);
   LabState st;
   st.id = id;
   st.state_dir = spec.state_dir.empty() ? default_state_dir(id) : spec.state_dir;
