@@ -96,6 +96,7 @@ void SyncLoop::sync_full(const model::Snapshot& snap, PhaseTimer& timer) {
   resolver_.update(snap);
   timer.mark("policy calc");
   apply_kernel_routes(out);
+  apply_tunnel(snap);
   bool services_changed = !good_;
   if (good_) {
     auto d = calc::diff(*good_, out);
@@ -170,20 +171,13 @@ void SyncLoop::sync_services(const model::Snapshot& snap, const std::vector<std:
   if (lost) scan();
 }
 
-// Routed mode: the kernel routes to other nodes' pods follow calc's remote routes. Cheap when
-// they did not change; a failure is logged and retried by a full sync (has_pending()).
+// Routed mode: the kernel routes to other nodes' pods follow calc's remote routes (with VXLAN
+// there are none: weir_from_wl encapsulates, see apply_tunnel). Cheap when they did not change;
+// a failure is logged and retried by a full sync (has_pending()).
 void SyncLoop::apply_kernel_routes(const calc::Output& out) {
   if (!dp_.kernel_routes) return;
   std::vector<dataplane::KernelRoute> want;
-  if (config_ && config_->vxlan_enabled) {
-    if (!std::exchange(warned_vxlan_, true))
-      spdlog::warn("DataplaneConfig vxlanEnabled: VXLAN between nodes is not built yet: pods on "
-                   "other nodes are not reachable from this node (routed mode: vxlanEnabled: "
-                   "false)");
-  } else {
-    warned_vxlan_ = false;
-    want = dataplane::wanted_kernel_routes(out.routes);
-  }
+  if (!config_ || !config_->vxlan_enabled) want = dataplane::wanted_kernel_routes(out.routes);
   if (kernel_routes_ok_ && want == kernel_routes_) return;
   if (auto st = dataplane::sync_kernel_routes(*dp_.kernel_routes, want); !st) {
     spdlog::error("routes to other nodes: {}", st.error().str());
@@ -197,6 +191,30 @@ void SyncLoop::apply_kernel_routes(const calc::Output& out) {
   spdlog::info("routes to other nodes: {}", want.empty() ? "none" : list);
   kernel_routes_ = std::move(want);
   kernel_routes_ok_ = true;
+}
+
+// VXLAN: the tunnel maps and weir_from_ul on the underlay interface follow the DataplaneConfig
+// and the Nodes. Cheap when nothing changed; a failure is logged and retried by a full sync.
+void SyncLoop::apply_tunnel(const model::Snapshot& snap) {
+  if (!dp_.tunnel) return;
+  calc::TunnelPlan plan;  // off, unless the plan can be made
+  auto p = calc::tunnel_plan(config_ ? *config_ : model::DataplaneConfig{}, snap.nodes, node_);
+  if (!p) {
+    if (!std::exchange(warned_tunnel_, true))
+      spdlog::error("{}: pods on other nodes are not reachable from this node", p.error().str());
+  } else {
+    warned_tunnel_ = false;
+    plan = *p;
+  }
+  const bool changed = !tunnel_.ok || !(tunnel_.plan == plan);
+  if (auto st = dataplane::sync_tunnel(*dp_.tunnel, plan, tunnel_); !st) {
+    spdlog::error("{}", st.error().str());
+    force_full_ = true;
+    return;
+  }
+  if (changed)
+    spdlog::info("tunnel: {}{}", plan.str(),
+                 tunnel_.attached ? fmt::format(", decapsulating on {}", tunnel_.attached->name) : "");
 }
 
 // Policy programs and IP sets for the interfaces that carry weir's programs. Cheap when

@@ -31,6 +31,7 @@
 #include "dataplane/kernel_routes.h"
 #include "dataplane/policy_manager.h"
 #include "dataplane/service_syncer.h"
+#include "dataplane/tunnel.h"
 #include "datastore/datastore.h"
 #include "maps/table.h"
 #include "util/result.h"
@@ -49,6 +50,9 @@ struct Dataplane {
   // Routes to other nodes' pods in the kernel (routed mode, dataplane/kernel_routes.h); none
   // (nullptr) leaves the kernel's tables alone.
   dataplane::KernelRouteTable* kernel_routes = nullptr;
+  // VXLAN between nodes (dataplane/tunnel.h); nullptr leaves the tunnel maps and the underlay
+  // interface alone.
+  dataplane::TunnelOps* tunnel = nullptr;
 };
 
 class PhaseTimer;  // sync_loop.cpp
@@ -92,6 +96,7 @@ class SyncLoop {
   void take_config(const model::Snapshot& snap);
   Status apply_policy(const calc::Output& out);
   void apply_kernel_routes(const calc::Output& out);
+  void apply_tunnel(const model::Snapshot& snap);
   void schedule_policy_retry();
   void report_occupancy(uint64_t entries);
 
@@ -109,7 +114,8 @@ class SyncLoop {
   Path last_path_ = Path::Unchanged;
   std::vector<dataplane::KernelRoute> kernel_routes_;  // what the kernel has, when kernel_routes_ok_
   bool kernel_routes_ok_ = false;
-  bool warned_vxlan_ = false;
+  dataplane::TunnelState tunnel_;
+  bool warned_tunnel_ = false;
 };
 
 // Sets spdlog's level from the snapshot's DataplaneConfig, when it names one.

@@ -8,6 +8,7 @@
 
 #include "agent/sync_loop.h"
 #include "dataplane_testing.h"
+#include "tunnel_testing.h"
 #include "datastore/datastore.h"
 #include "datastore_testing.h"
 
@@ -82,9 +83,10 @@ struct Agent {
             [&m](uint32_t i, calc::pol::Direction d) { return dataplane::get_policy_slot(m.ifstate, i, d); },
             &loader),
         loop("n1", Dataplane{endpoints, services, policies, scanner, m.ct, [] { return kNow; },
-                             &routes}) {}
+                             &routes, &tunnel}) {}
   FakeLoader loader;
   FakeRouteTable routes;
+  dataplane::test::FakeTunnel tunnel;
   dataplane::EndpointManager endpoints;
   dataplane::ServiceSyncer services;
   dataplane::ConntrackScanner scanner;
@@ -126,8 +128,8 @@ class SyncLoopTest : public ::testing::Test {
   std::unique_ptr<Agent> agent;
 };
 
-// Routed mode: the kernel routes follow the Node resources; vxlanEnabled takes them away (VXLAN
-// is not built yet, and routed packets must not leave as if it were).
+// Routed mode: the kernel routes follow the Node resources; vxlanEnabled takes them away (the
+// programs encapsulate instead: see VxlanPlanFollowsTheConfigAndTheNodes).
 TEST_F(SyncLoopTest, KernelRoutesToOtherNodesFollowTheNodes) {
   loop().sync(*ds);
   EXPECT_TRUE(agent->routes.routes.empty());  // no Node resources: nothing to route by
@@ -162,6 +164,50 @@ spec: {underlayAddress: 192.168.200.4, podCIDR: 10.65.1.0/24}
                            "spec: {vxlanEnabled: true}\n");
   loop().sync(*ds);
   EXPECT_TRUE(agent->routes.routes.empty());
+}
+
+// VXLAN: the tunnel plan (this node's underlay address, the peers) reaches the tunnel maps and
+// weir_from_ul sits on the underlay interface; without this node's Node resource, VXLAN stays
+// off (and the error is logged); vxlanEnabled: false takes it all away.
+TEST_F(SyncLoopTest, VxlanPlanFollowsTheConfigAndTheNodes) {
+  agent->tunnel.addresses[ip("192.168.200.2")] = {3, "eth0"};
+  loop().sync(*ds);
+  EXPECT_FALSE(agent->tunnel.written.enabled);
+  EXPECT_TRUE(agent->tunnel.attached.empty());
+  dir.write("config.yaml", "apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {name: default}\n"
+                           "spec: {vxlanEnabled: true, vxlanVNI: 77}\n");
+  dir.write("nodes.yaml", R"(apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n2}
+spec: {underlayAddress: 192.168.200.3, podCIDR: 10.65.1.0/24}
+)");
+  loop().sync(*ds);
+  EXPECT_FALSE(agent->tunnel.written.enabled) << "no Node for n1: its underlay address is unknown";
+  dir.write("nodes.yaml", R"(apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n1}
+spec: {underlayAddress: 192.168.200.2, podCIDR: 10.65.0.0/24}
+---
+apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n2}
+spec: {underlayAddress: 192.168.200.3, podCIDR: 10.65.1.0/24}
+)");
+  loop().sync(*ds);
+  EXPECT_TRUE(agent->tunnel.written.enabled);
+  EXPECT_EQ(agent->tunnel.written.vni, 77u);
+  EXPECT_EQ(agent->tunnel.written.underlay, ip("192.168.200.2"));
+  EXPECT_EQ(agent->tunnel.written.vteps, std::vector<model::Ipv4>{ip("192.168.200.3")});
+  EXPECT_EQ(agent->tunnel.written_ifindex, 3);
+  EXPECT_EQ(agent->tunnel.attached, std::set<std::string>{"eth0"});
+  EXPECT_TRUE(agent->routes.routes.empty()) << "no kernel routes with VXLAN";
+  EXPECT_FALSE(loop().has_pending());
+  dir.write("config.yaml", "apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {name: default}\n"
+                           "spec: {vxlanEnabled: false}\n");
+  loop().sync(*ds);
+  EXPECT_FALSE(agent->tunnel.written.enabled);
+  EXPECT_TRUE(agent->tunnel.attached.empty());
+  EXPECT_EQ(agent->routes.routes.size(), 1u) << "routed again";
 }
 
 TEST_F(SyncLoopTest, FirstSyncIsFullAndProgramsEverything) {

@@ -1,0 +1,59 @@
+#include "dataplane/tunnel.h"
+
+#include <fmt/format.h>
+
+namespace weir::dataplane {
+
+Status sync_tunnel(TunnelOps& ops, const calc::TunnelPlan& plan, TunnelState& state) {
+  if (!state.adopted) {
+    auto found = ops.find_attached();
+    if (!found) return found.error().wrap("VXLAN: looking for weir_from_ul on this node's interfaces");
+    state.attached = *found;
+    state.adopted = true;
+  }
+  std::optional<UnderlayIf> want;
+  if (plan.enabled) {
+    auto itf = ops.interface_of(plan.underlay);
+    if (!itf) {
+      state.ok = false;
+      return itf.error().wrap(fmt::format("VXLAN: finding the interface of this node's underlay "
+                                          "address {}",
+                                          plan.underlay.str()));
+    }
+    want = *itf;
+  }
+  // Unchanged: nothing to do, unless the interface moved (a new ifindex for the same address).
+  if (state.ok && state.plan == plan && state.attached == want) return {};
+  state.ok = false;
+  if (want && state.attached != want) {
+    // The maps first name the interface the program is about to sit on.
+    if (auto st = ops.write(plan, want->ifindex); !st) return st;
+    state.plan = plan;
+    if (auto st = ops.attach(*want); !st)
+      return st.error().wrap(fmt::format("VXLAN: attaching weir_from_ul to {}", want->name));
+    if (state.attached) {
+      if (auto st = ops.detach(*state.attached); !st)
+        return st.error().wrap(fmt::format("VXLAN: detaching weir_from_ul from {}",
+                                           state.attached->name));
+    }
+    state.attached = want;
+  } else if (!want) {
+    // Off: the maps say so first (no packet is encapsulated any more), then the decap program
+    // goes.
+    if (auto st = ops.write(plan, 0); !st) return st;
+    state.plan = plan;
+    if (state.attached) {
+      if (auto st = ops.detach(*state.attached); !st)
+        return st.error().wrap(fmt::format("VXLAN: detaching weir_from_ul from {}",
+                                           state.attached->name));
+      state.attached.reset();
+    }
+  } else {
+    if (auto st = ops.write(plan, want->ifindex); !st) return st;
+    state.plan = plan;
+  }
+  state.ok = true;
+  return {};
+}
+
+}  // namespace weir::dataplane
