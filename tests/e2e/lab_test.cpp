@@ -172,6 +172,70 @@ TEST(Lab, TopologyServersAndKernelForwardingThenDownRemovesEverything) {
   EXPECT_TRUE(l->down().ok());
 }
 
+// A cluster without agents: the underlay bridge joins the nodes (a TCP connect from node 1 to
+// node 2's underlay address is refused, i.e. it got there and back), each node has its /26 and a
+// Node resource, names follow docs/lab.md, and down removes everything; bad cluster specs are
+// refused before anything is created.
+TEST(Lab, ClusterTopologyUnderlayAndDownRemovesEverything) {
+  require_root();
+  LabSpec spec = no_agent_spec(2);
+  spec.nodes = 2;
+  auto up = Lab::up(spec);
+  ASSERT_TRUE(up.ok()) << up.error().str();
+  std::optional<Lab> l(std::move(*up));
+  const std::string id = l->id();
+  ASSERT_TRUE(l->cluster());
+  EXPECT_EQ(lab_namespaces(id).size(), 7u);  // underlay, 2 nodes, 4 pods
+  ASSERT_EQ(l->nodes().size(), 2u);
+  const auto& n1 = l->nodes()[0];
+  const auto& n2 = l->nodes()[1];
+  EXPECT_EQ(n1.name, "weir-" + id + "-n1");
+  EXPECT_EQ(n1.underlay_ip, "192.168.200.2");
+  EXPECT_EQ(n2.underlay_ip, "192.168.200.3");
+  EXPECT_EQ(n1.pod_cidr, "10.65.0.0/26");
+  EXPECT_EQ(n2.pod_cidr, "10.65.0.64/26");
+  EXPECT_EQ(n2.pin_root, "/sys/fs/bpf/weir-lab-" + id + "-n2");
+  auto p = l->pod("n2-pod1");
+  ASSERT_TRUE(p.ok()) << p.error().str();
+  EXPECT_EQ(p->ip, "10.65.0.66");
+  EXPECT_EQ(p->node, n2.name);
+  EXPECT_EQ(p->host_if, "weir" + id + "n2p1");
+  EXPECT_EQ(l->pods_of("n1").size(), 2u);
+  EXPECT_EQ(l->node("n2")->name, n2.name);
+  EXPECT_FALSE(l->node("n3").ok());
+  std::string node_yaml = read_all(l->datastore_dir() + "/node-n2.yaml");
+  EXPECT_NE(node_yaml.find("underlayAddress: 192.168.200.3"), std::string::npos) << node_yaml;
+  EXPECT_NE(node_yaml.find("podCIDR: 10.65.0.64/26"), std::string::npos) << node_yaml;
+  auto reach = l->in_netns(n1.name, [&] { return lab::tcp_connect(n2.underlay_ip, 9, 2s); });
+  ASSERT_FALSE(reach.ok());
+  EXPECT_EQ(reach.error().err, ECONNREFUSED) << "node 2 not reached over the underlay: " << reach.error().str();
+  ASSERT_TRUE(l->down().ok());
+  EXPECT_TRUE(lab_namespaces(id).empty());
+  EXPECT_FALSE(fs::exists(n1.pin_root));
+  EXPECT_FALSE(fs::exists(Lab::default_state_dir(id)));
+
+  LabSpec bad = no_agent_spec(2);
+  bad.nodes = 21;
+  EXPECT_FALSE(Lab::up(bad).ok());
+  bad.nodes = 2;
+  bad.pods = 62;  // a /26 holds 61 pods
+  EXPECT_FALSE(Lab::up(bad).ok());
+  bad = no_agent_spec(2);
+  bad.encap = "vxlan";  // needs a cluster
+  EXPECT_FALSE(Lab::up(bad).ok());
+  bad.nodes = 2;
+  bad.encap = "ipip";
+  auto r = Lab::up(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().str().find("ipip"), std::string::npos) << r.error().str();
+  bad = no_agent_spec(9);
+  bad.nodes = 10;
+  bad.run_id = "abcdefg";  // weirabcdefgn10p9 would have 16 characters
+  r = Lab::up(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().str().find("weirabcdefgn10p9"), std::string::npos) << r.error().str();
+}
+
 TEST(Lab, DownFromTheRecordInAnotherProcess) {
   require_root();
   auto up = Lab::up(no_agent_spec(2));
