@@ -263,6 +263,12 @@ SizeResult run_size(const Options& o, int n) {
     cli.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
   res.cli_apply_ms = percentile(cli, 50);
+  // Node 1's agent log: its "sync done in ... (datastore ..., calc ..., ...)" lines say where
+  // the time of each change went.
+  std::error_code ec;
+  fs::copy_file(l.agent_log_path(l.nodes()[0].name),
+                fmt::format("{}/propagation-{}nodes-n1-agent.log", o.out, n),
+                fs::copy_options::overwrite_existing, ec);
   if (auto s = l.down(); !s) std::fprintf(stderr, "lab down: %s\n", s.error().str().c_str());
   return res;
 }

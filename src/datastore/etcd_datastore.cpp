@@ -328,6 +328,7 @@ Result<void> EtcdDatastore::refresh() {
     for (auto& kv : r->kvs) kvs_.emplace(std::move(kv.key), std::move(kv.value));
     revision_ = r->revision;
     have_read_ = true;
+    all_dirty_ = true;
     return {};
   }
   std::lock_guard lock(feed_->mu);
@@ -337,8 +338,10 @@ Result<void> EtcdDatastore::refresh() {
   if (feed_->reset) {
     kvs_ = std::move(*feed_->reset);
     feed_->reset.reset();
+    all_dirty_ = true;
   }
   for (auto& [key, value] : feed_->changes) {
+    if (!all_dirty_) dirty_.insert(key);
     if (value)
       kvs_.insert_or_assign(key, std::move(*value));
     else
@@ -365,8 +368,24 @@ SnapshotCache::Scan EtcdDatastore::scan() {
   auto check = [this](const std::string& key, SnapshotCache::Parsed& p) {
     check_resource_key(prefix_, key, p);
   };
+  if (!all_dirty_) {
+    // Only what the watch changed: O(changes), not O(keys).
+    s = cache_.scan_cached();
+    for (const auto& key : dirty_) {
+      auto it = kvs_.find(key);
+      if (it == kvs_.end())
+        cache_.drop_changed(s, key);
+      else
+        cache_.put_changed(s, key, it->second, check);
+    }
+    dirty_.clear();
+    SnapshotCache::end_changes(s);
+    return s;
+  }
   for (const auto& [key, value] : kvs_) cache_.put(s, key, value, check);
   cache_.finish(s);
+  dirty_.clear();
+  all_dirty_ = false;
   return s;
 }
 

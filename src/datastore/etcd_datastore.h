@@ -14,6 +14,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -82,6 +83,7 @@ class EtcdDatastore : public Datastore {
   int64_t revision() const { return revision_; }
   // load_incremental() calls that took the full path (tests, logs).
   uint64_t full_loads() const { return cache_.full_loads(); }
+  uint64_t parsed() const { return cache_.parsed(); }  // keys parsed so far (not from the cache)
 
  private:
   EtcdDatastore(etcd::Client c, std::string prefix);
@@ -93,6 +95,10 @@ class EtcdDatastore : public Datastore {
   etcd::Client client_;
   std::string prefix_;
   std::map<std::string, std::string> kvs_;  // key -> value, as of revision_
+  // Keys the watch changed since the last scan (the next scan parses only those), unless
+  // all_dirty_ (a full read replaced kvs_, or nothing was scanned yet).
+  std::set<std::string> dirty_;
+  bool all_dirty_ = true;
   int64_t revision_ = 0;
   bool have_read_ = false;
   std::shared_ptr<EtcdFeed> feed_;  // set by watch()

@@ -104,6 +104,39 @@ void SnapshotCache::finish(Scan& s) {
   std::sort(s.changed.begin(), s.changed.end());
 }
 
+SnapshotCache::Scan SnapshotCache::scan_cached() {
+  Scan s;
+  s.files = std::move(cache_);
+  cache_.clear();
+  return s;
+}
+
+void SnapshotCache::put_changed(Scan& s, const std::string& name, std::string text,
+                                const Check& check) {
+  auto it = s.files.find(name);
+  if (it != s.files.end() && it->second.content == text) return;
+  Parsed parsed;
+  model::parse_text(model::SourceText{name, text}, parsed.part, parsed.errors);
+  parsed.content = std::move(text);
+  if (check) check(name, parsed);
+  ++parsed_;
+  s.changed.push_back(name);
+  if (it != s.files.end()) s.old.insert(s.files.extract(it));
+  s.files.insert_or_assign(name, std::move(parsed));
+}
+
+void SnapshotCache::drop_changed(Scan& s, const std::string& name) {
+  auto it = s.files.find(name);
+  if (it == s.files.end()) return;
+  s.changed.push_back(name);
+  s.old.insert(s.files.extract(it));
+}
+
+void SnapshotCache::end_changes(Scan& s) {
+  std::sort(s.changed.begin(), s.changed.end());
+  s.changed.erase(std::unique(s.changed.begin(), s.changed.end()), s.changed.end());
+}
+
 // Merges every source's parse in name order into `into` and validates the whole, exactly as
 // build_snapshot() does; keeps the parses as the cache. Read errors come first.
 void SnapshotCache::merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors) {

@@ -53,6 +53,15 @@ class SnapshotCache {
   // s.changed. Call once, after the last keep()/put().
   void finish(Scan& s);
 
+  // A scan for a datastore that knows exactly which sources changed (EtcdDatastore, from its
+  // watch): it starts from every cached source as it is, in O(1), then put_changed() and
+  // drop_changed() name the sources that may differ. end_changes() sorts s.changed; finish()
+  // is not called. Costs O(changes), where keep()/put() for every source cost O(sources).
+  Scan scan_cached();
+  void put_changed(Scan& s, const std::string& name, std::string text, const Check& check = nullptr);
+  void drop_changed(Scan& s, const std::string& name);
+  static void end_changes(Scan& s);
+
   // Merges every parse and validates the whole, as model::build_snapshot() does (read errors
   // first). The next load_incremental() takes the full path.
   model::SnapshotResult load_detailed(Scan s);

@@ -226,8 +226,16 @@ TEST(EtcdDatastore, WatchDeliversChangesIncrementallyAndSurvivesARestart) {
   EXPECT_TRUE(first.changes.full);
   ASSERT_EQ(first.snapshot->services.size(), 1u);
 
+  // A watched change is parsed alone (the other keys come from the cache untouched).
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(c.txn({put(fmt::format("/weir/services/default/bulk{}", i),
+                           service(fmt::format("bulk{}", i), fmt::format("10.96.1.{}", i + 1)))})
+                    .ok());
+  ASSERT_TRUE(wait_load(**ds, **w, [](const auto& s) { return has_service(s, "bulk49"); }));
+  const uint64_t parsed_before = (*ds)->parsed();
   ASSERT_TRUE(c.txn({put("/weir/services/default/api", service("api", "10.96.0.11"))}).ok());
   ASSERT_TRUE(wait_load(**ds, **w, [](const auto& s) { return has_service(s, "api"); }));
+  EXPECT_EQ((*ds)->parsed(), parsed_before + 1);
   auto l = (*ds)->load_incremental();  // nothing new: same content, nothing changed
   ASSERT_TRUE(l.ok());
   EXPECT_FALSE(l.changes.full);
@@ -250,6 +258,21 @@ TEST(EtcdDatastore, WatchDeliversChangesIncrementallyAndSurvivesARestart) {
   ASSERT_TRUE(wait_load(**ds, **w, [](const auto& s) {
     return has_service(s, "db") && has_service(s, "api") && !has_service(s, "web");
   }));
+  // What the watched, incremental loads built is what a fresh full read builds.
+  auto now = (*ds)->load_incremental();
+  ASSERT_TRUE(now.ok());
+  auto fresh = EtcdDatastore::open(etcd->endpoints());
+  ASSERT_TRUE(fresh.ok());
+  auto full = (*fresh)->load_detailed();
+  ASSERT_TRUE(full.ok());
+  auto names = [](const model::Snapshot& s) {
+    std::vector<std::string> v;
+    for (const auto& svc : s.services) v.push_back(svc.meta.name + "=" + svc.cluster_ip->str());
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(names(*now.snapshot), names(*full.snapshot));
+  EXPECT_EQ(names(*full.snapshot).size(), 52u);
 }
 
 TEST(EtcdDatastore, CompactedRevisionIsReadAgainAndMemberFailover) {
