@@ -31,7 +31,7 @@
 #include "dataplane/kernel_routes.h"
 #include "dataplane/policy_manager.h"
 #include "dataplane/service_syncer.h"
-#include "dataplane/tunnel.h"
+#include "dataplane/tunnel_sync.h"
 #include "datastore/datastore.h"
 #include "maps/table.h"
 #include "util/result.h"

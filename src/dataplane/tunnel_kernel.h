@@ -8,7 +8,7 @@
 #include <string>
 
 #include "bpf/attach.h"
-#include "dataplane/tunnel.h"
+#include "dataplane/tunnel_sync.h"
 #include "maps/pin_layout.h"
 
 namespace weir::dataplane {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/tunnel.h"
+#include "dataplane/tunnel_sync.h"
 
 namespace weir::dataplane::test {
 

@@ -1,11 +1,11 @@
-// dataplane::sync_tunnel over a fake kernel: the tunnel maps and weir_from_ul on the underlay
+// dataplane::sync_tunnel (tunnel_sync.h) over a fake kernel: the tunnel maps and weir_from_ul on the underlay
 // interface follow the plan; adoption, moves, VXLAN switched off, and failures retried.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <set>
 
-#include "dataplane/tunnel.h"
+#include "dataplane/tunnel_sync.h"
 #include "tunnel_testing.h"
 
 namespace weir::dataplane {

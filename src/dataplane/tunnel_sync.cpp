@@ -1,4 +1,4 @@
-#include "dataplane/tunnel.h"
+#include "dataplane/tunnel_sync.h"
 
 #include <fmt/format.h>
 
