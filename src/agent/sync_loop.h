@@ -50,7 +50,7 @@ struct Dataplane {
   // Routes to other nodes' pods in the kernel (routed mode, dataplane/kernel_routes.h); none
   // (nullptr) leaves the kernel's tables alone.
   dataplane::KernelRouteTable* kernel_routes = nullptr;
-  // VXLAN between nodes (dataplane/tunnel.h); nullptr leaves the tunnel maps and the underlay
+  // VXLAN between nodes (dataplane/tunnel_sync.h); nullptr leaves the tunnel maps and the underlay
   // interface alone.
   dataplane::TunnelOps* tunnel = nullptr;
 };

@@ -1,7 +1,7 @@
 // What VXLAN between nodes needs on this node, from the DataplaneConfig and the Node resources
 // (docs/cluster.md): pure, so that it is unit-tested without the kernel. The agent writes the
 // plan into the BPF tunnel config and VTEP maps and attaches the decapsulating program to the
-// interface that holds `underlay` (dataplane/tunnel.h).
+// interface that holds `underlay` (dataplane/tunnel_sync.h).
 #pragma once
 
 #include <compare>
