@@ -58,7 +58,7 @@
  */
 
 /*
- * weir_counters2: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
+ * weir_counters3: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
  * Writers: both TC programs (lookup, insert a zeroed entry when missing), the CLI (flush) and
  * the endpoint manager (removes an interface's entries). Reader: the CLI.
  * Full: the packet is processed normally, its counts are lost.

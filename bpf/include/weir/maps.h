@@ -37,7 +37,7 @@
 	X(CT,       ct,       1, BPF_MAP_TYPE_LRU_HASH,      struct weir_ct_key,           struct weir_ct_val,      (512 * 1024),  0,                  conntrack)     \
 	X(ROUTES,   routes,   1, BPF_MAP_TYPE_LPM_TRIE,      struct weir_route_key,        struct weir_route_val,   (256 * 1024),  BPF_F_NO_PREALLOC,  routes)        \
 	X(IFSTATE,  ifstate,  1, BPF_MAP_TYPE_HASH,          __u32,                        struct weir_ifstate_val, 1024,          0,                  ifstate)       \
-	X(COUNTERS, counters, 2, BPF_MAP_TYPE_PERCPU_HASH,   struct weir_counters_key,     struct weir_counters_val, (20 * 1024),  0,                  counters)      \
+	X(COUNTERS, counters, 3, BPF_MAP_TYPE_PERCPU_HASH,   struct weir_counters_key,     struct weir_counters_val, (20 * 1024),  0,                  counters)      \
 	X(JUMP,     jump,     1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   (10 * 1024),   0,                  fixed)         \
 	X(PSTATE,   pstate,   1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_pol_state,   1,             0,                  fixed)         \
 	X(IPSETS,   ipsets,   1, BPF_MAP_TYPE_LPM_TRIE,      struct weir_ipset_key,        __u32,                   (1024 * 1024), BPF_F_NO_PREALLOC,  ipsets)        \
@@ -49,7 +49,8 @@
 /* Maps whose layout changed, as X(base, version): their pins are what an older weir left. The
  * loader unpins them once their successors are pinned; `weir bpf cleanup` removes them. */
 #define WEIR_MAPS_RETIRED(X) \
-	X(counters, 1)
+	X(counters, 1) \
+	X(counters, 2)
 /* clang-format on */
 
 /* The name of map (base, version): weir_<base><version>, as an identifier and as a string. */
