@@ -29,6 +29,7 @@
 #include "nat.h"
 #include "policy.h"
 #include "routes.h"
+#include "tunnel.h"
 
 /* clang-format off */
 #define WEIR_MAPS(X) \
@@ -44,7 +45,10 @@
 	X(IPSET_X,  ipsetx,   1, BPF_MAP_TYPE_HASH,          struct weir_ipset_exact_key,  __u32,                   (1024 * 1024), BPF_F_NO_PREALLOC,  ipsets)        \
 	X(RULE_CNT, rule_cnt, 1, BPF_MAP_TYPE_PERCPU_HASH,   weir_rule_cnt_key,            weir_rule_cnt_val,       (64 * 1024),   0,                  rule_counters) \
 	X(CT_STATS, ct_stats, 1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_ct_stats,    WEIR_CT_STATS__MAX, 0,             fixed)         \
-	X(FRAGS,    frags,    1, BPF_MAP_TYPE_LRU_HASH,      struct weir_frag_key,         struct weir_frag_val,    (8 * 1024),    0,                  fixed)
+	X(FRAGS,    frags,    1, BPF_MAP_TYPE_LRU_HASH,      struct weir_frag_key,         struct weir_frag_val,    (8 * 1024),    0,                  fixed)         \
+	X(TUNNEL,   tunnel,   1, BPF_MAP_TYPE_ARRAY,         __u32,                        struct weir_tunnel_val,  1,             0,                  fixed)         \
+	X(VTEPS,    vteps,    1, BPF_MAP_TYPE_HASH,          __u32,                        __u32,                   (8 * 1024),    0,                  fixed)         \
+	X(TUN_JUMP, tun_jump, 1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   1,             0,                  fixed)
 
 /* Maps whose layout changed, as X(base, version): their pins are what an older weir left. The
  * loader unpins them once their successors are pinned; `weir bpf cleanup` removes them. */
