@@ -270,7 +270,7 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 	if (nat == WEIR_NAT_NO_BACKEND) {
 		if (p->proto == IPPROTO_TCP)
 			return weir_answer_tcp_rst(skb, p);
-		return weir_answer_icmp_unreach(skb, p);
+		return weir_answer_icmp_unreach(skb, p, ICMP_PORT_UNREACH, 0, WEIR_CNT_DROP_NO_BACKEND);
 	}
 	nat = nat == WEIR_NAT_BACKEND;
 
