@@ -25,6 +25,7 @@
 #include "weir/nat.h"
 #include "weir/policy.h"
 #include "weir/routes.h"
+#include "weir/tunnel.h"
 
 /* ICMP (linux/icmp.h drags in libc's net/if.h, which does not build for -target bpf). */
 #define ICMP_ECHOREPLY 0
