@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * weir TC datapath. Four programs share one object and its maps:
+ * weir TC datapath. Six programs share one object and its maps:
  *   weir_from_wl:     TC ingress of a pod's host-side veth (traffic FROM the workload)
  *   weir_to_wl:       TC egress of the same veth (traffic TO the workload)
  *   weir_from_wl_pol: continuation of weir_from_wl after the workload's egress policy
  *                     (jump slot WEIR_JUMP_FROM_WL_POLICY_DONE)
  *   weir_to_wl_pol:   continuation of weir_to_wl after the workload's ingress policy
  *                     (jump slot WEIR_JUMP_TO_WL_POLICY_DONE)
+ *   weir_vxlan_encap: VXLAN encapsulation of what weir_from_wl sends to a pod on another node
+ *                     (weir_tun_jump1 slot WEIR_TUN_JUMP_VXLAN_ENCAP)
+ *   weir_from_ul:     TC ingress of the node's underlay interface: VXLAN decapsulation
  * One loaded program per hook serves every interface; per-interface facts come from the
  * packet's ifindex. The packet path is described in docs/packet-path.md.
  */
@@ -22,6 +25,7 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/route.h"
+#include "lib/tunnel.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -270,7 +274,7 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 	if (nat == WEIR_NAT_NO_BACKEND) {
 		if (p->proto == IPPROTO_TCP)
 			return weir_answer_tcp_rst(skb, p);
-		return weir_answer_icmp_unreach(skb, p);
+		return weir_answer_icmp_unreach(skb, p, ICMP_PORT_UNREACH, 0, WEIR_CNT_DROP_NO_BACKEND);
 	}
 	nat = nat == WEIR_NAT_BACKEND;
 
@@ -438,8 +442,18 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	}
 	if (p.frag == WEIR_FRAG_FIRST)
 		weir_frag_first_done(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, verdict);
-	/* After a successful tail call into a policy the main program does not get here: the
-	 * continuation counts the packet. */
+	/* What from_wl would hand to the host stack for a pod on another node goes over VXLAN when
+	 * it is on (lib/tunnel.h); later fragments follow their first one here too. The encap
+	 * program counts the packet; if the tail call fails, the packet must not leave
+	 * unencapsulated: dropped. */
+	if (from_wl && verdict == TC_ACT_OK && p.outcome != WEIR_CNT_ACCEPT_NON_IPV4 &&
+	    weir_tunnel_wanted(p.daddr)) {
+		skb->cb[WEIR_CB_OUTCOME] = p.outcome;
+		bpf_tail_call(skb, &weir_tun_jump1, WEIR_TUN_JUMP_VXLAN_ENCAP);
+		verdict = weir_verdict(&p, WEIR_CNT_DROP_TAIL_CALL, TC_ACT_SHOT);
+	}
+	/* After a successful tail call into a policy or the encapsulation the main program does not
+	 * get here: the program called counts the packet. */
 	weir_count(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, p.outcome, p.facts);
 	return verdict;
 }
@@ -468,4 +482,31 @@ SEC("tc")
 int weir_to_wl_pol(struct __sk_buff *skb)
 {
 	return weir_tc(skb, 0, 1);
+}
+
+/* weir_tun_jump1 slot WEIR_TUN_JUMP_VXLAN_ENCAP, tail-called by weir_from_wl (and its policy
+ * continuation): a packet for a pod on another node, over VXLAN. Counted on the pod's veth, at
+ * the hook of from_wl. */
+SEC("tc")
+int weir_vxlan_encap(struct __sk_buff *skb)
+{
+	struct weir_pkt p = {};
+	int verdict;
+
+	p.ifindex = skb->ifindex;
+	verdict = weir_vxlan_encap_pkt(skb, &p);
+	weir_count(p.ifindex, WEIR_HOOK_INGRESS, p.outcome, p.facts);
+	return verdict;
+}
+
+/* TC ingress of the node's underlay interface: VXLAN for this node's pods is decapsulated and
+ * redirected to the pod's host veth; everything else passes. */
+SEC("tc")
+int weir_from_ul(struct __sk_buff *skb)
+{
+	__u32 outcome = WEIR_CNT_DROP_DECAP, ifindex = skb->ifindex;
+	int verdict = weir_from_ul_pkt(skb, &outcome);
+
+	weir_count(ifindex, WEIR_HOOK_INGRESS, outcome, 0);
+	return verdict;
 }

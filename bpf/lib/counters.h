@@ -15,12 +15,12 @@ static __always_inline void weir_count(__u32 ifindex, __u32 hook, __u32 outcome,
 	struct weir_counters_key key = { .ifindex = ifindex, .hook = hook };
 	struct weir_counters_val *c;
 
-	c = bpf_map_lookup_elem(&weir_counters2, &key);
+	c = bpf_map_lookup_elem(&weir_counters3, &key);
 	if (!c) {
 		/* First packet on this interface and hook: insert zeroes. A concurrent insert on
 		 * another CPU makes this fail with EEXIST, which is fine: look up again. */
-		bpf_map_update_elem(&weir_counters2, &key, &weir_zero_counters, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&weir_counters2, &key);
+		bpf_map_update_elem(&weir_counters3, &key, &weir_zero_counters, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&weir_counters3, &key);
 		if (!c)
 			return; /* map full: counts are lost, the packet is not affected */
 	}

@@ -25,6 +25,7 @@
 #include "weir/nat.h"
 #include "weir/policy.h"
 #include "weir/routes.h"
+#include "weir/tunnel.h"
 
 /* ICMP (linux/icmp.h drags in libc's net/if.h, which does not build for -target bpf). */
 #define ICMP_ECHOREPLY 0
@@ -33,6 +34,7 @@
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_PARAMETERPROB 12
 #define ICMP_PORT_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
 
 struct icmphdr {
 	__u8 type;

@@ -71,6 +71,9 @@ static __always_inline int weir_frag_later(struct __sk_buff *skb, struct weir_pk
 	if (v->daddr != p->daddr &&
 	    weir_rewrite_addr(skb, WEIR_IP_DADDR_OFF, p->daddr, v->daddr, 0, p->proto))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
+	/* The addresses it leaves with (from_wl's VXLAN decision looks at the destination). */
+	p->saddr = v->saddr;
+	p->daddr = v->daddr;
 	fwd = v->fwd;
 	ifindex = v->ifindex;
 	outcome = v->outcome;

@@ -95,11 +95,19 @@ __weir_global int weir_answer_tcp_rst(struct __sk_buff *skb, struct weir_pkt *p)
 }
 
 /*
- * No ready backend for a UDP datagram to a service: answer with an ICMP destination
- * unreachable / port unreachable from the VIP, carrying the original IP header (with its
- * options) and the first 8 bytes of its payload, sent back like the RST above.
+ * Answer a packet from a workload with an ICMP destination unreachable of `code` from its
+ * destination, carrying the original IP header (with its options) and the first 8 bytes of its
+ * payload, sent back like the RST above; the packet is counted `outcome`:
+ *   - no ready backend for a UDP datagram to a service: port unreachable (code 3) from the VIP,
+ *     DROP_NO_BACKEND. It concerns no tracked flow, so it carries WEIR_MARK_ANSWER, which lets
+ *     it pass to_wl;
+ *   - a packet too big for the VXLAN underlay (weir_vxlan_encap): fragmentation needed (code 4)
+ *     with the next-hop MTU `mtu`, DROP_ENCAP. It concerns the packet's flow: no mark, to_wl
+ *     handles it as any ICMP error (section 8 of docs/packet-path.md: reverse NAT when the flow
+ *     went through a service, so the client sees it come from the VIP about the VIP).
  */
-__weir_global int weir_answer_icmp_unreach(struct __sk_buff *skb, struct weir_pkt *p)
+__weir_global int weir_answer_icmp_unreach(struct __sk_buff *skb, struct weir_pkt *p, __u32 code,
+					   __u32 mtu, __u32 outcome)
 {
 	struct {
 		struct iphdr ip;
@@ -129,7 +137,9 @@ __weir_global int weir_answer_icmp_unreach(struct __sk_buff *skb, struct weir_pk
 	out.ip.check = weir_csum_fold(sum);
 
 	out.icmp.type = ICMP_DEST_UNREACH;
-	out.icmp.code = ICMP_PORT_UNREACH;
+	out.icmp.code = code;
+	if (code == ICMP_FRAG_NEEDED)
+		out.icmp.un.frag.mtu = bpf_htons(mtu > 0xffff ? 0xffff : mtu);
 	/* The ICMP checksum covers the ICMP header and everything after it. */
 	sum = bpf_csum_diff(0, 0, (__be32 *)&out.icmp, sizeof(out.icmp) + inner_len, 0);
 	out.icmp.checksum = weir_csum_fold(sum);
@@ -139,8 +149,9 @@ __weir_global int weir_answer_icmp_unreach(struct __sk_buff *skb, struct weir_pk
 	    bpf_skb_store_bytes(skb, ETH_HLEN, &out, sizeof(out.ip) + sizeof(out.icmp) + inner_len,
 				BPF_F_RECOMPUTE_CSUM))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
-	skb->mark = WEIR_MARK_ANSWER;
-	return weir_redirect(p, WEIR_CNT_DROP_NO_BACKEND, p->ifindex, 0);
+	if (outcome == WEIR_CNT_DROP_NO_BACKEND)
+		skb->mark = WEIR_MARK_ANSWER;
+	return weir_redirect(p, outcome, p->ifindex, 0);
 }
 
 /* Rewrite a 4-byte address and a 2-byte port inside the ICMP payload (the offending packet's

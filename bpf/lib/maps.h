@@ -58,7 +58,7 @@
  */
 
 /*
- * weir_counters2: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
+ * weir_counters3: (ifindex, hook) -> per-CPU counters (see weir/counters.h).
  * Writers: both TC programs (lookup, insert a zeroed entry when missing), the CLI (flush) and
  * the endpoint manager (removes an interface's entries). Reader: the CLI.
  * Full: the packet is processed normally, its counts are lost.
@@ -98,6 +98,26 @@
  * increment for the deciding rule and every Log rule passed), the policy manager (removes the
  * ids of deleted rules). Readers: the CLI (`policy dump` counts). Full: the packet is decided
  * normally, the rule's count is lost.
+ */
+
+/*
+ * weir_tunnel1: [0] -> this node's VXLAN configuration (see weir/tunnel.h). Writer: the agent
+ * (dataplane::set_tunnel). Readers: from_wl (whether to encapsulate), weir_vxlan_encap and
+ * weir_from_ul. Never full (one entry); all zero = VXLAN off.
+ */
+
+/*
+ * weir_vteps1: underlay address of another node -> WEIR_VTEP_F_NODE. Writer: the agent
+ * (dataplane::set_vteps, from the Node resources). Reader: weir_from_ul (VXLAN from an address
+ * not there is dropped). Full: the agent cannot add the node and logs it; that node's VXLAN is
+ * dropped here (DROP_DECAP).
+ */
+
+/*
+ * weir_tun_jump1: slot WEIR_TUN_JUMP_VXLAN_ENCAP -> weir_vxlan_encap (PROG_ARRAY). Writer: the
+ * loader, after every load (replaced atomically on restart). Readers: from_wl and its policy
+ * continuation (bpf_tail_call). Never full (one slot); empty, the packet is dropped
+ * (DROP_TAIL_CALL).
  */
 
 #define WEIR_MAP_DEFINE(ID, base, ver, mtype, K, V, size, flags, cfg) \

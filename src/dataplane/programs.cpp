@@ -13,6 +13,7 @@
 #include "tc.skel.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
+#include "weir/tunnel.h"
 
 namespace weir::dataplane {
 
@@ -22,8 +23,8 @@ struct TcPrograms::Impl {
 };
 
 TcPrograms::TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
-                       std::unique_ptr<maps::PolicyMaps> p)
-    : impl_(std::move(impl)), maps_(std::move(m)), policy_(std::move(p)) {}
+                       std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t)
+    : impl_(std::move(impl)), maps_(std::move(m)), policy_(std::move(p)), tunnel_(std::move(t)) {}
 TcPrograms::TcPrograms(TcPrograms&&) noexcept = default;
 TcPrograms& TcPrograms::operator=(TcPrograms&&) noexcept = default;
 TcPrograms::~TcPrograms() = default;
@@ -147,8 +148,11 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   if (!m) return m.error();
   auto p = maps::PolicyMaps::from_fds(fds);
   if (!p) return p.error();
+  auto t = maps::TunnelMaps::from_fds(fds);
+  if (!t) return t.error();
   TcPrograms progs(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)),
-                   std::make_unique<maps::PolicyMaps>(std::move(*p)));
+                   std::make_unique<maps::PolicyMaps>(std::move(*p)),
+                   std::make_unique<maps::TunnelMaps>(std::move(*t)));
   WEIR_TRY(progs.install_continuations());
   return progs;
 }
@@ -185,7 +189,22 @@ Status TcPrograms::install_continuations() {
     auto st = policy_->jump.update(slot, static_cast<__u32>(fd));
     if (!st) return st.error().wrap(fmt::format("writing the policy continuation into jump slot {}", slot));
   }
+  auto st = tunnel_->tun_jump.update(WEIR_TUN_JUMP_VXLAN_ENCAP, static_cast<__u32>(vxlan_encap_fd()));
+  if (!st) {
+    return st.error().wrap(fmt::format("writing the VXLAN encapsulation into {} slot {}",
+                                       WEIR_MAP_TUN_JUMP, WEIR_TUN_JUMP_VXLAN_ENCAP));
+  }
   return {};
+}
+
+Status TcPrograms::set_tunnel(const TunnelConfig& c) {
+  maps::KernelTable<__u32, weir_tunnel_val> t(tunnel_->tunnel);
+  return dataplane::set_tunnel(t, c);
+}
+
+Status TcPrograms::set_vteps(const std::vector<model::Ipv4>& nodes) {
+  maps::KernelTable<__u32, __u32> t(tunnel_->vteps);
+  return dataplane::set_vteps(t, nodes);
 }
 
 polprog::PolicyMapFds TcPrograms::policy_map_fds() const {
@@ -207,5 +226,9 @@ int TcPrograms::from_wl_pol_fd() const {
   return bpf_program__fd(impl_->skel->progs.weir_from_wl_pol);
 }
 int TcPrograms::to_wl_pol_fd() const { return bpf_program__fd(impl_->skel->progs.weir_to_wl_pol); }
+int TcPrograms::vxlan_encap_fd() const {
+  return bpf_program__fd(impl_->skel->progs.weir_vxlan_encap);
+}
+int TcPrograms::from_ul_fd() const { return bpf_program__fd(impl_->skel->progs.weir_from_ul); }
 
 }  // namespace weir::dataplane

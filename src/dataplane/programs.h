@@ -7,6 +7,11 @@
 // weir_to_wl_pol) are written into jump slots WEIR_JUMP_FROM_WL_POLICY_DONE and
 // WEIR_JUMP_TO_WL_POLICY_DONE (each slot update replaces the previous agent's program
 // atomically). Policy programs are installed by the policy manager (dataplane/policy_slots.h).
+//
+// VXLAN: the encapsulation program (weir_vxlan_encap) is written into weir_tun_jump1 slot
+// WEIR_TUN_JUMP_VXLAN_ENCAP the same way; weir_from_ul (from_ul_fd()) is for the agent to attach
+// to the tc ingress of the underlay interface; set_tunnel / set_vteps write the configuration
+// (dataplane/tunnel.h).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/tunnel.h"
 #include "maps/pin_layout.h"
 #include "maps/weir_maps.h"
 #include "model/resources.h"
@@ -58,24 +64,33 @@ class TcPrograms {
   int to_wl_fd() const;    // weir_to_wl: tc egress of a workload's host-side veth
   int from_wl_pol_fd() const;  // weir_from_wl_pol: jump slot WEIR_JUMP_FROM_WL_POLICY_DONE
   int to_wl_pol_fd() const;    // weir_to_wl_pol: jump slot WEIR_JUMP_TO_WL_POLICY_DONE
+  int vxlan_encap_fd() const;  // weir_vxlan_encap: weir_tun_jump1 slot WEIR_TUN_JUMP_VXLAN_ENCAP
+  int from_ul_fd() const;      // weir_from_ul: tc ingress of the node's underlay interface
   // Every map of the object (borrowed fds, valid while this object lives), by table id.
   const maps::MapFds& map_fds() const;
   maps::WeirMaps& maps() { return *maps_; }
   maps::PolicyMaps& policy_maps() { return *policy_; }
+  maps::TunnelMaps& tunnel_maps() { return *tunnel_; }
   // The fds a generated policy program is relocated against (polprog::load). Borrowed: valid
   // while this object lives.
   polprog::PolicyMapFds policy_map_fds() const;
 
-  // (Re)writes the continuations into jump slots 0 and 1. load() does it; exposed for repair.
+  // (Re)writes the continuations into jump slots 0 and 1 and the encapsulation program into
+  // weir_tun_jump1. load() does it; exposed for repair.
   Status install_continuations();
+
+  // dataplane::set_tunnel / set_vteps (dataplane/tunnel.h) on this object's maps.
+  Status set_tunnel(const TunnelConfig& c);
+  Status set_vteps(const std::vector<model::Ipv4>& nodes);
 
  private:
   struct Impl;
   TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
-             std::unique_ptr<maps::PolicyMaps> p);
+             std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t);
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<maps::WeirMaps> maps_;
   std::unique_ptr<maps::PolicyMaps> policy_;
+  std::unique_ptr<maps::TunnelMaps> tunnel_;
 };
 
 }  // namespace weir::dataplane

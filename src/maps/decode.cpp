@@ -172,6 +172,7 @@ const CounterMeta kCounters[] = {
     {WEIR_CNT_REDIRECT_NEIGH, "Redirect", "neigh", "redirect_neigh", true},
     {WEIR_CNT_REDIRECT_PEER, "Redirect", "peer", "redirect_peer", true},
     {WEIR_CNT_REDIRECT_PLAIN, "Redirect", "plain", "redirect_plain", true},
+    {WEIR_CNT_ACCEPT_UNDERLAY, "Accepted", "underlay, not VXLAN (passed)", "accepted_underlay", true},
     {WEIR_CNT_OTHER_NAT_COLLISION, "Other", "packets hitting NAT source collision", "other_nat_collision", false},
     {WEIR_CNT_OTHER_ICMP_ERR_NAT, "Other", "ICMP errors reverse-NATed", "other_icmp_errors_reverse_nat", false},
     {WEIR_CNT_TOTAL, "Total", "packets", "total", false},

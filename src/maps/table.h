@@ -8,9 +8,9 @@
 //   PerCpuTable<K,V>    a per-CPU map: one V per possible CPU per key.
 //   KernelTable<K,V>    Table over a bpf::Map (borrowed): one virtual call per operation, one per
 //                       4,096-entry chunk when streaming, so the kernel path costs what it did.
-//   KernelTables        the views of every map of WeirMaps (and PolicyMaps when given), for the
-//                       agent, the benchmarks and the BPF tests.
-//   CoreTables / PolicyTables   the references the managers take.
+//   KernelTables        the views of every map of WeirMaps (and of PolicyMaps and TunnelMaps
+//                       when given), for the agent, the benchmarks and the BPF tests.
+//   CoreTables / PolicyTables / TunnelTables   the references the managers take.
 #pragma once
 
 #include <linux/bpf.h>
@@ -117,6 +117,9 @@ using JumpTable = Table<__u32, __u32>;
 using IpsetsTable = Table<weir_ipset_key, __u32>;
 using IpsetExactTable = Table<weir_ipset_exact_key, __u32>;
 using RuleCountersTable = PerCpuTable<weir_rule_cnt_key, weir_rule_cnt_val>;
+// weir_tunnel1 (an array of one entry, key 0) and weir_vteps1 (weir/tunnel.h).
+using TunnelTable = Table<__u32, weir_tunnel_val>;
+using VtepsTable = Table<__u32, __u32>;
 
 // The core maps (WeirMaps) as the managers see them.
 struct CoreTables {
@@ -137,14 +140,21 @@ struct PolicyTables {
   RuleCountersTable& rule_cnt;
 };
 
-// Kernel views of WeirMaps' maps (and PolicyMaps' when given); the maps are borrowed and must
-// outlive this.
+// The tunnel maps (TunnelMaps) the agent writes (dataplane/tunnel.h).
+struct TunnelTables {
+  TunnelTable& tunnel;
+  VtepsTable& vteps;
+};
+
+// Kernel views of WeirMaps' maps (and PolicyMaps' and TunnelMaps' when given); the maps are
+// borrowed and must outlive this.
 class KernelTables {
  public:
-  explicit KernelTables(WeirMaps& m, PolicyMaps* p = nullptr)
+  explicit KernelTables(WeirMaps& m, PolicyMaps* p = nullptr, TunnelMaps* t = nullptr)
       : nat_fe_(m.nat_fe), nat_be_(m.nat_be), ct_(m.ct), routes_(m.routes), ifstate_(m.ifstate),
         counters_(m.counters), ct_stats_(m.ct_stats) {
     if (p) policy_.emplace(*p);
+    if (t) tunnel_.emplace(*t);
   }
   KernelTables(const KernelTables&) = delete;
   KernelTables& operator=(const KernelTables&) = delete;
@@ -157,6 +167,11 @@ class KernelTables {
     Policy& p = policy_.value();
     return {p.jump, p.ipsets, p.ipset_exact, p.rule_cnt};
   }
+  // Only when constructed with TunnelMaps (else std::bad_optional_access).
+  TunnelTables tunnel() {
+    Tunnel& t = tunnel_.value();
+    return {t.tunnel, t.vteps};
+  }
 
  private:
   struct Policy {
@@ -167,6 +182,11 @@ class KernelTables {
     KernelTable<weir_ipset_exact_key, __u32> ipset_exact;
     KernelPerCpuTable<weir_rule_cnt_key, weir_rule_cnt_val> rule_cnt;
   };
+  struct Tunnel {
+    explicit Tunnel(TunnelMaps& t) : tunnel(t.tunnel), vteps(t.vteps) {}
+    KernelTable<__u32, weir_tunnel_val> tunnel;
+    KernelTable<__u32, __u32> vteps;
+  };
   KernelTable<weir_nat_fe_key, weir_nat_fe_val> nat_fe_;
   KernelTable<weir_nat_be_key, weir_nat_be_val> nat_be_;
   KernelTable<weir_ct_key, weir_ct_val> ct_;
@@ -175,6 +195,7 @@ class KernelTables {
   KernelPerCpuTable<weir_counters_key, weir_counters_val> counters_;
   KernelPerCpuTable<__u32, weir_ct_stats> ct_stats_;
   std::optional<Policy> policy_;
+  std::optional<Tunnel> tunnel_;
 };
 
 }  // namespace weir::maps

@@ -78,6 +78,14 @@ Status bind_members(PolicyMaps& p, Fn&& one) {
   return {};
 }
 
+template <typename Fn>
+Status bind_members(TunnelMaps& t, Fn&& one) {
+  WEIR_TRY(one(MapId::TUNNEL, t.tunnel));
+  WEIR_TRY(one(MapId::VTEPS, t.vteps));
+  WEIR_TRY(one(MapId::TUN_JUMP, t.tun_jump));
+  return {};
+}
+
 // The binders of bind_members(): open each map's pin, or dup each of a loader's fds.
 auto pinned_in(const PinLayout& layout) {
   return [&layout](MapId id, auto& out) { return open_one(layout, id, out); };
@@ -110,6 +118,18 @@ Result<PolicyMaps> PolicyMaps::from_fds(const MapFds& fds) {
   PolicyMaps p;
   WEIR_TRY(bind_members(p, dup_of(fds)));
   return p;
+}
+
+Result<TunnelMaps> TunnelMaps::open_pinned(const PinLayout& layout) {
+  TunnelMaps t;
+  WEIR_TRY(bind_members(t, pinned_in(layout)));
+  return t;
+}
+
+Result<TunnelMaps> TunnelMaps::from_fds(const MapFds& fds) {
+  TunnelMaps t;
+  WEIR_TRY(bind_members(t, dup_of(fds)));
+  return t;
 }
 
 }  // namespace weir::maps

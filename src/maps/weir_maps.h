@@ -28,6 +28,11 @@ using PolicyStateMap = MapView<MapId::PSTATE>;
 using IpsetsMap = MapView<MapId::IPSETS>;
 using IpsetExactMap = MapView<MapId::IPSET_X>;
 using RuleCountersMap = MapView<MapId::RULE_CNT>;
+// VXLAN between nodes (weir/tunnel.h): this node's tunnel configuration (one entry), the other
+// nodes' underlay addresses, and the one-slot PROG_ARRAY holding the encapsulation program.
+using TunnelMap = MapView<MapId::TUNNEL>;
+using VtepsMap = MapView<MapId::VTEPS>;
+using TunJumpMap = MapView<MapId::TUN_JUMP>;
 
 // Names of every map, in the table's order (WEIR_MAPS, the order of docs/maps.md).
 const std::vector<std::string>& all_map_names();
@@ -85,6 +90,28 @@ class PolicyMaps {
 
  private:
   PolicyMaps() = default;
+};
+
+// The maps of VXLAN between nodes. Separate from WeirMaps so that the CLI commands and the
+// managers that never touch the tunnel do not need them (nor fail on a pin root an older weir,
+// without them, left).
+class TunnelMaps {
+ public:
+  TunnelMaps(TunnelMaps&&) noexcept = default;
+  TunnelMaps& operator=(TunnelMaps&&) noexcept = default;
+  TunnelMaps(const TunnelMaps&) = delete;
+  TunnelMaps& operator=(const TunnelMaps&) = delete;
+
+  // As WeirMaps::open_pinned (same "no weir state under ..." error when a pin is missing).
+  static Result<TunnelMaps> open_pinned(const PinLayout& layout);
+  static Result<TunnelMaps> from_fds(const MapFds& fds);
+
+  TunnelMap tunnel;     // weir_tunnel1[0]: struct weir_tunnel_val
+  VtepsMap vteps;       // weir_vteps1: underlay address (network order) -> WEIR_VTEP_F_*
+  TunJumpMap tun_jump;  // weir_tun_jump1: slot -> program fd (reads back the program id)
+
+ private:
+  TunnelMaps() = default;
 };
 
 }  // namespace weir::maps

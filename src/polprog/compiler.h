@@ -13,7 +13,7 @@
 // weir_ipsetx1 (exact members) and then weir_ipsets1 (CIDRs, full key), bumps
 // weir_rule_cnt1[rule.id] for the deciding rule and every Log rule it passes, writes verdict and
 // rule_id, and tail-calls the continuation of its direction (Egress -> WEIR_JUMP_FROM_WL_POLICY_DONE, Ingress -> WEIR_JUMP_TO_WL_POLICY_DONE).
-// If that tail call fails it counts WEIR_CNT_DROP_TAIL_CALL (+ TOTAL) in weir_counters2 for
+// If that tail call fails it counts WEIR_CNT_DROP_TAIL_CALL (+ TOTAL) in weir_counters3 for
 // (state.ifindex, state.hook) and returns TC_ACT_SHOT.
 //
 // Large policies are split into chunks of at most max_insns_per_chunk instructions at rule
@@ -81,7 +81,7 @@ struct PolicyMapFds {
   int ipsets = -1;    // weir_ipsets1
   int rule_cnt = -1;  // weir_rule_cnt1
   int jump = -1;      // weir_jump1
-  int counters = -1;  // weir_counters2
+  int counters = -1;  // weir_counters3
   int ipset_exact = -1;  // weir_ipsetx1 (last: keeps positional initialisers of the others valid)
 };
 

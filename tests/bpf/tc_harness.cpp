@@ -144,6 +144,8 @@ int TcObject::prog_fd(Prog p) const {
     case Prog::ToWl: return progs_.to_wl_fd();
     case Prog::FromWlPol: return progs_.from_wl_pol_fd();
     case Prog::ToWlPol: return progs_.to_wl_pol_fd();
+    case Prog::VxlanEncap: return progs_.vxlan_encap_fd();
+    case Prog::FromUl: return progs_.from_ul_fd();
   }
   return -1;
 }

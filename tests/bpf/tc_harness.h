@@ -50,7 +50,8 @@ struct MapSizes {
 };
 
 // FromWlPol / ToWlPol: the policy continuations (jump slots 0 and 1, written by load()).
-enum class Prog { FromWl, ToWl, FromWlPol, ToWlPol };
+// VxlanEncap: weir_tun_jump1's program (tail-called by from_wl); FromUl: the underlay's ingress.
+enum class Prog { FromWl, ToWl, FromWlPol, ToWlPol, VxlanEncap, FromUl };
 
 class TcObject {
  public:

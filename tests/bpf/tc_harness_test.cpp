@@ -1,12 +1,14 @@
 // The harness loads the datapath as the agent does (dataplane::TcPrograms::load): maps pinned
-// under a pin root with weir's marker, the policy continuations in jump slots 0 and 1; and it
-// loads once per process and size set, emptying the maps for each user.
+// under a pin root with weir's marker, the policy continuations in jump slots 0 and 1, the VXLAN
+// encapsulation in weir_tun_jump1; and it loads once per process and size set, emptying the
+// maps for each user.
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include "maps/weir_maps.h"
 #include "netns_env.h"
 #include "tc_harness.h"
+#include "weir/tunnel.h"
 
 namespace weir::test {
 namespace {
@@ -35,6 +37,9 @@ TEST(TcHarness, LoadsThroughTheAgentsLoaderWithPinsAndContinuations) {
   ASSERT_TRUE(p.ok()) << p.error().str();
   EXPECT_EQ(p->jump.lookup(WEIR_JUMP_FROM_WL_POLICY_DONE).value(), prog_id((*obj)->prog_fd(Prog::FromWlPol)));
   EXPECT_EQ(p->jump.lookup(WEIR_JUMP_TO_WL_POLICY_DONE).value(), prog_id((*obj)->prog_fd(Prog::ToWlPol)));
+  auto t = maps::TunnelMaps::open_pinned(layout);
+  ASSERT_TRUE(t.ok()) << t.error().str();
+  EXPECT_EQ(t->tun_jump.lookup(WEIR_TUN_JUMP_VXLAN_ENCAP).value(), prog_id((*obj)->prog_fd(Prog::VxlanEncap)));
 }
 
 TEST(TcHarness, SharedObjectIsLoadedOnceAndEmptiedForEachUser) {
@@ -53,6 +58,10 @@ TEST(TcHarness, SharedObjectIsLoadedOnceAndEmptiedForEachUser) {
   ASSERT_TRUE(p.ok()) << p.error().str();
   EXPECT_TRUE(p->jump.lookup(WEIR_JUMP_FROM_WL_POLICY_DONE).value().has_value())
       << "the continuations are written back after emptying";
+  auto t = maps::TunnelMaps::open_pinned((*second)->layout());
+  ASSERT_TRUE(t.ok()) << t.error().str();
+  EXPECT_TRUE(t->tun_jump.lookup(WEIR_TUN_JUMP_VXLAN_ENCAP).value().has_value())
+      << "the encapsulation is written back after emptying";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Every program variant through the verifier. The object has one variant (no read-only
-// configuration): the two main programs and the two policy continuations, loaded with the
-// compiled-in default map sizes, exactly as the agent loads them before it overrides sizes.
+// configuration): the two main programs, the two policy continuations, the VXLAN encapsulation
+// and the underlay's decapsulation, loaded with the compiled-in default map sizes, exactly as
+// the agent loads them before it overrides sizes.
 //
 // The verifier's cost of each program is recorded per kernel, and bounded: every TC program of
 // the object and a representative generated policy program must verify in at most
@@ -149,7 +150,9 @@ TEST(TcVerifier, EveryProgramWithinTheBudgetRecordedPerKernel) {
   const std::pair<Prog, const char*> progs[] = {{Prog::FromWl, "weir_from_wl"},
                                                 {Prog::ToWl, "weir_to_wl"},
                                                 {Prog::FromWlPol, "weir_from_wl_pol"},
-                                                {Prog::ToWlPol, "weir_to_wl_pol"}};
+                                                {Prog::ToWlPol, "weir_to_wl_pol"},
+                                                {Prog::VxlanEncap, "weir_vxlan_encap"},
+                                                {Prog::FromUl, "weir_from_ul"}};
   for (const auto& [p, name] : progs) {
     auto c = cost_of(name, (*obj)->prog_fd(p));
     ASSERT_TRUE(c.ok()) << c.error().str();
@@ -178,7 +181,7 @@ TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
   ASSERT_TRUE(topology().ready) << topology().error;
   auto obj = TcObject::shared(MapSizes::defaults());
   ASSERT_TRUE(obj.ok()) << obj.error().str();
-  for (Prog p : {Prog::FromWl, Prog::ToWl, Prog::FromWlPol, Prog::ToWlPol}) {
+  for (Prog p : {Prog::FromWl, Prog::ToWl, Prog::FromWlPol, Prog::ToWlPol, Prog::VxlanEncap, Prog::FromUl}) {
     EXPECT_GE((*obj)->prog_fd(p), 0);
     auto insns = (*obj)->prog_insns(p);
     ASSERT_TRUE(insns.ok()) << insns.error().str();
@@ -195,6 +198,9 @@ TEST(TcVerifier, WholeObjectLoadsWithDefaultMapSizes) {
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IPSETS), uint32_t(WEIR_MAP_IPSETS_SIZE));
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_IPSET_X), uint32_t(WEIR_MAP_IPSET_X_SIZE));
   EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_RULE_CNT), uint32_t(WEIR_MAP_RULE_CNT_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_TUNNEL), 1u);
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_VTEPS), uint32_t(WEIR_MAP_VTEPS_SIZE));
+  EXPECT_EQ((*obj)->map_max_entries(WEIR_MAP_TUN_JUMP), 1u);
 }
 
 TEST(TcVerifier, MapSizesCanBeOverriddenBeforeLoad) {

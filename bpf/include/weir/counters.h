@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Counters (per-CPU hash, weir_counters1): (ifindex, hook) -> one __u64 per counter below.
+ * Counters (per-CPU hash, weir_counters3): (ifindex, hook) -> one __u64 per counter below.
  * Written by the TC programs (every packet increments WEIR_CNT_TOTAL and exactly one outcome
  * counter), read and zeroed by the CLI (`weir bpf counters dump|flush`). Removed by the
  * endpoint manager when an interface goes away. Full: the packet is still processed; its
@@ -8,8 +8,10 @@
  *
  * Categories and descriptions are in src/maps/decode.cpp (kCounters); `weir bpf counters dump`
  * shows them in the seed's row order (categories alphabetical, so Other before Redirect, Total
- * last), not in enum order. Appending is compatible; reordering requires WEIR_MAPS_VERSION to
- * change.
+ * last), not in enum order. Any new counter changes the value's size, so the map's layout
+ * version in WEIR_MAPS (bpf/include/weir/maps.h) goes up and the old name is retired
+ * (docs/maps.md); a new outcome goes before the Other counters (the outcomes are one range), and
+ * appending there keeps every existing outcome's index.
  */
 #ifndef WEIR_COUNTERS_H
 #define WEIR_COUNTERS_H
@@ -54,6 +56,8 @@ enum weir_counter {
 	WEIR_CNT_REDIRECT_NEIGH,           /* Redirect: neigh */
 	WEIR_CNT_REDIRECT_PEER,            /* Redirect: peer */
 	WEIR_CNT_REDIRECT_PLAIN,           /* Redirect: plain */
+	WEIR_CNT_ACCEPT_UNDERLAY,          /* Accepted: underlay traffic, not VXLAN for this node
+	                                    * (passed untouched by weir_from_ul) */
 	/* Not outcomes: extra facts about a packet already counted above. */
 	WEIR_CNT_OTHER_NAT_COLLISION,      /* Other: packets hitting NAT source collision */
 	WEIR_CNT_OTHER_ICMP_ERR_NAT,       /* Other: ICMP errors reverse-NATed */

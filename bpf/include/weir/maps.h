@@ -29,6 +29,7 @@
 #include "nat.h"
 #include "policy.h"
 #include "routes.h"
+#include "tunnel.h"
 
 /* clang-format off */
 #define WEIR_MAPS(X) \
@@ -37,19 +38,23 @@
 	X(CT,       ct,       1, BPF_MAP_TYPE_LRU_HASH,      struct weir_ct_key,           struct weir_ct_val,      (512 * 1024),  0,                  conntrack)     \
 	X(ROUTES,   routes,   1, BPF_MAP_TYPE_LPM_TRIE,      struct weir_route_key,        struct weir_route_val,   (256 * 1024),  BPF_F_NO_PREALLOC,  routes)        \
 	X(IFSTATE,  ifstate,  1, BPF_MAP_TYPE_HASH,          __u32,                        struct weir_ifstate_val, 1024,          0,                  ifstate)       \
-	X(COUNTERS, counters, 2, BPF_MAP_TYPE_PERCPU_HASH,   struct weir_counters_key,     struct weir_counters_val, (20 * 1024),  0,                  counters)      \
+	X(COUNTERS, counters, 3, BPF_MAP_TYPE_PERCPU_HASH,   struct weir_counters_key,     struct weir_counters_val, (20 * 1024),  0,                  counters)      \
 	X(JUMP,     jump,     1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   (10 * 1024),   0,                  fixed)         \
 	X(PSTATE,   pstate,   1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_pol_state,   1,             0,                  fixed)         \
 	X(IPSETS,   ipsets,   1, BPF_MAP_TYPE_LPM_TRIE,      struct weir_ipset_key,        __u32,                   (1024 * 1024), BPF_F_NO_PREALLOC,  ipsets)        \
 	X(IPSET_X,  ipsetx,   1, BPF_MAP_TYPE_HASH,          struct weir_ipset_exact_key,  __u32,                   (1024 * 1024), BPF_F_NO_PREALLOC,  ipsets)        \
 	X(RULE_CNT, rule_cnt, 1, BPF_MAP_TYPE_PERCPU_HASH,   weir_rule_cnt_key,            weir_rule_cnt_val,       (64 * 1024),   0,                  rule_counters) \
 	X(CT_STATS, ct_stats, 1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_ct_stats,    WEIR_CT_STATS__MAX, 0,             fixed)         \
-	X(FRAGS,    frags,    1, BPF_MAP_TYPE_LRU_HASH,      struct weir_frag_key,         struct weir_frag_val,    (8 * 1024),    0,                  fixed)
+	X(FRAGS,    frags,    1, BPF_MAP_TYPE_LRU_HASH,      struct weir_frag_key,         struct weir_frag_val,    (8 * 1024),    0,                  fixed)         \
+	X(TUNNEL,   tunnel,   1, BPF_MAP_TYPE_ARRAY,         __u32,                        struct weir_tunnel_val,  1,             0,                  fixed)         \
+	X(VTEPS,    vteps,    1, BPF_MAP_TYPE_HASH,          __u32,                        __u32,                   (8 * 1024),    0,                  fixed)         \
+	X(TUN_JUMP, tun_jump, 1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   1,             0,                  fixed)
 
 /* Maps whose layout changed, as X(base, version): their pins are what an older weir left. The
  * loader unpins them once their successors are pinned; `weir bpf cleanup` removes them. */
 #define WEIR_MAPS_RETIRED(X) \
-	X(counters, 1)
+	X(counters, 1) \
+	X(counters, 2)
 /* clang-format on */
 
 /* The name of map (base, version): weir_<base><version>, as an identifier and as a string. */
