@@ -21,6 +21,7 @@
 #include "dataplane/policy_manager.h"
 #include "dataplane/policy_slots.h"
 #include "dataplane/programs.h"
+#include "dataplane/tunnel_kernel.h"
 #include "dataplane/service_syncer.h"
 #include "datastore/datastore.h"
 #include "maps/pin_layout.h"
@@ -67,14 +68,34 @@ class Agent {
             [this](uint32_t ifindex, calc::pol::Direction d) {
               return dataplane::get_policy_slot(tables_.core().ifstate, ifindex, d);
             }),
+        tunnel_(progs_.from_ul_fd(), mode, maps::PinLayout{o.pin_root},
+                [this](const calc::TunnelPlan& p, int ifindex) { return write_tunnel(p, ifindex); }),
         loop_(o.node, Dataplane{endpoints_, services_, policies_, scanner_, tables_.core().ct,
-                                dataplane::monotonic_ns, &kernel_routes_}) {}
+                                dataplane::monotonic_ns, &kernel_routes_, &tunnel_}) {}
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
   SyncLoop& loop() { return loop_; }
 
  private:
+  // The tunnel maps (dataplane/tunnel.h): switching on, the peers before the configuration (a
+  // node that starts encapsulating finds them accepted); off, the configuration first.
+  Status write_tunnel(const calc::TunnelPlan& p, int ifindex) {
+    dataplane::TunnelConfig c;
+    c.vxlan_enabled = p.enabled;
+    if (!p.enabled) {
+      WEIR_TRY(progs_.set_tunnel(c));
+      return progs_.set_vteps({});
+    }
+    c.vni = p.vni;
+    c.port = p.port;
+    c.underlay_mtu = p.underlay_mtu;
+    c.underlay_ifindex = static_cast<uint32_t>(ifindex);
+    c.underlay_addr = p.underlay;
+    WEIR_TRY(progs_.set_vteps(p.vteps));
+    return progs_.set_tunnel(c);
+  }
+
   dataplane::TcPrograms progs_;
   maps::KernelTables tables_;
   dataplane::TcInterfaces ifs_;
@@ -83,6 +104,7 @@ class Agent {
   dataplane::ConntrackScanner scanner_;
   dataplane::PolicyManager policies_;
   dataplane::NetlinkRouteTable kernel_routes_;
+  dataplane::KernelTunnel tunnel_;
   SyncLoop loop_;
 };
 
