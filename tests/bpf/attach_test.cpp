@@ -32,6 +32,7 @@
 #include "cli/bpf_ops.h"
 #include "kernel_version.h"
 #include "maps/pin_layout.h"
+#include "shell.h"
 #include "util/fd.h"
 
 namespace weir::attach_test {
@@ -40,18 +41,7 @@ namespace {
 using bpf::TcDir;
 using bpf::TcMode;
 using bpf::TcProgInfo;
-
-// Run a shell command; returns its exit status and captures stdout.
-int sh(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string s;
-  char buf[512];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) s.append(buf, n);
-  int rc = ::pclose(p);
-  if (out != nullptr) *out = s;
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+using test::sh;
 
 Fd load_prog(const char* name) {
   struct bpf_insn insns[] = {

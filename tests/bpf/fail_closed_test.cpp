@@ -83,13 +83,7 @@ class FailClosedTest : public TcTest {
     ASSERT_TRUE(pm.ok()) << pm.error().str();
     polm = std::make_unique<maps::PolicyMaps>(std::move(*pm));
     tables = std::make_unique<maps::KernelTables>(*wm, polm.get());
-    polprog::PolicyMapFds fds;
-    fds.state = tc->map_fd(WEIR_MAP_PSTATE);
-    fds.ipsets = tc->map_fd(WEIR_MAP_IPSETS);
-    fds.ipset_exact = tc->map_fd(WEIR_MAP_IPSET_X);
-    fds.rule_cnt = tc->map_fd(WEIR_MAP_RULE_CNT);
-    fds.jump = tc->map_fd(WEIR_MAP_JUMP);
-    fds.counters = tc->map_fd(WEIR_MAP_COUNTERS);
+    polprog::PolicyMapFds fds = tc->policy_map_fds();
     mgr = std::make_unique<dataplane::PolicyManager>(
         tables->policy(), fds, state_dir,
         [this](uint32_t idx, Direction d, uint32_t slot) {

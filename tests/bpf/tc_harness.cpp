@@ -158,6 +158,8 @@ int TcObject::map_fd(const std::string& name) const {
 
 maps::MapFds TcObject::map_fds() const { return progs_.map_fds(); }
 
+polprog::PolicyMapFds TcObject::policy_map_fds() const { return progs_.policy_map_fds(); }
+
 uint32_t TcObject::map_max_entries(const std::string& name) const {
   auto m = bpf::MapFd::dup_of(map_fd(name));
   return m ? m->info().max_entries : 0;

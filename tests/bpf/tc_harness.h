@@ -78,6 +78,8 @@ class TcObject {
   int map_fd(const std::string& name) const;
   // Every map's fd (borrowed), for maps::WeirMaps::from_fds / PolicyMaps::from_fds.
   maps::MapFds map_fds() const;
+  // The fds a policy program is relocated against (polprog::load), borrowed.
+  polprog::PolicyMapFds policy_map_fds() const;
   uint32_t map_max_entries(const std::string& name) const;
   // Instruction count of a loaded program (from bpf_prog_info).
   Result<uint32_t> prog_insns(Prog p) const;

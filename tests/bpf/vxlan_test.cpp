@@ -28,6 +28,7 @@
 #include "bpf/bpffs.h"
 #include "dataplane/tunnel.h"
 #include "polprog/compiler.h"
+#include "shell.h"
 #include "tc_fixture.h"
 #include "util/fd.h"
 #include "weir/maps.h"
@@ -297,13 +298,7 @@ TEST_F(VxlanTest, AfterAnEgressPolicyAllowTheOutcomeStaysByPolicy) {
   auto compiled = polprog::compile(ep, opts);
   ASSERT_TRUE(compiled.ok()) << compiled.error().str();
   ASSERT_EQ(compiled->chunks.size(), 1u);
-  polprog::PolicyMapFds fds;
-  fds.state = tc->map_fd(WEIR_MAP_PSTATE);
-  fds.ipsets = tc->map_fd(WEIR_MAP_IPSETS);
-  fds.ipset_exact = tc->map_fd(WEIR_MAP_IPSET_X);
-  fds.rule_cnt = tc->map_fd(WEIR_MAP_RULE_CNT);
-  fds.jump = tc->map_fd(WEIR_MAP_JUMP);
-  fds.counters = tc->map_fd(WEIR_MAP_COUNTERS);
+  polprog::PolicyMapFds fds = tc->policy_map_fds();
   auto loaded = polprog::load(*compiled, fds, "weir_t_vxpol");
   ASSERT_TRUE(loaded.ok()) << loaded.error().str();
   const uint32_t slot = WEIR_JUMP_FIRST_POLICY_SLOT;
@@ -669,17 +664,6 @@ TEST_F(VxlanTest, SetTunnelAndSetVtepsWriteWhatTheProgramsRead) {
 }
 
 // ------------------------------------------------------------------ on the wire
-
-int sh(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string s;
-  char buf[512];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) s.append(buf, n);
-  int rc = ::pclose(p);
-  if (out != nullptr) *out = s;
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 // An AF_PACKET socket on one interface: sends frames, receives the first incoming frame a
 // predicate accepts.
