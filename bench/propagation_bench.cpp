@@ -294,7 +294,7 @@ int main(int argc, char** argv) {
   tsv.close();
 
   std::string md = fmt::format(
-      "# Propagation: `weir apply` of one Service -> in every node's NAT map\n\n"
+      "# Propagation: one Service written to etcd -> in every node's NAT map\n\n"
       "{} services in etcd, {} changes per cluster size, agents' minSyncPeriod {} ms "
       "(bench/propagation_bench.cpp; reproduce: `sudo build/weir_propagation_bench --nodes \"{}\" "
       "--services {} --changes {}`).\n\n"

@@ -5,8 +5,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -522,6 +526,46 @@ Result<Lab> Lab::up(const LabSpec& spec) {
 
 namespace {
 
+// Switches off the named features of `ifname` in the calling thread's namespace (ethtool's
+// SIOCETHTOOL: the feature strings give the bit of each name, as `ethtool -K` finds them).
+Status disable_features(const std::string& ifname, const std::vector<std::string>& names) {
+  Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock) return errno_error("socket for SIOCETHTOOL");
+  auto ioctl = [&](void* data, const char* what) -> Status {
+    ifreq ifr{};
+    std::snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname.c_str());
+    ifr.ifr_data = static_cast<char*>(data);
+    if (::ioctl(sock.get(), SIOCETHTOOL, &ifr) != 0)
+      return errno_error(fmt::format("{} on {}", what, ifname));
+    return {};
+  };
+  std::vector<uint8_t> info_buf(sizeof(ethtool_sset_info) + sizeof(uint32_t));
+  auto* info = reinterpret_cast<ethtool_sset_info*>(info_buf.data());
+  info->cmd = ETHTOOL_GSSET_INFO;
+  info->sset_mask = 1ULL << ETH_SS_FEATURES;
+  WEIR_TRY(ioctl(info, "ETHTOOL_GSSET_INFO"));
+  const uint32_t count = info->data[0];
+  std::vector<uint8_t> str_buf(sizeof(ethtool_gstrings) + size_t{count} * ETH_GSTRING_LEN);
+  auto* strings = reinterpret_cast<ethtool_gstrings*>(str_buf.data());
+  strings->cmd = ETHTOOL_GSTRINGS;
+  strings->string_set = ETH_SS_FEATURES;
+  strings->len = count;
+  WEIR_TRY(ioctl(strings, "ETHTOOL_GSTRINGS"));
+  const uint32_t blocks = (count + 31) / 32;
+  std::vector<uint8_t> set_buf(sizeof(ethtool_sfeatures) + blocks * sizeof(ethtool_set_features_block));
+  auto* set = reinterpret_cast<ethtool_sfeatures*>(set_buf.data());
+  set->cmd = ETHTOOL_SFEATURES;
+  set->size = blocks;
+  for (const auto& name : names) {
+    uint32_t bit = count;
+    for (uint32_t i = 0; i < count; ++i)
+      if (name == reinterpret_cast<const char*>(strings->data + size_t{i} * ETH_GSTRING_LEN)) bit = i;
+    if (bit == count) return make_error("{}: the kernel has no feature named {}", ifname, name);
+    set->features[bit / 32].valid |= 1U << (bit % 32);  // requested stays 0: off
+  }
+  return ioctl(set, "ETHTOOL_SFEATURES");
+}
+
 // A node namespace's settings: forwarding on, no reverse-path filter, no IPv6 noise, and the
 // pods' gateway 169.254.1.1 as a local address on lo. The node answers ARP for it on every
 // host-side veth with that veth's MAC, which is what proxy ARP gives a Calico node whose default
@@ -599,6 +643,13 @@ Status Lab::create_cluster(const LabSpec& spec) {
                               fmt::format("link set {} up", port)}));
     WEIR_TRY(ip_batch(n.name, {fmt::format("addr add {}/{} dev eth0", n.underlay_ip, ul->len),
                                "link set eth0 up"}));
+    // The underlay is a wire: what leaves a node's eth0 is frames of at most the MTU, as a NIC
+    // (tunnel TSO in hardware, or the kernel's GSO in software) puts them on a real one. A veth
+    // with tunnel segmentation on would hand the next node whole 64 KB VXLAN GSO packets, which
+    // no wire carries (weir_from_ul counts them as failed decapsulation).
+    WEIR_TRY(in_netns(n.name, [] {
+      return disable_features("eth0", {"tx-udp_tnl-segmentation", "tx-udp_tnl-csum-segmentation"});
+    }));
     WEIR_TRY(write_resource(fmt::format("node-n{}.yaml", k + 1),
                             node_yaml(n.name, n.underlay_ip, n.pod_cidr)));
     WEIR_TRY(add_pods(spec, k));

@@ -9,7 +9,7 @@
 // VXLAN: no kernel routes, weir_from_ul on every node's underlay interface, encapsulation and
 // decapsulation counted, pods at the underlay MTU - 50, fragments across nodes, an oversized
 // datagram answered with ICMP fragmentation-needed, node-to-node traffic the agent did not make
-// untouched.
+// untouched, and the same etcd failures.
 #include <fmt/format.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -340,6 +340,27 @@ TEST_F(ClusterE2E, VxlanThreeNodesEncapsulatesServicesPolicyMtuAndAgentRestart) 
   EXPECT_EQ(big->name, "n3-pod2");
   EXPECT_EQ(big->bytes, 8000u);
 
+  // Bulk TCP across nodes (the pod's stack sends 64 KB GSO packets; they leave the underlay as
+  // MTU-sized VXLAN frames, and none is refused on arrival): 16 MB within 20 s (a path that only
+  // lets single segments through, after timeouts, manages a few hundred kbit/s).
+  const uint64_t decap_drops = counter(n2, "eth0", "ingress", "dropped_decap");
+  auto bulk = lab_->in_pod("n1-pod1", [&]() -> Result<std::string> {
+    auto fd = lab::tcp_connect(ip_["n2-pod1"], 8080);
+    if (!fd) return fd.error();
+    const std::string chunk(1 << 16, 'x');
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    for (size_t sent = 0; sent < (16u << 20);) {
+      if (std::chrono::steady_clock::now() > deadline) return Error{ETIMEDOUT, fmt::format("{} bytes sent in 20 s", sent)};
+      ssize_t w = ::send(fd->get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+      if (w < 0) return errno_error("send");
+      sent += size_t(w);
+    }
+    return lab::tcp_request(fd->get(), 10s);
+  });
+  ASSERT_TRUE(bulk.ok()) << "16 MB over TCP across nodes: " << bulk.error().str();
+  EXPECT_EQ(*bulk, "n2-pod1");
+  EXPECT_EQ(counter(n2, "eth0", "ingress", "dropped_decap"), decap_drops);
+
   // A pod given the underlay's MTU by mistake (both ends of its veth at 1500): a 1472-byte
   // datagram with DF (1500 bytes of IP) cannot take the 50 bytes of VXLAN. weir answers ICMP
   // fragmentation-needed (next-hop MTU 1450), which the pod's kernel takes as the path MTU, and
@@ -381,6 +402,9 @@ TEST_F(ClusterE2E, VxlanThreeNodesEncapsulatesServicesPolicyMtuAndAgentRestart) 
   EXPECT_EQ(reach.error().err, ECONNREFUSED) << reach.error().str();
   EXPECT_GT(counter(n2, "eth0", "ingress", "accepted_underlay"), 0u);
 
+  // etcd's traffic crosses every node's weir_from_ul: a member killed, then all of them.
+  ASSERT_NO_FATAL_FAILURE(etcd_member_killed());
+  ASSERT_NO_FATAL_FAILURE(etcd_outage());
   ASSERT_NO_FATAL_FAILURE(agent_restart_keeps_cross_node_connections());
 }
 
