@@ -263,12 +263,14 @@ SizeResult run_size(const Options& o, int n) {
     cli.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
   res.cli_apply_ms = percentile(cli, 50);
-  // Node 1's agent log: its "sync done in ... (datastore ..., calc ..., ...)" lines say where
-  // the time of each change went.
-  std::error_code ec;
-  fs::copy_file(l.agent_log_path(l.nodes()[0].name),
-                fmt::format("{}/propagation-{}nodes-n1-agent.log", o.out, n),
-                fs::copy_options::overwrite_existing, ec);
+  // Node 1's "sync done in ... (datastore ..., calc ..., ...)" lines: where the time of each
+  // change went.
+  {
+    std::ifstream in(l.agent_log_path(l.nodes()[0].name));
+    std::ofstream out(fmt::format("{}/propagation-{}nodes-n1-syncs.log", o.out, n));
+    for (std::string line; std::getline(in, line);)
+      if (line.find("] sync done") != std::string::npos) out << line << "\n";
+  }
   if (auto s = l.down(); !s) std::fprintf(stderr, "lab down: %s\n", s.error().str().c_str());
   return res;
 }
