@@ -8,6 +8,7 @@
 export PATH=/usr/sbin:/usr/bin:/busybox/bin
 export HOME=/tmp
 . /weir-vm.conf
+export WEIR_POLPROG_POLICIES=$POLPROG_POLICIES
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys

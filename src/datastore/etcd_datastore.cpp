@@ -374,7 +374,7 @@ SnapshotCache::Scan EtcdDatastore::scan() {
     for (const auto& key : dirty_) {
       auto it = kvs_.find(key);
       if (it == kvs_.end())
-        cache_.drop_changed(s, key);
+        SnapshotCache::drop_changed(s, key);
       else
         cache_.put_changed(s, key, it->second, check);
     }

@@ -59,7 +59,7 @@ class SnapshotCache {
   // is not called. Costs O(changes), where keep()/put() for every source cost O(sources).
   Scan scan_cached();
   void put_changed(Scan& s, const std::string& name, std::string text, const Check& check = nullptr);
-  void drop_changed(Scan& s, const std::string& name);
+  static void drop_changed(Scan& s, const std::string& name);
   static void end_changes(Scan& s);
 
   // Merges every parse and validates the whole, as model::build_snapshot() does (read errors

@@ -976,6 +976,7 @@ Status check_resource_name(const std::string& f) {
 std::string Lab::datastore_spec() const {
   if (st_.datastore != "etcd") return "dir:" + st_.datastore_dir;
   std::vector<std::string> urls;
+  urls.reserve(static_cast<size_t>(st_.etcd_members));
   for (int i = 0; i < st_.etcd_members; ++i) urls.push_back(etcd_url(i));
   return fmt::format("etcd:{}", fmt::join(urls, ","));
 }
@@ -1020,6 +1021,7 @@ Status Lab::start_etcd(int member) {
     return make_error("lab {}: etcd member {} does not exist (it has {})", st_.id, member,
                       st_.etcd_members);
   std::vector<std::string> peers;
+  peers.reserve(static_cast<size_t>(st_.etcd_members));
   for (int i = 0; i < st_.etcd_members; ++i)
     peers.push_back(fmt::format("lab{}=http://127.0.0.1:{}", i, kEtcdClientPorts[i] + 1));
   for (int i = 0; i < st_.etcd_members; ++i) {

@@ -19,6 +19,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <filesystem>
 #include <set>
 
 #include "e2e_util.h"
@@ -59,8 +60,15 @@ class ClusterE2E : public ::testing::Test {
                   << tail(lab_->agent_log(n.name), 40);
     }
     if (lab_) {
+      const std::string id = lab_->id(), state_dir = lab_->state_dir();
+      std::vector<std::string> pins;
+      for (const auto& n : lab_->nodes()) pins.push_back(n.pin_root);
       auto s = lab_->down();
       EXPECT_TRUE(s.ok()) << s.error().str();
+      // Nothing left: namespaces (underlay, nodes, pods), pins, the state dir with etcd's data.
+      EXPECT_TRUE(lab_namespaces(id).empty());
+      for (const auto& p : pins) EXPECT_FALSE(std::filesystem::exists(p)) << p;
+      EXPECT_FALSE(std::filesystem::exists(state_dir)) << state_dir;
     }
   }
 
@@ -417,6 +425,16 @@ TEST_F(ClusterE2E, RoutedThreeNodesServicesPolicyEtcdFailuresAndAgentRestart) {
     EXPECT_NE(routes->out.find(lab_->nodes()[k].pod_cidr + " via " + lab_->nodes()[k].underlay_ip),
               std::string::npos)
         << routes->out;
+  // Each agent attaches to its own node's pods only (every node's services, below).
+  auto progs = lab_->attached_programs();
+  ASSERT_TRUE(progs.ok()) << progs.error().str();
+  for (const auto& n : lab_->nodes()) {
+    std::set<std::string> want, got;
+    for (const auto& p : lab_->pods_of(n.name)) want.insert(p.host_if);
+    for (const auto& p : *progs)
+      if (p.node == n.name) got.insert(p.ifname);
+    EXPECT_EQ(got, want) << n.name;
+  }
   ASSERT_NO_FATAL_FAILURE(pod_to_pod_across_nodes());
   ASSERT_NO_FATAL_FAILURE(cluster_ip_with_remote_backends());
   ASSERT_NO_FATAL_FAILURE(policy_across_nodes());
