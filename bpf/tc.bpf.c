@@ -431,6 +431,7 @@ static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_p
 static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, const int pol)
 {
 	struct weir_pkt p = {};
+	__u32 next_hop;
 	int verdict;
 
 	p.ifindex = skb->ifindex;
@@ -447,8 +448,9 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	 * program counts the packet; if the tail call fails, the packet must not leave
 	 * unencapsulated: dropped. */
 	if (from_wl && verdict == TC_ACT_OK && p.outcome != WEIR_CNT_ACCEPT_NON_IPV4 &&
-	    weir_tunnel_wanted(p.daddr)) {
+	    (next_hop = weir_tunnel_wanted(p.daddr))) {
 		skb->cb[WEIR_CB_OUTCOME] = p.outcome;
+		skb->cb[WEIR_CB_NEXT_HOP] = next_hop;
 		bpf_tail_call(skb, &weir_tun_jump1, WEIR_TUN_JUMP_VXLAN_ENCAP);
 		verdict = weir_verdict(&p, WEIR_CNT_DROP_TAIL_CALL, TC_ACT_SHOT);
 	}

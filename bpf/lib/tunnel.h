@@ -21,9 +21,11 @@
 #include "lib/parse.h"
 #include "lib/route.h"
 
-/* skb->cb[] word in which from_wl hands weir_vxlan_encap the outcome it would have counted
- * (ACCEPT_BY_POLICY when a policy allowed the packet: it stays so once encapsulated). */
+/* skb->cb[] words in which from_wl hands weir_vxlan_encap the outcome it would have counted
+ * (ACCEPT_BY_POLICY when a policy allowed the packet: it stays so once encapsulated) and the
+ * next hop weir_tunnel_wanted found (network order), so that the route is looked up once. */
 #define WEIR_CB_OUTCOME 0
+#define WEIR_CB_NEXT_HOP 1
 
 static __always_inline const struct weir_tunnel_val *weir_tunnel_cfg(void)
 {
@@ -34,9 +36,9 @@ static __always_inline const struct weir_tunnel_val *weir_tunnel_cfg(void)
 
 /* Whether from_wl sends this packet (destination after DNAT) to another node over VXLAN rather
  * than to the host stack: VXLAN enabled and the destination's route remote with a known next
- * hop. Global: verified once on its own; each path of from_wl that reaches the call costs one
- * call and a test of its result. */
-__weir_global int weir_tunnel_wanted(__u32 daddr)
+ * hop. Returns that next hop (network order), 0 for no. Global: verified once on its own; each
+ * path of from_wl that reaches the call costs one call and a test of its result. */
+__weir_global __u32 weir_tunnel_wanted(__u32 daddr)
 {
 	struct weir_route_key rk = { .prefixlen = 32, .addr = daddr };
 	const struct weir_tunnel_val *t = weir_tunnel_cfg();
@@ -45,7 +47,7 @@ __weir_global int weir_tunnel_wanted(__u32 daddr)
 	if (!t || !(t->flags & WEIR_TUNNEL_F_VXLAN))
 		return 0;
 	rt = bpf_map_lookup_elem(&weir_routes1, &rk);
-	return rt && (rt->flags & WEIR_RT_F_REMOTE) && rt->next_hop;
+	return rt && (rt->flags & WEIR_RT_F_REMOTE) ? rt->next_hop : 0;
 }
 
 /* What weir_vxlan_encap writes after the (kept) Ethernet header: outer IPv4, UDP, VXLAN and the
@@ -77,8 +79,8 @@ static __always_inline int weir_encap_fail(struct weir_pkt *p)
 
 /*
  * weir_vxlan_encap: the packet from_wl would have handed to the host stack, for a pod on another
- * node. Re-parsed (it is as from_wl left it: NAT done), its route looked up again for the next
- * hop, its size checked against the underlay device, then encapsulated and redirected out of
+ * node. Re-parsed (it is as from_wl left it: NAT done), the next hop taken from skb->cb (where
+ * from_wl put what weir_tunnel_wanted found), its size checked against the underlay device, then encapsulated and redirected out of
  * the underlay interface through the kernel's neighbour table (bpf_redirect_neigh: the FIB picks
  * the outer next hop, the neighbour entry its MAC; the outer Ethernet header is written there).
  * Every failure is DROP_ENCAP: a packet is never sent unencapsulated into the overlay.
@@ -86,8 +88,6 @@ static __always_inline int weir_encap_fail(struct weir_pkt *p)
 static __always_inline int weir_vxlan_encap_pkt(struct __sk_buff *skb, struct weir_pkt *p)
 {
 	const struct weir_tunnel_val *t = weir_tunnel_cfg();
-	struct weir_route_key rk = { .prefixlen = 32 };
-	const struct weir_route_val *rt;
 	struct weir_vxlan_hdrs h;
 	struct iphdr inner;
 	__u32 ifindex, saddr, vni, next_hop, mtu = 0, len, sport;
@@ -104,11 +104,9 @@ static __always_inline int weir_vxlan_encap_pkt(struct __sk_buff *skb, struct we
 
 	if (weir_parse(skb, p) != WEIR_PARSE_OK)
 		return weir_encap_fail(p); /* unreachable: from_wl parsed the same packet */
-	rk.addr = p->daddr;
-	rt = bpf_map_lookup_elem(&weir_routes1, &rk);
-	if (!rt || !(rt->flags & WEIR_RT_F_REMOTE) || !rt->next_hop)
-		return weir_encap_fail(p); /* the route changed since from_wl looked */
-	next_hop = rt->next_hop;
+	next_hop = skb->cb[WEIR_CB_NEXT_HOP];
+	if (!next_hop)
+		return weir_encap_fail(p); /* unreachable: from_wl found one */
 
 	/* The original Ethernet header becomes the inner one (it stays in place as the outer one,
 	 * which the neighbour output rewrites); TOS and DF of the inner IP header are reused. */

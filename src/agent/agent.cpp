@@ -81,17 +81,11 @@ class Agent {
   // The tunnel maps (dataplane/tunnel.h): switching on, the peers before the configuration (a
   // node that starts encapsulating finds them accepted); off, the configuration first.
   Status write_tunnel(const calc::TunnelPlan& p, int ifindex) {
-    dataplane::TunnelConfig c;
-    c.vxlan_enabled = p.enabled;
+    dataplane::TunnelConfig c = dataplane::tunnel_config(p, static_cast<uint32_t>(ifindex));
     if (!p.enabled) {
       WEIR_TRY(progs_.set_tunnel(c));
       return progs_.set_vteps({});
     }
-    c.vni = p.vni;
-    c.port = p.port;
-    c.underlay_mtu = p.underlay_mtu;
-    c.underlay_ifindex = static_cast<uint32_t>(ifindex);
-    c.underlay_addr = p.underlay;
     WEIR_TRY(progs_.set_vteps(p.vteps));
     return progs_.set_tunnel(c);
   }

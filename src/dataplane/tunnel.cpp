@@ -8,15 +8,14 @@
 
 namespace weir::dataplane {
 
-TunnelConfig tunnel_config(const model::DataplaneConfig& c, uint32_t underlay_ifindex,
-                           model::Ipv4 underlay_addr) {
+TunnelConfig tunnel_config(const calc::TunnelPlan& plan, uint32_t underlay_ifindex) {
   TunnelConfig t;
-  t.vxlan_enabled = c.vxlan_enabled;
-  t.vni = c.vxlan_vni;
-  t.port = c.vxlan_port;
-  t.underlay_mtu = c.underlay_mtu;
+  t.vxlan_enabled = plan.enabled;
+  t.vni = plan.vni;
+  t.port = plan.port;
+  t.underlay_mtu = plan.underlay_mtu;
   t.underlay_ifindex = underlay_ifindex;
-  t.underlay_addr = underlay_addr;
+  t.underlay_addr = plan.underlay;
   return t;
 }
 

@@ -4,7 +4,7 @@
 // (bpf/include/weir/tunnel.h), and attaches TcPrograms::from_ul_fd() to the tc ingress of the
 // underlay interface.
 //
-//   auto cfg = tunnel_config(dataplane_config, underlay_ifindex, node.underlay_address);
+//   auto cfg = tunnel_config(plan, underlay_ifindex);   // calc::tunnel_plan(...)
 //   WEIR_TRY(set_tunnel(tables.tunnel, cfg));        // or TcPrograms::set_tunnel(cfg)
 //   WEIR_TRY(set_vteps(tables.vteps, other_nodes));  // or TcPrograms::set_vteps(...)
 //
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "calc/tunnel.h"
 #include "maps/table.h"
 #include "model/net.h"
 #include "model/resources.h"
@@ -32,9 +33,8 @@ struct TunnelConfig {
   model::Ipv4 underlay_addr;      // this node's address on it (Node spec.underlayAddress)
 };
 
-// The configuration of `c` for this node's underlay interface and address.
-TunnelConfig tunnel_config(const model::DataplaneConfig& c, uint32_t underlay_ifindex,
-                           model::Ipv4 underlay_addr);
+// The configuration of a node's plan (calc::tunnel_plan) on its underlay interface.
+TunnelConfig tunnel_config(const calc::TunnelPlan& plan, uint32_t underlay_ifindex);
 
 // The weir_tunnel1 value of `c` (VNI and MTU host order, port and address network order). With
 // VXLAN on, Error{EINVAL} naming the field when the VNI is 0 or wider than 24 bits, the port is

@@ -25,32 +25,21 @@ Status sync_tunnel(TunnelOps& ops, const calc::TunnelPlan& plan, TunnelState& st
   // Unchanged: nothing to do, unless the interface moved (a new ifindex for the same address).
   if (state.ok && state.plan == plan && state.attached == want) return {};
   state.ok = false;
-  if (want && state.attached != want) {
-    // The maps first name the interface the program is about to sit on.
-    if (auto st = ops.write(plan, want->ifindex); !st) return st;
-    state.plan = plan;
-    if (auto st = ops.attach(*want); !st)
-      return st.error().wrap(fmt::format("VXLAN: attaching weir_from_ul to {}", want->name));
+  // The maps first: switching on, they name the interface the program is about to sit on;
+  // switching off, no packet is encapsulated any more before the decap program goes.
+  if (auto st = ops.write(plan, want ? want->ifindex : 0); !st) return st;
+  state.plan = plan;
+  if (state.attached != want) {
+    if (want) {
+      if (auto st = ops.attach(*want); !st)
+        return st.error().wrap(fmt::format("VXLAN: attaching weir_from_ul to {}", want->name));
+    }
     if (state.attached) {
       if (auto st = ops.detach(*state.attached); !st)
         return st.error().wrap(fmt::format("VXLAN: detaching weir_from_ul from {}",
                                            state.attached->name));
     }
     state.attached = want;
-  } else if (!want) {
-    // Off: the maps say so first (no packet is encapsulated any more), then the decap program
-    // goes.
-    if (auto st = ops.write(plan, 0); !st) return st;
-    state.plan = plan;
-    if (state.attached) {
-      if (auto st = ops.detach(*state.attached); !st)
-        return st.error().wrap(fmt::format("VXLAN: detaching weir_from_ul from {}",
-                                           state.attached->name));
-      state.attached.reset();
-    }
-  } else {
-    if (auto st = ops.write(plan, want->ifindex); !st) return st;
-    state.plan = plan;
   }
   state.ok = true;
   return {};

@@ -76,17 +76,23 @@ bool SnapshotCache::keep(Scan& s, const std::string& name) {
   return true;
 }
 
+SnapshotCache::Parsed SnapshotCache::parse(const std::string& name, std::string text,
+                                            const Check& check) {
+  Parsed parsed;
+  model::parse_text(model::SourceText{name, text}, parsed.part, parsed.errors);
+  parsed.content = std::move(text);
+  if (check) check(name, parsed);
+  ++parsed_;
+  return parsed;
+}
+
 void SnapshotCache::put(Scan& s, const std::string& name, std::string text, const Check& check) {
   auto it = cache_.find(name);
   if (it != cache_.end() && it->second.content == text) {
     s.files.insert(cache_.extract(it));
     return;
   }
-  Parsed parsed;
-  model::parse_text(model::SourceText{name, text}, parsed.part, parsed.errors);
-  parsed.content = std::move(text);
-  if (check) check(name, parsed);
-  ++parsed_;
+  Parsed parsed = parse(name, std::move(text), check);
   s.changed.push_back(name);
   if (it != cache_.end()) s.old.insert(cache_.extract(it));
   s.files.insert_or_assign(name, std::move(parsed));
@@ -115,11 +121,7 @@ void SnapshotCache::put_changed(Scan& s, const std::string& name, std::string te
                                 const Check& check) {
   auto it = s.files.find(name);
   if (it != s.files.end() && it->second.content == text) return;
-  Parsed parsed;
-  model::parse_text(model::SourceText{name, text}, parsed.part, parsed.errors);
-  parsed.content = std::move(text);
-  if (check) check(name, parsed);
-  ++parsed_;
+  Parsed parsed = parse(name, std::move(text), check);
   s.changed.push_back(name);
   if (it != s.files.end()) s.old.insert(s.files.extract(it));
   s.files.insert_or_assign(name, std::move(parsed));

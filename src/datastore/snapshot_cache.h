@@ -74,6 +74,8 @@ class SnapshotCache {
   uint64_t full_loads() const { return full_loads_; }
 
  private:
+  // A fresh parse of `text`, checked, counted in parsed().
+  Parsed parse(const std::string& name, std::string text, const Check& check);
   void merge_all(Scan& s, model::Snapshot& into, model::ValidationErrors& errors);
   Load full_load(Scan s);
   bool apply_service_changes(const Scan& s, Changes& changes);

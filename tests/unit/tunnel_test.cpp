@@ -26,13 +26,14 @@ TunnelConfig on() {
   return c;
 }
 
-TEST(Tunnel, ConfigComesFromTheDataplaneConfigAndTheUnderlay) {
-  model::DataplaneConfig dc;
-  dc.vxlan_enabled = true;
-  dc.vxlan_vni = 77;
-  dc.vxlan_port = 8472;
-  dc.underlay_mtu = 1450;
-  const TunnelConfig c = tunnel_config(dc, 9, ip("10.0.0.1"));
+TEST(Tunnel, ConfigComesFromThePlanAndTheUnderlayInterface) {
+  calc::TunnelPlan plan;
+  plan.enabled = true;
+  plan.vni = 77;
+  plan.port = 8472;
+  plan.underlay_mtu = 1450;
+  plan.underlay = ip("10.0.0.1");
+  const TunnelConfig c = tunnel_config(plan, 9);
   EXPECT_TRUE(c.vxlan_enabled);
   EXPECT_EQ(c.vni, 77u);
   EXPECT_EQ(c.port, 8472);
