@@ -426,6 +426,29 @@ TEST_F(ClusterE2E, RoutedThreeNodesServicesPolicyEtcdFailuresAndAgentRestart) {
     EXPECT_NE(routes->out.find(lab_->nodes()[k].pod_cidr + " via " + lab_->nodes()[k].underlay_ip),
               std::string::npos)
         << routes->out;
+  // `weir lab status` shows every node, its agent's health (running, last sync) and its pods.
+  Result<lab::RunResult> status = make_error("not run");
+  auto all_synced = [&] {
+    status = lab::run_process({kWeirBinary, "lab", "status", "--id", lab_->id()});
+    if (!status.ok()) return false;
+    for (const auto& n : lab_->nodes())
+      if (status->out.find(fmt::format("pid {} running, last sync 20", lab_->agent_pid(n.name))) ==
+          std::string::npos)
+        return false;
+    return true;
+  };
+  wait_until(all_synced, 10s);  // the first sync follows "BPF enabled" closely
+  ASSERT_TRUE(status.ok()) << status.error().str();
+  for (const auto& n : lab_->nodes()) {
+    const size_t at = status->out.find("  node " + n.name);
+    ASSERT_NE(at, std::string::npos) << status->out;
+    const std::string block = status->out.substr(at, 1200);
+    EXPECT_NE(block.find(fmt::format("pid {} running, last sync 20", lab_->agent_pid(n.name))),
+              std::string::npos)
+        << block;
+    for (const auto& p : lab_->pods_of(n.name))
+      EXPECT_NE(block.find(p.name + " "), std::string::npos) << p.name << " in\n" << block;
+  }
   // Each agent attaches to its own node's pods only (every node's services, below).
   auto progs = lab_->attached_programs();
   ASSERT_TRUE(progs.ok()) << progs.error().str();
