@@ -8,6 +8,8 @@ pkgs=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libnl-3-dev libnl-route-3-dev
   iproute2 iptables nftables gnuplot-nox python3
+  # the e2e scrape of `weir agent --metrics-listen` (and an operator's)
+  curl
   # the etcd datastore's tests and `weir lab up --datastore etcd` start their own members
   etcd-server
   # scripts/test-kernel.sh: Debian 12's kernel under qemu, with an initramfs of the build

@@ -69,13 +69,10 @@ run_group() {
   rm -f "/tmp/$name.$g.log"
 }
 
-# run_suite NAME: the tests of build/weir_NAME_tests, in groups spread over WORKERS processes
-# (E2E_WORKERS for the e2e tests)
-# that run side by side (the guest has as many CPUs; every test names what it creates with its
-# own run id, as under a parallel ctest). A group is one test, or with NAME in ONE_PROCESS a
-# WORKERS-th of the binary's tests (its fixtures then share what is costly to set up: the
-# loaded TC object, see TcObject::shared). Writes /results/NAME/groups ("group test" per line).
-run_suite() {
+# write_groups NAME: /results/NAME/groups ("group test" per line) for build/weir_NAME_tests. A
+# group is one test, or with NAME in ONE_PROCESS a WORKERS-th of the binary's tests (its
+# fixtures then share what is costly to set up: the loaded TC object, see TcObject::shared).
+write_groups() {
   name=$1
   bin=$BUILD_DIR/weir_${name}_tests
   workers=$WORKERS
@@ -89,22 +86,67 @@ run_suite() {
     if [ $per = binary ]; then echo "part$((i % workers)) $t"; else echo "$t $t"; fi
     i=$((i + 1))
   done > "/results/$name/groups"
-  groups=$(cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++')
+}
+
+# run_side: the e2e tests named by SIDE_TESTS (an extended regex on the test name; the cluster
+# tests, which mostly wait on three agents) start in the background beside the BPF tests, whose
+# single process leaves the second vCPU idle; run_suite e2e leaves them out and waits for them.
+side_pid=
+touch /tmp/e2e.side
+run_side() {
+  write_groups e2e
+  cut -d' ' -f1 /results/e2e/groups | awk '!seen[$0]++' | grep -E "^($SIDE_TESTS)" > /tmp/e2e.side
+  [ -s /tmp/e2e.side ] || return 0
+  echo "weir-vm: ==== beside the BPF tests: $(tr '\n' ' ' < /tmp/e2e.side)"
+  (
+    bin=$BUILD_DIR/weir_e2e_tests
+    for g in $(cat /tmp/e2e.side); do run_group e2e "$g"; done
+  ) &
+  side_pid=$!
+}
+
+# stdin without the groups run_side started (busybox grep -f with an empty file drops every line).
+not_side() {
+  if [ -s /tmp/e2e.side ]; then grep -vxF -f /tmp/e2e.side; else cat; fi
+}
+
+# run_suite NAME: the tests of build/weir_NAME_tests, in groups (write_groups) spread over
+# WORKERS processes (E2E_WORKERS for the e2e tests) that run side by side (the guest has as many
+# CPUs; every test names what it creates with its own run id, as under a parallel ctest).
+run_suite() {
+  write_groups "$1"
+  # The longest tests first (ClusterE2E.*: three agents each), so that they do not end the
+  # suite alone on one worker while the other has nothing left; the ones run_side started, not.
+  cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++' | not_side |
+    awk '/^ClusterE2E\./ { print; next } { rest[n++] = $0 } END { for (i = 0; i < n; i++) print rest[i] }' \
+    > "/tmp/$name.queue"
+  echo 0 > "/tmp/$name.next"
   echo "weir-vm: ==== weir_${name}_tests: $(echo "$tests" | grep -c .) tests in" \
-       "$(echo "$groups" | grep -c .) processes, $workers at a time"
+       "$(grep -c . "/tmp/$name.queue") processes, $workers at a time"
   suite_start=$(date +%s)
+  pids=
   w=0
   while [ $w -lt "$workers" ]; do
     (
-      k=0
-      for g in $groups; do
-        [ $((k % workers)) -eq $w ] && run_group "$name" "$g"
-        k=$((k + 1))
+      # A work queue: each worker takes the next group when it is free.
+      while :; do
+        g=$(
+          {
+            flock 8
+            k=$(cat "/tmp/$name.next")
+            echo $((k + 1)) > "/tmp/$name.next"
+            sed -n "$((k + 1))p" "/tmp/$name.queue"
+          } 8> "/tmp/$name.queue.lock"
+        )
+        [ -n "$g" ] || break
+        run_group "$name" "$g"
       done
     ) &
+    pids="$pids $!"
     w=$((w + 1))
   done
-  wait
+  wait $pids  # not the side job: it may outlast the BPF tests
+  if [ "$name" = e2e ] && [ -n "$side_pid" ]; then wait "$side_pid"; fi
   echo "weir-vm: ==== weir_${name}_tests done in $(( $(date +%s) - suite_start ))s"
 }
 # SUITES_TOGETHER=1 runs the suites side by side (the BPF tests keep one vCPU busy with the
@@ -113,6 +155,7 @@ if [ "${SUITES_TOGETHER:-0}" = 1 ]; then
   for s in $SUITES; do run_suite "$s" & done
   wait
 else
+  case " $SUITES " in *" bpf "*) case " $SUITES " in *" e2e "*) [ -n "$SIDE_TESTS" ] && run_side ;; esac ;; esac
   for s in $SUITES; do run_suite "$s"; done
 fi
 

@@ -34,7 +34,7 @@
 # kernel panics, oopses or warns; the failing tests and their failure messages are printed.
 #
 # Other knobs: WEIR_VM_GTEST_FILTER (a --gtest_filter for both binaries, for iterating; default
-# "-ClusterE2E.*", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
+# "-ClusterE2E.Routed*", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
 # PolprogCompile.DifferentialAgainstEvaluate in the guest, default 100; 300 on the host),
 # WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G).
 set -euo pipefail
@@ -48,14 +48,14 @@ suites=${WEIR_VM_SUITES:-bpf e2e}
 test_timeout=${WEIR_VM_TEST_TIMEOUT:-300}
 timeout_s=${WEIR_VM_TIMEOUT:-1800}
 modules=(veth sch_ingress cls_bpf act_bpf bridge)  # bridge: the cluster lab's underlay
-# What the guest leaves to the host run (WEIR_VM_GTEST_FILTER replaces it): the cluster tests
-# (ClusterE2E.*, three agents and etcd each). Inside the test command, with the host building
-# and testing beside it, they starved the guest: the command took 20 min 13 s and tests timed
-# out. Their kernel-specific parts run here in the BPF tests: weir's rtnetlink routes
-# (KernelRoutesNetlink.*), VXLAN on real veths (VxlanWire.*) and every VXLAN vector (Vxlan*).
-# On their own they pass on this kernel:
+# What the guest leaves to the host run (WEIR_VM_GTEST_FILTER replaces it): the routed cluster
+# test (three agents and a three-member etcd). With both cluster tests, the command took 20 min
+# 13 s and tests timed out: the guest runs the VXLAN one (three agents, encapsulation on every
+# node's underlay interface, services, policy, MTU, agent restart across nodes), whose kernel
+# use is a superset of the routed one's but for the kernel routes, which KernelRoutesNetlink.*
+# tests here. On its own the routed test passes on this kernel (122 s):
 #   WEIR_VM_SUITES=e2e WEIR_VM_GTEST_FILTER='ClusterE2E.*' scripts/test-kernel.sh
-default_filter='-ClusterE2E.*'
+default_filter='-ClusterE2E.Routed*'
 
 
 log() { echo "test-kernel: $*"; }
@@ -132,8 +132,8 @@ strip_copy() { install -d "$root$(dirname "$1")"; objcopy --strip-debug "$1" "$r
 for b in weir weir_bpf_tests weir_e2e_tests; do strip_copy "$build/$b"; done
 # Real tools, never busybox applets: the tests run `ip`, `tc`, `nsenter`, `bpftool` and `rm`
 # through /bin/sh (dash) and PATH; busybox sits last in PATH and serves the init script. etcd:
-# the e2e test of the etcd datastore runs a member in its lab.
-for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd; do
+# the e2e test of the etcd datastore runs a member in its lab. curl: the metrics scrape.
+for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd /usr/bin/curl; do
   [[ -x $t ]] || die "$t is missing (scripts/install-deps.sh installs it)"
   copy "$t"
 done
@@ -189,6 +189,7 @@ done
   echo "WORKERS=${WEIR_VM_WORKERS:-1}"
   echo "E2E_WORKERS=${WEIR_VM_E2E_WORKERS:-2}"
   echo "SUITES_TOGETHER=${WEIR_VM_SUITES_TOGETHER:-0}"
+  echo "SIDE_TESTS='${WEIR_VM_SIDE_TESTS-ClusterE2E\.}'"
   echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-$default_filter}'"
   echo "POLPROG_POLICIES=${WEIR_VM_POLPROG_POLICIES:-100}"
