@@ -1,6 +1,7 @@
 #include "cli/policy_format.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "calc/policy_ir.h"
 #include "model/selector.h"
@@ -25,8 +26,17 @@ uint64_t count_of(const std::map<uint64_t, uint64_t>& counts, uint64_t id) {
 std::string format_policy_dump(const dataplane::PolicyInfo& info,
                                const std::map<uint64_t, uint64_t>& counts, bool with_asm,
                                const std::string& error) {
-  std::string out = fmt::format("IfaceName: {}\nHook: {}\nError: {}\nPolicy Info:\n", info.iface,
-                                info.hook(), error);
+  std::string out = fmt::format("IfaceName: {}\nHook: {}\nError: {}\n", info.iface, info.hook(), error);
+  // The kernel names of the programs (bpftool prog show, bpftool net show), entry first.
+  if (!info.program_names.empty()) {
+    std::vector<std::string> progs;
+    for (size_t i = 0; i < info.program_names.size(); i++)
+      progs.push_back(i < info.chunk_slots.size()
+                          ? fmt::format("{} (slot {})", info.program_names[i], info.chunk_slots[i])
+                          : info.program_names[i]);
+    out += fmt::format("Programs: {}\n", fmt::join(progs, ", "));
+  }
+  out += "Policy Info:\n";
   for (const auto& t : info.tiers) {
     out += fmt::format("// Start of tier {}\n", t.name);
     for (const auto& p : t.policies) {

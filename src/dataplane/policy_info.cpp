@@ -68,6 +68,7 @@ nlohmann::json to_json(const PolicyInfo& info) {
           {"entry_slot", info.entry_slot},
           {"entry_prog_id", info.entry_prog_id},
           {"chunk_slots", info.chunk_slots},
+          {"program_names", info.program_names},
           {"tiers", std::move(tiers)},
           {"asm", info.asm_text}};
   if (!info.install_error.empty()) j["install_error"] = info.install_error;
@@ -83,6 +84,8 @@ Result<PolicyInfo> policy_info_from_json(const nlohmann::json& j) {
     info.entry_slot = j.at("entry_slot").get<uint32_t>();
     info.entry_prog_id = j.at("entry_prog_id").get<uint32_t>();
     info.chunk_slots = j.at("chunk_slots").get<std::vector<uint32_t>>();
+    // Absent from what an agent before program_names wrote.
+    info.program_names = j.value("program_names", std::vector<std::string>{});
     info.asm_text = j.value("asm", "");
     info.install_error = j.value("install_error", "");
     for (const auto& t : j.at("tiers")) {

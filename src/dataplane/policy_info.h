@@ -48,6 +48,7 @@ struct PolicyInfo {
   uint32_t entry_slot = 0;                // weir_jump1 slot named by ifstate
   uint32_t entry_prog_id = 0;             // kernel id of the entry program when installed
   std::vector<uint32_t> chunk_slots;      // every slot the program uses, entry first
+  std::vector<std::string> program_names;  // their kernel names (bpftool prog show), same order
   std::vector<PolicyInfoTier> tiers;
   std::string asm_text;                   // disassembly with the compiler's comments
   // Non-empty when the endpoint's own policy could not be installed (why): the program

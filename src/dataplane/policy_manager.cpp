@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>  // bpf_obj_get_info_by_fd: program ids (maps go through maps::Table)
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -21,14 +22,14 @@ using calc::pol::Direction;
 
 // ---------------------------------------------------------------- helpers
 
-namespace {
-
-std::string short_name(const std::string& iface, Direction d) {
-  // BPF object names: at most 15 characters; the compiler's loader appends the chunk index.
-  std::string n = fmt::format("wp{}_{}", d == Direction::Ingress ? 'i' : 'e', iface);
-  if (n.size() > 12) n.resize(12);
-  return n;
+std::string policy_program_pattern(const std::string& iface, Direction d) {
+  std::string tail = iface;
+  for (char& c : tail)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  return fmt::format("w{}{{}}_{}", d == Direction::Ingress ? 'i' : 'e', tail);
 }
+
+namespace {
 
 uint32_t prog_id(int fd) {
   bpf_prog_info info{};
@@ -134,7 +135,8 @@ Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
   const auto policy = calc::pol::fail_closed_policy(d);
   auto compiled = polprog::compile(policy, {});
   if (!compiled) return compiled.error().wrap("compiling the deny-all program");
-  auto loaded = loader_->load(*compiled, fds_, d == Direction::Ingress ? "wp_denyall_i" : "wp_denyall_e");
+  const std::string pattern = d == Direction::Ingress ? "wi{}_denyall" : "we{}_denyall";
+  auto loaded = loader_->load(*compiled, fds_, pattern);
   if (!loaded) return loaded.error().wrap("loading the deny-all program");
   auto slot = slots_.take();
   if (!slot) return slot.error().wrap("a jump slot for the deny-all program");
@@ -143,7 +145,8 @@ Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
     slots_.release(*slot);
     return st.error().wrap("installing the deny-all program");
   }
-  da = DenyAll{*slot, prog_id(fd), polprog::disassemble(*compiled)};
+  da = DenyAll{*slot, prog_id(fd), polprog::disassemble(*compiled),
+               polprog::chunk_program_name(pattern, 0)};
   spdlog::info("policy: deny-all {} program in jump slot {} (for endpoints whose policy failed)",
                calc::pol::to_string(d), *slot);
   return &*da;
@@ -185,6 +188,7 @@ Status PolicyManager::fail_closed(const Key& key, const PolicyEndpoint& ep, cons
   info.entry_slot = (*da)->slot;
   info.entry_prog_id = (*da)->prog_id;
   info.chunk_slots = {(*da)->slot};
+  info.program_names = {(*da)->name};
   info.asm_text = (*da)->asm_text;
   info.install_error = fmt::format(
       "policy not installed, every new flow is denied until it is (fail closed): {}", err.str());
@@ -330,7 +334,8 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
     if (out_of_slots) return Error{ENOSPC, what + ": not enough free slots in weir_jump1"};
     return compiled.error().wrap(what + ": compiling");
   }
-  auto loaded = loader_->load(*compiled, fds_, short_name(ep.iface, key.second));
+  const std::string pattern = policy_program_pattern(ep.iface, key.second);
+  auto loaded = loader_->load(*compiled, fds_, pattern);
   if (!loaded) {
     give_back();
     return loaded.error().wrap(what + ": loading");
@@ -350,6 +355,8 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
   info.entry_slot = *entry;
   info.entry_prog_id = prog_id(entry_fd);
   info.chunk_slots = taken;
+  for (size_t i = 0; i < loaded->chunks.size(); i++)
+    info.program_names.push_back(polprog::chunk_program_name(pattern, i));
   info.asm_text = polprog::disassemble(*compiled);
   if (auto st = write_policy_info(state_dir_, info); !st) {
     spdlog::warn("{}: policy dump info not written: {}", what, st.error().str());

@@ -52,6 +52,12 @@ using SetPolicySlot =
 // The jump slot ifstate[ifindex] names for one direction (WEIR_NO_POLICY_SLOT: none).
 using GetPolicySlot = std::function<Result<uint32_t>(uint32_t ifindex, calc::pol::Direction dir)>;
 
+// The name pattern (polprog::chunk_program_name) of an endpoint's policy programs: "wi{}_IFACE"
+// for ingress, "we{}_IFACE" for egress, where {} is the chunk index and characters a BPF name
+// may not hold become '_': `bpftool prog show` tells two pods' programs apart by the end of
+// their interface names. `weir bpf policy dump` lists the names (PolicyInfo::program_names).
+std::string policy_program_pattern(const std::string& iface, calc::pol::Direction d);
+
 // Loads compiled policy programs through the verifier: polprog::load(). Tests replace it to make
 // a load fail.
 class PolicyLoader {
@@ -103,6 +109,7 @@ class PolicyManager {
     uint32_t slot = 0;
     uint32_t prog_id = 0;
     std::string asm_text;
+    std::string name;  // the program's kernel name
   };
 
   Status install_entry_and_chunks(const polprog::LoadedPolicy& loaded, uint32_t entry);

@@ -177,7 +177,7 @@ void ServiceSyncer::apply_one(const calc::Frontend& fe, std::vector<std::string>
     return;
   }
   stats_.written++;
-  spdlog::info("service {} ({}): {} backends", fe.service, fe.key.str(), fe.backends.size());
+  spdlog::debug("service {} ({}): {} backends", fe.service, fe.key.str(), fe.backends.size());
 }
 
 // Removes a programmed frontend; true when it is gone.
@@ -189,12 +189,20 @@ bool ServiceSyncer::remove_one(const calc::FrontendKey& key, const Programmed& p
     failures.push_back(st.error().str());
     return false;
   }
-  spdlog::info("frontend {} removed", key.str());
+  spdlog::debug("frontend {} removed", key.str());
   stats_.removed++;
   return true;
 }
 
 namespace {
+
+// One INFO line per sync, whatever the number of services (each frontend's line is DEBUG: at
+// 10,000 services a full sync would otherwise log 10,000 lines).
+void log_summary(const ServiceSyncer::Stats& s, size_t failed) {
+  if (s.written == 0 && s.removed == 0 && failed == 0) return;
+  spdlog::info("NAT frontends: {} written, {} removed, {} unchanged{}", s.written, s.removed,
+               s.unchanged, failed ? fmt::format(", {} failed", failed) : std::string());
+}
 
 Status failures_status(const std::vector<std::string>& failures) {
   if (failures.empty()) return {};
@@ -221,6 +229,7 @@ Status ServiceSyncer::apply(const std::vector<calc::Frontend>& desired) {
       ++it;
     }
   }
+  log_summary(stats_, failures.size());
   return failures_status(failures);
 }
 
@@ -234,6 +243,7 @@ Status ServiceSyncer::apply_changes(const calc::SetDiff<calc::FrontendKey, calc:
   }
   for (const auto& fe : d.added) apply_one(fe, failures);
   for (const auto& fe : d.updated) apply_one(fe, failures);
+  log_summary(stats_, failures.size());
   return failures_status(failures);
 }
 

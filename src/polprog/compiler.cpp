@@ -904,23 +904,40 @@ Result<CompiledPolicy> compile(const EndpointPolicy& policy, const CompileOption
   return r;
 }
 
+std::string chunk_program_name(const std::string& pattern, size_t chunk) {
+  constexpr size_t kMax = 15;  // BPF_OBJ_NAME_LEN - 1
+  const std::string idx = std::to_string(chunk);
+  const size_t at = pattern.find("{}");
+  if (at == std::string::npos) return pattern.substr(0, kMax - std::min(kMax, idx.size())) + idx;
+  std::string head = pattern.substr(0, at) + idx;
+  std::string tail = pattern.substr(at + 2);
+  if (head.size() >= kMax) return head.substr(0, kMax);
+  const size_t room = kMax - head.size();
+  if (tail.size() > room) {
+    tail = tail.substr(tail.size() - room);
+    tail[0] = '.';
+  }
+  return head + tail;
+}
+
 Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fds,
-                          const std::string& name_prefix) {
+                          const std::string& name_pattern) {
   std::map<MapRef, int> refs;
   for (auto [name, fd] : {std::pair{kMapState, fds.state}, std::pair{kMapIpsets, fds.ipsets},
                           std::pair{kMapIpsetExact, fds.ipset_exact},
                           std::pair{kMapRuleCnt, fds.rule_cnt}, std::pair{kMapJump, fds.jump},
                           std::pair{kMapCounters, fds.counters}})
     if (fd >= 0) refs[MapRef{name}] = fd;
-  for (char c : name_prefix)
+  const std::string probe = chunk_program_name(name_pattern, 0);
+  for (char c : probe)
     if (!valid_name_char(c))
-      return make_error("program name prefix '{}': only [A-Za-z0-9_.] allowed", name_prefix);
+      return make_error("program name '{}' (from '{}'): only [A-Za-z0-9_.] allowed", probe,
+                        name_pattern);
   LoadedPolicy out;
   out.chunk_slots = compiled.chunk_slots;
   for (size_t i = 0; i < compiled.chunks.size(); i++) {
     Program p = compiled.chunks[i];
-    std::string idx = std::to_string(i);
-    std::string name = name_prefix.substr(0, 15 - std::min<size_t>(15, idx.size())) + idx;
+    const std::string name = chunk_program_name(name_pattern, i);
     if (auto st = relocate(p, refs); !st.ok()) return st.error().wrap("relocating " + name);
     auto fd = load_chunk(p, name);
     if (!fd.ok()) return fd.error();

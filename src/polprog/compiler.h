@@ -90,10 +90,18 @@ struct LoadedPolicy {
   std::vector<uint32_t> chunk_slots;  // as in CompiledPolicy
 };
 
-// Relocates and loads every chunk as BPF_PROG_TYPE_SCHED_CLS (name_prefix + index, at most 15
-// characters in all). An error carries the verifier's log tail and the chunk's disassembly.
+// The kernel name of chunk `chunk` of a program named by `pattern` (BPF object names hold at
+// most 15 characters). A pattern with "{}" gets the chunk index there, and what follows it is the
+// distinguishing tail: when the whole does not fit, the tail keeps its end and its first kept
+// character becomes '.' ("wi{}_cali1234567890a" -> "wi0.1234567890a"), so that two
+// interfaces that differ at their end keep different names. Without "{}", the index is appended
+// to the pattern cut to fit.
+std::string chunk_program_name(const std::string& pattern, size_t chunk);
+
+// Relocates and loads every chunk as BPF_PROG_TYPE_SCHED_CLS, named chunk_program_name(
+// name_pattern, index). An error carries the verifier's log tail and the chunk's disassembly.
 Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fds,
-                          const std::string& name_prefix);
+                          const std::string& name_pattern);
 
 // Writes chunks 1..N-1 into their jump slots (highest first). Chunk 0 is left to the caller.
 Status install_chunks(const LoadedPolicy& loaded, int jump_fd);

@@ -26,7 +26,8 @@ namespace {
 
 using calc::pol::Direction;
 
-// Loads through polprog::load, except programs whose name starts with `fail_prefix`.
+// Loads through polprog::load, except programs whose name pattern (dataplane::
+// policy_program_pattern) starts with `fail_prefix`.
 class FlakyLoader : public dataplane::PolicyLoader {
  public:
   std::string fail_prefix;  // "" = never fail
@@ -124,7 +125,7 @@ class FailClosedTest : public TcTest {
 };
 
 TEST_F(FailClosedTest, NewWorkloadWhosePolicyFailsDeniesEverythingUntilItIsInstalled) {
-  loader.fail_prefix = "wpe_";  // the client's egress policy program (not the deny-all)
+  loader.fail_prefix = "we{}_weir0h";  // the client's egress policy program (not the deny-all)
   LogCapture log;
   auto st = apply(8080);
   EXPECT_NE(log.out.str().find("[error] policy: egress policy of default/client (weir0h) is not "
@@ -177,7 +178,7 @@ TEST_F(FailClosedTest, ExistingWorkloadKeepsItsProgramWhenItsNewPolicyFails) {
   ASSERT_TRUE(apply(8080).ok());
   const uint32_t before = egress_slot();
   ASSERT_NE(before, WEIR_NO_POLICY_SLOT);
-  loader.fail_prefix = "wpe_";
+  loader.fail_prefix = "we{}_weir0h";
   ASSERT_FALSE(apply(9090).ok());
   EXPECT_EQ(egress_slot(), before) << "the previous program stays in force";
   EXPECT_EQ(mgr->failing(), 0u);
@@ -186,7 +187,7 @@ TEST_F(FailClosedTest, ExistingWorkloadKeepsItsProgramWhenItsNewPolicyFails) {
 }
 
 TEST_F(FailClosedTest, WithoutEvenADenyAllTheInterfaceIsUnprotected) {
-  loader.fail_prefix = "wp";  // every policy program, deny-all included
+  loader.fail_prefix = "w";  // every policy program ("wi{}_..", "we{}_.."), deny-all included
   ASSERT_FALSE(apply(8080).ok());
   ASSERT_EQ(mgr->unprotected().count("weir0h"), 1u) << "the endpoint manager must not attach it";
   EXPECT_EQ(egress_slot(), WEIR_NO_POLICY_SLOT);

@@ -1,30 +1,14 @@
 // The agent's start-up decision on an unsupported kernel, with a fake feature probe: no root
 // needed, nothing is loaded.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
-
-#include <sstream>
 
 #include "agent/agent.h"
+#include "log_capture.h"
 
 namespace weir::agent {
 namespace {
 
-// Captures what the default logger prints while alive.
-class LogCapture {
- public:
-  LogCapture() : old_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
-  }
-  ~LogCapture() { spdlog::set_default_logger(old_); }
-  std::string text() const { return out_.str(); }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::logger> old_;
-};
+using test::LogCapture;
 
 bpf::KernelFeatures all_features() {
   bpf::KernelFeatures f;

@@ -116,7 +116,8 @@ class FakeInterfaces final : public InterfaceOps {
 };
 
 // "Loads" a compiled policy as one placeholder fd per chunk (/dev/null): what the jump map then
-// holds is that fd's number. Fails names starting with fail_prefix, as a verifier would.
+// holds is that fd's number. Fails name patterns (policy_program_pattern) starting with
+// fail_prefix, as a verifier would.
 class FakeLoader : public PolicyLoader {
  public:
   std::string fail_prefix;

@@ -2,10 +2,13 @@
 // IP set ids, the Error line, and a JSON round trip of the info the agent writes.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <filesystem>
 
 #include "cli/policy_format.h"
 #include "dataplane/policy_info.h"
+#include "dataplane/policy_manager.h"
+#include "polprog/compiler.h"
 
 namespace weir {
 namespace {
@@ -82,6 +85,40 @@ TEST(PolicyDumpFormat, AsmIsAppendedOnlyWhenAsked) {
   EXPECT_EQ(j["hook"], "tc egress");
 }
 
+// Program names: two pods' programs never share a name (the interface's end is kept), every
+// name fits BPF_OBJ_NAME_LEN and holds only what a BPF name may, and the dump lists them.
+TEST(PolicyProgramNames, TellEndpointsApartAndFitTheKernel) {
+  auto name = [](const std::string& iface, Direction d, size_t chunk) {
+    return polprog::chunk_program_name(dataplane::policy_program_pattern(iface, d), chunk);
+  };
+  EXPECT_EQ(name("weirk61p0", Direction::Ingress, 0), "wi0_weirk61p0");
+  EXPECT_EQ(name("weirk61p1", Direction::Ingress, 0), "wi0_weirk61p1");
+  EXPECT_EQ(name("weirk61p1", Direction::Egress, 3), "we3_weirk61p1");
+  EXPECT_EQ(name("weirk61n2p10", Direction::Ingress, 12), "wi12.irk61n2p10");
+  // Calico-style 15-character names: the hash at the end survives, '.' marks the cut.
+  EXPECT_EQ(name("cali1234567890a", Direction::Ingress, 0), "wi0.1234567890a");
+  EXPECT_NE(name("cali1234567890a", Direction::Egress, 0), name("cali1234567890b", Direction::Egress, 0));
+  EXPECT_EQ(name("veth-a.b", Direction::Egress, 0), "we0_veth_a_b");
+  for (const char* iface : {"a", "weirk61p0", "cali1234567890a", "x-y-z-0123456789"})
+    for (size_t chunk : {0u, 9u, 10u, 123u}) {
+      std::string n = name(iface, Direction::Ingress, chunk);
+      EXPECT_LE(n.size(), 15u) << n;
+      for (char c : n) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.') << n;
+    }
+  // Patterns without "{}" keep the old shape: the index appended.
+  EXPECT_EQ(polprog::chunk_program_name("weir_t_pol", 2), "weir_t_pol2");
+  EXPECT_EQ(polprog::chunk_program_name("abcdefghijklmnopq", 12), "abcdefghijklm12");
+
+  auto info = dataplane::policy_info_from(sample(), "weirk61p0", 7);
+  info.chunk_slots = {3, 4};
+  info.program_names = {name("weirk61p0", Direction::Ingress, 0), name("weirk61p0", Direction::Ingress, 1)};
+  std::string text = cli::format_policy_dump(info, {}, false, "");
+  EXPECT_NE(text.find("Error: \nPrograms: wi0_weirk61p0 (slot 3), wi1_weirk61p0 (slot 4)\nPolicy Info:\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(cli::policy_dump_json(info, {}, false, "")["program_names"][1], "wi1_weirk61p0");
+}
+
 TEST(PolicyInfo, JsonFileRoundTripAndBadInput) {
   auto dir = std::filesystem::temp_directory_path() /
              ("weir-policy-info-test-" + std::to_string(::getpid()));
@@ -89,6 +126,7 @@ TEST(PolicyInfo, JsonFileRoundTripAndBadInput) {
   info.entry_slot = 5;
   info.entry_prog_id = 77;
   info.chunk_slots = {5, 6};
+  info.program_names = {"wi0_weirab12p2", "wi1_weirab12p2"};
   info.asm_text = "asm";
   ASSERT_TRUE(dataplane::write_policy_info(dir.string(), info));
   auto back = dataplane::read_policy_info(dir.string(), "weirab12p2", "ingress");

@@ -127,7 +127,7 @@ TEST_F(PolicyManagerFake, APolicyThatGoesPointsAtNothingAndFreesItsSlotLater) {
 
 TEST_F(PolicyManagerFake, ANewWorkloadWhosePolicyFailsRunsDenyAllUntilItInstalls) {
   auto pm = make();
-  loader.fail_prefix = "wpe_";
+  loader.fail_prefix = "we{}_weir0h";
   auto st = apply(pm, world(8080));
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().err, EACCES) << "the loader's errno was lost";
@@ -148,7 +148,7 @@ TEST_F(PolicyManagerFake, AnInstalledWorkloadKeepsItsProgramWhenTheNextFails) {
   auto pm = make();
   ASSERT_TRUE(apply(pm, world(8080)).ok());
   const uint32_t slot = egress_slot();
-  loader.fail_prefix = "wpe_";
+  loader.fail_prefix = "we{}_weir0h";
   EXPECT_FALSE(apply(pm, world(9090)).ok());
   EXPECT_EQ(egress_slot(), slot);
   EXPECT_TRUE(m.jump.contains(slot));

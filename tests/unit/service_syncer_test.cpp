@@ -1,10 +1,12 @@
 // ServiceSyncer and ConntrackScanner over in-memory maps: their logic without root. The same
 // managers against kernel maps: tests/bpf/dataplane_test.cpp.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "dataplane/ct_scanner.h"
 #include "dataplane/service_syncer.h"
 #include "dataplane_testing.h"
+#include "log_capture.h"
 
 namespace weir::dataplane {
 namespace {
@@ -47,6 +49,39 @@ TEST(ServiceSyncerFake, ReplacedBackendsStayUntilTheNextSync) {
   EXPECT_FALSE(packet.finds_backends(m)) << "retired backends never deleted";
   EXPECT_EQ(m.nat_be.size(), 1u);
   EXPECT_EQ(s.retired(), 0u);
+}
+
+// At INFO a sync is one line whatever the number of services; each frontend's line is DEBUG.
+TEST(ServiceSyncerFake, InfoLogsOneSummaryPerSyncAndDebugEachFrontend) {
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+    return n;
+  };
+  std::vector<calc::Frontend> fes;
+  for (int i = 0; i < 300; i++)
+    fes.push_back(frontend(fmt::format("10.96.{}.{}", i / 200, i % 200 + 1).c_str(), 80, 6,
+                           {{"10.65.0.3", 8080}}));
+  {
+    maps::FakeTables m;
+    ServiceSyncer s(m.core(), kNoGrace);
+    weir::test::LogCapture log(spdlog::level::info);
+    ASSERT_TRUE(s.apply(fes).ok());
+    auto removed = fes;
+    removed.resize(100);
+    ASSERT_TRUE(s.apply(removed).ok());
+    ASSERT_TRUE(s.apply(removed).ok());  // nothing changed: nothing to say
+    const std::string text = log.text();
+    EXPECT_EQ(count(text, "\n"), 2u) << text;
+    EXPECT_EQ(count(text, "NAT frontends: 300 written, 0 removed, 0 unchanged"), 1u) << text;
+    EXPECT_EQ(count(text, "NAT frontends: 0 written, 200 removed, 100 unchanged"), 1u) << text;
+    EXPECT_EQ(count(text, "backends"), 0u) << text;
+  }
+  maps::FakeTables m;
+  ServiceSyncer s(m.core(), kNoGrace);
+  weir::test::LogCapture log(spdlog::level::debug);
+  ASSERT_TRUE(s.apply(fes).ok());
+  EXPECT_EQ(count(log.text(), ": 1 backends"), 300u);
 }
 
 TEST(ServiceSyncerFake, RemovedFrontendsBackendsGoAtTheNextChangeSync) {
