@@ -9,10 +9,13 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "agent/metrics.h"
 #include "agent/sync_loop.h"
 #include "bpf/bpffs.h"
 #include "bpf/skeleton.h"
@@ -24,6 +27,7 @@
 #include "dataplane/tunnel_kernel.h"
 #include "dataplane/service_syncer.h"
 #include "datastore/datastore.h"
+#include "maps/decode.h"
 #include "maps/pin_layout.h"
 #include "maps/table.h"
 #include "util/fd.h"
@@ -76,6 +80,47 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   SyncLoop& loop() { return loop_; }
+
+  // The maps' figures for a metrics scrape (agent/metrics.h); a map that cannot be read leaves
+  // its figure at 0 and says so at DEBUG.
+  MapFigures map_figures() {
+    MapFigures f;
+    auto& m = progs_.maps();
+    auto debug = [](const char* what, const Error& e) { spdlog::debug("metrics: {}: {}", what, e.str()); };
+    std::map<uint32_t, std::string> names;
+    if (auto ifs = m.ifstate.dump()) {
+      for (const auto& [idx, v] : *ifs) names[idx] = maps::ifstate_name(v);
+    } else {
+      debug("ifstate", ifs.error());
+    }
+    if (auto cs = m.counters.dump()) {
+      std::map<uint32_t, MapFigures::Iface> by_if;
+      for (const auto& [k, per_cpu] : *cs) {
+        if (k.hook >= WEIR_HOOK__MAX) continue;
+        auto& itf = by_if[k.ifindex];
+        auto it = names.find(k.ifindex);
+        itf.name = it != names.end() ? it->second : fmt::format("ifindex{}", k.ifindex);
+        itf.hooks[k.hook] = bpf::sum_percpu_u64(per_cpu);
+      }
+      for (auto& [idx, itf] : by_if) f.counters.push_back(std::move(itf));
+    } else {
+      debug("counters", cs.error());
+    }
+    auto count = [&](const char* what, auto& map, uint64_t& out) {
+      if (auto n = map.count()) {
+        out += *n;
+      } else {
+        debug(what, n.error());
+      }
+    };
+    count("conntrack", m.ct, f.ct_entries);
+    f.ct_capacity = m.ct.info().max_entries;
+    count("NAT frontends", m.nat_fe, f.nat_frontends);
+    count("NAT backends", m.nat_be, f.nat_backends);
+    count("IP sets", progs_.policy_maps().ipsets, f.ipset_members);
+    count("IP sets (exact)", progs_.policy_maps().ipset_exact, f.ipset_members);
+    return f;
+  }
 
  private:
   // The tunnel maps (dataplane/tunnel.h): switching on, the peers before the configuration (a
@@ -151,19 +196,24 @@ model::DataplaneConfig initial_config(datastore::Datastore& ds) {
 // (batched syncs, retries, conntrack scans, policy retries).
 class EventLoop {
  public:
-  EventLoop(SyncLoop& loop, datastore::Datastore& ds, datastore::Watcher& watcher, const Fd& sig)
-      : loop_(loop), ds_(ds), watcher_(watcher), sig_(sig) {}
+  EventLoop(SyncLoop& loop, datastore::Datastore& ds, datastore::Watcher& watcher, const Fd& sig,
+            const MetricsServer* metrics, std::function<std::string()> render)
+      : loop_(loop), ds_(ds), watcher_(watcher), sig_(sig), metrics_(metrics), render_(std::move(render)) {}
 
   // Returns the process exit code: 0 on SIGTERM/SIGINT, 1 when polling or watching fails.
   int run() {
     for (;;) {
-      pollfd fds[2] = {{sig_.get(), POLLIN, 0}, {watcher_.fd(), POLLIN, 0}};
-      int n = poll(fds, watcher_.fd() >= 0 ? 2 : 1, timeout_ms());
+      // A negative fd is ignored by poll(): no watcher fd (polled datastore), no metrics.
+      pollfd fds[3] = {{sig_.get(), POLLIN, 0},
+                       {watcher_.fd(), POLLIN, 0},
+                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
+      int n = poll(fds, 3, timeout_ms());
       if (n < 0 && errno != EINTR) {
         spdlog::error("poll: {}", std::strerror(errno));
         return 1;
       }
       if ((fds[0].revents & POLLIN) && terminated()) return 0;
+      if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one(render_);
       if (watcher_.fd() < 0 || (fds[1].revents & POLLIN)) {
         auto changed = watcher_.drain();
         if (!changed) {
@@ -218,6 +268,8 @@ class EventLoop {
   datastore::Datastore& ds_;
   datastore::Watcher& watcher_;
   const Fd& sig_;
+  const MetricsServer* metrics_;
+  std::function<std::string()> render_;
   Clock::time_point last_sync_ = Clock::now(), last_scan_ = Clock::now();
   bool dirty_ = false;
 };
@@ -232,6 +284,15 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   if (!ds) {
     spdlog::error("--datastore: {}", ds.error().str());
     return 2;
+  }
+  std::optional<MetricsServer> metrics;
+  if (!opts.metrics_listen.empty()) {
+    auto m = MetricsServer::listen(opts.metrics_listen);
+    if (!m) {
+      spdlog::error("{}", m.error().str());
+      return 2;
+    }
+    metrics.emplace(std::move(*m));
   }
   auto sig = termination_signals();
   if (!sig) {
@@ -267,7 +328,11 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   }
   (void)(*watcher)->drain();
   agent.loop().sync(**ds);
-  return EventLoop(agent.loop(), **ds, **watcher, *sig).run();
+  if (metrics) spdlog::info("serving Prometheus metrics at http://{}/metrics", opts.metrics_listen);
+  auto render = [&] {
+    return render_metrics(agent.loop().metrics(), agent.map_figures(), opts.node, opts.version);
+  };
+  return EventLoop(agent.loop(), **ds, **watcher, *sig, metrics ? &*metrics : nullptr, render).run();
 }
 
 }  // namespace weir::agent

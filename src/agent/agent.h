@@ -19,6 +19,9 @@ struct AgentOptions {
   // TC attach mode: "auto" (tcx when the kernel has it, else clsact), "tcx" or "clsact".
   // "clsact" on a tcx kernel runs the path Debian 12's 6.1 kernel takes.
   std::string tc_mode = "auto";
+  // "HOST:PORT" (IPv4) to serve Prometheus metrics at /metrics (agent/metrics.h); "" = none.
+  std::string metrics_listen;
+  std::string version;  // weir_build_info's label (the CLI's version)
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code. Programs and maps stay in the

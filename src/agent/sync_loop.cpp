@@ -28,6 +28,7 @@ class PhaseTimer {
     phases_.emplace_back(phase, ms(last_, now));
     last_ = now;
   }
+  const std::vector<std::pair<const char*, double>>& phases() const { return phases_; }
   std::string str() const {
     std::string parts;
     for (const auto& [name, t] : phases_) parts += fmt::format("{}{} {:.1f}", parts.empty() ? "" : ", ", name, t);
@@ -53,10 +54,28 @@ Status SyncLoop::adopt() {
 // as a whole before anything is done).
 void SyncLoop::sync(datastore::Datastore& ds) {
   PhaseTimer timer;
+  sync_once(ds, timer);
+  for (const auto& [phase, ms] : timer.phases()) {
+    auto it = metrics_.phase_seconds.try_emplace(phase).first;
+    it->second.observe(ms / 1000);
+  }
+  static const std::map<Path, const char*> kResult = {{Path::Rejected, "rejected"},
+                                                      {Path::Incremental, "incremental"},
+                                                      {Path::Full, "full"},
+                                                      {Path::Unchanged, "unchanged"}};
+  metrics_.syncs[kResult.at(last_path_)]++;
+  if (last_path_ != Path::Rejected) {
+    metrics_.last_success_unix =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
+}
+
+void SyncLoop::sync_once(datastore::Datastore& ds, PhaseTimer& timer) {
   auto loaded = ds.load_incremental();
   timer.mark("datastore");
   if (!loaded.ok()) {
     last_path_ = Path::Rejected;
+    metrics_.invalid_resources += loaded.errors.size();
     spdlog::error("datastore {}: {} invalid resources; keeping the last good state ({})",
                   ds.describe(), loaded.errors.size(), good_ ? "applied" : "none yet: nothing applied");
     for (const auto& e : loaded.errors) spdlog::error("  {}", e.str());
@@ -227,9 +246,11 @@ Status SyncLoop::apply_policy(const calc::Output& out) {
     int idx = dp_.endpoints.ifindex_of(itf.name);
     if (idx > 0) eps.push_back({itf.workload, itf.name, static_cast<uint32_t>(idx)});
   }
+  const auto t0 = Clock::now();
   if (auto st = dp_.policies.apply(resolver_, eps); !st) {
     spdlog::error("policy: {}", st.error().str());
   }
+  metrics_.policy_seconds.observe(std::chrono::duration<double>(Clock::now() - t0).count());
   schedule_policy_retry();
   if (dp_.policies.unprotected().empty()) return {};
   std::string msg;
@@ -260,7 +281,9 @@ void SyncLoop::retry_policy() {
 
 void SyncLoop::scan() {
   if (!config_) return;
+  const auto t0 = Clock::now();
   auto st = dp_.scanner.scan(config_->conntrack_timeouts, good_ ? &backends_ : nullptr, dp_.now_ns());
+  metrics_.scan_seconds.observe(std::chrono::duration<double>(Clock::now() - t0).count());
   if (!st) {
     spdlog::error("{}", st.error().str());
     return;
@@ -269,6 +292,9 @@ void SyncLoop::scan() {
     spdlog::info("conntrack: {} entries scanned, {} expired, {} to removed backends", st->scanned,
                  st->expired, st->stale_backend);
   }
+  metrics_.scan_expired += st->expired;
+  metrics_.scan_stale_backend += st->stale_backend;
+  metrics_.ct_entries = st->kept;
   report_occupancy(st->kept);
 }
 

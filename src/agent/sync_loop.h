@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,6 +35,7 @@
 #include "dataplane/tunnel_sync.h"
 #include "datastore/datastore.h"
 #include "maps/table.h"
+#include "util/prom.h"
 #include "util/result.h"
 
 namespace weir::agent {
@@ -56,6 +58,19 @@ struct Dataplane {
 };
 
 class PhaseTimer;  // sync_loop.cpp
+
+// What the sync loop measured, for `weir agent --metrics-listen` (agent/metrics.h). Written by
+// the loop only; the agent's event loop renders it between syncs (one thread).
+struct SyncMetrics {
+  std::map<std::string, prom::Histogram> phase_seconds;  // by phase ("datastore", "calc", ...)
+  std::map<std::string, uint64_t> syncs;                 // by result: full, incremental, unchanged, rejected
+  uint64_t invalid_resources = 0;  // resources rejected by validation, summed over rejected loads
+  double last_success_unix = 0;    // wall-clock time of the last sync that was not rejected
+  prom::Histogram policy_seconds;  // compile + verify + install of the policy programs, per sync
+  prom::Histogram scan_seconds;    // conntrack scanner passes
+  uint64_t scan_expired = 0, scan_stale_backend = 0;  // entries the scanner removed, by cause
+  uint64_t ct_entries = 0;         // after the last scan
+};
 
 class SyncLoop {
  public:
@@ -88,8 +103,10 @@ class SyncLoop {
   enum class Path { Rejected, Incremental, Full, Unchanged };
   Path last_path() const { return last_path_; }
   const std::optional<calc::Output>& last_good() const { return good_; }
+  const SyncMetrics& metrics() const { return metrics_; }
 
  private:
+  void sync_once(datastore::Datastore& ds, PhaseTimer& timer);
   void sync_full(const model::Snapshot& snap, PhaseTimer& timer);
   void sync_services(const model::Snapshot& snap, const std::vector<std::string>& services,
                      PhaseTimer& timer);
@@ -116,6 +133,7 @@ class SyncLoop {
   bool kernel_routes_ok_ = false;
   dataplane::TunnelState tunnel_;
   bool warned_tunnel_ = false;
+  SyncMetrics metrics_;
 };
 
 // Sets spdlog's level from the snapshot's DataplaneConfig, when it names one.

@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "cli/commands.h"
+#include "cli/version.h"
 
 namespace weir::cli {
 
@@ -27,9 +28,13 @@ void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
                   "or clsact")
       ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
       ->capture_default_str();
+  cmd->add_option("--metrics-listen", opts->metrics_listen,
+                  "serve Prometheus metrics at http://HOST:PORT/metrics (IPv4, e.g. "
+                  "127.0.0.1:9091; docs/metrics.md)");
   cmd->callback([&g, &rc, opts] {
     opts->pin_root = g.pin_root;
     opts->state_dir = g.effective_state_dir();
+    opts->version = WEIR_VERSION;
     if (opts->node.empty()) {
       char host[HOST_NAME_MAX + 1] = {};
       gethostname(host, sizeof(host) - 1);

@@ -239,6 +239,7 @@ std::string LabState::to_json() const {
   j["weir_binary"] = weir_binary;
   j["agent_log_level"] = agent_log_level;
   j["agent_tc_mode"] = agent_tc_mode;
+  j["agent_metrics_listen"] = agent_metrics_listen;
   j["agent_start_timeout_ms"] = agent_start_timeout.count();
   j["datastore"] = datastore;
   j["etcd_members"] = etcd_members;
@@ -284,6 +285,7 @@ Result<LabState> LabState::from_json(const std::string& text, const std::string&
     s.weir_binary = j.at("weir_binary").get<std::string>();
     s.agent_log_level = j.value("agent_log_level", "info");
     s.agent_tc_mode = j.value("agent_tc_mode", "auto");
+    s.agent_metrics_listen = j.value("agent_metrics_listen", "");
     s.agent_start_timeout = std::chrono::milliseconds(j.value("agent_start_timeout_ms", 120000));
     s.datastore = j.value("datastore", "dir");
     s.etcd_members = j.value("etcd_members", 1);
@@ -447,6 +449,7 @@ Result<Lab> Lab::up(const LabSpec& spec) {
   st.pod_cidr = pod_cidr;
   st.agent_log_level = spec.agent_log_level;
   st.agent_tc_mode = spec.agent_tc_mode;
+  st.agent_metrics_listen = spec.agent_metrics_listen;
   st.agent_start_timeout = spec.agent_start_timeout;
   if (spec.datastore != "dir" && spec.datastore != "etcd")
     return make_error("lab datastore \"{}\": dir or etcd", spec.datastore);
@@ -877,6 +880,10 @@ Status Lab::start_agent(const std::string& node) {
     std::vector<std::string> argv{st_.weir_binary, "--pin-root", n->pin_root, "--log-level",
                                   st_.agent_log_level, "agent", "--datastore", datastore_spec(),
                                   "--node", n->name, "--tc-mode", st_.agent_tc_mode};
+    if (!st_.agent_metrics_listen.empty()) {
+      argv.emplace_back("--metrics-listen");
+      argv.push_back(st_.agent_metrics_listen);
+    }
     {
       std::ofstream marker(n->agent_log, std::ios::app);
       marker << fmt::format("---- weir lab {}: starting {} (in netns {})\n", st_.id,

@@ -56,6 +56,9 @@ struct LabSpec {
   bool start_agent = true;                // start the agents at the end of up()
   std::string agent_log_level = "info";
   std::string agent_tc_mode = "auto";     // the agent's --tc-mode
+  // The agents' --metrics-listen, in each node's own netns (so every node can use the same
+  // address): `weir lab exec -- curl -s http://127.0.0.1:9091/metrics`. "" = no metrics.
+  std::string agent_metrics_listen = "127.0.0.1:9091";
   // Where the agents read their resources: "dir" (the lab's directory) or "etcd" (an etcd member
   // the lab runs: in the node netns on 127.0.0.1:2379, or for a cluster in the underlay netns on
   // its bridge address, which the nodes reach over the underlay; data in the state dir). The lab
@@ -103,6 +106,7 @@ struct LabState {
   std::string weir_binary;
   std::string agent_log_level = "info";
   std::string agent_tc_mode = "auto";
+  std::string agent_metrics_listen;
   std::chrono::milliseconds agent_start_timeout = 120s;
   std::string datastore = "dir";  // "dir" or "etcd" (see LabSpec)
   int etcd_members = 1;

@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <regex>
 
+#include "dataplane/policy_manager.h"
 #include "e2e_util.h"
 #include "lab/lab.h"
 #include "lab/traffic.h"
+#include "polprog/compiler.h"
 
 namespace weir::e2e {
 namespace {
@@ -138,6 +140,33 @@ TEST_F(PolicyE2E, DefaultDenyWithAllowFromOneClient) {
   // (weir bpf cleanup) removes it.
   std::string state_dir = "/run/weir/" + std::filesystem::path(lab_->pin_root()).filename().string();
   EXPECT_TRUE(std::filesystem::exists(state_dir + "/policy/" + server_if_ + "_ingress.json"));
+
+  // The kernel knows the program by a name that ends like its interface (bpftool prog show),
+  // and the dump lists it.
+  const std::string prog =
+      polprog::chunk_program_name(dataplane::policy_program_pattern(server_if_, calc::pol::Direction::Ingress), 0);
+  EXPECT_NE(dump.find("Programs: " + prog + " (slot "), std::string::npos) << dump;
+  auto bpftool = lab::run_process({"bpftool", "prog", "show"});
+  ASSERT_TRUE(bpftool.ok()) << bpftool.error().str();
+  EXPECT_NE(bpftool->out.find(" name " + prog + " "), std::string::npos) << prog << " not in\n" << bpftool->out;
+
+  // A Prometheus scrape of the agent (the lab's agents serve 127.0.0.1:9091 in their node's
+  // netns) shows the drop, by interface, hook and reason, and the state of the maps and syncs.
+  auto scrape = lab::run_process({"ip", "netns", "exec", lab_->node_netns(), "curl", "-sS", "--max-time", "10",
+                                  "http://127.0.0.1:9091/metrics"});
+  ASSERT_TRUE(scrape.ok()) << scrape.error().str();
+  ASSERT_TRUE(scrape->status.success()) << scrape->err;
+  const std::string& page = scrape->out;
+  const std::regex dropped_re("weir_packets_total\\{iface=\"" + server_if_ +
+                              "\",hook=\"egress\",verdict=\"dropped\",reason=\"dropped_by_policy\"\\} (\\d+)\n");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(page, m, dropped_re)) << page.substr(0, 4000);
+  EXPECT_GE(std::stoull(m[1]), 1u) << m[0];
+  EXPECT_NE(page.find("# TYPE weir_sync_duration_seconds histogram"), std::string::npos);
+  EXPECT_NE(page.find("weir_build_info{version=\""), std::string::npos);
+  EXPECT_EQ(page.find("weir_syncs_total{result=\"full\"} 0\n"), std::string::npos) << "no full sync counted";
+  EXPECT_EQ(page.find("weir_ipset_members 0\n"), std::string::npos) << "pod1's address is in an IP set";
+  EXPECT_EQ(page.find("weir_last_successful_sync_timestamp_seconds 0\n"), std::string::npos);
 
   // --asm shows instructions.
   auto asm_out = lab_->run_weir({"bpf", "policy", "dump", server_if_, "ingress", "--asm"});
