@@ -88,36 +88,14 @@ write_groups() {
   done > "/results/$name/groups"
 }
 
-# run_side: the e2e tests named by SIDE_TESTS (an extended regex on the test name; the cluster
-# tests, which mostly wait on three agents) start in the background beside the BPF tests, whose
-# single process leaves the second vCPU idle; run_suite e2e leaves them out and waits for them.
-side_pid=
-touch /tmp/e2e.side
-run_side() {
-  write_groups e2e
-  cut -d' ' -f1 /results/e2e/groups | awk '!seen[$0]++' | grep -E "^($SIDE_TESTS)" > /tmp/e2e.side
-  [ -s /tmp/e2e.side ] || return 0
-  echo "weir-vm: ==== beside the BPF tests: $(tr '\n' ' ' < /tmp/e2e.side)"
-  (
-    bin=$BUILD_DIR/weir_e2e_tests
-    for g in $(cat /tmp/e2e.side); do run_group e2e "$g"; done
-  ) &
-  side_pid=$!
-}
-
-# stdin without the groups run_side started (busybox grep -f with an empty file drops every line).
-not_side() {
-  if [ -s /tmp/e2e.side ]; then grep -vxF -f /tmp/e2e.side; else cat; fi
-}
-
 # run_suite NAME: the tests of build/weir_NAME_tests, in groups (write_groups) spread over
 # WORKERS processes (E2E_WORKERS for the e2e tests) that run side by side (the guest has as many
 # CPUs; every test names what it creates with its own run id, as under a parallel ctest).
 run_suite() {
   write_groups "$1"
-  # The longest tests first (ClusterE2E.*: three agents each), so that they do not end the
-  # suite alone on one worker while the other has nothing left; the ones run_side started, not.
-  cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++' | not_side |
+  # The longest tests first (ClusterE2E.*: three agents each, when the filter lets them in), so
+  # that they do not end the suite alone on one worker while the other has nothing left.
+  cut -d' ' -f1 "/results/$name/groups" | awk '!seen[$0]++' |
     awk '/^ClusterE2E\./ { print; next } { rest[n++] = $0 } END { for (i = 0; i < n; i++) print rest[i] }' \
     > "/tmp/$name.queue"
   echo 0 > "/tmp/$name.next"
@@ -145,8 +123,7 @@ run_suite() {
     pids="$pids $!"
     w=$((w + 1))
   done
-  wait $pids  # not the side job: it may outlast the BPF tests
-  if [ "$name" = e2e ] && [ -n "$side_pid" ]; then wait "$side_pid"; fi
+  wait $pids
   echo "weir-vm: ==== weir_${name}_tests done in $(( $(date +%s) - suite_start ))s"
 }
 # SUITES_TOGETHER=1 runs the suites side by side (the BPF tests keep one vCPU busy with the
@@ -155,7 +132,6 @@ if [ "${SUITES_TOGETHER:-0}" = 1 ]; then
   for s in $SUITES; do run_suite "$s" & done
   wait
 else
-  case " $SUITES " in *" bpf "*) case " $SUITES " in *" e2e "*) [ -n "$SIDE_TESTS" ] && run_side ;; esac ;; esac
   for s in $SUITES; do run_suite "$s"; done
 fi
 

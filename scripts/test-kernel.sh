@@ -34,7 +34,7 @@
 # kernel panics, oopses or warns; the failing tests and their failure messages are printed.
 #
 # Other knobs: WEIR_VM_GTEST_FILTER (a --gtest_filter for both binaries, for iterating; default
-# "-ClusterE2E.Routed*", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
+# "-ClusterE2E.*", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
 # PolprogCompile.DifferentialAgainstEvaluate in the guest, default 100; 300 on the host),
 # WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G).
 set -euo pipefail
@@ -48,14 +48,15 @@ suites=${WEIR_VM_SUITES:-bpf e2e}
 test_timeout=${WEIR_VM_TEST_TIMEOUT:-300}
 timeout_s=${WEIR_VM_TIMEOUT:-1800}
 modules=(veth sch_ingress cls_bpf act_bpf bridge)  # bridge: the cluster lab's underlay
-# What the guest leaves to the host run (WEIR_VM_GTEST_FILTER replaces it): the routed cluster
-# test (three agents and a three-member etcd). With both cluster tests, the command took 20 min
-# 13 s and tests timed out: the guest runs the VXLAN one (three agents, encapsulation on every
-# node's underlay interface, services, policy, MTU, agent restart across nodes), whose kernel
-# use is a superset of the routed one's but for the kernel routes, which KernelRoutesNetlink.*
-# tests here. On its own the routed test passes on this kernel (122 s):
+# What the guest leaves to the host run (WEIR_VM_GTEST_FILTER replaces it): the cluster tests
+# (ClusterE2E.*, three agents each). Inside the test command, with the host building and testing
+# beside the guest, they do not fit the 20 minutes (docs/kernels.md has the runs: both, the
+# VXLAN one alone, and the VXLAN one beside the BPF tests, which doubled the BPF tests' time).
+# Their kernel-specific parts run here in the BPF tests: weir's rtnetlink routes
+# (KernelRoutesNetlink.*), VXLAN on real veths (VxlanWire.*) and every VXLAN vector (Vxlan*).
+# On their own they pass on this kernel (routed 123 s, VXLAN 123 s side by side at 3ece5ec):
 #   WEIR_VM_SUITES=e2e WEIR_VM_GTEST_FILTER='ClusterE2E.*' scripts/test-kernel.sh
-default_filter='-ClusterE2E.Routed*'
+default_filter='-ClusterE2E.*'
 
 
 log() { echo "test-kernel: $*"; }
@@ -189,7 +190,6 @@ done
   echo "WORKERS=${WEIR_VM_WORKERS:-1}"
   echo "E2E_WORKERS=${WEIR_VM_E2E_WORKERS:-2}"
   echo "SUITES_TOGETHER=${WEIR_VM_SUITES_TOGETHER:-0}"
-  echo "SIDE_TESTS='${WEIR_VM_SIDE_TESTS-ClusterE2E\.}'"
   echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-$default_filter}'"
   echo "POLPROG_POLICIES=${WEIR_VM_POLPROG_POLICIES:-100}"
