@@ -165,6 +165,7 @@ namespace {
 
 constexpr auto kMinBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::seconds(5);
+constexpr auto kWatchConfirmTimeout = std::chrono::seconds(3);
 constexpr auto kPollSlice = std::chrono::milliseconds(250);
 
 class EtcdWatcher : public Watcher {
@@ -260,10 +261,20 @@ class EtcdWatcher : public Watcher {
         spdlog::info("etcd {}: watching {} again from revision {} on {}", client.describe(), prefix,
                      rev + 1, w->endpoint().url());
       resumed = true;
+      // etcd confirms a watch (created) at once; a member still starting may take the request
+      // and never answer it (seen under load right after a restart): then try again.
+      bool confirmed = false;
+      const auto confirm_by = http::Clock::now() + kWatchConfirmTimeout;
       while (!st.stop_requested()) {
         auto m = w->next(http::Clock::now() + kPollSlice);
         if (!m) {
           if (!retry_later("watch broke: " + m.error().str())) return;
+          break;
+        }
+        if (!confirmed && http::Clock::now() > confirm_by) {
+          if (!retry_later(fmt::format("watch not confirmed by {} within {} s", w->endpoint().url(),
+                                       std::chrono::duration_cast<std::chrono::seconds>(kWatchConfirmTimeout).count())))
+            return;
           break;
         }
         if (!*m) continue;
@@ -280,6 +291,7 @@ class EtcdWatcher : public Watcher {
           break;
         }
         if ((*m)->created) {
+          confirmed = true;
           backoff = kMinBackoff;
           set_trouble("");
           continue;
