@@ -47,7 +47,8 @@ cache=${WEIR_KERNEL_CACHE:-/var/cache/weir-kernels}
 suites=${WEIR_VM_SUITES:-bpf e2e}
 test_timeout=${WEIR_VM_TEST_TIMEOUT:-300}
 timeout_s=${WEIR_VM_TIMEOUT:-1800}
-modules=(veth sch_ingress cls_bpf act_bpf bridge)  # bridge: the cluster lab's underlay
+# bridge: the cluster lab's underlay; nf_tables: DoctorE2E's kube-proxy chain (nft)
+modules=(veth sch_ingress cls_bpf act_bpf bridge nf_tables)
 # What the guest leaves to the host run (WEIR_VM_GTEST_FILTER replaces it): the cluster tests
 # (ClusterE2E.*, three agents each). Inside the test command, with the host building and testing
 # beside the guest, they do not fit the 20 minutes (docs/kernels.md has the runs: both, the
@@ -133,8 +134,9 @@ strip_copy() { install -d "$root$(dirname "$1")"; objcopy --strip-debug "$1" "$r
 for b in weir weir_bpf_tests weir_e2e_tests; do strip_copy "$build/$b"; done
 # Real tools, never busybox applets: the tests run `ip`, `tc`, `nsenter`, `bpftool` and `rm`
 # through /bin/sh (dash) and PATH; busybox sits last in PATH and serves the init script. etcd:
-# the e2e test of the etcd datastore runs a member in its lab. curl: the metrics scrape.
-for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd /usr/bin/curl; do
+# the e2e test of the etcd datastore runs a member in its lab. curl: the metrics scrape. nft:
+# `weir doctor` looks for kube-proxy chains, DoctorE2E makes one.
+for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd /usr/bin/curl /usr/sbin/nft; do
   [[ -x $t ]] || die "$t is missing (scripts/install-deps.sh installs it)"
   copy "$t"
 done

@@ -50,6 +50,7 @@ int run(int argc, char** argv) {
   weir::cli::add_agent_command(app, g, rc);
   weir::cli::add_bpf_commands(app, g, rc);
   weir::cli::add_lab_commands(app, g, rc);
+  weir::cli::add_doctor_command(app, g, rc);
   weir::cli::add_resource_commands(app, rc);
 
   try {

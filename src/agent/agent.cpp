@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <bpf/bpf.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -16,6 +17,7 @@
 #include <utility>
 
 #include "agent/metrics.h"
+#include "agent/status.h"
 #include "agent/sync_loop.h"
 #include "bpf/bpffs.h"
 #include "bpf/skeleton.h"
@@ -75,11 +77,40 @@ class Agent {
         tunnel_(progs_.from_ul_fd(), mode, maps::PinLayout{o.pin_root},
                 [this](const calc::TunnelPlan& p, int ifindex) { return write_tunnel(p, ifindex); }),
         loop_(o.node, Dataplane{endpoints_, services_, policies_, scanner_, tables_.core().ct,
-                                dataplane::monotonic_ns, &kernel_routes_, &tunnel_}) {}
+                                dataplane::monotonic_ns, &kernel_routes_, &tunnel_}),
+        mode_(mode) {}
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
   SyncLoop& loop() { return loop_; }
+
+  // What `weir doctor` reads (agent/status.h).
+  StatusFile status() const {
+    StatusFile st;
+    st.pid = static_cast<int>(::getpid());
+    st.written_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    st.heartbeat_period_s = std::chrono::duration<double>(loop_.scan_period()).count();
+    static const std::map<SyncLoop::Path, const char*> kResult = {{SyncLoop::Path::Rejected, "rejected"},
+                                                                  {SyncLoop::Path::Incremental, "incremental"},
+                                                                  {SyncLoop::Path::Full, "full"},
+                                                                  {SyncLoop::Path::Unchanged, "unchanged"}};
+    st.last_sync_result = kResult.at(loop_.last_path());
+    st.last_success_unix = loop_.metrics().last_success_unix;
+    st.tc_mode = std::string(bpf::to_string(mode_));
+    if (const auto& c = loop_.config()) {
+      st.vxlan_enabled = c->vxlan_enabled;
+      st.conntrack_warn_percent = c->conntrack_warn_threshold_percent;
+      st.map_sizes = c->map_sizes;
+    }
+    st.underlay = loop_.underlay();
+    for (auto [name, fd] : {std::pair{"weir_from_wl", progs_.from_wl_fd()}, std::pair{"weir_to_wl", progs_.to_wl_fd()},
+                            std::pair{"weir_from_ul", progs_.from_ul_fd()}}) {
+      bpf_prog_info info{};
+      uint32_t len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) st.prog_ids[name] = info.id;
+    }
+    return st;
+  }
 
   // The maps' figures for a metrics scrape (agent/metrics.h); a map that cannot be read leaves
   // its figure at 0 and says so at DEBUG.
@@ -145,6 +176,7 @@ class Agent {
   dataplane::NetlinkRouteTable kernel_routes_;
   dataplane::KernelTunnel tunnel_;
   SyncLoop loop_;
+  bpf::TcMode mode_;
 };
 
 // The kernel's TC attach mode for --tc-mode, or nullopt (logged) when the kernel lacks what the
@@ -197,8 +229,15 @@ model::DataplaneConfig initial_config(datastore::Datastore& ds) {
 class EventLoop {
  public:
   EventLoop(SyncLoop& loop, datastore::Datastore& ds, datastore::Watcher& watcher, const Fd& sig,
-            const MetricsServer* metrics, std::function<std::string()> render)
-      : loop_(loop), ds_(ds), watcher_(watcher), sig_(sig), metrics_(metrics), render_(std::move(render)) {}
+            const MetricsServer* metrics, std::function<std::string()> render,
+            std::function<void()> after_work)
+      : loop_(loop),
+        ds_(ds),
+        watcher_(watcher),
+        sig_(sig),
+        metrics_(metrics),
+        render_(std::move(render)),
+        after_work_(std::move(after_work)) {}
 
   // Returns the process exit code: 0 on SIGTERM/SIGINT, 1 when polling or watching fails.
   int run() {
@@ -256,11 +295,13 @@ class EventLoop {
       dirty_ = false;
       loop_.sync(ds_);
       last_sync_ = Clock::now();
+      after_work_();
     }
     if (auto at = loop_.policy_retry_at(); at && Clock::now() >= *at) loop_.retry_policy();
     if (now >= last_scan_ + loop_.scan_period()) {
       loop_.scan();
       last_scan_ = Clock::now();
+      after_work_();
     }
   }
 
@@ -270,6 +311,7 @@ class EventLoop {
   const Fd& sig_;
   const MetricsServer* metrics_;
   std::function<std::string()> render_;
+  std::function<void()> after_work_;  // after each sync and scan: the status file
   Clock::time_point last_sync_ = Clock::now(), last_scan_ = Clock::now();
   bool dirty_ = false;
 };
@@ -332,7 +374,15 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   auto render = [&] {
     return render_metrics(agent.loop().metrics(), agent.map_figures(), opts.node, opts.version);
   };
-  return EventLoop(agent.loop(), **ds, **watcher, *sig, metrics ? &*metrics : nullptr, render).run();
+  bool status_warned = false;
+  auto write_status_file = [&] {
+    auto st = write_status(opts.state_dir, agent.status());
+    if (!st && !std::exchange(status_warned, true))
+      spdlog::warn("status file for `weir doctor`: {} (not repeated)", st.error().str());
+  };
+  write_status_file();
+  return EventLoop(agent.loop(), **ds, **watcher, *sig, metrics ? &*metrics : nullptr, render, write_status_file)
+      .run();
 }
 
 }  // namespace weir::agent

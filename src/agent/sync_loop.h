@@ -104,6 +104,9 @@ class SyncLoop {
   Path last_path() const { return last_path_; }
   const std::optional<calc::Output>& last_good() const { return good_; }
   const SyncMetrics& metrics() const { return metrics_; }
+  const std::optional<model::DataplaneConfig>& config() const { return config_; }
+  // Where weir_from_ul is attached ("" when VXLAN is off or not attached).
+  std::string underlay() const { return tunnel_.attached ? tunnel_.attached->name : std::string(); }
 
  private:
   void sync_once(datastore::Datastore& ds, PhaseTimer& timer);

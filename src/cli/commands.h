@@ -28,6 +28,7 @@ struct GlobalOptions {
 void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc);  // agent_command.cpp
 void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc);   // bpf_commands.cpp
 void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc);   // lab_commands.cpp
+void add_doctor_command(CLI::App& app, GlobalOptions& g, int& rc);  // doctor.cpp
 void add_resource_commands(CLI::App& app, int& rc);  // apply, get, delete: resource_commands.cpp
 // `weir bpf policy ...` (src/cli/policy_commands.cpp), under the `bpf` subcommand.
 void add_policy_commands(CLI::App* bpf, GlobalOptions& g, int& rc);

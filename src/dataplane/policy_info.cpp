@@ -205,6 +205,9 @@ std::vector<std::string> remove_state_files(const std::string& state_dir) {
     if (fs::remove(f, ec)) ++files;
   if (files)
     removed.push_back(fmt::format("removed {} policy info file(s) under {}", files, pol.string()));
+  // The agent's status file (agent/status.h), which `weir doctor` reads.
+  for (const char* name : {"agent.json", "agent.json.tmp"})
+    if (fs::remove(state / name, ec)) removed.push_back(fmt::format("removed {}", (state / name).string()));
   // The directories when that left them empty: policy/, the state dir, and /run/weir (only that
   // parent: a user-given state dir's parent is not weir's).
   for (const fs::path& d : {pol, state, state.parent_path()}) {

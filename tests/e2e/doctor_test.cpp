@@ -1,0 +1,176 @@
+// `weir doctor` against a live lab: every check passes on a healthy node, and faults provoked one
+// after the other turn their own check: weir's program removed from a hook, a foreign program
+// beside it, an XDP program in generic mode, a kube-proxy chain, vxlanEnabled that cannot be put
+// in force and map sizes changed under pinned maps, the agent stopped. The checks' logic on
+// facts (every fault, conntrack pressure and verifier failures included): tests/unit/doctor_test.cpp.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "bpf/attach.h"
+#include "e2e_util.h"
+#include "lab/lab.h"
+#include "lab/process.h"
+#include "lab/resources.h"
+#include "util/fd.h"
+
+namespace weir::e2e {
+namespace {
+
+using lab::Lab;
+
+struct Doctor {
+  int rc = -1;
+  std::map<std::string, std::pair<std::string, std::string>> checks;  // name -> (level, found)
+  std::string out;
+  std::string level(const std::string& name) const {
+    auto it = checks.find(name);
+    return it == checks.end() ? "missing" : it->second.first;
+  }
+  std::string found(const std::string& name) const {
+    auto it = checks.find(name);
+    return it == checks.end() ? "" : it->second.second;
+  }
+};
+
+// A program of `type` that returns `ret`, named `name` (not weir_*: a foreign program).
+Fd trivial_prog(bpf_prog_type type, const char* name, int ret) {
+  const bpf_insn insns[] = {{BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, ret}, {BPF_JMP | BPF_EXIT, 0, 0, 0, 0}};
+  return Fd(bpf_prog_load(type, name, "GPL", insns, 2, nullptr));
+}
+
+class DoctorE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    require_root();
+    auto up = Lab::up(lab_spec(2));
+    ASSERT_TRUE(up.ok()) << up.error().str();
+    lab_.emplace(std::move(*up));
+    host_if_ = lab_->pod("pod1")->host_if;
+  }
+  void TearDown() override {
+    if (!lab_) return;
+    if (HasFailure()) std::cerr << "---- agent log (last 60 lines)\n" << tail(lab_->agent_log(), 60);
+    auto s = lab_->down();
+    EXPECT_TRUE(s.ok()) << s.error().str();
+  }
+
+  Doctor doctor() {
+    Doctor d;
+    // In the node's network namespace only (`ip netns exec` would also remount /sys, hiding
+    // the bpffs).
+    auto r = lab::run_process({lab_->weir_binary(), "--pin-root", lab_->pin_root(), "doctor", "--json",
+                               "--agent-log", lab_->agent_log_path()},
+                              lab::RunOptions::in(lab_->node_netns()));
+    EXPECT_TRUE(r.ok()) << r.error().str();
+    if (!r.ok()) return d;
+    d.rc = r->status.exited ? r->status.code : -1;
+    d.out = r->out + r->err;
+    auto j = nlohmann::json::parse(r->out, nullptr, false);
+    EXPECT_TRUE(j.is_array()) << d.out;
+    if (!j.is_array()) return d;
+    for (const auto& c : j) d.checks[c["check"]] = {c["level"], c["found"]};
+    return d;
+  }
+
+  // Waits until `check` is at `level` (the agent's status file follows its syncs and scans).
+  Doctor until(const std::string& check, const std::string& level, std::chrono::milliseconds t = 15s) {
+    Doctor d;
+    wait_until([&] { return (d = doctor()).level(check) == level; }, t, 300ms);
+    return d;
+  }
+
+  int ifindex() {
+    auto idx = lab_->in_netns(lab_->node_netns(), [&] { return static_cast<int>(::if_nametoindex(host_if_.c_str())); });
+    return idx.ok() ? *idx : 0;
+  }
+
+  std::optional<Lab> lab_;
+  std::string host_if_;
+};
+
+TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) {
+  Doctor d = until("agent", "OK");
+  ASSERT_EQ(d.rc, 0) << d.out;
+  for (const char* c : {"bpffs", "kernel", "agent", "programs", "foreign", "attach-mode", "xdp", "kube-proxy",
+                        "tunnel", "conntrack", "map-sizes", "verifier"})
+    EXPECT_EQ(d.level(c), "OK") << c << ": " << d.found(c) << "\n" << d.out;
+  const int idx = ifindex();
+  ASSERT_GT(idx, 0);
+
+  // weir's program gone from a pod's hook (someone's cleanup): FAIL, the hook named.
+  auto st = lab_->in_netns(lab_->node_netns(), [&] { return bpf::tc_detach_all_weir(idx, bpf::TcDir::Ingress); });
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  d = doctor();
+  EXPECT_EQ(d.rc, 1) << d.out;
+  EXPECT_EQ(d.level("programs"), "FAIL") << d.out;
+  EXPECT_NE(d.found("programs").find("no weir program: " + host_if_ + " ingress"), std::string::npos) << d.out;
+
+  // The agent stopped: FAIL. Restarted, it attaches its programs again and everything passes.
+  ASSERT_TRUE(lab_->stop_agent().ok());
+  d = doctor();
+  EXPECT_EQ(d.level("agent"), "FAIL") << d.out;
+  EXPECT_NE(d.found("agent").find("is not running"), std::string::npos) << d.out;
+  ASSERT_TRUE(lab_->start_agent().ok());
+  d = until("programs", "OK");
+  EXPECT_EQ(d.level("agent"), "OK") << d.out;
+  EXPECT_EQ(d.rc, 0) << d.out;
+
+  // A foreign TC program (a clsact filter of someone else's) and an XDP program in generic mode
+  // on the same interface: WARN each (the exit code stays 0: nothing failed).
+  auto foreign = lab_->in_netns(lab_->node_netns(), [&]() -> Status {
+    Fd tc = trivial_prog(BPF_PROG_TYPE_SCHED_CLS, "other_cni", 0);
+    Fd xdp = trivial_prog(BPF_PROG_TYPE_XDP, "other_xdp", 2 /* XDP_PASS */);
+    if (!tc || !xdp) return errno_error("loading the foreign programs");
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = idx, .attach_point = BPF_TC_INGRESS);
+    int err = bpf_tc_hook_create(&hook);
+    if (err != 0 && err != -EEXIST) return Error{-err, "bpf_tc_hook_create"};
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = tc.get(), .handle = 7, .priority = 7);
+    if ((err = bpf_tc_attach(&hook, &opts)) != 0) return Error{-err, "bpf_tc_attach"};
+    if ((err = bpf_xdp_attach(idx, xdp.get(), XDP_FLAGS_SKB_MODE, nullptr)) != 0) return Error{-err, "bpf_xdp_attach"};
+    return {};
+  });
+  ASSERT_TRUE(foreign.ok()) << foreign.error().str();
+  d = doctor();
+  EXPECT_EQ(d.level("foreign"), "WARN") << d.out;
+  EXPECT_NE(d.found("foreign").find(host_if_ + " ingress: other_cni"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("xdp"), "WARN") << d.out;
+  EXPECT_NE(d.found("xdp").find(host_if_), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("programs"), "OK") << "a foreign program is not a weir generation: " << d.out;
+  EXPECT_EQ(d.rc, 0) << d.out;
+
+  // kube-proxy's chain left in nftables: FAIL.
+  auto nft = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"nft"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = lab::run_process(argv, lab::RunOptions::in(lab_->node_netns()));
+    ASSERT_TRUE(r.ok()) << r.error().str();
+    ASSERT_TRUE(r->status.success()) << r->err;
+  };
+  nft({"add", "table", "ip", "weirtest"});
+  nft({"add", "chain", "ip", "weirtest", "KUBE-SERVICES"});
+  d = doctor();
+  EXPECT_EQ(d.level("kube-proxy"), "FAIL") << d.out;
+  EXPECT_NE(d.found("kube-proxy").find("KUBE-SERVICES"), std::string::npos) << d.out;
+  nft({"delete", "table", "ip", "weirtest"});
+  EXPECT_EQ(doctor().level("kube-proxy"), "OK");
+
+  // vxlanEnabled on a node the agent cannot encapsulate from (no Node resources, no underlay),
+  // and a conntrack size the pinned map does not have: the tunnel FAILs, map-sizes WARNs.
+  std::string cfg = lab::dataplane_config_yaml(200ms, 1000ms, "", true, 1500) + "  mapSizes:\n    conntrack: 4096\n";
+  ASSERT_TRUE(lab_->write_resource("dataplaneconfig.yaml", cfg).ok());
+  d = until("tunnel", "FAIL");
+  EXPECT_NE(d.found("tunnel").find("vxlanEnabled is set but"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("map-sizes"), "WARN") << d.out;
+  EXPECT_NE(d.found("map-sizes").find("configured 4096"), std::string::npos) << d.out;
+}
+
+}  // namespace
+}  // namespace weir::e2e
