@@ -117,6 +117,11 @@ TEST(ConntrackPressureE2E, FloodFillsTheTableStatsShowItAgentWarnsOnceThenRecove
       << tail(lab.agent_log(), 30);
   EXPECT_EQ(count_lines(lab.agent_log(), {"[WARNING]", "raise DataplaneConfig spec.mapSizes.conntrack"}), 1)
       << tail(lab.agent_log(), 30);
+  // `weir doctor` says so too (a WARN: nothing is broken yet).
+  DoctorReport d;
+  EXPECT_TRUE(wait_until([&] { return (d = run_doctor(lab)).level("conntrack") == "WARN"; }, 5s, 300ms)) << d.out;
+  EXPECT_NE(d.found("conntrack").find(fmt::format("of {} entries", kTableSize)), std::string::npos) << d.out;
+  EXPECT_NE(d.found("conntrack").find(fmt::format("warning level {}%", kThreshold)), std::string::npos) << d.out;
 
   // The flood's entries expire (10 s): the agent deletes them, counts its deletions and says
   // the warning cleared, once.
@@ -128,6 +133,7 @@ TEST(ConntrackPressureE2E, FloodFillsTheTableStatsShowItAgentWarnsOnceThenRecove
   EXPECT_GT(after["deleted_agent"].get<uint64_t>(), 0u) << after.dump(2);
   EXPECT_EQ(count_lines(lab.agent_log(), {"[WARNING]", warned}), 1) << tail(lab.agent_log(), 30);
   EXPECT_EQ(count_lines(lab.agent_log(), {"occupancy warning cleared"}), 1);
+  EXPECT_EQ(run_doctor(lab).level("conntrack"), "OK");
 
   if (HasFailure()) std::cerr << tail(lab.agent_log(), 60);
   EXPECT_TRUE(lab.down().ok());

@@ -9,8 +9,6 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 
-#include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -25,20 +23,6 @@ namespace weir::e2e {
 namespace {
 
 using lab::Lab;
-
-struct Doctor {
-  int rc = -1;
-  std::map<std::string, std::pair<std::string, std::string>> checks;  // name -> (level, found)
-  std::string out;
-  std::string level(const std::string& name) const {
-    auto it = checks.find(name);
-    return it == checks.end() ? "missing" : it->second.first;
-  }
-  std::string found(const std::string& name) const {
-    auto it = checks.find(name);
-    return it == checks.end() ? "" : it->second.second;
-  }
-};
 
 // A program of `type` that returns `ret`, named `name` (not weir_*: a foreign program).
 Fd trivial_prog(bpf_prog_type type, const char* name, int ret) {
@@ -62,27 +46,11 @@ class DoctorE2E : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.error().str();
   }
 
-  Doctor doctor() {
-    Doctor d;
-    // In the node's network namespace only (`ip netns exec` would also remount /sys, hiding
-    // the bpffs).
-    auto r = lab::run_process({lab_->weir_binary(), "--pin-root", lab_->pin_root(), "doctor", "--json",
-                               "--agent-log", lab_->agent_log_path()},
-                              lab::RunOptions::in(lab_->node_netns()));
-    EXPECT_TRUE(r.ok()) << r.error().str();
-    if (!r.ok()) return d;
-    d.rc = r->status.exited ? r->status.code : -1;
-    d.out = r->out + r->err;
-    auto j = nlohmann::json::parse(r->out, nullptr, false);
-    EXPECT_TRUE(j.is_array()) << d.out;
-    if (!j.is_array()) return d;
-    for (const auto& c : j) d.checks[c["check"]] = {c["level"], c["found"]};
-    return d;
-  }
+  DoctorReport doctor() { return run_doctor(*lab_); }
 
   // Waits until `check` is at `level` (the agent's status file follows its syncs and scans).
-  Doctor until(const std::string& check, const std::string& level, std::chrono::milliseconds t = 15s) {
-    Doctor d;
+  DoctorReport until(const std::string& check, const std::string& level, std::chrono::milliseconds t = 15s) {
+    DoctorReport d;
     wait_until([&] { return (d = doctor()).level(check) == level; }, t, 300ms);
     return d;
   }
@@ -97,7 +65,7 @@ class DoctorE2E : public ::testing::Test {
 };
 
 TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) {
-  Doctor d = until("agent", "OK");
+  DoctorReport d = until("agent", "OK");
   ASSERT_EQ(d.rc, 0) << d.out;
   for (const char* c : {"bpffs", "kernel", "agent", "programs", "foreign", "attach-mode", "xdp", "kube-proxy",
                         "tunnel", "conntrack", "map-sizes", "verifier"})

@@ -8,14 +8,19 @@
 #include <chrono>
 #include <cstdint>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "lab/lab.h"
+#include "lab/process.h"
 
 namespace weir::e2e {
 
@@ -162,6 +167,39 @@ inline std::vector<std::string> lab_namespaces(const std::string& id) {
   for (const auto& n : lab::list_netns())
     if (n.rfind("weir-" + id + "-", 0) == 0) v.push_back(n);
   return v;
+}
+
+// ---------------------------------------------------------------- weir doctor
+struct DoctorReport {
+  int rc = -1;
+  std::map<std::string, std::pair<std::string, std::string>> checks;  // name -> (level, found)
+  std::string out;
+  std::string level(const std::string& name) const {
+    auto it = checks.find(name);
+    return it == checks.end() ? "missing" : it->second.first;
+  }
+  std::string found(const std::string& name) const {
+    auto it = checks.find(name);
+    return it == checks.end() ? "" : it->second.second;
+  }
+};
+
+// `weir doctor --json` on the lab's (first) node, with its agent's log. In the node's network
+// namespace only (`ip netns exec` would also remount /sys, hiding the bpffs).
+inline DoctorReport run_doctor(const lab::Lab& lab) {
+  DoctorReport d;
+  auto r = lab::run_process({lab.weir_binary(), "--pin-root", lab.pin_root(), "doctor", "--json", "--agent-log",
+                             lab.agent_log_path()},
+                            lab::RunOptions::in(lab.node_netns()));
+  EXPECT_TRUE(r.ok()) << r.error().str();
+  if (!r.ok()) return d;
+  d.rc = r->status.exited ? r->status.code : -1;
+  d.out = r->out + r->err;
+  auto j = nlohmann::json::parse(r->out, nullptr, false);
+  EXPECT_TRUE(j.is_array()) << d.out;
+  if (!j.is_array()) return d;
+  for (const auto& c : j) d.checks[c["check"]] = {c["level"], c["found"]};
+  return d;
 }
 
 }  // namespace weir::e2e
