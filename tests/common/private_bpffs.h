@@ -32,6 +32,7 @@
 #include "bpf/map.h"
 #include "dataplane/programs.h"
 #include "lab/process.h"
+#include "maps/map_table.h"
 #include "maps/pin_layout.h"
 #include "model/resources.h"
 #include "util/fd.h"
@@ -113,24 +114,47 @@ inline model::MapSizes small_map_sizes() {
   return s;
 }
 
+// The TC programs for make_weir_root, loaded once per process (the 6.1 verifier takes seconds
+// per load of the object under TCG): the first call loads them with their maps pinned under
+// `layout`, as the agent would; later calls pin the same maps under theirs. (Those pins go with
+// each test's private bpffs; the kernel objects live on through this object's fds.)
+inline Result<dataplane::TcPrograms*> shared_weir_programs(const maps::PinLayout& layout) {
+  static std::optional<dataplane::TcPrograms> progs;  // NOLINT: one per test process
+  if (!progs) {
+    auto loaded = dataplane::TcPrograms::load(layout, small_map_sizes());
+    if (!loaded) return loaded.error();
+    progs.emplace(std::move(*loaded));
+    return &*progs;
+  }
+  WEIR_TRY(maps::write_pin_marker(layout));
+  WEIR_TRY(bpf::mkdirs(layout.maps_dir()));
+  for (const maps::MapSpec& m : maps::kMapSpecs) {
+    const int fd = progs->map_fds()[m.id];
+    if (bpf_obj_pin(fd, layout.map_path(m.name).c_str()) != 0)
+      return errno_error("pinning " + std::string(m.name) + " at " + layout.map_path(m.name));
+  }
+  return &*progs;
+}
+
 // A real weir pin root as the agent makes it: the production loader's maps and marker under
 // `layout`, weir_from_wl / weir_to_wl attached to `ifindex` (`ifname`) in the mode the kernel
-// supports (tcx links pinned under links/, else clsact filters). Returns the loaded programs,
-// which the caller may drop (what is pinned or attached stays).
-inline std::optional<dataplane::TcPrograms> make_weir_root(const maps::PinLayout& layout,
-                                                           int ifindex, const std::string& ifname) {
+// supports (tcx links pinned under links/, else clsact filters). The programs are
+// shared_weir_programs(): what is pinned or attached stays when the test's namespaces go.
+inline bool make_weir_root(const maps::PinLayout& layout, int ifindex, const std::string& ifname) {
   auto mode = bpf::probe_tc_mode();
   EXPECT_TRUE(mode.ok()) << mode.error().str();
-  auto progs = dataplane::TcPrograms::load(layout, small_map_sizes());
+  auto progs = shared_weir_programs(layout);
   EXPECT_TRUE(progs.ok()) << progs.error().str();
-  if (!mode.ok() || !progs.ok()) return std::nullopt;
-  const std::pair<bpf::TcDir, int> hooks[] = {{bpf::TcDir::Ingress, progs->from_wl_fd()},
-                                              {bpf::TcDir::Egress, progs->to_wl_fd()}};
+  if (!mode.ok() || !progs.ok()) return false;
+  const std::pair<bpf::TcDir, int> hooks[] = {{bpf::TcDir::Ingress, (*progs)->from_wl_fd()},
+                                              {bpf::TcDir::Egress, (*progs)->to_wl_fd()}};
+  bool ok = true;
   for (const auto& [dir, fd] : hooks) {
     auto st = bpf::tc_attach(ifindex, ifname, dir, fd, *mode, layout.link_path(ifname, dir));
     EXPECT_TRUE(st.ok()) << st.error().str();
+    ok = ok && st.ok();
   }
-  return std::optional<dataplane::TcPrograms>(std::move(*progs));
+  return ok;
 }
 
 // True when `path` exists (lstat).
