@@ -19,6 +19,7 @@
 
 #include "../common/pcap_corpus.h"
 #include "polprog/asm.h"
+#include "prog_load.h"
 #include "polprog/cbpf.h"
 #include "polprog/disasm.h"
 #include "polprog/pcap_filter.h"
@@ -30,38 +31,11 @@ namespace {
 
 constexpr int kPacketsPerExpression = 500;
 
-// Loads `prog` as a TC classifier; the error carries the verifier log and the disassembly.
-Result<Fd> load(const Program& prog, const std::string& what) {
-  std::string log(1 << 20, '\0');
-  bpf_prog_load_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.log_buf = log.data();
-  opts.log_size = static_cast<uint32_t>(log.size());
-  opts.log_level = 1;
-  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_t_pcap", "GPL",
-                         as_bpf_insns(prog.insns.data()), prog.insns.size(), &opts);
-  if (fd >= 0) return Fd(fd);
-  int err = errno;
-  log.resize(std::min(log.find('\0'), log.size()));
-  if (log.size() > 6000) log = "..." + log.substr(log.size() - 6000);
-  return Error{err, fmt::format("bpf_prog_load({}): verifier log:\n{}\nprogram:\n{}", what, log,
-                                disassemble(prog))};
-}
+// Loads `prog` as a TC classifier (test::load_sched_cls); the error names `what`.
+Result<Fd> load(const Program& prog, const std::string& what) { return test::load_sched_cls(prog, "weir_t_pcap", what); }
 
 // r0 of one run of `prog` on `pkt` (the kernel builds the __sk_buff: len = the packet's size).
-Result<uint32_t> run(const Fd& prog, const std::vector<uint8_t>& pkt) {
-  std::vector<uint8_t> out(pkt.size() + 256);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = pkt.data();
-  opts.data_size_in = static_cast<uint32_t>(pkt.size());
-  opts.data_out = out.data();
-  opts.data_size_out = static_cast<uint32_t>(out.size());
-  opts.repeat = 1;
-  int rc = bpf_prog_test_run_opts(prog.get(), &opts);
-  if (rc < 0) return sys_error(rc, "bpf_prog_test_run_opts");
-  return opts.retval;
-}
+Result<uint32_t> run(const Fd& prog, const std::vector<uint8_t>& pkt) { return test::run_once(prog, pkt); }
 
 // Runs `count` random packets (>= 14 bytes: BPF_PROG_TEST_RUN wants an Ethernet header; whole:
 // the kernel's len is the packet's size) through the kernel and libpcap.

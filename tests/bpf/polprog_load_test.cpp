@@ -14,6 +14,7 @@
 
 #include "packet.h"
 #include "polprog/asm.h"
+#include "prog_load.h"
 #include "polprog/disasm.h"
 #include "util/fd.h"
 #include "util/result.h"
@@ -23,41 +24,11 @@ namespace {
 
 using test::Bytes;
 
-// Loads `prog` as a TC classifier; the error carries the verifier log and the disassembly.
-Result<Fd> load(const Program& prog, const char* name) {
-  WEIR_TRY(check_relocated(prog));
-  std::string log(1 << 20, '\0');
-  bpf_prog_load_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.log_buf = log.data();
-  opts.log_size = static_cast<uint32_t>(log.size());
-  opts.log_level = 1;
-  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, name, "GPL", as_bpf_insns(prog.insns.data()),
-                         prog.insns.size(), &opts);
-  if (fd < 0) {
-    int err = errno;
-    log.resize(log.find('\0') == std::string::npos ? log.size() : log.find('\0'));
-    if (log.size() > 4000) log = "..." + log.substr(log.size() - 4000);
-    return Error{err, fmt::format("bpf_prog_load({}): verifier log:\n{}\nprogram:\n{}", name, log,
-                                  disassemble(prog))};
-  }
-  return Fd(fd);
-}
+// Loads `prog` as a TC classifier (test::load_sched_cls).
+Result<Fd> load(const Program& prog, const char* name) { return test::load_sched_cls(prog, name, name); }
 
 // Runs the program once on `pkt` (no ctx: the kernel fills an __sk_buff) and returns r0.
-Result<uint32_t> run(const Fd& prog, const Bytes& pkt) {
-  Bytes out(pkt.size() + 256);
-  bpf_test_run_opts topts{};
-  topts.sz = sizeof(topts);
-  topts.data_in = pkt.data();
-  topts.data_size_in = static_cast<uint32_t>(pkt.size());
-  topts.data_out = out.data();
-  topts.data_size_out = static_cast<uint32_t>(out.size());
-  topts.repeat = 1;
-  int rc = bpf_prog_test_run_opts(prog.get(), &topts);
-  if (rc < 0) return sys_error(rc, "bpf_prog_test_run_opts");
-  return topts.retval;
-}
+Result<uint32_t> run(const Fd& prog, const Bytes& pkt) { return test::run_once(prog, pkt); }
 
 Bytes tcp_packet(uint16_t dport) {
   test::PacketSpec s;
