@@ -22,6 +22,7 @@
 #include "calc/policy_ir.h"
 #include "polprog/compiler.h"
 #include "polprog/disasm.h"
+#include "prog_load.h"
 #include "util/fd.h"
 #include "util/result.h"
 #include "weir/counters.h"
@@ -135,19 +136,12 @@ class Env {
     uint32_t zero = 0;
     if (bpf_map_update_elem(state_.get(), &zero, vals.data(), BPF_ANY) != 0)
       return errno_error("writing the policy state");
-    std::vector<uint8_t> pkt(64, 0), out(256);
-    bpf_test_run_opts o{};
-    o.sz = sizeof(o);
-    o.data_in = pkt.data();
-    o.data_size_in = static_cast<uint32_t>(pkt.size());
-    o.data_out = out.data();
-    o.data_size_out = static_cast<uint32_t>(out.size());
-    o.repeat = 1;
-    if (bpf_prog_test_run_opts(l.chunks.at(0).get(), &o) != 0) return errno_error("BPF_PROG_TEST_RUN");
+    auto retval = test::run_once(l.chunks.at(0), std::vector<uint8_t>(64, 0));
+    if (!retval) return retval.error();
     if (bpf_map_lookup_elem(state_.get(), &zero, vals.data()) != 0)
       return errno_error("reading the policy state");
     Outcome r;
-    r.retval = o.retval;
+    r.retval = *retval;
     int changed = 0;
     for (const auto& v : vals) {
       if (v.verdict == kSentinel) continue;
