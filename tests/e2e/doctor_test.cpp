@@ -92,7 +92,7 @@ TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) 
   EXPECT_EQ(d.rc, 0) << d.out;
 
   // A foreign TC program (a clsact filter of someone else's) and an XDP program in generic mode
-  // on the same interface: WARN each (the exit code stays 0: nothing failed).
+  // on the same interface: WARN each (a foreign program is not a weir generation).
   auto foreign = lab_->in_netns(lab_->node_netns(), [&]() -> Status {
     Fd tc = trivial_prog(BPF_PROG_TYPE_SCHED_CLS, "other_cni", 0);
     Fd xdp = trivial_prog(BPF_PROG_TYPE_XDP, "other_xdp", 2 /* XDP_PASS */);
@@ -106,15 +106,8 @@ TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) 
     return {};
   });
   ASSERT_TRUE(foreign.ok()) << foreign.error().str();
-  d = doctor();
-  EXPECT_EQ(d.level("foreign"), "WARN") << d.out;
-  EXPECT_NE(d.found("foreign").find(host_if_ + " ingress: other_cni"), std::string::npos) << d.out;
-  EXPECT_EQ(d.level("xdp"), "WARN") << d.out;
-  EXPECT_NE(d.found("xdp").find(host_if_), std::string::npos) << d.out;
-  EXPECT_EQ(d.level("programs"), "OK") << "a foreign program is not a weir generation: " << d.out;
-  EXPECT_EQ(d.rc, 0) << d.out;
-
-  // kube-proxy's chain left in nftables: FAIL.
+  // And kube-proxy's chain left in nftables: FAIL. (One doctor run for the three: each run
+  // probes the kernel, seconds under the 6.1 guest's TCG.)
   auto nft = [&](std::vector<std::string> args) {
     std::vector<std::string> argv{"nft"};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -125,10 +118,15 @@ TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) 
   nft({"add", "table", "ip", "weirtest"});
   nft({"add", "chain", "ip", "weirtest", "KUBE-SERVICES"});
   d = doctor();
+  EXPECT_EQ(d.level("foreign"), "WARN") << d.out;
+  EXPECT_NE(d.found("foreign").find(host_if_ + " ingress: other_cni"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("xdp"), "WARN") << d.out;
+  EXPECT_NE(d.found("xdp").find(host_if_), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("programs"), "OK") << "a foreign program is not a weir generation: " << d.out;
   EXPECT_EQ(d.level("kube-proxy"), "FAIL") << d.out;
   EXPECT_NE(d.found("kube-proxy").find("KUBE-SERVICES"), std::string::npos) << d.out;
+  EXPECT_EQ(d.rc, 1) << d.out;
   nft({"delete", "table", "ip", "weirtest"});
-  EXPECT_EQ(doctor().level("kube-proxy"), "OK");
 
   // vxlanEnabled on a node the agent cannot encapsulate from (no Node resources, no underlay),
   // and a conntrack size the pinned map does not have: the tunnel FAILs, map-sizes WARNs.
@@ -136,6 +134,7 @@ TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) 
   ASSERT_TRUE(lab_->write_resource("dataplaneconfig.yaml", cfg).ok());
   d = until("tunnel", "FAIL");
   EXPECT_NE(d.found("tunnel").find("vxlanEnabled is set but"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("kube-proxy"), "OK") << "the chain is gone: " << d.out;
   EXPECT_EQ(d.level("map-sizes"), "WARN") << d.out;
   EXPECT_NE(d.found("map-sizes").find("configured 4096"), std::string::npos) << d.out;
 }
