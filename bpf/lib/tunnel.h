@@ -80,9 +80,10 @@ static __always_inline int weir_encap_fail(struct weir_pkt *p)
 /*
  * weir_vxlan_encap: the packet from_wl would have handed to the host stack, for a pod on another
  * node. Re-parsed (it is as from_wl left it: NAT done), the next hop taken from skb->cb (where
- * from_wl put what weir_tunnel_wanted found), its size checked against the underlay device, then encapsulated and redirected out of
- * the underlay interface through the kernel's neighbour table (bpf_redirect_neigh: the FIB picks
- * the outer next hop, the neighbour entry its MAC; the outer Ethernet header is written there).
+ * from_wl put what weir_tunnel_wanted found), its size checked against the underlay device,
+ * then encapsulated and redirected out of the underlay interface through the kernel's
+ * neighbour table (bpf_redirect_neigh: the FIB picks the outer next hop, the neighbour entry
+ * its MAC; the outer Ethernet header is written there).
  * Every failure is DROP_ENCAP: a packet is never sent unencapsulated into the overlay.
  */
 static __always_inline int weir_vxlan_encap_pkt(struct __sk_buff *skb, struct weir_pkt *p)

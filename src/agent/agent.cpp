@@ -1,6 +1,5 @@
 #include "agent/agent.h"
 
-#include <bpf/bpf.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -90,11 +89,7 @@ class Agent {
     st.pid = static_cast<int>(::getpid());
     st.written_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     st.heartbeat_period_s = std::chrono::duration<double>(loop_.scan_period()).count();
-    static const std::map<SyncLoop::Path, const char*> kResult = {{SyncLoop::Path::Rejected, "rejected"},
-                                                                  {SyncLoop::Path::Incremental, "incremental"},
-                                                                  {SyncLoop::Path::Full, "full"},
-                                                                  {SyncLoop::Path::Unchanged, "unchanged"}};
-    st.last_sync_result = kResult.at(loop_.last_path());
+    st.last_sync_result = std::string(to_string(loop_.last_path()));
     st.last_success_unix = loop_.metrics().last_success_unix;
     st.tc_mode = std::string(bpf::to_string(mode_));
     if (const auto& c = loop_.config()) {
@@ -105,9 +100,7 @@ class Agent {
     st.underlay = loop_.underlay();
     for (auto [name, fd] : {std::pair{"weir_from_wl", progs_.from_wl_fd()}, std::pair{"weir_to_wl", progs_.to_wl_fd()},
                             std::pair{"weir_from_ul", progs_.from_ul_fd()}}) {
-      bpf_prog_info info{};
-      uint32_t len = sizeof(info);
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) st.prog_ids[name] = info.id;
+      if (uint32_t id = bpf::prog_id(fd)) st.prog_ids[name] = id;
     }
     return st;
   }
@@ -144,7 +137,9 @@ class Agent {
         debug(what, n.error());
       }
     };
-    count("conntrack", m.ct, f.ct_entries);
+    // The scanner's count (it walks the table every scan period anyway): a scrape does not walk
+    // up to millions of entries in the agent's one thread.
+    f.ct_entries = loop_.metrics().ct_entries;
     f.ct_capacity = m.ct.info().max_entries;
     count("NAT frontends", m.nat_fe, f.nat_frontends);
     count("NAT backends", m.nat_be, f.nat_backends);

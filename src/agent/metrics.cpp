@@ -26,42 +26,40 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// The datapath counters: outcomes (exactly one per packet) by verdict and reason, then the
-// other counters (redirects, events, the total) by name.
-void write_counters(prom::Writer& w, const MapFigures& maps) {
-  w.family("weir_packets_total", "counter",
-           "Packets through weir's programs by interface, hook, verdict (accepted, dropped) and "
-           "reason: each packet counted once (the seed's counters table, outcome rows).");
+// f(interface, hook name, counter metadata, value) for every counter of a hook with a program:
+// the outcome rows (exactly one per packet) when `outcomes`, else the others.
+template <typename F>
+void each_counter(const MapFigures& maps, bool outcomes, F f) {
   for (const auto& itf : maps.counters)
     for (uint32_t h = 0; h < WEIR_HOOK__MAX; h++) {
       if (!itf.hooks[h]) continue;
       for (weir_counter id : maps::counter_display_order()) {
         auto meta = maps::counter_meta(id);
-        if (!meta || !meta->outcome) continue;
-        w.sample("weir_packets_total",
-                 {{"iface", itf.name}, {"hook", maps::hook_name(h)}, {"verdict", lower(meta->category)},
-                  {"reason", std::string(meta->json_name)}},
-                 static_cast<double>(itf.hooks[h]->c[id]));
-      }
-    }
-  w.family("weir_packet_events_total", "counter",
-           "Other datapath counters by interface, hook and name (redirects, NAT, conntrack "
-           "events, the total of packets seen).");
-  for (const auto& itf : maps.counters)
-    for (uint32_t h = 0; h < WEIR_HOOK__MAX; h++) {
-      if (!itf.hooks[h]) continue;
-      for (weir_counter id : maps::counter_display_order()) {
-        auto meta = maps::counter_meta(id);
-        if (!meta || meta->outcome) continue;
-        w.sample("weir_packet_events_total",
-                 {{"iface", itf.name}, {"hook", maps::hook_name(h)}, {"name", std::string(meta->json_name)}},
-                 static_cast<double>(itf.hooks[h]->c[id]));
+        if (meta && meta->outcome == outcomes) f(itf.name, maps::hook_name(h), *meta, static_cast<double>(itf.hooks[h]->c[id]));
       }
     }
 }
 
+// The datapath counters: outcomes by verdict and reason, then the other counters (redirects,
+// events, the total) by name.
+void write_counters(prom::Writer& w, const MapFigures& maps) {
+  w.family("weir_packets_total", "counter",
+           "Packets through weir's programs by interface, hook, verdict (accepted, dropped) and "
+           "reason: each packet counted once (the seed's counters table, outcome rows).");
+  each_counter(maps, true, [&](const std::string& iface, const std::string& hook, const maps::CounterMeta& m, double v) {
+    w.sample("weir_packets_total",
+             {{"iface", iface}, {"hook", hook}, {"verdict", lower(m.category)}, {"reason", std::string(m.json_name)}}, v);
+  });
+  w.family("weir_packet_events_total", "counter",
+           "Other datapath counters by interface, hook and name (redirects, NAT, conntrack "
+           "events, the total of packets seen).");
+  each_counter(maps, false, [&](const std::string& iface, const std::string& hook, const maps::CounterMeta& m, double v) {
+    w.sample("weir_packet_events_total", {{"iface", iface}, {"hook", hook}, {"name", std::string(m.json_name)}}, v);
+  });
+}
+
 void write_maps(prom::Writer& w, const MapFigures& maps) {
-  w.family("weir_conntrack_entries", "gauge", "Conntrack entries (weir_ct), counted at scrape time.");
+  w.family("weir_conntrack_entries", "gauge", "Conntrack entries (weir_ct) the last conntrack scan kept.");
   w.sample("weir_conntrack_entries", {}, static_cast<double>(maps.ct_entries));
   w.family("weir_conntrack_capacity_entries", "gauge", "Size of the conntrack map (max_entries).");
   w.sample("weir_conntrack_capacity_entries", {}, static_cast<double>(maps.ct_capacity));
@@ -80,7 +78,8 @@ void write_sync(prom::Writer& w, const SyncMetrics& s) {
   w.family("weir_syncs_total", "counter",
            "Syncs by result: full, incremental (services only), unchanged, rejected (invalid "
            "input; the last good state stays).");
-  for (const char* r : {"full", "incremental", "unchanged", "rejected"}) {
+  for (SyncLoop::Path p : kAllPaths) {
+    const std::string r(to_string(p));
     auto it = s.syncs.find(r);
     w.sample("weir_syncs_total", {{"result", r}}, it == s.syncs.end() ? 0 : static_cast<double>(it->second));
   }

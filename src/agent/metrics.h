@@ -21,7 +21,7 @@
 
 namespace weir::agent {
 
-// What the maps hold at scrape time.
+// What the maps hold at scrape time (conntrack: as the last scan counted it).
 struct MapFigures {
   struct Iface {
     std::string name;  // from ifstate, else "ifindex<N>"

@@ -3,15 +3,14 @@
 #include <fmt/format.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "util/file.h"
 
 namespace weir::agent {
 
-std::string status_path(const std::string& state_dir) { return state_dir + "/agent.json"; }
+std::string status_path(const std::string& state_dir) { return state_dir + "/" + kStatusName; }
 
 namespace {
 
@@ -48,26 +47,18 @@ Status write_status(const std::string& state_dir, const StatusFile& s) {
                       {"conntrack_warn_percent", s.conntrack_warn_percent},
                       {"map_sizes", sizes_json(s.map_sizes)},
                       {"prog_ids", s.prog_ids}};
-  const std::string path = status_path(state_dir), tmp = path + ".tmp";
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out) return errno_error(fmt::format("writing {}", tmp));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(fmt::format("renaming {} to {}", tmp, path));
-  return {};
+  if (ec) return Error{ec.value(), fmt::format("creating {}", state_dir)};
+  return write_file_atomic(state_dir, kStatusName, j.dump(2) + "\n");
 }
 
 Result<StatusFile> read_status(const std::string& state_dir) {
   const std::string path = status_path(state_dir);
-  std::ifstream in(path);
-  if (!in) return errno_error(fmt::format("reading {}", path));
-  std::stringstream text;
-  text << in.rdbuf();
+  auto text = read_file(path);
+  if (!text) return text.error();
   try {
-    auto j = nlohmann::json::parse(text.str());
+    auto j = nlohmann::json::parse(*text);
     StatusFile s;
     s.pid = j.at("pid").get<int>();
     s.written_unix = j.at("written_unix").get<double>();

@@ -26,8 +26,9 @@ struct StatusFile {
   std::map<std::string, uint32_t> prog_ids;  // weir_from_wl, weir_to_wl, weir_from_ul -> kernel id
 };
 
+inline constexpr const char* kStatusName = "agent.json";
 std::string status_path(const std::string& state_dir);  // <state_dir>/agent.json
-Status write_status(const std::string& state_dir, const StatusFile& s);  // atomic (tmp + rename)
+Status write_status(const std::string& state_dir, const StatusFile& s);  // util/file.h: atomic
 Result<StatusFile> read_status(const std::string& state_dir);            // ENOENT when absent
 
 }  // namespace weir::agent

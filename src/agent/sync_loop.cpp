@@ -14,6 +14,16 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using Clock = SyncLoop::Clock;
 
+std::string_view to_string(SyncLoop::Path p) {
+  switch (p) {
+    case SyncLoop::Path::Rejected: return "rejected";
+    case SyncLoop::Path::Incremental: return "incremental";
+    case SyncLoop::Path::Full: return "full";
+    case SyncLoop::Path::Unchanged: return "unchanged";
+  }
+  return "unknown";
+}
+
 void apply_log_level(const model::Snapshot& snap) {
   if (snap.config && snap.config->log_level) {
     spdlog::set_level(spdlog::level::from_str(*snap.config->log_level));
@@ -59,11 +69,7 @@ void SyncLoop::sync(datastore::Datastore& ds) {
     auto it = metrics_.phase_seconds.try_emplace(phase).first;
     it->second.observe(ms / 1000);
   }
-  static const std::map<Path, const char*> kResult = {{Path::Rejected, "rejected"},
-                                                      {Path::Incremental, "incremental"},
-                                                      {Path::Full, "full"},
-                                                      {Path::Unchanged, "unchanged"}};
-  metrics_.syncs[kResult.at(last_path_)]++;
+  metrics_.syncs[std::string(to_string(last_path_))]++;
   if (last_path_ != Path::Rejected) {
     metrics_.last_success_unix =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -21,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "calc/calc.h"
@@ -63,13 +64,13 @@ class PhaseTimer;  // sync_loop.cpp
 // the loop only; the agent's event loop renders it between syncs (one thread).
 struct SyncMetrics {
   std::map<std::string, prom::Histogram> phase_seconds;  // by phase ("datastore", "calc", ...)
-  std::map<std::string, uint64_t> syncs;                 // by result: full, incremental, unchanged, rejected
+  std::map<std::string, uint64_t> syncs;                 // by result: to_string(Path)
   uint64_t invalid_resources = 0;  // resources rejected by validation, summed over rejected loads
   double last_success_unix = 0;    // wall-clock time of the last sync that was not rejected
   prom::Histogram policy_seconds;  // compile + verify + install of the policy programs, per sync
   prom::Histogram scan_seconds;    // conntrack scanner passes
   uint64_t scan_expired = 0, scan_stale_backend = 0;  // entries the scanner removed, by cause
-  uint64_t ct_entries = 0;         // after the last scan
+  uint64_t ct_entries = 0;         // conntrack entries the last scan kept
 };
 
 class SyncLoop {
@@ -138,6 +139,12 @@ class SyncLoop {
   bool warned_tunnel_ = false;
   SyncMetrics metrics_;
 };
+
+// "rejected", "incremental", "full", "unchanged": in metrics (weir_syncs_total's result) and in
+// the status file.
+std::string_view to_string(SyncLoop::Path p);
+inline constexpr SyncLoop::Path kAllPaths[] = {SyncLoop::Path::Full, SyncLoop::Path::Incremental,
+                                               SyncLoop::Path::Unchanged, SyncLoop::Path::Rejected};
 
 // Sets spdlog's level from the snapshot's DataplaneConfig, when it names one.
 void apply_log_level(const model::Snapshot& snap);

@@ -35,6 +35,12 @@ bool statfs_is_bpf(const std::string& path, bool& exists) {
 }
 }  // namespace
 
+uint32_t prog_id(int prog_fd) {
+  struct bpf_prog_info info {};
+  __u32 len = sizeof(info);
+  return bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0 ? info.id : 0;
+}
+
 Status ensure_bpffs(const std::string& mountpoint) {
   bool exists = false;
   if (statfs_is_bpf(mountpoint, exists)) return {};

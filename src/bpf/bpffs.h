@@ -18,6 +18,9 @@ Status ensure_bpffs(const std::string& mountpoint = "/sys/fs/bpf");
 // True when `path` (or the nearest existing ancestor of it) lives on a bpffs.
 bool is_on_bpffs(const std::string& path);
 
+// The kernel id of the program behind `prog_fd`; 0 when it cannot be read.
+uint32_t prog_id(int prog_fd);
+
 // mkdir -p `path` (mode 0700). Existing directories are fine; an existing non-directory is an
 // Error naming it.
 Status mkdirs(const std::string& path);

@@ -4,7 +4,6 @@
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 #include <linux/if_link.h>
-#include <sys/vfs.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -38,8 +37,6 @@ namespace weir::cli {
 namespace {
 
 namespace doc = calc::doctor;
-
-constexpr decltype(statfs::f_type) kBpffsMagic = 0xcafe4a11;  // BPF_FS_MAGIC
 
 double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -99,20 +96,22 @@ doc::InterfaceFacts interface_facts(const std::string& name, int ifindex,
 // KUBE-* chains in iptables (legacy or nft) and nftables, this namespace's.
 std::vector<std::string> kube_proxy_chains() {
   std::set<std::string> chains;
+  // A line that starts (after indentation) with `mark` declares a chain, named next:
+  // ":KUBE-SERVICES - [0:0]" (iptables-save), "chain KUBE-SERVICES {" (nft).
   auto scan = [&](const std::vector<std::string>& argv, const std::string& mark) {
     auto r = lab::run_process(argv);
     if (!r || !r->status.success()) return;
     std::istringstream in(r->out);
     for (std::string line; std::getline(in, line);) {
-      auto at = line.find(mark);
-      if (at == std::string::npos) continue;
-      std::string name = line.substr(at + mark.size() - 5);  // from "KUBE-"
+      const auto start = line.find_first_not_of(" \t");
+      if (start == std::string::npos || line.compare(start, mark.size(), mark) != 0) continue;
+      std::string name = line.substr(start + mark.size());
       name = name.substr(0, name.find_first_of(" {\t"));
-      chains.insert(name);
+      if (name.rfind("KUBE-", 0) == 0) chains.insert(name);
     }
   };
-  scan({"iptables-save"}, ":KUBE-");
-  scan({"nft", "list", "ruleset"}, "chain KUBE-");
+  scan({"iptables-save"}, ":");
+  scan({"nft", "list", "ruleset"}, "chain ");
   return {chains.begin(), chains.end()};
 }
 
@@ -127,8 +126,7 @@ uint64_t ipvs_services() {
 doc::Facts gather(const GlobalOptions& g, const std::string& bpffs, const std::string& agent_log) {
   doc::Facts f;
   f.bpffs_path = bpffs;
-  struct statfs sfs {};
-  f.bpffs_mounted = ::statfs(bpffs.c_str(), &sfs) == 0 && sfs.f_type == kBpffsMagic;
+  f.bpffs_mounted = bpf::is_on_bpffs(bpffs);
   bpf::KernelFeatureProbe probe;
   if (auto feats = probe.probe()) {
     f.missing_features = feats->missing();

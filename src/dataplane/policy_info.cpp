@@ -205,9 +205,16 @@ std::vector<std::string> remove_state_files(const std::string& state_dir) {
     if (fs::remove(f, ec)) ++files;
   if (files)
     removed.push_back(fmt::format("removed {} policy info file(s) under {}", files, pol.string()));
-  // The agent's status file (agent/status.h), which `weir doctor` reads.
-  for (const char* name : {"agent.json", "agent.json.tmp"})
-    if (fs::remove(state / name, ec)) removed.push_back(fmt::format("removed {}", (state / name).string()));
+  // The agent's status file (agent/status.h), which `weir doctor` reads, and a temporary one a
+  // crash left (util/file.h names it .agent.json.tmp-<pid>).
+  std::vector<fs::path> status_files;
+  for (fs::directory_iterator it(state, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == "agent.json" || name.rfind(".agent.json.tmp-", 0) == 0) status_files.push_back(it->path());
+  }
+  for (const auto& f : status_files)
+    if (fs::remove(f, ec)) removed.push_back(fmt::format("removed {}", f.string()));
+  ec.clear();
   // The directories when that left them empty: policy/, the state dir, and /run/weir (only that
   // parent: a user-given state dir's parent is not weir's).
   for (const fs::path& d : {pol, state, state.parent_path()}) {

@@ -1,7 +1,6 @@
 #include "dataplane/policy_manager.h"
 
 #include <arpa/inet.h>
-#include <bpf/bpf.h>  // bpf_obj_get_info_by_fd: program ids (maps go through maps::Table)
 
 #include <algorithm>
 #include <cctype>
@@ -11,6 +10,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "bpf/bpffs.h"
 #include "dataplane/policy_info.h"
 #include "weir/ifstate.h"
 #include "weir/maps.h"
@@ -30,13 +30,6 @@ std::string policy_program_pattern(const std::string& iface, Direction d) {
 }
 
 namespace {
-
-uint32_t prog_id(int fd) {
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return 0;
-  return info.id;
-}
 
 void put_set_id(uint8_t (&out)[8], calc::SetId id) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(id >> (56 - 8 * i));
@@ -145,7 +138,7 @@ Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
     slots_.release(*slot);
     return st.error().wrap("installing the deny-all program");
   }
-  da = DenyAll{*slot, prog_id(fd), polprog::disassemble(*compiled),
+  da = DenyAll{*slot, bpf::prog_id(fd), polprog::disassemble(*compiled),
                polprog::chunk_program_name(pattern, 0)};
   spdlog::info("policy: deny-all {} program in jump slot {} (for endpoints whose policy failed)",
                calc::pol::to_string(d), *slot);
@@ -353,7 +346,7 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
 
   PolicyInfo info = policy_info_from(p, ep.iface, ep.ifindex);
   info.entry_slot = *entry;
-  info.entry_prog_id = prog_id(entry_fd);
+  info.entry_prog_id = bpf::prog_id(entry_fd);
   info.chunk_slots = taken;
   for (size_t i = 0; i < loaded->chunks.size(); i++)
     info.program_names.push_back(polprog::chunk_program_name(pattern, i));
