@@ -36,7 +36,9 @@
 # Other knobs: WEIR_VM_GTEST_FILTER (a --gtest_filter for both binaries, for iterating; default
 # "-ClusterE2E.*", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
 # PolprogCompile.DifferentialAgainstEvaluate in the guest, default 100; 300 on the host),
-# WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G).
+# WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G), WEIR_VM_ASAN_OPTIONS
+# (appended to the guest's ASAN_OPTIONS; e.g. detect_leaks=1: the guest does not look for leaks,
+# the host run does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -195,6 +197,7 @@ done
   echo "ONE_PROCESS='${WEIR_VM_ONE_PROCESS-bpf}'"
   echo "GTEST_FILTER='${WEIR_VM_GTEST_FILTER:-$default_filter}'"
   echo "POLPROG_POLICIES=${WEIR_VM_POLPROG_POLICIES:-100}"
+  echo "ASAN_EXTRA='${WEIR_VM_ASAN_OPTIONS:-}'"
 } > "$root/weir-vm.conf"
 
 (cd "$root" && find . -mindepth 1 | cpio -o -H newc --quiet > "$out/initramfs.cpio")

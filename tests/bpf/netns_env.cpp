@@ -1,10 +1,12 @@
-// Global gtest environment: a private network namespace with three veth pairs. Fails loudly
-// when not root or when the namespace cannot be created: the environment reports the reason
+// Global gtest environment: bpffs on /sys/fs/bpf (mounted as the agent does when the machine has
+// not: several tests pin under it), and a private network namespace with three veth pairs.
+// Fails loudly when not root or when either cannot be made: the environment reports the reason
 // and every test that needs the namespace fails.
 #include "netns_env.h"
 
 #include <gtest/gtest.h>
 
+#include "bpf/bpffs.h"
 #include "tc_harness.h"
 
 namespace weir::test {
@@ -15,6 +17,9 @@ TestTopology g_topology;  // written once by the environment before any test run
 class NetnsEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
+    // Before the tests, not in each: a fresh machine may boot without it, and a test that pins
+    // under /sys/fs/bpf before some other one mounted it failed (sysfs refuses the mkdir).
+    if (auto b = bpf::ensure_bpffs(); !b.ok()) ADD_FAILURE() << "bpffs at /sys/fs/bpf: " << b.error().str();
     auto st = enter_private_netns();
     if (!st.ok()) {
       g_topology.error = st.error().str();
