@@ -20,6 +20,7 @@
 #include "lib/csum.h"
 #include "lib/frags.h"
 #include "lib/icmp.h"
+#include "lib/log.h"
 #include "lib/maps.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
@@ -271,6 +272,12 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 	} else {
 		nat = weir_nat_pick(p, &be_addr, &be_port);
 	}
+	if (nat == WEIR_NAT_BACKEND)
+		WEIR_LOG_NAT(p->daddr, bpf_ntohs(p->dport), be_addr, bpf_ntohs(be_port));
+	else if (nat == WEIR_NAT_NO_BACKEND)
+		WEIR_LOG_STAGE(WEIR_LOG_NAT_NO_BACKEND, p->daddr, bpf_ntohs(p->dport));
+	else
+		WEIR_LOG_STAGE(WEIR_LOG_NAT_NONE, 0, 0);
 	if (nat == WEIR_NAT_NO_BACKEND) {
 		if (p->proto == IPPROTO_TCP)
 			return weir_answer_tcp_rst(skb, p);
@@ -370,12 +377,17 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 
 	if (weir_parse_and_screen(skb, p, &verdict, from_wl) != WEIR_PARSE_OK)
 		return verdict;
+	WEIR_LOG_TUPLE(p);
 
 	if (p->proto == IPPROTO_ICMP && weir_icmp_is_error(p->icmp_type))
 		return weir_icmp_error(skb, p, from_wl);
 
 	p->from_a = weir_ct_key_make(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto);
 	ct = bpf_map_lookup_elem(&weir_ct1, &key);
+	if (ct)
+		WEIR_LOG_STAGE(WEIR_LOG_CT_HIT, ct->type, p->from_a ? ct->a.flags : ct->b.flags);
+	else
+		WEIR_LOG_STAGE(WEIR_LOG_CT_MISS, 0, 0);
 	if (ct) {
 		/* A workload sends only with its own addresses (docs/packet-path.md). */
 		if (from_wl && !weir_ct_src_ok(ct, p))
@@ -435,6 +447,8 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	int verdict;
 
 	p.ifindex = skb->ifindex;
+	if (!pol)
+		WEIR_LOG_BEGIN(skb, !from_wl);
 	if (pol) {
 		verdict = weir_process_pol(skb, &p, from_wl);
 		weir_policy_outcome(&p);
@@ -457,6 +471,9 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	/* After a successful tail call into a policy or the encapsulation the main program does not
 	 * get here: the program called counts the packet. */
 	weir_count(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, p.outcome, p.facts);
+	if (verdict == TC_ACT_REDIRECT)
+		WEIR_LOG_STAGE(WEIR_LOG_REDIRECT, p.redirect_ifindex, p.redirect_fwd == WEIR_FRAG_FWD_PEER);
+	WEIR_LOG_FINAL(p.outcome, verdict);
 	return verdict;
 }
 
@@ -496,8 +513,12 @@ int weir_vxlan_encap(struct __sk_buff *skb)
 	int verdict;
 
 	p.ifindex = skb->ifindex;
+	WEIR_LOG_STAGE(WEIR_LOG_ENCAP, skb->cb[WEIR_CB_NEXT_HOP], 0);
 	verdict = weir_vxlan_encap_pkt(skb, &p);
 	weir_count(p.ifindex, WEIR_HOOK_INGRESS, p.outcome, p.facts);
+	if (verdict == TC_ACT_REDIRECT)
+		WEIR_LOG_STAGE(WEIR_LOG_REDIRECT, p.redirect_ifindex, 0);
+	WEIR_LOG_FINAL(p.outcome, verdict);
 	return verdict;
 }
 
@@ -507,8 +528,11 @@ SEC("tc")
 int weir_from_ul(struct __sk_buff *skb)
 {
 	__u32 outcome = WEIR_CNT_DROP_DECAP, ifindex = skb->ifindex;
-	int verdict = weir_from_ul_pkt(skb, &outcome);
+	int verdict;
 
+	WEIR_LOG_BEGIN(skb, 1);
+	verdict = weir_from_ul_pkt(skb, &outcome);
 	weir_count(ifindex, WEIR_HOOK_INGRESS, outcome, 0);
+	WEIR_LOG_FINAL(outcome, verdict);
 	return verdict;
 }

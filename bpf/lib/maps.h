@@ -120,6 +120,19 @@
  * (DROP_TAIL_CALL).
  */
 
+/*
+ * weir_logif1: ifindex (0: every other interface) -> what the log variant logs there (see
+ * weir/log.h). Writer: the tests today, the agent with bpfLogLevel next. Reader: the log
+ * variant's weir_log_begin; the production object never reads it. Full: the interface is
+ * logged as entry 0 says.
+ */
+
+/*
+ * weir_logst1: [0] -> struct weir_log_state, one per CPU: the log level, tag and start time of
+ * the packet being processed, carried along its chain of tail calls. Writers and readers: the
+ * log variant's statements only. Never full (one entry).
+ */
+
 #define WEIR_MAP_DEFINE(ID, base, ver, mtype, K, V, size, flags, cfg) \
 	struct {                                                         \
 		__uint(type, mtype);                                     \

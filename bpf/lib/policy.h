@@ -7,6 +7,7 @@
 #define WEIR_LIB_POLICY_H
 
 #include "lib/defs.h"
+#include "lib/log.h"
 #include "lib/maps.h"
 
 /* Jump slot of the policy of the interface a packet was seen on, for this hook (from_wl: the
@@ -69,6 +70,7 @@ static __always_inline int weir_policy_call(struct __sk_buff *skb, struct weir_p
 	st->rule_id = 0;
 	st->scratch = 0;
 
+	WEIR_LOG_STAGE(WEIR_LOG_POLICY_CALL, slot, 0);
 	bpf_tail_call(skb, &weir_jump1, slot);
 	return weir_verdict(p, WEIR_CNT_DROP_TAIL_CALL, TC_ACT_SHOT);
 }
@@ -101,6 +103,7 @@ static __always_inline int weir_policy_allowed(const struct weir_pkt *p, const i
 		*outcome = WEIR_CNT_DROP_TAIL_CALL;
 		return 0;
 	}
+	WEIR_LOG_POLICY(st->verdict, st->rule_id);
 	if (st->verdict != WEIR_POL_ALLOW) {
 		*outcome = WEIR_CNT_DROP_BY_POLICY;
 		return 0;

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -19,6 +20,8 @@
 #include "bpf/attach.h"
 #include "bpf/bpffs.h"
 #include "bpf/netlink.h"
+#include "bpf/tracefs.h"
+#include "calc/tracelog.h"
 #include "cli/bpf_ops.h"
 #include "cli/commands.h"
 #include "cli/format.h"
@@ -269,6 +272,7 @@ const std::vector<std::pair<std::string, std::string>>& command_list() {
       {"nat", "Manipulates network address translation (nat)"},
       {"policy", "Dump policy attached to interface"},
       {"routes", "Manipulates routes"},
+      {"tracelog", "Prints the BPF debug log (bpfLogLevel) from the kernel trace buffer"},
       {"version", "Prints the version and exits"},
   };
   return cmds;
@@ -389,6 +393,49 @@ void add_version(CLI::App* bpf, int& rc, const std::shared_ptr<BpfCliState>& st)
   });
 }
 
+// The lines of the trace buffer that come from weir's log variant (docs/bpf-log.md), as
+// `bpftool prog tracelog` prints them; --iface keeps one interface's, --json prints each as a
+// JSON object (one per line). Without --follow the buffer is read as it is (nothing consumed);
+// with it, trace_pipe is streamed until interrupted (what it shows, no other reader sees).
+struct TracelogOptions {
+  bool follow = false, json = false;
+  std::string iface;
+};
+
+bool print_trace_line(const std::string& line, const TracelogOptions& o) {
+  auto t = calc::parse_trace_line(line);
+  if (!t || (!o.iface.empty() && t->iface != o.iface)) return true;
+  if (o.json) {
+    nlohmann::json j = {{"task", t->task}, {"cpu", t->cpu},         {"time", t->time},
+                        {"iface", t->iface}, {"dir", std::string(1, t->dir)}, {"message", t->message}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << line << "\n";
+  }
+  std::cout.flush();
+  return static_cast<bool>(std::cout);
+}
+
+void add_tracelog(CLI::App* bpf, int& rc) {
+  auto o = std::make_shared<TracelogOptions>();
+  CLI::App* cmd = bpf->add_subcommand("tracelog", describe("tracelog"));
+  cmd->add_flag("-f,--follow", o->follow, "stream the log as the programs write it (reads trace_pipe)");
+  cmd->add_option("--iface", o->iface, "only the lines of this interface");
+  cmd->add_flag("--json", o->json, "one JSON object per line: task, cpu, time, iface, dir, message");
+  cmd->callback([&rc, o] {
+    if (o->follow) {
+      auto st = bpf::follow_trace([&o](const std::string& line) { return print_trace_line(line, *o); });
+      rc = st ? 0 : fail("tracelog", st.error());
+      return;
+    }
+    auto text = bpf::read_trace();
+    if (!text) { rc = fail("tracelog", text.error()); return; }
+    std::istringstream in(*text);
+    for (std::string line; std::getline(in, line);) print_trace_line(line, *o);
+    rc = 0;
+  });
+}
+
 void add_cleanup(CLI::App* bpf, GlobalOptions& g, int& rc) {
   CLI::App* clean = bpf->add_subcommand("cleanup", describe("cleanup"));
   clean->callback([&g, &rc] {
@@ -413,6 +460,7 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
   add_table_dumps(bpf, g, rc, st);
   add_version(bpf, rc, st);
   add_cleanup(bpf, g, rc);
+  add_tracelog(bpf, rc);
   add_policy_commands(bpf, g, rc);
   CLI::App* help = bpf->add_subcommand("help", describe("help"));
   help->callback([&rc] {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <variant>
 #include <cerrno>
 #include <cstring>
 
@@ -11,6 +12,7 @@
 #include "bpf/map.h"
 #include "bpf/skeleton.h"
 #include "tc.skel.h"
+#include "tc_log.skel.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
 #include "weir/tunnel.h"
@@ -18,8 +20,13 @@
 namespace weir::dataplane {
 
 struct TcPrograms::Impl {
-  bpf::Skeleton<weir_tc> skel;
+  // The loaded object: the production build or the log variant (the same programs and maps).
+  std::variant<bpf::Skeleton<weir_tc>, bpf::Skeleton<weir_tc_log>> skel;
+  Variant variant = Variant::Production;
   maps::MapFds fds;  // borrowed from skel
+  // Borrowed from skel: weir_from_wl, weir_to_wl, weir_from_wl_pol, weir_to_wl_pol,
+  // weir_vxlan_encap, weir_from_ul.
+  int from_wl = -1, to_wl = -1, from_wl_pol = -1, to_wl_pol = -1, vxlan_encap = -1, from_ul = -1;
 };
 
 TcPrograms::TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
@@ -123,27 +130,51 @@ uint32_t configured_size(const maps::MapSpec& m, const model::MapSizes& sizes) {
   return all.*field;
 }
 
-Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::MapSizes& sizes) {
-  WEIR_TRY(maps::write_pin_marker(layout));
-  auto impl = std::make_unique<Impl>();
-  auto skel = bpf::Skeleton<weir_tc>::open("tc");
-  if (!skel) return skel.error();
-  impl->skel = std::move(*skel);
+namespace {
 
+// Opens skeleton S (weir_tc or weir_tc_log), sizes and pins its maps and loads it into `impl`.
+template <typename S>
+Status load_skeleton(TcPrograms::Impl& impl, const maps::PinLayout& layout, const model::MapSizes& sizes,
+                     const char* name) {
+  auto opened = bpf::Skeleton<S>::open(name);
+  if (!opened) return opened.error();
+  auto& skel = impl.skel.template emplace<bpf::Skeleton<S>>(std::move(*opened));
   warn_other_versions(layout);
   for (const maps::MapSpec& m : maps::kMapSpecs) {
-    const std::string name(m.name);
+    const std::string map_name(m.name);
     auto size = pinned_size(layout, m, configured_size(m, sizes));
     if (!size) return size.error();
-    WEIR_TRY(impl->skel.set_max_entries(name, *size));
-    WEIR_TRY(impl->skel.set_pin_path(name, layout.map_path(name)));
+    WEIR_TRY(skel.set_max_entries(map_name, *size));
+    WEIR_TRY(skel.set_pin_path(map_name, layout.map_path(map_name)));
   }
-  WEIR_TRY(impl->skel.load());
+  WEIR_TRY(skel.load());
+  for (const maps::MapSpec& m : maps::kMapSpecs)
+    impl.fds[m.id] = bpf_object__find_map_fd_by_name(skel.object(), std::string(m.name).c_str());
+  const auto& p = skel->progs;
+  impl.from_wl = bpf_program__fd(p.weir_from_wl);
+  impl.to_wl = bpf_program__fd(p.weir_to_wl);
+  impl.from_wl_pol = bpf_program__fd(p.weir_from_wl_pol);
+  impl.to_wl_pol = bpf_program__fd(p.weir_to_wl_pol);
+  impl.vxlan_encap = bpf_program__fd(p.weir_vxlan_encap);
+  impl.from_ul = bpf_program__fd(p.weir_from_ul);
+  return {};
+}
+
+}  // namespace
+
+Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::MapSizes& sizes,
+                                    Variant variant) {
+  WEIR_TRY(maps::write_pin_marker(layout));
+  auto impl = std::make_unique<Impl>();
+  impl->variant = variant;
+  if (variant == Variant::Log) {
+    WEIR_TRY(load_skeleton<weir_tc_log>(*impl, layout, sizes, "tc_log"));
+  } else {
+    WEIR_TRY(load_skeleton<weir_tc>(*impl, layout, sizes, "tc"));
+  }
   remove_retired_pins(layout);
 
-  maps::MapFds& fds = impl->fds;
-  for (const maps::MapSpec& m : maps::kMapSpecs)
-    fds[m.id] = bpf_object__find_map_fd_by_name(impl->skel.object(), std::string(m.name).c_str());
+  const maps::MapFds& fds = impl->fds;
   auto m = maps::WeirMaps::from_fds(fds);
   if (!m) return m.error();
   auto p = maps::PolicyMaps::from_fds(fds);
@@ -156,6 +187,18 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   WEIR_TRY(progs.install_continuations());
   return progs;
 }
+
+Result<std::vector<uint8_t>> TcPrograms::object_bytes(Variant variant) {
+  size_t size = 0;
+  const void* data = variant == Variant::Log ? weir_tc_log__elf_bytes(&size) : weir_tc__elf_bytes(&size);
+  if (data == nullptr || size == 0) return make_error("the embedded TC object ({}) is empty", to_string(variant));
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  return std::vector<uint8_t>(bytes, bytes + size);
+}
+
+const char* to_string(TcPrograms::Variant v) { return v == TcPrograms::Variant::Log ? "log" : "production"; }
+
+TcPrograms::Variant TcPrograms::variant() const { return impl_->variant; }
 
 Result<std::vector<ObjectMap>> TcPrograms::declared_maps() {
   auto skel = bpf::Skeleton<weir_tc>::open("tc");
@@ -220,15 +263,11 @@ polprog::PolicyMapFds TcPrograms::policy_map_fds() const {
 
 const maps::MapFds& TcPrograms::map_fds() const { return impl_->fds; }
 
-int TcPrograms::from_wl_fd() const { return bpf_program__fd(impl_->skel->progs.weir_from_wl); }
-int TcPrograms::to_wl_fd() const { return bpf_program__fd(impl_->skel->progs.weir_to_wl); }
-int TcPrograms::from_wl_pol_fd() const {
-  return bpf_program__fd(impl_->skel->progs.weir_from_wl_pol);
-}
-int TcPrograms::to_wl_pol_fd() const { return bpf_program__fd(impl_->skel->progs.weir_to_wl_pol); }
-int TcPrograms::vxlan_encap_fd() const {
-  return bpf_program__fd(impl_->skel->progs.weir_vxlan_encap);
-}
-int TcPrograms::from_ul_fd() const { return bpf_program__fd(impl_->skel->progs.weir_from_ul); }
+int TcPrograms::from_wl_fd() const { return impl_->from_wl; }
+int TcPrograms::to_wl_fd() const { return impl_->to_wl; }
+int TcPrograms::from_wl_pol_fd() const { return impl_->from_wl_pol; }
+int TcPrograms::to_wl_pol_fd() const { return impl_->to_wl_pol; }
+int TcPrograms::vxlan_encap_fd() const { return impl_->vxlan_encap; }
+int TcPrograms::from_ul_fd() const { return impl_->from_ul; }
 
 }  // namespace weir::dataplane

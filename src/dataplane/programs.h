@@ -41,6 +41,13 @@ struct ObjectMap {
 
 class TcPrograms {
  public:
+  // The two builds of bpf/tc.bpf.c (docs/bpf-log.md): the production object, which carries no
+  // logging instruction, and the log variant (-DWEIR_LOG=1), whose programs write the packet's
+  // path to the kernel trace buffer as weir_logif1 asks (DataplaneConfig bpfLogLevel). Both have
+  // the same programs, maps and semantics.
+  enum class Variant { Production, Log };
+  struct Impl;
+
   TcPrograms(TcPrograms&&) noexcept;
   TcPrograms& operator=(TcPrograms&&) noexcept;
   ~TcPrograms();
@@ -50,7 +57,12 @@ class TcPrograms {
   // differs from `sizes`, the pinned size wins (a warning says that the new size takes effect
   // after `weir bpf cleanup`), because recreating it would drop every tracked flow.
   // The pin root gets weir's marker first (maps::write_pin_marker).
-  static Result<TcPrograms> load(const maps::PinLayout& layout, const model::MapSizes& sizes);
+  static Result<TcPrograms> load(const maps::PinLayout& layout, const model::MapSizes& sizes,
+                                 Variant variant = Variant::Production);
+  Variant variant() const;
+  // The ELF object of a variant as weir embeds it (what the tests inspect instruction by
+  // instruction).
+  static Result<std::vector<uint8_t>> object_bytes(Variant variant);
 
   // The type (enum bpf_map_type) of every map of the embedded object, by name. Opens the
   // object without loading anything: what `weir bpf cleanup` checks a pin under maps/ against.
@@ -84,7 +96,6 @@ class TcPrograms {
   Status set_vteps(const std::vector<model::Ipv4>& nodes);
 
  private:
-  struct Impl;
   TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
              std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t);
   std::unique_ptr<Impl> impl_;
@@ -92,5 +103,8 @@ class TcPrograms {
   std::unique_ptr<maps::PolicyMaps> policy_;
   std::unique_ptr<maps::TunnelMaps> tunnel_;
 };
+
+// "production" or "log".
+const char* to_string(TcPrograms::Variant v);
 
 }  // namespace weir::dataplane

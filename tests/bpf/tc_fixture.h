@@ -121,7 +121,7 @@ class TcTest : public ::testing::Test {
     client_if = topo.client_if;
     be1_if = topo.be1_if;
     be2_if = topo.be2_if;
-    auto obj = TcObject::shared(MapSizes::small());
+    auto obj = TcObject::shared(MapSizes::small(), variant());
     ASSERT_TRUE(obj.ok()) << obj.error().str();
     tc = *obj;
 
@@ -133,6 +133,9 @@ class TcTest : public ::testing::Test {
     add_service(kVip, kVipTcpEmptyPort, kTcp, kSvcEmpty, {});
     add_service(kVip, kVipUdpEmptyPort, kUdp, kSvcEmpty, {});
   }
+
+  // The build of the TC programs the test runs (the log variant's tests override it).
+  virtual dataplane::TcPrograms::Variant variant() const { return dataplane::TcPrograms::Variant::Production; }
 
   // Invariant after every test: on every (ifindex, hook), Total == the sum of the outcomes.
   void TearDown() override {

@@ -78,28 +78,36 @@ model::MapSizes to_model(const MapSizes& s) {
 }
 }  // namespace
 
-Result<std::unique_ptr<TcObject>> TcObject::load(const MapSizes& sizes) {
+Result<std::unique_ptr<TcObject>> TcObject::load(const MapSizes& sizes, dataplane::TcPrograms::Variant variant) {
   if (bpffs_dir().empty()) return Error{ENOENT, "no private bpffs: enter_private_netns() first"};
   static std::atomic<int> loads{0};  // a fresh pin root per load: nothing of an earlier one is reused
   maps::PinLayout layout{bpffs_dir() + "/obj" + std::to_string(loads++)};
-  auto progs = dataplane::TcPrograms::load(layout, to_model(sizes));
-  if (!progs) return progs.error().wrap("loading weir_tc with dataplane::TcPrograms::load");
+  auto progs = dataplane::TcPrograms::load(layout, to_model(sizes), variant);
+  if (!progs) {
+    return progs.error().wrap(fmt::format("loading weir_tc ({}) with dataplane::TcPrograms::load",
+                                          dataplane::to_string(variant)));
+  }
   return std::unique_ptr<TcObject>(new TcObject(std::move(layout), std::move(*progs)));
 }
 
-Result<TcObject*> TcObject::shared(const MapSizes& sizes) {
-  // One per size set, for the life of the process (test fixtures only).
-  static std::vector<std::pair<MapSizes, std::unique_ptr<TcObject>>> objects;  // NOLINT
-  for (auto& [s, obj] : objects) {
-    if (s == sizes) {
-      WEIR_TRY(obj->reset());
-      return obj.get();
+Result<TcObject*> TcObject::shared(const MapSizes& sizes, dataplane::TcPrograms::Variant variant) {
+  // One per size set and variant, for the life of the process (test fixtures only).
+  struct Loaded {
+    MapSizes sizes;
+    dataplane::TcPrograms::Variant variant;
+    std::unique_ptr<TcObject> obj;
+  };
+  static std::vector<Loaded> objects;  // NOLINT
+  for (auto& o : objects) {
+    if (o.sizes == sizes && o.variant == variant) {
+      WEIR_TRY(o.obj->reset());
+      return o.obj.get();
     }
   }
-  auto obj = load(sizes);
+  auto obj = load(sizes, variant);
   if (!obj.ok()) return obj.error();
-  objects.emplace_back(sizes, std::move(*obj));
-  return objects.back().second.get();
+  objects.push_back(Loaded{sizes, variant, std::move(*obj)});
+  return objects.back().obj.get();
 }
 
 namespace {

@@ -58,12 +58,14 @@ class TcObject {
   // Loads the object with the agent's loader (dataplane::TcPrograms::load) under a new pin root
   // of the private bpffs (maps sized and pinned, marker written, policy continuations in jump
   // slots 0 and 1). The error carries errno and the verifier log's tail.
-  static Result<std::unique_ptr<TcObject>> load(const MapSizes& sizes);
+  static Result<std::unique_ptr<TcObject>> load(
+      const MapSizes& sizes, dataplane::TcPrograms::Variant variant = dataplane::TcPrograms::Variant::Production);
   // The process's object of these sizes: loaded on first use, reset() on every later one, so
   // that each test starts from empty maps without paying the verifier again (~1 s on 6.18,
   // 15-40 s on Debian 12's 6.1 under qemu TCG, where scripts/test-kernel.sh runs the tests of a
   // suite in one process). Valid until the process exits.
-  static Result<TcObject*> shared(const MapSizes& sizes);
+  static Result<TcObject*> shared(
+      const MapSizes& sizes, dataplane::TcPrograms::Variant variant = dataplane::TcPrograms::Variant::Production);
   // Empties every map as a fresh load has them: every key of the hash, LRU, LPM-trie and
   // per-CPU hash maps deleted, arrays zeroed, the jump table emptied and the two policy
   // continuations written back. The read-only data section is left alone.

@@ -26,6 +26,7 @@
 #include "counters.h"
 #include "frags.h"
 #include "ifstate.h"
+#include "log.h"
 #include "nat.h"
 #include "policy.h"
 #include "routes.h"
@@ -48,7 +49,9 @@
 	X(FRAGS,    frags,    1, BPF_MAP_TYPE_LRU_HASH,      struct weir_frag_key,         struct weir_frag_val,    (8 * 1024),    0,                  fixed)         \
 	X(TUNNEL,   tunnel,   1, BPF_MAP_TYPE_ARRAY,         __u32,                        struct weir_tunnel_val,  1,             0,                  fixed)         \
 	X(VTEPS,    vteps,    1, BPF_MAP_TYPE_HASH,          __u32,                        __u32,                   (8 * 1024),    0,                  fixed)         \
-	X(TUN_JUMP, tun_jump, 1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   1,             0,                  fixed)
+	X(TUN_JUMP, tun_jump, 1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   1,             0,                  fixed)         \
+	X(LOG_IF,   logif,    1, BPF_MAP_TYPE_HASH,          __u32,                        struct weir_log_if_val,  1024,          0,                  fixed)         \
+	X(LOG_ST,   logst,    1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_log_state,   1,             0,                  fixed)
 
 /* Maps whose layout changed, as X(base, version): their pins are what an older weir left. The
  * loader unpins them once their successors are pinned; `weir bpf cleanup` removes them. */

@@ -1,0 +1,264 @@
+// The two builds of the TC programs (docs/bpf-log.md): the production object carries no logging
+// instruction, the log variant writes each packet's path to the kernel trace buffer in the
+// seed's format, as weir_logif1 asks (level per interface, entry 0 for every other interface).
+// Both verify on the running kernel (scripts/test-kernel.sh runs this on Debian 12's 6.1).
+#include <bpf/bpf.h>
+#include <elf.h>
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bpf/tracefs.h"
+#include "calc/tracelog.h"
+#include "dataplane/programs.h"
+#include "tc_fixture.h"
+#include "weir/log.h"
+#include "weir/maps.h"
+
+namespace weir::test {
+namespace {
+
+using Variant = dataplane::TcPrograms::Variant;
+
+// What an object's code holds: instructions per function symbol and calls per helper id, over
+// every executable section (programs and the global functions they call).
+struct ObjectCode {
+  std::map<std::string, size_t> insns;  // function -> instructions (8-byte slots)
+  std::map<int32_t, size_t> helper_calls;
+  size_t total_insns = 0;
+};
+
+ObjectCode inspect(const std::vector<uint8_t>& elf) {
+  ObjectCode out;
+  EXPECT_GE(elf.size(), sizeof(Elf64_Ehdr));
+  if (elf.size() < sizeof(Elf64_Ehdr)) return out;
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, elf.data(), sizeof(eh));
+  EXPECT_EQ(std::memcmp(eh.e_ident, ELFMAG, SELFMAG), 0);
+  EXPECT_EQ(eh.e_machine, EM_BPF);
+  std::vector<Elf64_Shdr> sh(eh.e_shnum);
+  EXPECT_LE(eh.e_shoff + sizeof(Elf64_Shdr) * eh.e_shnum, elf.size());
+  if (eh.e_shoff + sizeof(Elf64_Shdr) * eh.e_shnum > elf.size()) return out;
+  std::memcpy(sh.data(), elf.data() + eh.e_shoff, sizeof(Elf64_Shdr) * eh.e_shnum);
+  for (const Elf64_Shdr& s : sh) {
+    if (s.sh_type == SHT_PROGBITS && (s.sh_flags & SHF_EXECINSTR)) {
+      for (size_t off = 0; off + sizeof(bpf_insn) <= s.sh_size; off += sizeof(bpf_insn)) {
+        bpf_insn i;
+        std::memcpy(&i, elf.data() + s.sh_offset + off, sizeof(i));
+        out.total_insns++;
+        if (i.code == (BPF_JMP | BPF_CALL) && i.src_reg == 0) out.helper_calls[i.imm]++;
+      }
+    }
+    if (s.sh_type != SHT_SYMTAB) continue;
+    const Elf64_Shdr& strtab = sh[s.sh_link];
+    for (size_t off = 0; off + sizeof(Elf64_Sym) <= s.sh_size; off += sizeof(Elf64_Sym)) {
+      Elf64_Sym sym;
+      std::memcpy(&sym, elf.data() + s.sh_offset + off, sizeof(sym));
+      if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC) continue;
+      const char* name = reinterpret_cast<const char*>(elf.data() + strtab.sh_offset + sym.st_name);
+      out.insns[name] = sym.st_size / sizeof(bpf_insn);
+    }
+  }
+  return out;
+}
+
+constexpr int32_t kTracePrintk = BPF_FUNC_trace_printk;
+constexpr int32_t kTraceVprintk = BPF_FUNC_trace_vprintk;
+
+TEST(LogVariant, ProductionObjectHasNoLoggingInstructionAndTheLogVariantHas) {
+  auto prod_elf = dataplane::TcPrograms::object_bytes(Variant::Production);
+  auto log_elf = dataplane::TcPrograms::object_bytes(Variant::Log);
+  ASSERT_TRUE(prod_elf.ok()) << prod_elf.error().str();
+  ASSERT_TRUE(log_elf.ok()) << log_elf.error().str();
+  const ObjectCode prod = inspect(*prod_elf), log = inspect(*log_elf);
+
+  EXPECT_EQ(prod.helper_calls.count(kTracePrintk), 0u) << "bpf_trace_printk in the production object";
+  EXPECT_EQ(prod.helper_calls.count(kTraceVprintk), 0u) << "bpf_trace_vprintk in the production object";
+  EXPECT_EQ(prod.helper_calls.count(BPF_FUNC_snprintf), 0u);
+  for (const auto& [fn, n] : prod.insns) EXPECT_EQ(fn.rfind("weir_log_", 0), std::string::npos) << fn;
+  const size_t log_calls = (log.helper_calls.count(kTracePrintk) ? log.helper_calls.at(kTracePrintk) : 0) +
+                           (log.helper_calls.count(kTraceVprintk) ? log.helper_calls.at(kTraceVprintk) : 0);
+  EXPECT_GE(log_calls, 10u) << "the log variant's statements";
+  for (const char* fn : {"weir_log_begin", "weir_log_tuple", "weir_log_stage", "weir_log_nat", "weir_log_policy",
+                         "weir_log_final"})
+    EXPECT_EQ(log.insns.count(fn), 1u) << fn << " missing from the log variant";
+
+  // Instruction counts, program by program: the log variant's programs are the production ones
+  // plus their log calls; the production ones carry none of them.
+  std::cout << "instructions (production / log variant):\n";
+  for (const char* prog : {"weir_from_wl", "weir_to_wl", "weir_from_wl_pol", "weir_to_wl_pol", "weir_vxlan_encap",
+                           "weir_from_ul"}) {
+    ASSERT_EQ(prod.insns.count(prog), 1u) << prog;
+    ASSERT_EQ(log.insns.count(prog), 1u) << prog;
+    std::cout << "  " << prog << ": " << prod.insns.at(prog) << " / " << log.insns.at(prog) << "\n";
+    EXPECT_GT(log.insns.at(prog), prod.insns.at(prog)) << prog << ": no log statement in the log variant";
+  }
+  std::cout << "  whole object: " << prod.total_insns << " / " << log.total_insns << "\n";
+  EXPECT_GT(log.total_insns, prod.total_insns);
+}
+
+// --- the log variant on the kernel ------------------------------------------------------------
+
+// Verifier cost of the log variant's programs on this kernel (the production programs' are
+// TcVerifier's): within the same budget, a quarter of the kernel's limit.
+TEST(LogVariant, EveryProgramOfTheLogVariantVerifiesWithinTheBudget) {
+  ASSERT_TRUE(topology().ready) << topology().error;
+  auto obj = TcObject::shared(MapSizes::small(), Variant::Log);
+  ASSERT_TRUE(obj.ok()) << obj.error().str();
+  EXPECT_EQ((*obj)->programs().variant(), Variant::Log);
+  constexpr uint32_t kBudget = 250'000;
+  for (auto [p, name] : {std::pair{Prog::FromWl, "weir_from_wl"}, {Prog::ToWl, "weir_to_wl"},
+                         {Prog::FromWlPol, "weir_from_wl_pol"}, {Prog::ToWlPol, "weir_to_wl_pol"},
+                         {Prog::VxlanEncap, "weir_vxlan_encap"}, {Prog::FromUl, "weir_from_ul"}}) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    ASSERT_EQ(bpf_obj_get_info_by_fd((*obj)->prog_fd(p), &info, &len), 0) << name;
+    std::cout << "log variant " << name << ": " << info.verified_insns << " verified insns\n";
+    EXPECT_GT(info.verified_insns, 0u) << name;
+    EXPECT_LE(info.verified_insns, kBudget) << name;
+  }
+}
+
+// The weir lines of the trace buffer whose interface is `iface`, in order.
+std::vector<calc::TraceLine> trace_of(const std::string& iface) {
+  std::vector<calc::TraceLine> out;
+  auto text = bpf::read_trace();
+  EXPECT_TRUE(text.ok()) << text.error().str();
+  if (!text.ok()) return out;
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);) {
+    auto t = calc::parse_trace_line(line);
+    if (t && t->iface == iface) out.push_back(*t);
+  }
+  return out;
+}
+
+std::string messages(const std::vector<calc::TraceLine>& lines) {
+  std::string s;
+  for (const auto& l : lines) s += std::string(1, l.dir) + ": " + l.message + "\n";
+  return s;
+}
+
+class LogTest : public TcTest {
+ protected:
+  Variant variant() const override { return variant_; }
+
+  // Names the client's interface with a name no earlier run wrote to the trace buffer (the
+  // tag is the name weir_ifstate1 gives), and sets what weir_logif1 asks for `ifindex`.
+  std::string fresh_client_name() {
+    static int n = 0;
+    std::string name = "wl" + std::to_string(getpid() % 100000) + "x" + std::to_string(n++);
+    weir_ifstate_val ifs{};
+    std::snprintf(ifs.name, sizeof(ifs.name), "%s", name.c_str());
+    ifs.flags = WEIR_IF_F_WORKLOAD | WEIR_IF_F_READY;
+    ifs.ingress_slot = WEIR_NO_POLICY_SLOT;
+    ifs.egress_slot = WEIR_NO_POLICY_SLOT;
+    std::memcpy(ifs.host_mac, kClientHostMac.data(), 6);
+    EXPECT_TRUE(tc->put_ifstate(client_if, ifs).ok());
+    return name;
+  }
+  void set_log(uint32_t ifindex, uint32_t level) {
+    weir_log_if_val v{level, WEIR_LOG_FILTER_ALL};
+    ASSERT_EQ(bpf_map_update_elem(tc->map_fd(WEIR_MAP_LOG_IF), &ifindex, &v, BPF_ANY), 0) << std::strerror(errno);
+  }
+
+  Variant variant_ = Variant::Log;
+};
+
+TEST_F(LogTest, DebugLogsEveryStageOfANewServiceFlowInTheSeedsFormat) {
+  const std::string name = fresh_client_name();
+  set_log(0, WEIR_LOG_DEBUG);  // every interface
+  auto r = from_wl(client_if, client_tcp(43123, kVip, kVipTcpPort, kTcpSyn));
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
+  auto lines = trace_of(name);
+  const std::string all = messages(lines);
+  ASSERT_GE(lines.size(), 6u) << all;
+  for (const auto& l : lines) EXPECT_EQ(l.dir, 'E') << "from a workload: the workload's egress";
+  EXPECT_EQ(lines.front().message.rfind("New packet at ifindex=" + std::to_string(client_if) + ";", 0), 0u) << all;
+  const std::vector<std::string> want = {
+      "IP 10.65.0.10:43123 -> 10.96.0.10:80 proto=6",
+      "CT: miss",
+      "NAT: frontend 10.96.0.10:80 -> backend 10.65.1.11:8080",
+      "Redirect to ifindex=" + std::to_string(be1_if),
+  };
+  size_t at = 1;
+  for (const auto& w : want) {
+    while (at < lines.size() && lines[at].message != w) at++;
+    EXPECT_LT(at, lines.size()) << "\"" << w << "\" missing or out of order in:\n" << all;
+  }
+  EXPECT_TRUE(std::regex_match(lines.back().message,
+                               std::regex(R"(Final result=REDIRECT \(7\)\. Program execution time: \d+ns)")))
+      << all;
+}
+
+TEST_F(LogTest, InfoLogsTheTupleADropsReasonAndTheFinalResultOnly) {
+  const std::string name = fresh_client_name();
+  set_log(client_if, WEIR_LOG_INFO);
+  // From the client's interface with an address that is not the client's: dropped.
+  auto spoofed = tcp_pkt(kClientMac, kClientHostMac, ip4("10.65.9.9"), 40000, kBe1Ip, 80, kTcpSyn);
+  auto r = from_wl(client_if, spoofed);
+  ASSERT_EQ(r.retval, TC_ACT_SHOT);
+  auto lines = trace_of(name);
+  const std::string all = messages(lines);
+  ASSERT_EQ(lines.size(), 3u) << all;
+  EXPECT_EQ(lines[0].message, "IP 10.65.9.9:40000 -> 10.65.1.11:80 proto=6");
+  EXPECT_EQ(lines[1].message, "Drop reason=dropped_unknown_source");
+  EXPECT_TRUE(std::regex_match(lines[2].message, std::regex(R"(Final result=DENY \(2\)\. Program execution time: \d+ns)")))
+      << all;
+}
+
+TEST_F(LogTest, ToWorkloadIsTaggedIngressAndAnInterfaceWithoutEntryFallsBackToEntryZero) {
+  // The backend's interface has no entry of its own: entry 0 decides. Its ifstate name is weir1h;
+  // what tells this run's lines apart is the source port.
+  set_log(0, WEIR_LOG_INFO);
+  const uint16_t sport = static_cast<uint16_t>(20000 + getpid() % 20000);
+  auto r = to_wl(be1_if, tcp_pkt(kBe1HostMac, kBe1Mac, kRemoteIp, sport, kBe1Ip, 8080, kTcpSyn));
+  ASSERT_EQ(r.retval, TC_ACT_OK);
+  auto lines = trace_of("weir1h");
+  const std::string tuple = "IP 192.168.50.5:" + std::to_string(sport) + " -> 10.65.1.11:8080 proto=6";
+  size_t at = 0;
+  while (at < lines.size() && lines[at].message != tuple) at++;
+  ASSERT_LT(at, lines.size()) << messages(lines);
+  EXPECT_EQ(lines[at].dir, 'I') << "towards a workload: its ingress";
+  ASSERT_LT(at + 1, lines.size());
+  EXPECT_EQ(lines[at + 1].message.rfind("Final result=ALLOW (0).", 0), 0u) << messages(lines);
+}
+
+TEST_F(LogTest, OffOrNoEntryLogsNothing) {
+  const std::string name = fresh_client_name();
+  // No entry at all.
+  auto r = from_wl(client_if, client_udp(40001, kVip, kVipUdpPort));
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
+  // An entry that says Off, and entry 0 Debug: the interface's own entry decides.
+  set_log(client_if, WEIR_LOG_OFF);
+  set_log(0, WEIR_LOG_DEBUG);
+  r = from_wl(client_if, client_udp(40002, kVip, kVipUdpPort));
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
+  EXPECT_TRUE(trace_of(name).empty()) << messages(trace_of(name));
+}
+
+class ProductionLogTest : public LogTest {
+ protected:
+  ProductionLogTest() { variant_ = Variant::Production; }
+};
+
+TEST_F(ProductionLogTest, TheProductionObjectNeverLogsWhateverTheMapSays) {
+  const std::string name = fresh_client_name();
+  set_log(0, WEIR_LOG_DEBUG);
+  set_log(client_if, WEIR_LOG_DEBUG);
+  auto r = from_wl(client_if, client_tcp(43124, kVip, kVipTcpPort, kTcpSyn));
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
+  EXPECT_TRUE(trace_of(name).empty()) << messages(trace_of(name));
+}
+
+}  // namespace
+}  // namespace weir::test
