@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (unit, BPF packet tests, e2e lab tests) on
 # this machine's kernel, and the BPF and e2e tests again on Debian 12's own kernel (6.1, no tcx)
-# under qemu (scripts/test-kernel.sh), plus clang-tidy over weir's sources (scripts/tidy.sh).
+# under qemu (scripts/test-kernel.sh). clang-tidy (scripts/tidy.sh) is a command of its own, run
+# before committing: its ~7 CPU-minutes no longer fit beside the two kernels' tests in the 20
+# minutes this command has on 2 cores (docs/checks.md).
 # Needs root: the BPF and e2e tests load programs and build network namespaces. They fail, never
 # skip, when a privilege or kernel feature is missing. Arguments go to ctest (the host run); the
 # kernel run always runs every BPF and e2e test.
@@ -12,8 +14,8 @@
 # from the guest (build-asan/vm/<release>/results/sanitizer/), and both must stay empty.
 #
 # The kernel run takes the longest (TCG emulates the guest's CPUs): it starts as soon as the
-# binaries it needs are built and runs while the rest builds, clang-tidy runs and the host tests
-# run, all at a lower priority than the guest. Its output goes to build-asan/test-kernel.log (the guest's
+# binaries it needs are built and runs while the rest builds and the host tests run, at a lower
+# priority than the guest. Its output goes to build-asan/test-kernel.log (the guest's
 # console to build-asan/vm/<release>/console.log); its summary, with the failing tests and their
 # messages, is printed at the end.
 set -euo pipefail
@@ -26,16 +28,11 @@ klog=$build/test-kernel.log
 echo "scripts/test.sh: Debian 12's kernel run started in the background (output: $klog)"
 setsid -w ./scripts/test-kernel.sh "$build" > "$klog" 2>&1 &
 kpid=$!
-tlog=$build/tidy.out
-echo "scripts/test.sh: clang-tidy started in the background (output: $tlog)"
-setsid -w nice -n 15 ./scripts/tidy.sh "$build" > "$tlog" 2>&1 &
-tpid=$!
-# Both are process groups of their own (qemu under timeout; run-clang-tidy's workers): stop all
-# of them if this script stops early.
-trap 'kill -- -$kpid -$tpid 2>/dev/null || true' EXIT
+# A process group of its own (qemu under timeout): stopped if this script stops early.
+trap 'kill -- -$kpid 2>/dev/null || true' EXIT
 status=0
 # The guest is the longest leg: what runs beside it on the host yields to it (the rest of the
-# build and the host tests at nice 5, clang-tidy at nice 15).
+# build and the host tests at nice 5).
 # The test targets only: the benchmarks (bench/) are built by their own commands, in ./build.
 nice -n 5 ./scripts/build.sh --sanitize weir weir_unit_tests weir_bpf_tests weir_e2e_tests || status=1
 reports=$PWD/$build/sanitizer
@@ -53,11 +50,6 @@ if compgen -G "$reports/*" >/dev/null; then
   for f in "$reports"/*; do echo "== $f"; head -n 60 "$f"; done
   status=1
 fi
-echo "scripts/test.sh: waiting for clang-tidy"
-tstatus=0
-wait $tpid || tstatus=$?
-tail -n 200 "$tlog"
-((tstatus == 0)) || status=1
 echo "scripts/test.sh: waiting for Debian 12's kernel run"
 kstatus=0
 wait $kpid || kstatus=$?

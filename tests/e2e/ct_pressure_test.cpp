@@ -54,14 +54,16 @@ TEST(ConntrackPressureE2E, FloodFillsTheTableStatsShowItAgentWarnsOnceThenRecove
   ASSERT_TRUE(up.ok()) << up.error().str();
   Lab lab = std::move(*up);
   // A small table, a lower threshold than the default (a table whose entries are spread over
-  // many CPUs' LRU free lists may stay a little below full), and flood entries that expire a
-  // few seconds after the flood.
+  // many CPUs' LRU free lists may stay a little below full), and flood entries that expire
+  // 20 s after the flood: long enough for the warning, the stats and `weir doctor` to see them
+  // even when a starved guest takes seconds per doctor run (at 10 s, one did not), short enough
+  // for the test to see them go.
   ASSERT_TRUE(lab.write_resource(
                      "dataplaneconfig.yaml",
                      fmt::format("apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {{name: default}}\n"
                                  "spec:\n  minSyncPeriod: 200ms\n  conntrackScanPeriod: 1s\n"
                                  "  conntrackWarnThresholdPercent: {}\n"
-                                 "  conntrackTimeouts: {{tcpSynSent: 10s, tcpReset: 10s, tcpFin: 10s}}\n"
+                                 "  conntrackTimeouts: {{tcpSynSent: 20s, tcpReset: 10s, tcpFin: 10s}}\n"
                                  "  mapSizes: {{conntrack: {}}}\n",
                                  kThreshold, kTableSize))
                   .ok());
@@ -119,11 +121,11 @@ TEST(ConntrackPressureE2E, FloodFillsTheTableStatsShowItAgentWarnsOnceThenRecove
       << tail(lab.agent_log(), 30);
   // `weir doctor` says so too (a WARN: nothing is broken yet).
   DoctorReport d;
-  EXPECT_TRUE(wait_until([&] { return (d = run_doctor(lab)).level("conntrack") == "WARN"; }, 5s, 300ms)) << d.out;
+  EXPECT_TRUE(wait_until([&] { return (d = run_doctor(lab)).level("conntrack") == "WARN"; }, 15s, 300ms)) << d.out;
   EXPECT_NE(d.found("conntrack").find(fmt::format("of {} entries", kTableSize)), std::string::npos) << d.out;
   EXPECT_NE(d.found("conntrack").find(fmt::format("warning level {}%", kThreshold)), std::string::npos) << d.out;
 
-  // The flood's entries expire (10 s): the agent deletes them, counts its deletions and says
+  // The flood's entries expire (20 s): the agent deletes them, counts its deletions and says
   // the warning cleared, once.
   ASSERT_TRUE(wait_until([&] { return count_lines(lab.agent_log(), {"[INFO]", "occupancy warning cleared"}) > 0; },
                          40s))
