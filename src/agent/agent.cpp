@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <bpf/bpf.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -32,6 +33,8 @@
 #include "maps/pin_layout.h"
 #include "maps/table.h"
 #include "util/fd.h"
+#include "weir/log.h"
+#include "weir/maps.h"
 
 namespace weir::agent {
 
@@ -76,8 +79,10 @@ class Agent {
         tunnel_(progs_.from_ul_fd(), mode, maps::PinLayout{o.pin_root},
                 [this](const calc::TunnelPlan& p, int ifindex) { return write_tunnel(p, ifindex); }),
         loop_(o.node, Dataplane{endpoints_, services_, policies_, scanner_, tables_.core().ct,
-                                dataplane::monotonic_ns, &kernel_routes_, &tunnel_}),
-        mode_(mode) {}
+                                dataplane::monotonic_ns, &kernel_routes_, &tunnel_,
+                                [this](const model::DataplaneConfig& c) { return use_programs(c); }}),
+        mode_(mode),
+        layout_{o.pin_root} {}
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
@@ -98,8 +103,9 @@ class Agent {
       st.map_sizes = c->map_sizes;
     }
     st.underlay = loop_.underlay();
-    for (auto [name, fd] : {std::pair{"weir_from_wl", progs_.from_wl_fd()}, std::pair{"weir_to_wl", progs_.to_wl_fd()},
-                            std::pair{"weir_from_ul", progs_.from_ul_fd()}}) {
+    const dataplane::TcPrograms& cur = current();
+    for (auto [name, fd] : {std::pair{"weir_from_wl", cur.from_wl_fd()}, std::pair{"weir_to_wl", cur.to_wl_fd()},
+                            std::pair{"weir_from_ul", cur.from_ul_fd()}}) {
       if (uint32_t id = bpf::prog_id(fd)) st.prog_ids[name] = id;
     }
     return st;
@@ -149,6 +155,46 @@ class Agent {
   }
 
  private:
+  // The build of the programs attached: the first load (whose maps back every manager, kept
+  // for the agent's life) or the other build, loaded when bpfLogLevel asked for it.
+  const dataplane::TcPrograms& current() const { return other_ ? *other_ : progs_; }
+
+  // Dataplane::programs: the build bpfLogLevel asks for (Off: production, else the log
+  // variant), its log settings in weir_logif1 (entry 0: every interface), and when the build
+  // changed, its programs in the continuation slots and for every attach that follows.
+  Result<bool> use_programs(const model::DataplaneConfig& c) {
+    using Variant = dataplane::TcPrograms::Variant;
+    const Variant want = c.bpf_log_level == model::BpfLogLevel::Off ? Variant::Production : Variant::Log;
+    if (c.bpf_log_level != logged_level_) {
+      const int fd = progs_.map_fds()[maps::MapId::LOG_IF];
+      const uint32_t key = 0;
+      const weir_log_if_val v{c.bpf_log_level == model::BpfLogLevel::Debug  ? uint32_t(WEIR_LOG_DEBUG)
+                              : c.bpf_log_level == model::BpfLogLevel::Info ? uint32_t(WEIR_LOG_INFO)
+                                                                            : uint32_t(WEIR_LOG_OFF),
+                              WEIR_LOG_FILTER_ALL};
+      if (bpf_map_update_elem(fd, &key, &v, BPF_ANY) != 0)
+        return errno_error(fmt::format("writing the BPF log level into {}", WEIR_MAP_LOG_IF));
+      logged_level_ = c.bpf_log_level;
+    }
+    if (want == current().variant()) return false;
+    std::optional<dataplane::TcPrograms> loaded;
+    if (want != progs_.variant()) {
+      auto l = dataplane::TcPrograms::load(layout_, c.map_sizes, want);
+      if (!l) return l.error().wrap(fmt::format("loading the {} build", dataplane::to_string(want)));
+      loaded.emplace(std::move(*l));
+    }
+    dataplane::TcPrograms& next = loaded ? *loaded : progs_;
+    WEIR_TRY(next.install_continuations());
+    ifs_.set_programs(next.from_wl_fd(), next.to_wl_fd());
+    tunnel_.set_program(next.from_ul_fd());
+    // The build attached until now goes once every hook has the new one (this sync's apply):
+    // the kernel holds what is attached; our fds are only for attaching and the status.
+    other_ = std::move(loaded);
+    spdlog::info("bpfLogLevel {}: the {} build of the TC programs goes on every interface",
+                 model::to_string(c.bpf_log_level), dataplane::to_string(want));
+    return true;
+  }
+
   // The tunnel maps (dataplane/tunnel.h): switching on, the peers before the configuration (a
   // node that starts encapsulating finds them accepted); off, the configuration first.
   Status write_tunnel(const calc::TunnelPlan& p, int ifindex) {
@@ -172,6 +218,9 @@ class Agent {
   dataplane::KernelTunnel tunnel_;
   SyncLoop loop_;
   bpf::TcMode mode_;
+  maps::PinLayout layout_;
+  std::optional<dataplane::TcPrograms> other_;  // the build bpfLogLevel asked for, when not progs_'s
+  model::BpfLogLevel logged_level_ = model::BpfLogLevel::Off;  // written to weir_logif1
 };
 
 // The kernel's TC attach mode for --tc-mode, or nullopt (logged) when the kernel lacks what the
@@ -347,7 +396,11 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
     return 1;
   }
   const model::DataplaneConfig initial_cfg = initial_config(**ds);
-  auto progs = dataplane::TcPrograms::load(maps::PinLayout{opts.pin_root}, initial_cfg.map_sizes);
+  // The build bpfLogLevel asks for from the start (the sync loop switches when it changes).
+  auto progs = dataplane::TcPrograms::load(maps::PinLayout{opts.pin_root}, initial_cfg.map_sizes,
+                                           initial_cfg.bpf_log_level == model::BpfLogLevel::Off
+                                               ? dataplane::TcPrograms::Variant::Production
+                                               : dataplane::TcPrograms::Variant::Log);
   if (!progs) {
     spdlog::error("loading BPF programs: {}", progs.error().str());
     return 1;

@@ -108,12 +108,32 @@ void SyncLoop::take_config(const model::Snapshot& snap) {
   config_ = cfg;
 }
 
+// The programs the configuration asks for (Dataplane::programs). When they changed, every
+// interface is attached again by this sync's endpoint apply, and the underlay's program by its
+// tunnel sync; when they could not be put in place, the ones in place stay (logged) and the
+// next sync is a full one that tries again.
+bool SyncLoop::use_programs() {
+  if (!dp_.programs || !config_) return false;
+  auto changed = dp_.programs(*config_);
+  if (!changed) {
+    spdlog::error("BPF programs for bpfLogLevel {}: {}; the programs in place stay, retried by a full sync",
+                  model::to_string(config_->bpf_log_level), changed.error().str());
+    force_full_ = true;  // has_pending(): the event loop retries
+    return false;
+  }
+  if (!*changed) return false;
+  dp_.endpoints.readopt();
+  tunnel_.reattach = tunnel_.attached.has_value();
+  return true;
+}
+
 // Recomputes everything and applies what differs from the last good state.
 void SyncLoop::sync_full(const model::Snapshot& snap, PhaseTimer& timer) {
   // A failed service write is retried here with the full set (ServiceSyncer rewrites only
   // what the maps lack), even when the datastore did not change.
   const bool retry = std::exchange(force_full_, false);
   take_config(snap);
+  const bool reattach = use_programs();
   calc::Output out = calc::compute(snap, node_);
   local_ = calc::local_workload_ips(snap, node_);
   for (const auto& w : out.warnings) spdlog::warn("{}", w.str());
@@ -127,7 +147,7 @@ void SyncLoop::sync_full(const model::Snapshot& snap, PhaseTimer& timer) {
     auto d = calc::diff(*good_, out);
     timer.mark("diff");
     services_changed = !d.frontends.empty();
-    if (d.empty() && !dp_.endpoints.has_pending() && !retry) {
+    if (d.empty() && !dp_.endpoints.has_pending() && !retry && !reattach) {
       last_path_ = Path::Unchanged;
       spdlog::debug("datastore changed, services and endpoints already up to date");
       (void)apply_policy(out);

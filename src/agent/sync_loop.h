@@ -56,6 +56,10 @@ struct Dataplane {
   // VXLAN between nodes (dataplane/tunnel_sync.h); nullptr leaves the tunnel maps and the underlay
   // interface alone.
   dataplane::TunnelOps* tunnel = nullptr;
+  // Puts in place the build of the TC programs the configuration asks for (bpfLogLevel:
+  // docs/bpf-log.md) and writes its log settings; true when the programs changed, so that
+  // every interface (and the underlay) gets them attached in this sync. Unset: nothing to do.
+  std::function<Result<bool>(const model::DataplaneConfig&)> programs;
 };
 
 class PhaseTimer;  // sync_loop.cpp
@@ -115,6 +119,7 @@ class SyncLoop {
   void sync_services(const model::Snapshot& snap, const std::vector<std::string>& services,
                      PhaseTimer& timer);
   void take_config(const model::Snapshot& snap);
+  bool use_programs();
   Status apply_policy(const calc::Output& out);
   void apply_kernel_routes(const calc::Output& out);
   void apply_tunnel(const model::Snapshot& snap);

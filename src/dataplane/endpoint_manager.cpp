@@ -35,6 +35,11 @@ Status TcInterfaces::detach(int ifindex, const std::string& name, bpf::TcDir dir
   return bpf::tc_detach(ifindex, dir, mode_, layout_.link_path(name, dir));
 }
 
+void EndpointManager::readopt() {
+  for (auto& [name, m] : attached_) adopted_[name] = m;
+  attached_.clear();
+}
+
 Status EndpointManager::adopt() {
   auto ifs = maps_.ifstate.dump();
   if (!ifs) return ifs.error().wrap("adopting interface state");

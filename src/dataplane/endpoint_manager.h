@@ -51,6 +51,12 @@ class TcInterfaces final : public InterfaceOps {
   Status attach(int ifindex, const std::string& name, bpf::TcDir dir) override;
   Status detach(int ifindex, const std::string& name, bpf::TcDir dir) override;
   std::string mode() const override { return std::string(bpf::to_string(mode_)); }
+  // The programs attach() attaches from now on (borrowed fds: another build of the programs,
+  // docs/bpf-log.md); what is attached already stays until attached again.
+  void set_programs(int from_wl_fd, int to_wl_fd) {
+    from_fd_ = from_wl_fd;
+    to_fd_ = to_wl_fd;
+  }
 
  private:
   maps::PinLayout layout_;
@@ -87,6 +93,12 @@ class EndpointManager {
 
   // Interfaces named by a WorkloadEndpoint that do not exist (yet): apply() again later.
   bool has_pending() const { return !pending_.empty(); }
+
+  // The programs to attach changed (TcInterfaces::set_programs): every interface attached so
+  // far is attached again by the next apply(), as an adopted one is after a restart (its
+  // policy slots kept, each hook's program replaced in one step: tcx link update or tc filter
+  // replace, no packet without a program).
+  void readopt();
   size_t managed() const { return attached_.size(); }
   // ifindex of a workload interface this agent attached, 0 when not (yet) attached: the key of
   // its ifstate entry, for dataplane::set_policy_slot.

@@ -27,6 +27,8 @@ class KernelTunnel final : public TunnelOps {
   Status write(const calc::TunnelPlan& plan, int underlay_ifindex) override {
     return writer_(plan, underlay_ifindex);
   }
+  // The program attach() attaches from now on (another build of the programs).
+  void set_program(int from_ul_fd) { prog_fd_ = from_ul_fd; }
 
  private:
   int prog_fd_;

@@ -23,18 +23,19 @@ Status sync_tunnel(TunnelOps& ops, const calc::TunnelPlan& plan, TunnelState& st
     want = *itf;
   }
   // Unchanged: nothing to do, unless the interface moved (a new ifindex for the same address).
-  if (state.ok && state.plan == plan && state.attached == want) return {};
+  if (state.ok && state.plan == plan && state.attached == want && !state.reattach) return {};
   state.ok = false;
   // The maps first: switching on, they name the interface the program is about to sit on;
   // switching off, no packet is encapsulated any more before the decap program goes.
   if (auto st = ops.write(plan, want ? want->ifindex : 0); !st) return st;
   state.plan = plan;
-  if (state.attached != want) {
+  if (state.attached != want || state.reattach) {
     if (want) {
       if (auto st = ops.attach(*want); !st)
         return st.error().wrap(fmt::format("VXLAN: attaching weir_from_ul to {}", want->name));
     }
-    if (state.attached) {
+    state.reattach = false;
+    if (state.attached && state.attached != want) {
       if (auto st = ops.detach(*state.attached); !st)
         return st.error().wrap(fmt::format("VXLAN: detaching weir_from_ul from {}",
                                            state.attached->name));

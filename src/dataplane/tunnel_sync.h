@@ -42,6 +42,7 @@ struct TunnelState {
   std::optional<UnderlayIf> attached;  // where weir_from_ul is
   bool ok = false;                  // false: retry at the next sync
   bool adopted = false;             // `attached` was read from the kernel (first sync)
+  bool reattach = false;            // the program changed (another build): attach it again
 };
 
 // Brings the kernel in line with `plan` (an Error from calc::tunnel_plan counts as "off", and is

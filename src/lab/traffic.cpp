@@ -253,6 +253,13 @@ Result<std::string> peer_address(int fd) {
   return addr_str(sa);
 }
 
+Result<std::string> local_address(int fd) {
+  sockaddr_in sa{};
+  socklen_t len = sizeof sa;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) return errno_error("getsockname");
+  return addr_str(sa);
+}
+
 Result<UdpAnswer> udp_request(const std::string& ip, uint16_t port,
                               std::chrono::milliseconds timeout) {
   auto sa = make_addr(ip, port);

@@ -57,6 +57,8 @@ Result<std::string> tcp_request(int fd, std::chrono::milliseconds timeout = 2s);
 
 // The remote address of a connected socket, "ip:port".
 Result<std::string> peer_address(int fd);
+// The local address of a bound socket, "ip:port".
+Result<std::string> local_address(int fd);
 
 struct UdpAnswer {
   std::string name;  // the answering backend

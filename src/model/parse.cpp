@@ -693,6 +693,22 @@ void parse_encapsulation(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
     cfg.underlay_mtu = static_cast<uint32_t>(*v);
 }
 
+// The BPF debug log: bpfLogLevel (Off, Info, Debug; any case), bpfLogFilters (refused while the
+// log variant has no pcap filter: docs/bpf-log.md).
+void parse_bpf_log(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
+  if (auto lvl = c.str(spec, "bpfLogLevel", "spec.bpfLogLevel", false)) {
+    if (auto l = parse_bpf_log_level(*lvl))
+      cfg.bpf_log_level = *l;
+    else
+      c.error("spec.bpfLogLevel", Ctx::child(spec, "bpfLogLevel"),
+              fmt::format("invalid BPF log level {}: must be Off, Info or Debug", quote(*lvl)));
+  }
+  if (spec.IsMap() && spec["bpfLogFilters"])
+    c.error("spec.bpfLogFilters", Ctx::child(spec, "bpfLogFilters"),
+            "pcap filters for the BPF log are not supported yet: remove bpfLogFilters (with "
+            "bpfLogLevel alone every packet of every interface is logged)");
+}
+
 std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& root,
                                                       const Source& src) {
   DataplaneConfig cfg;
@@ -703,7 +719,8 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
       spec, "spec",
       {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod",
        "serviceClusterIPRanges", "conntrackWarnThresholdPercent", "vxlanEnabled", "vxlanVNI",
-       "vxlanPort", "ipipEnabled", "underlayMTU"});
+       "vxlanPort", "ipipEnabled", "underlayMTU", "bpfLogLevel", "bpfLogFilters"});
+  parse_bpf_log(c, spec, cfg);
   if (auto lvl = c.str(spec, "logLevel", "spec.logLevel", false)) {
     if (*lvl == "trace" || *lvl == "debug" || *lvl == "info" || *lvl == "warn" || *lvl == "error")
       cfg.log_level = *lvl;

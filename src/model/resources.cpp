@@ -1,5 +1,8 @@
 #include "model/resources.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 
 namespace weir::model {
@@ -29,6 +32,27 @@ const Service* Snapshot::find_service(std::string_view ns, std::string_view name
   for (const Service& s : services)
     if (s.meta.ns == ns && s.meta.name == name) return &s;
   return nullptr;
+}
+
+std::string_view to_string(BpfLogLevel l) {
+  switch (l) {
+    case BpfLogLevel::Info: return "Info";
+    case BpfLogLevel::Debug: return "Debug";
+    case BpfLogLevel::Off: break;
+  }
+  return "Off";
+}
+
+std::optional<BpfLogLevel> parse_bpf_log_level(std::string_view s) {
+  for (BpfLogLevel l : {BpfLogLevel::Off, BpfLogLevel::Info, BpfLogLevel::Debug}) {
+    std::string_view name = to_string(l);
+    if (s.size() == name.size() &&
+        std::equal(s.begin(), s.end(), name.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+        }))
+      return l;
+  }
+  return std::nullopt;
 }
 
 uint32_t pod_mtu(const DataplaneConfig& c) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/net.h"
@@ -199,6 +200,13 @@ inline constexpr uint32_t kMaxUnderlayMtu = 65535;
 // inner Ethernet header (14).
 inline constexpr uint32_t kVxlanOverhead = 20 + 8 + 8 + 14;
 
+// spec.bpfLogLevel: what the TC programs write to the kernel trace buffer (docs/bpf-log.md).
+// Off loads the production programs; Info and Debug the log variant.
+enum class BpfLogLevel { Off, Info, Debug };
+std::string_view to_string(BpfLogLevel l);  // "Off", "Info", "Debug"
+// "Off"/"Info"/"Debug" in any case, or nullopt.
+std::optional<BpfLogLevel> parse_bpf_log_level(std::string_view s);
+
 struct DataplaneConfig {
   ObjectMeta meta;  // cluster-scoped: meta.ns is empty
   Source source;
@@ -217,6 +225,7 @@ struct DataplaneConfig {
   uint32_t vxlan_vni = kDefaultVxlanVni;        // spec.vxlanVNI, 1..kMaxVxlanVni
   uint16_t vxlan_port = kDefaultVxlanPort;      // spec.vxlanPort: UDP destination port
   uint32_t underlay_mtu = kDefaultUnderlayMtu;  // spec.underlayMTU, kMin..kMaxUnderlayMtu
+  BpfLogLevel bpf_log_level = BpfLogLevel::Off;  // spec.bpfLogLevel
 };
 
 // The MTU of the pods' interfaces: the underlay's, less kVxlanOverhead when inter-node traffic

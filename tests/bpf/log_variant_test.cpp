@@ -17,10 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "bpf/tracefs.h"
-#include "calc/tracelog.h"
 #include "dataplane/programs.h"
 #include "tc_fixture.h"
+#include "trace_lines.h"
 #include "weir/log.h"
 #include "weir/maps.h"
 
@@ -128,26 +127,6 @@ TEST(LogVariant, EveryProgramOfTheLogVariantVerifiesWithinTheBudget) {
   }
 }
 
-// The weir lines of the trace buffer whose interface is `iface`, in order.
-std::vector<calc::TraceLine> trace_of(const std::string& iface) {
-  std::vector<calc::TraceLine> out;
-  auto text = bpf::read_trace();
-  EXPECT_TRUE(text.ok()) << text.error().str();
-  if (!text.ok()) return out;
-  std::istringstream in(*text);
-  for (std::string line; std::getline(in, line);) {
-    auto t = calc::parse_trace_line(line);
-    if (t && t->iface == iface) out.push_back(*t);
-  }
-  return out;
-}
-
-std::string messages(const std::vector<calc::TraceLine>& lines) {
-  std::string s;
-  for (const auto& l : lines) s += std::string(1, l.dir) + ": " + l.message + "\n";
-  return s;
-}
-
 class LogTest : public TcTest {
  protected:
   Variant variant() const override { return variant_; }
@@ -184,17 +163,10 @@ TEST_F(LogTest, DebugLogsEveryStageOfANewServiceFlowInTheSeedsFormat) {
   ASSERT_GE(lines.size(), 6u) << all;
   for (const auto& l : lines) EXPECT_EQ(l.dir, 'E') << "from a workload: the workload's egress";
   EXPECT_EQ(lines.front().message.rfind("New packet at ifindex=" + std::to_string(client_if) + ";", 0), 0u) << all;
-  const std::vector<std::string> want = {
-      "IP 10.65.0.10:43123 -> 10.96.0.10:80 proto=6",
-      "CT: miss",
-      "NAT: frontend 10.96.0.10:80 -> backend 10.65.1.11:8080",
-      "Redirect to ifindex=" + std::to_string(be1_if),
-  };
-  size_t at = 1;
-  for (const auto& w : want) {
-    while (at < lines.size() && lines[at].message != w) at++;
-    EXPECT_LT(at, lines.size()) << "\"" << w << "\" missing or out of order in:\n" << all;
-  }
+  EXPECT_TRUE(in_order(lines, {"IP 10.65.0.10:43123 -> 10.96.0.10:80 proto=6", "CT: miss",
+                               "NAT: frontend 10.96.0.10:80 -> backend 10.65.1.11:8080",
+                               "Redirect to ifindex=" + std::to_string(be1_if)}))
+      << all;
   EXPECT_TRUE(std::regex_match(lines.back().message,
                                std::regex(R"(Final result=REDIRECT \(7\)\. Program execution time: \d+ns)")))
       << all;

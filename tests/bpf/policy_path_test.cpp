@@ -5,6 +5,7 @@
 // checked, and what the policy program saw is read back from weir_pstate1.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "polprog/asm.h"
 #include "polprog/disasm.h"
 #include "tc_fixture.h"
+#include "trace_lines.h"
 #include "util/fd.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
@@ -517,6 +519,39 @@ TEST_F(PolicyPathTest, BothPoliciesOnOneFlow) {
   EXPECT_EQ(from_wl(client_if, client_udp(41200, kBe1Ip, 7000)).retval, TC_ACT_REDIRECT);
   EXPECT_EQ(rule_count(kAllowRule), 1u);
   EXPECT_EQ(rule_count(kSilentRule), 1u);
+}
+
+// ---------------------------------------------------------------- the log variant's policy lines
+
+class PolicyPathLogTest : public PolicyPathTest {
+ protected:
+  dataplane::TcPrograms::Variant variant() const override { return dataplane::TcPrograms::Variant::Log; }
+};
+
+TEST_F(PolicyPathLogTest, DebugLogNamesTheSlotTheVerdictAndTheRuleOfAPolicyDrop) {
+  Fd pol = deny();
+  install(5, pol);
+  set_slots(client_if, WEIR_NO_POLICY_SLOT, 5);
+  // A name of this run's own for the client's interface: the log's tag.
+  const std::string name = "wp" + std::to_string(getpid() % 100000);
+  weir_ifstate_val v{};
+  ASSERT_EQ(bpf_map_lookup_elem(tc->map_fd(WEIR_MAP_IFSTATE), &client_if, &v), 0);
+  std::snprintf(v.name, sizeof(v.name), "%s", name.c_str());
+  ASSERT_TRUE(tc->put_ifstate(client_if, v).ok());
+  const uint32_t zero = 0;
+  const weir_log_if_val debug{WEIR_LOG_DEBUG, WEIR_LOG_FILTER_ALL};
+  ASSERT_EQ(bpf_map_update_elem(tc->map_fd(WEIR_MAP_LOG_IF), &zero, &debug, BPF_ANY), 0);
+
+  auto r = from_wl(client_if, client_tcp(40299, kBe1Ip, kBeTcpPort, kTcpSyn));
+  EXPECT_EQ(r.retval, TC_ACT_SHOT);
+  EXPECT_EQ(only_outcome(client_if, kIngress), std::make_pair(int(WEIR_CNT_DROP_BY_POLICY), uint64_t(1)));
+  auto lines = trace_of(name);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(in_order(lines, {"IP 10.65.0.10:40299 -> 10.65.1.11:8080 proto=6", "CT: miss", "NAT: no frontend",
+                               "Policy: calling jump slot 5", "Policy: verdict=DENY rule_id=2002",
+                               "Drop reason=dropped_by_policy"}))
+      << messages(lines);
+  EXPECT_EQ(lines.back().message.rfind("Final result=DENY (2). Program execution time: ", 0), 0u) << messages(lines);
 }
 
 }  // namespace

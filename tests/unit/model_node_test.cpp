@@ -471,6 +471,25 @@ TEST(DataplaneConfigEncapsulation, IpipEnabledIsRefused) {
                        "IPIP is not supported"));
 }
 
+TEST(DataplaneConfigBpfLog, LevelInAnyCaseAndFiltersRefusedForNow) {
+  for (auto [text, want] : {std::pair{"Off", BpfLogLevel::Off}, {"info", BpfLogLevel::Info}, {"DEBUG", BpfLogLevel::Debug},
+                            {"Debug", BpfLogLevel::Debug}}) {
+    auto r = load_text("c.yaml", config_doc(fmt::format("  bpfLogLevel: {}\n", text)));
+    ASSERT_TRUE(r.ok()) << text << "\n" << dump(r.errors);
+    EXPECT_EQ(r.snapshot->effective_config().bpf_log_level, want) << text;
+  }
+  EXPECT_EQ(Snapshot{}.effective_config().bpf_log_level, BpfLogLevel::Off);
+  auto bad = load_text("c.yaml", config_doc("  bpfLogLevel: verbose\n"));
+  ASSERT_EQ(bad.errors.size(), 1u) << dump(bad.errors);
+  EXPECT_TRUE(HasError(bad.errors, "c.yaml", "DataplaneConfig default", "spec.bpfLogLevel",
+                       "invalid BPF log level \"verbose\": must be Off, Info or Debug"));
+  auto filters = load_text("c.yaml", config_doc("  bpfLogLevel: Debug\n  bpfLogFilters: {all: \"tcp port 80\"}\n"));
+  ASSERT_EQ(filters.errors.size(), 1u) << dump(filters.errors);
+  EXPECT_TRUE(HasError(filters.errors, "c.yaml", "DataplaneConfig default", "spec.bpfLogFilters",
+                       "pcap filters for the BPF log are not supported yet"));
+  EXPECT_EQ(to_string(BpfLogLevel::Info), "Info");
+}
+
 TEST(DataplaneConfigEncapsulation, PodMtu) {
   DataplaneConfig c;
   EXPECT_EQ(pod_mtu(c), 1500u);  // routed: the underlay's MTU

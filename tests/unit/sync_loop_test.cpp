@@ -3,7 +3,11 @@
 // failed write, a rejected load keeping the last good state, adoption after a restart.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <memory>
+#include <set>
+#include <vector>
 #include <string>
 
 #include "agent/sync_loop.h"
@@ -83,7 +87,11 @@ struct Agent {
             [&m](uint32_t i, calc::pol::Direction d) { return dataplane::get_policy_slot(m.ifstate, i, d); },
             &loader),
         loop("n1", Dataplane{endpoints, services, policies, scanner, m.ct, [] { return kNow; },
-                             &routes, &tunnel}) {}
+                             &routes, &tunnel, [this](const model::DataplaneConfig& c) -> Result<bool> {
+                               return programs ? programs(c) : Result<bool>(false);
+                             }}) {}
+  // Dataplane::programs, when a test sets it.
+  std::function<Result<bool>(const model::DataplaneConfig&)> programs;
   FakeLoader loader;
   FakeRouteTable routes;
   dataplane::test::FakeTunnel tunnel;
@@ -208,6 +216,73 @@ spec: {underlayAddress: 192.168.200.3, podCIDR: 10.65.1.0/24}
   EXPECT_FALSE(agent->tunnel.written.enabled);
   EXPECT_TRUE(agent->tunnel.attached.empty());
   EXPECT_EQ(agent->routes.routes.size(), 1u) << "routed again";
+}
+
+// bpfLogLevel: the sync asks for the build of the programs; when it changed, every interface
+// and the underlay get them attached again in that sync, though nothing else changed; when it
+// could not be loaded, nothing is attached again and the rest of the sync goes on.
+TEST_F(SyncLoopTest, ABpfLogLevelChangeAttachesTheOtherBuildEverywhere) {
+  std::vector<model::BpfLogLevel> asked;
+  model::BpfLogLevel in_place = model::BpfLogLevel::Off;
+  bool fail = false;
+  agent->programs = [&](const model::DataplaneConfig& c) -> Result<bool> {
+    asked.push_back(c.bpf_log_level);
+    if (fail) return Error{ENOMEM, "loading the log build"};
+    const bool log = c.bpf_log_level != model::BpfLogLevel::Off;
+    const bool changed = log != (in_place != model::BpfLogLevel::Off);
+    in_place = c.bpf_log_level;
+    return changed;
+  };
+  agent->tunnel.addresses[ip("192.168.200.2")] = {3, "eth0"};
+  const std::string nodes = R"(apiVersion: weir.dev/v1
+kind: Node
+metadata: {name: n1}
+spec: {underlayAddress: 192.168.200.2, podCIDR: 10.65.0.0/24}
+)";
+  dir.write("nodes.yaml", nodes);
+  auto config = [&](const char* level) {
+    dir.write("config.yaml", std::string("apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {name: default}\n"
+                                         "spec: {vxlanEnabled: true, bpfLogLevel: ") + level + "}\n");
+  };
+  config("Off");
+  loop().sync(*ds);
+  ASSERT_EQ(asked, std::vector<model::BpfLogLevel>{model::BpfLogLevel::Off});
+  const std::vector<std::string> attach_weir1 = {"attach weir1 7 ingress", "attach weir1 7 egress"};
+  EXPECT_EQ(ifs.calls, attach_weir1);
+  EXPECT_EQ(agent->tunnel.attached, std::set<std::string>{"eth0"});
+  auto underlay_attaches = [&] { return std::count(agent->tunnel.log.begin(), agent->tunnel.log.end(), "attach eth0"); };
+  EXPECT_EQ(underlay_attaches(), 1);
+
+  ifs.calls.clear();
+  config("Debug");
+  loop().sync(*ds);
+  EXPECT_EQ(asked.back(), model::BpfLogLevel::Debug);
+  EXPECT_EQ(ifs.calls, attach_weir1) << "attached again, in place: no detach";
+  EXPECT_EQ(underlay_attaches(), 2);
+  EXPECT_TRUE(m.ifstate.contains(7));
+
+  // Info: the same build, only its settings: nothing attached again.
+  ifs.calls.clear();
+  config("Info");
+  loop().sync(*ds);
+  EXPECT_EQ(asked.back(), model::BpfLogLevel::Info);
+  EXPECT_TRUE(ifs.calls.empty());
+  EXPECT_EQ(underlay_attaches(), 2);
+
+  // Off, but the build cannot be loaded: what is attached stays; the rest still syncs.
+  fail = true;
+  config("Off");
+  dir.write("services.yaml", services(backend("10.65.0.2")));
+  loop().sync(*ds);
+  EXPECT_TRUE(ifs.calls.empty());
+  EXPECT_EQ(underlay_attaches(), 2);
+  EXPECT_EQ(nat_content(m)[kWeb].size(), 1u) << "the service change was applied";
+  EXPECT_TRUE(loop().has_pending()) << "retried";
+  fail = false;
+  loop().sync(*ds);  // nothing changed in the datastore: the retry is a full sync
+  EXPECT_EQ(asked.back(), model::BpfLogLevel::Off);
+  EXPECT_EQ(ifs.calls, attach_weir1);
+  EXPECT_EQ(underlay_attaches(), 3);
 }
 
 TEST_F(SyncLoopTest, FirstSyncIsFullAndProgramsEverything) {

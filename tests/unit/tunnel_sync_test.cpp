@@ -61,6 +61,30 @@ TEST(SyncTunnel, TheAddressMovingToAnotherInterfaceMovesTheProgram) {
   EXPECT_EQ(k.written_ifindex, 9);
 }
 
+TEST(SyncTunnel, AnotherBuildOfTheProgramIsAttachedAgainInPlace) {
+  FakeTunnel k;
+  k.addresses[ip("192.168.200.2")] = {5, "eth0"};
+  TunnelState st;
+  ASSERT_TRUE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  k.log.clear();
+  st.reattach = true;  // the agent switched builds (bpfLogLevel)
+  ASSERT_TRUE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  EXPECT_EQ(k.log, (std::vector<std::string>{"write", "attach eth0"})) << "replaced in place, never detached";
+  EXPECT_FALSE(st.reattach);
+  k.log.clear();
+  ASSERT_TRUE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  EXPECT_TRUE(k.log.empty());
+  // A failed attach keeps asking.
+  st.reattach = true;
+  k.fail_attach = true;
+  EXPECT_FALSE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  EXPECT_TRUE(st.reattach);
+  k.fail_attach = false;
+  k.log.clear();
+  ASSERT_TRUE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  EXPECT_EQ(k.log, (std::vector<std::string>{"write", "attach eth0"}));
+}
+
 TEST(SyncTunnel, OffWritesOffThenDetachesAlsoWhatAPreviousAgentLeft) {
   FakeTunnel k;
   k.attached = {"eth0"};  // a previous agent's
