@@ -10,6 +10,9 @@ Status sync_tunnel(TunnelOps& ops, const calc::TunnelPlan& plan, TunnelState& st
     if (!found) return found.error().wrap("VXLAN: looking for weir_from_ul on this node's interfaces");
     state.attached = *found;
     state.adopted = true;
+    // A previous agent's program, perhaps of another build (an upgrade): this agent's takes its
+    // place, attached in place (no detach), as the workloads' programs at the first apply.
+    state.reattach = state.attached.has_value();
   }
   std::optional<UnderlayIf> want;
   if (plan.enabled) {

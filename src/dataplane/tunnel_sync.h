@@ -42,7 +42,8 @@ struct TunnelState {
   std::optional<UnderlayIf> attached;  // where weir_from_ul is
   bool ok = false;                  // false: retry at the next sync
   bool adopted = false;             // `attached` was read from the kernel (first sync)
-  bool reattach = false;            // the program changed (another build): attach it again
+  bool reattach = false;            // the program changed (another build, a previous agent's
+                                    // found at adoption): attach this one in its place
 };
 
 // Brings the kernel in line with `plan` (an Error from calc::tunnel_plan counts as "off", and is

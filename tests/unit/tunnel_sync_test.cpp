@@ -98,6 +98,20 @@ TEST(SyncTunnel, OffWritesOffThenDetachesAlsoWhatAPreviousAgentLeft) {
   EXPECT_FALSE(st.attached);
 }
 
+TEST(SyncTunnel, ARestartedAgentPutsItsOwnProgramInPlaceOfThePreviousOnes) {
+  FakeTunnel k;
+  k.addresses[ip("192.168.200.2")] = {5, "eth0"};
+  k.attached = {"eth0"};  // a previous agent's (an older build after an upgrade)
+  k.found = UnderlayIf{5, "eth0"};
+  TunnelState st;
+  ASSERT_TRUE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  EXPECT_EQ(k.log, (std::vector<std::string>{"find", "write", "attach eth0"})) << "replaced in place, never detached";
+  EXPECT_FALSE(st.reattach);
+  k.log.clear();
+  ASSERT_TRUE(sync_tunnel(k, plan_on("192.168.200.2"), st).ok());
+  EXPECT_TRUE(k.log.empty());
+}
+
 TEST(SyncTunnel, FailuresAreReportedAndRetried) {
   FakeTunnel k;
   TunnelState st;
