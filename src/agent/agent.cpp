@@ -21,6 +21,7 @@
 #include "agent/sync_loop.h"
 #include "bpf/bpffs.h"
 #include "bpf/skeleton.h"
+#include "bpf/tracefs.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
 #include "dataplane/policy_manager.h"
@@ -175,6 +176,16 @@ class Agent {
       if (bpf_map_update_elem(fd, &key, &v, BPF_ANY) != 0)
         return errno_error(fmt::format("writing the BPF log level into {}", WEIR_MAP_LOG_IF));
       logged_level_ = c.bpf_log_level;
+      // The kernel's default trace buffer (until a tracer uses it: 7 KiB per CPU) would keep
+      // only the last few dozen lines for `weir bpf tracelog`.
+      if (c.bpf_log_level != model::BpfLogLevel::Off) {
+        constexpr unsigned kTraceBufferKb = 1408;  // the kernel's own size once expanded
+        auto before = bpf::ensure_trace_buffer(kTraceBufferKb);
+        if (!before)
+          spdlog::warn("BPF log: {}: the trace buffer keeps only its last lines", before.error().str());
+        else if (*before < kTraceBufferKb)
+          spdlog::info("BPF log: the kernel trace buffer grew from {} to {} KiB per CPU", *before, kTraceBufferKb);
+      }
     }
     if (want == current().variant()) return false;
     std::optional<dataplane::TcPrograms> loaded;
