@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "bpf/bpffs.h"
@@ -24,9 +25,9 @@ constexpr long kTracefsMagic = 0x74726163;  // TRACEFS_MAGIC (linux/magic.h)
 constexpr const char* kTracefs = "/sys/kernel/tracing";
 constexpr const char* kDebugfsTracing = "/sys/kernel/debug/tracing";
 
-bool is_tracefs(const std::string& dir) {
+bool is_tracefs(const char* dir) {
   struct statfs st {};
-  return ::statfs(dir.c_str(), &st) == 0 && st.f_type == kTracefsMagic;
+  return ::statfs(dir, &st) == 0 && st.f_type == kTracefsMagic;
 }
 
 }  // namespace
@@ -46,37 +47,32 @@ Result<std::string> tracefs_dir(bool mount_if_missing) {
   return std::string(kTracefs);
 }
 
-namespace {
-// The size in buffer_size_kb's text: "1408" or "7 (expanded: 1408)" (the size until a tracer
-// first uses the buffer is the first number).
-unsigned parse_buffer_kb(const std::string& text) { return static_cast<unsigned>(std::strtoul(text.c_str(), nullptr, 10)); }
-}  // namespace
-
 Result<unsigned> ensure_trace_buffer(unsigned kb) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return errno_error("pipe");
   Fd rd(pipefd[0]), wr(pipefd[1]);
+  // Everything the child needs, built before the fork: after it, only system calls.
+  const std::string want = std::to_string(kb);
+  const std::string tracefs_path = std::string(kTracefs) + "/buffer_size_kb";
+  const std::string debugfs_path = std::string(kDebugfsTracing) + "/buffer_size_kb";
   const pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork");
   if (pid == 0) {
-    // The child: only system calls from here on.
     rd.reset();
     unsigned before = 0;
     int rc = 1;
     if (::unshare(CLONE_NEWNS) == 0 && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) {
-      std::string dir = is_tracefs(kTracefs) ? kTracefs : is_tracefs(kDebugfsTracing) ? kDebugfsTracing : "";
-      if (dir.empty() && ::mount("tracefs", kTracefs, "tracefs", 0, nullptr) == 0) dir = kTracefs;
-      if (!dir.empty()) {
-        const std::string path = dir + "/buffer_size_kb";
+      const char* path = is_tracefs(kTracefs)          ? tracefs_path.c_str()
+                         : is_tracefs(kDebugfsTracing) ? debugfs_path.c_str()
+                                                       : nullptr;
+      if (path == nullptr && ::mount("tracefs", kTracefs, "tracefs", 0, nullptr) == 0) path = tracefs_path.c_str();
+      if (path != nullptr) {
         char buf[64] = {};
-        int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        int fd = ::open(path, O_RDWR | O_CLOEXEC);
         if (fd >= 0 && ::read(fd, buf, sizeof(buf) - 1) > 0) {
-          before = parse_buffer_kb(buf);
-          const std::string want = std::to_string(kb);
-          rc = (before >= kb && std::string(buf).find("expanded") == std::string::npos) ||
-                       ::pwrite(fd, want.data(), want.size(), 0) == static_cast<ssize_t>(want.size())
-                   ? 0
-                   : 1;
+          before = static_cast<unsigned>(std::strtoul(buf, nullptr, 10));
+          const bool big_enough = before >= kb && std::strstr(buf, "expanded") == nullptr;
+          rc = big_enough || ::pwrite(fd, want.data(), want.size(), 0) == static_cast<ssize_t>(want.size()) ? 0 : 1;
         }
         if (fd >= 0) ::close(fd);
       }

@@ -114,7 +114,6 @@ TEST(LogVariant, EveryProgramOfTheLogVariantVerifiesWithinTheBudget) {
   auto obj = TcObject::shared(MapSizes::small(), Variant::Log);
   ASSERT_TRUE(obj.ok()) << obj.error().str();
   EXPECT_EQ((*obj)->programs().variant(), Variant::Log);
-  constexpr uint32_t kBudget = 250'000;
   for (auto [p, name] : {std::pair{Prog::FromWl, "weir_from_wl"}, {Prog::ToWl, "weir_to_wl"},
                          {Prog::FromWlPol, "weir_from_wl_pol"}, {Prog::ToWlPol, "weir_to_wl_pol"},
                          {Prog::VxlanEncap, "weir_vxlan_encap"}, {Prog::FromUl, "weir_from_ul"}}) {
@@ -123,7 +122,7 @@ TEST(LogVariant, EveryProgramOfTheLogVariantVerifiesWithinTheBudget) {
     ASSERT_EQ(bpf_obj_get_info_by_fd((*obj)->prog_fd(p), &info, &len), 0) << name;
     std::cout << "log variant " << name << ": " << info.verified_insns << " verified insns\n";
     EXPECT_GT(info.verified_insns, 0u) << name;
-    EXPECT_LE(info.verified_insns, kBudget) << name;
+    EXPECT_LE(info.verified_insns, kVerifiedInsnsBudget) << name;
   }
 }
 

@@ -53,6 +53,11 @@ struct MapSizes {
 // VxlanEncap: weir_tun_jump1's program (tail-called by from_wl); FromUl: the underlay's ingress.
 enum class Prog { FromWl, ToWl, FromWlPol, ToWlPol, VxlanEncap, FromUl };
 
+// The most instructions the verifier may process for any TC program of either build (production
+// or log variant) or a generated policy program: a quarter of BPF_COMPLEXITY_LIMIT_INSNS
+// (1,000,000), so that a program that grows is caught long before a kernel refuses it.
+inline constexpr uint32_t kVerifiedInsnsBudget = 250'000;
+
 class TcObject {
  public:
   // Loads the object with the agent's loader (dataplane::TcPrograms::load) under a new pin root

@@ -36,8 +36,6 @@ namespace {
 
 namespace pol = calc::pol;
 
-// A quarter of BPF_COMPLEXITY_LIMIT_INSNS (1,000,000 instructions processed per program).
-constexpr uint32_t kVerifiedInsnsBudget = 250'000;
 
 struct ProgCost {
   std::string name;
