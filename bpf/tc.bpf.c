@@ -448,7 +448,7 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 
 	p.ifindex = skb->ifindex;
 	if (!pol)
-		WEIR_LOG_BEGIN(skb, !from_wl);
+		WEIR_LOG_BEGIN(skb, !from_wl, from_wl ? WEIR_LOGJMP_FROM_WL : WEIR_LOGJMP_TO_WL);
 	if (pol) {
 		verdict = weir_process_pol(skb, &p, from_wl);
 		weir_policy_outcome(&p);
@@ -530,7 +530,7 @@ int weir_from_ul(struct __sk_buff *skb)
 	__u32 outcome = WEIR_CNT_DROP_DECAP, ifindex = skb->ifindex;
 	int verdict;
 
-	WEIR_LOG_BEGIN(skb, 1);
+	WEIR_LOG_BEGIN(skb, 1, WEIR_LOGJMP_FROM_UL);
 	verdict = weir_from_ul_pkt(skb, &outcome);
 	weir_count(ifindex, WEIR_HOOK_INGRESS, outcome, 0);
 	WEIR_LOG_FINAL(outcome, verdict);

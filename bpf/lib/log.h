@@ -8,7 +8,7 @@
  * checks it once on its own, and a call costs the caller a few instructions and no state (the
  * level test is inside), which keeps the log variant within the verifier budget of 6.1.
  * Arguments are scalars only; the interface tag and the level come from this CPU's
- * weir_logst1, filled by weir_log_begin at the start of the main program.
+ * weir_logst2, filled by weir_log_begin at the start of the main program.
  */
 #ifndef WEIR_LIB_LOG_H
 #define WEIR_LIB_LOG_H
@@ -57,7 +57,7 @@ static __always_inline struct weir_log_state *weir_log_state(void)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(&weir_logst1, &zero);
+	return bpf_map_lookup_elem(&weir_logst2, &zero);
 }
 
 /* This CPU's state when the packet being processed is logged at `level` or more, else NULL. */
@@ -70,30 +70,60 @@ static __always_inline struct weir_log_state *weir_log_at(__u32 level)
 	return st;
 }
 
-/* Start of a packet in a main program: what to log for it (weir_logif1: its interface's entry,
- * else entry 0), its tag ("<iface>---E", `dir_in`: "---I") and start time, and (Debug) the first
- * line.
+/* Start of a packet in a main program (`entry`: its WEIR_LOGJMP_* slot): what to log for it
+ * (weir_logif1: its interface's entry, else entry 0), its tag ("<iface>---E", `dir_in`: "---I")
+ * and start time, and (Debug) the first line. Returns 0, or the weir_logjmp1 slot of the
+ * interface's pcap filter for the main program to tail-call first (weir/log.h): the filter comes
+ * back to the main program, whose weir_log_begin then finds the filter's verdict.
  * The other statements of the chain (policy, continuation, encapsulation) use this state. */
-__weir_global int weir_log_begin(struct __sk_buff *skb, __u32 dir_in)
+__weir_global __u32 weir_log_begin(struct __sk_buff *skb, __u32 dir_in, __u32 entry)
 {
 	struct weir_log_state *st = weir_log_state();
 	struct weir_ifstate_val *ifs;
 	struct weir_log_if_val *cfg;
 	__u64 args[2];
 	__u32 k, zero = 0;
+	__u16 len_lo;
 
 	if (!skb || !st)
 		return 0;
 	k = skb->ifindex;
-	st->level = WEIR_LOG_OFF;
-	st->ifindex = k;
+	len_lo = skb->len & 0xffff;
 	cfg = bpf_map_lookup_elem(&weir_logif1, &k);
 	if (!cfg)
 		cfg = bpf_map_lookup_elem(&weir_logif1, &zero);
-	if (!cfg || cfg->level == WEIR_LOG_OFF || cfg->filter != WEIR_LOG_FILTER_ALL)
+	if (!cfg || cfg->level == WEIR_LOG_OFF) {
+		st->level = WEIR_LOG_OFF;
+		st->filter = WEIR_LOG_F_NONE;
 		return 0;
+	}
+	if (cfg->filter != WEIR_LOG_FILTER_ALL) {
+		int verdict = (st->filter == WEIR_LOG_F_MATCH || st->filter == WEIR_LOG_F_NO_MATCH) &&
+			      st->ifindex == k && st->entry == entry && st->len_lo == len_lo;
+
+		if (!verdict) {
+			/* A new packet: its filter first. Not logged unless the filter says so. */
+			st->level = WEIR_LOG_OFF;
+			st->ifindex = k;
+			st->entry = entry;
+			st->len_lo = len_lo;
+			st->filter = WEIR_LOG_F_PENDING;
+			st->start_ns = bpf_ktime_get_ns();
+			return cfg->filter;
+		}
+		/* Back from the filter: its verdict is consumed, whatever it is. */
+		verdict = st->filter == WEIR_LOG_F_MATCH;
+		st->filter = WEIR_LOG_F_NONE;
+		if (!verdict) {
+			st->level = WEIR_LOG_OFF;
+			return 0;
+		}
+	} else {
+		st->filter = WEIR_LOG_F_NONE;
+		st->start_ns = bpf_ktime_get_ns();
+	}
 	st->level = cfg->level > WEIR_LOG_DEBUG ? WEIR_LOG_DEBUG : cfg->level;
-	st->start_ns = bpf_ktime_get_ns();
+	st->ifindex = k;
 	args[1] = (__u64)(long)(dir_in ? "I" : "E");
 	ifs = bpf_map_lookup_elem(&weir_ifstate1, &k);
 	if (ifs) {
@@ -212,7 +242,15 @@ __weir_global int weir_log_final(__u32 outcome, int verdict)
 	return 0;
 }
 
-#define WEIR_LOG_BEGIN(skb, dir_in) weir_log_begin(skb, dir_in)
+/* The start of a main program (`entry`: its WEIR_LOGJMP_* slot). With a pcap filter on the
+ * interface, the first pass tail-calls the filter, which comes back to the same program; when
+ * that tail call fails (no filter in the slot), the packet goes on, not logged. */
+#define WEIR_LOG_BEGIN(skb, dir_in, entry)                                 \
+	do {                                                               \
+		__u32 weir_log_filter_slot = weir_log_begin(skb, dir_in, entry); \
+		if (weir_log_filter_slot)                                  \
+			bpf_tail_call(skb, &weir_logjmp1, weir_log_filter_slot); \
+	} while (0)
 #define WEIR_LOG_TUPLE(p) \
 	weir_log_tuple((p)->saddr, (p)->daddr, ((__u32)bpf_ntohs((p)->sport) << 16) | bpf_ntohs((p)->dport), (p)->proto)
 #define WEIR_LOG_STAGE(what, a, b) weir_log_stage(what, a, b)
@@ -222,7 +260,7 @@ __weir_global int weir_log_final(__u32 outcome, int verdict)
 
 #else /* !WEIR_LOG: the production build, no logging instruction */
 
-#define WEIR_LOG_BEGIN(skb, dir_in) ((void)0)
+#define WEIR_LOG_BEGIN(skb, dir_in, entry) ((void)0)
 #define WEIR_LOG_TUPLE(p) ((void)0)
 #define WEIR_LOG_STAGE(what, a, b) ((void)0)
 #define WEIR_LOG_NAT(vip, vport, be, be_port) ((void)0)

@@ -121,16 +121,25 @@
  */
 
 /*
- * weir_logif1: ifindex (0: every other interface) -> what the log variant logs there (see
- * weir/log.h). Writer: the tests today, the agent with bpfLogLevel next. Reader: the log
- * variant's weir_log_begin; the production object never reads it. Full: the interface is
- * logged as entry 0 says.
+ * weir_logif1: ifindex (0: every other interface) -> what the log variant logs there: level and
+ * pcap filter (see weir/log.h). Writer: the agent (bpfLogLevel, bpfLogFilters), the tests.
+ * Reader: the log variant's weir_log_begin; the production object never reads it. Full: the
+ * interface is logged as entry 0 says.
  */
 
 /*
- * weir_logst1: [0] -> struct weir_log_state, one per CPU: the log level, tag and start time of
- * the packet being processed, carried along its chain of tail calls. Writers and readers: the
- * log variant's statements only. Never full (one entry).
+ * weir_logst2: [0] -> struct weir_log_state, one per CPU: the log level, tag, start time and
+ * filter verdict of the packet being processed, carried along its chain of tail calls. Writers
+ * and readers: the log variant's statements and the generated pcap filters. Never full (one
+ * entry). (weir_logst1 had no filter fields.)
+ */
+
+/*
+ * weir_logjmp1: slot -> program (PROG_ARRAY): the log variant's three main programs
+ * (WEIR_LOGJMP_FROM_WL, _TO_WL, _FROM_UL, written by the loader of the log variant) and the
+ * pcap filters (from WEIR_LOGJMP_FIRST_FILTER, written by the agent). Readers: the log variant's
+ * main programs (into a filter) and the filters (back into the main program). Full: the agent
+ * refuses more distinct filter expressions than slots.
  */
 
 #define WEIR_MAP_DEFINE(ID, base, ver, mtype, K, V, size, flags, cfg) \

@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <bpf/bpf.h>
+#include <net/if.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -24,6 +25,7 @@
 #include "bpf/tracefs.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
+#include "dataplane/log_filters.h"
 #include "dataplane/policy_manager.h"
 #include "dataplane/policy_slots.h"
 #include "dataplane/programs.h"
@@ -83,7 +85,8 @@ class Agent {
                                 dataplane::monotonic_ns, &kernel_routes_, &tunnel_,
                                 [this](const model::DataplaneConfig& c) { return use_programs(c); }}),
         mode_(mode),
-        layout_{o.pin_root} {}
+        layout_{o.pin_root},
+        log_filters_(progs_, [](const std::string& name) { return ::if_nametoindex(name.c_str()); }) {}
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
@@ -161,20 +164,18 @@ class Agent {
   const dataplane::TcPrograms& current() const { return other_ ? *other_ : progs_; }
 
   // Dataplane::programs: the build bpfLogLevel asks for (Off: production, else the log
-  // variant), its log settings in weir_logif1 (entry 0: every interface), and when the build
-  // changed, its programs in the continuation slots and for every attach that follows.
+  // variant), its log settings (weir_logif1 and the pcap filters of bpfLogFilters, written
+  // first: a filter that does not compile changes nothing), and when the build changed, its
+  // programs in the continuation slots and for every attach that follows.
   Result<bool> use_programs(const model::DataplaneConfig& c) {
     using Variant = dataplane::TcPrograms::Variant;
     const Variant want = c.bpf_log_level == model::BpfLogLevel::Off ? Variant::Production : Variant::Log;
+    const dataplane::LogSettings settings{c.bpf_log_level == model::BpfLogLevel::Debug  ? uint32_t(WEIR_LOG_DEBUG)
+                                          : c.bpf_log_level == model::BpfLogLevel::Info ? uint32_t(WEIR_LOG_INFO)
+                                                                                        : uint32_t(WEIR_LOG_OFF),
+                                          c.bpf_log_filters};
+    WEIR_TRY(log_filters_.apply(settings));
     if (c.bpf_log_level != logged_level_) {
-      const int fd = progs_.map_fds()[maps::MapId::LOG_IF];
-      const uint32_t key = 0;
-      const weir_log_if_val v{c.bpf_log_level == model::BpfLogLevel::Debug  ? uint32_t(WEIR_LOG_DEBUG)
-                              : c.bpf_log_level == model::BpfLogLevel::Info ? uint32_t(WEIR_LOG_INFO)
-                                                                            : uint32_t(WEIR_LOG_OFF),
-                              WEIR_LOG_FILTER_ALL};
-      if (bpf_map_update_elem(fd, &key, &v, BPF_ANY) != 0)
-        return errno_error(fmt::format("writing the BPF log level into {}", WEIR_MAP_LOG_IF));
       logged_level_ = c.bpf_log_level;
       // The kernel's default trace buffer (until a tracer uses it: 7 KiB per CPU) would keep
       // only the last few dozen lines for `weir bpf tracelog`.
@@ -187,7 +188,16 @@ class Agent {
           spdlog::info("BPF log: the kernel trace buffer grew from {} to {} KiB per CPU", *before, kTraceBufferKb);
       }
     }
-    if (want == current().variant()) return false;
+    if (want == current().variant()) {
+      // The log variant's programs stay in weir_logjmp1's entry slots (where its filters return)
+      // until a whole sync has put the production build on every hook: emptied at the second
+      // call with production in place (a previous agent's, at start, included).
+      if (want == Variant::Production && production_calls_ < 2 && ++production_calls_ == 2) {
+        if (auto st = progs_.clear_log_entries(); !st) spdlog::warn("BPF log: {}", st.error().str());
+      }
+      return false;
+    }
+    production_calls_ = 0;
     std::optional<dataplane::TcPrograms> loaded;
     if (want != progs_.variant()) {
       auto l = dataplane::TcPrograms::load(layout_, c.map_sizes, want);
@@ -231,7 +241,9 @@ class Agent {
   bpf::TcMode mode_;
   maps::PinLayout layout_;
   std::optional<dataplane::TcPrograms> other_;  // the build bpfLogLevel asked for, when not progs_'s
-  model::BpfLogLevel logged_level_ = model::BpfLogLevel::Off;  // written to weir_logif1
+  model::BpfLogLevel logged_level_ = model::BpfLogLevel::Off;  // the trace buffer was sized for it
+  dataplane::LogFilters log_filters_;  // weir_logif1 and the filters in weir_logjmp1
+  int production_calls_ = 0;           // use_programs calls in a row with production in place
 };
 
 // The kernel's TC attach mode for --tc-mode, or nullopt (logged) when the kernel lacks what the

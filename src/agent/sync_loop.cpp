@@ -114,13 +114,25 @@ void SyncLoop::take_config(const model::Snapshot& snap) {
 // next sync is a full one that tries again.
 bool SyncLoop::use_programs() {
   if (!dp_.programs || !config_) return false;
+  auto asked = std::pair(config_->bpf_log_level, config_->bpf_log_filters);
+  if (refused_log_ == asked) return false;
   auto changed = dp_.programs(*config_);
   if (!changed) {
+    if (changed.error().err == 0) {
+      // Not a system error: the configuration itself (a pcap filter that does not compile).
+      // Retrying cannot help; a change of the configuration is tried.
+      spdlog::error("DataplaneConfig refused: BPF log (bpfLogLevel {}): {}; the BPF log settings and the programs "
+                    "in place stay until the configuration changes",
+                    model::to_string(config_->bpf_log_level), changed.error().str());
+      refused_log_ = std::move(asked);
+      return false;
+    }
     spdlog::error("BPF programs for bpfLogLevel {}: {}; the programs in place stay, retried by a full sync",
                   model::to_string(config_->bpf_log_level), changed.error().str());
     force_full_ = true;  // has_pending(): the event loop retries
     return false;
   }
+  refused_log_.reset();
   if (!*changed) return false;
   dp_.endpoints.readopt();
   tunnel_.reattach = tunnel_.attached.has_value();

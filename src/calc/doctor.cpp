@@ -232,7 +232,8 @@ Level worst(const std::vector<Check>& checks) {
 }
 
 std::vector<std::string> verifier_failures_in(const std::string& log, size_t max) {
-  static const char* const kMarks[] = {"BPF program load failed", "loading policy program", "loading BPF programs:"};
+  static const char* const kMarks[] = {"BPF program load failed", "loading policy program", "loading log filter program",
+                                       "loading BPF programs:"};
   std::vector<std::string> out;
   std::istringstream in(log);
   std::string line;

@@ -30,8 +30,13 @@ struct TcPrograms::Impl {
 };
 
 TcPrograms::TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
-                       std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t)
-    : impl_(std::move(impl)), maps_(std::move(m)), policy_(std::move(p)), tunnel_(std::move(t)) {}
+                       std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t,
+                       std::unique_ptr<maps::LogMaps> l)
+    : impl_(std::move(impl)),
+      maps_(std::move(m)),
+      policy_(std::move(p)),
+      tunnel_(std::move(t)),
+      log_(std::move(l)) {}
 TcPrograms::TcPrograms(TcPrograms&&) noexcept = default;
 TcPrograms& TcPrograms::operator=(TcPrograms&&) noexcept = default;
 TcPrograms::~TcPrograms() = default;
@@ -181,9 +186,12 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   if (!p) return p.error();
   auto t = maps::TunnelMaps::from_fds(fds);
   if (!t) return t.error();
+  auto l = maps::LogMaps::from_fds(fds);
+  if (!l) return l.error();
   TcPrograms progs(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)),
                    std::make_unique<maps::PolicyMaps>(std::move(*p)),
-                   std::make_unique<maps::TunnelMaps>(std::move(*t)));
+                   std::make_unique<maps::TunnelMaps>(std::move(*t)),
+                   std::make_unique<maps::LogMaps>(std::move(*l)));
   WEIR_TRY(progs.install_continuations());
   return progs;
 }
@@ -236,6 +244,24 @@ Status TcPrograms::install_continuations() {
   if (!st) {
     return st.error().wrap(fmt::format("writing the VXLAN encapsulation into {} slot {}",
                                        WEIR_MAP_TUN_JUMP, WEIR_TUN_JUMP_VXLAN_ENCAP));
+  }
+  if (variant() != Variant::Log) return {};
+  // The log variant's main programs, where its pcap filters return (weir/log.h). The
+  // production build leaves the slots alone: a packet still in the log variant's chain may
+  // need them until every hook has the production build (clear_log_entries()).
+  const std::pair<__u32, int> entries[] = {
+      {WEIR_LOGJMP_FROM_WL, from_wl_fd()}, {WEIR_LOGJMP_TO_WL, to_wl_fd()}, {WEIR_LOGJMP_FROM_UL, from_ul_fd()}};
+  for (const auto& [slot, fd] : entries) {
+    auto e = log_->logjmp.update(slot, static_cast<__u32>(fd));
+    if (!e) return e.error().wrap(fmt::format("writing the log variant's entry into {} slot {}", WEIR_MAP_LOG_JMP, slot));
+  }
+  return {};
+}
+
+Status TcPrograms::clear_log_entries() {
+  for (__u32 slot : {WEIR_LOGJMP_FROM_WL, WEIR_LOGJMP_TO_WL, WEIR_LOGJMP_FROM_UL}) {
+    auto r = log_->logjmp.remove(slot);
+    if (!r) return r.error().wrap(fmt::format("emptying {} slot {}", WEIR_MAP_LOG_JMP, slot));
   }
   return {};
 }

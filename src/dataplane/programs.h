@@ -83,13 +83,18 @@ class TcPrograms {
   maps::WeirMaps& maps() { return *maps_; }
   maps::PolicyMaps& policy_maps() { return *policy_; }
   maps::TunnelMaps& tunnel_maps() { return *tunnel_; }
+  maps::LogMaps& log_maps() { return *log_; }
   // The fds a generated policy program is relocated against (polprog::load). Borrowed: valid
   // while this object lives.
   polprog::PolicyMapFds policy_map_fds() const;
 
   // (Re)writes the continuations into jump slots 0 and 1 and the encapsulation program into
-  // weir_tun_jump1. load() does it; exposed for repair.
+  // weir_tun_jump1; for the log variant, also its main programs into weir_logjmp1's entry slots
+  // (where the pcap filters return). load() does it; exposed for repair.
   Status install_continuations();
+  // Empties weir_logjmp1's entry slots, releasing the log variant's programs the slots keep
+  // loaded: once the production build is on every hook, no packet can need them.
+  Status clear_log_entries();
 
   // dataplane::set_tunnel / set_vteps (dataplane/tunnel.h) on this object's maps.
   Status set_tunnel(const TunnelConfig& c);
@@ -97,11 +102,13 @@ class TcPrograms {
 
  private:
   TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
-             std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t);
+             std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t,
+             std::unique_ptr<maps::LogMaps> l);
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<maps::WeirMaps> maps_;
   std::unique_ptr<maps::PolicyMaps> policy_;
   std::unique_ptr<maps::TunnelMaps> tunnel_;
+  std::unique_ptr<maps::LogMaps> log_;
 };
 
 // "production" or "log".

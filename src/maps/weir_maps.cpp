@@ -86,6 +86,14 @@ Status bind_members(TunnelMaps& t, Fn&& one) {
   return {};
 }
 
+template <typename Fn>
+Status bind_members(LogMaps& l, Fn&& one) {
+  WEIR_TRY(one(MapId::LOG_IF, l.logif));
+  WEIR_TRY(one(MapId::LOG_ST, l.logst));
+  WEIR_TRY(one(MapId::LOG_JMP, l.logjmp));
+  return {};
+}
+
 // The binders of bind_members(): open each map's pin, or dup each of a loader's fds.
 auto pinned_in(const PinLayout& layout) {
   return [&layout](MapId id, auto& out) { return open_one(layout, id, out); };
@@ -130,6 +138,18 @@ Result<TunnelMaps> TunnelMaps::from_fds(const MapFds& fds) {
   TunnelMaps t;
   WEIR_TRY(bind_members(t, dup_of(fds)));
   return t;
+}
+
+Result<LogMaps> LogMaps::open_pinned(const PinLayout& layout) {
+  LogMaps l;
+  WEIR_TRY(bind_members(l, pinned_in(layout)));
+  return l;
+}
+
+Result<LogMaps> LogMaps::from_fds(const MapFds& fds) {
+  LogMaps l;
+  WEIR_TRY(bind_members(l, dup_of(fds)));
+  return l;
 }
 
 }  // namespace weir::maps

@@ -33,6 +33,12 @@ using RuleCountersMap = MapView<MapId::RULE_CNT>;
 using TunnelMap = MapView<MapId::TUNNEL>;
 using VtepsMap = MapView<MapId::VTEPS>;
 using TunJumpMap = MapView<MapId::TUN_JUMP>;
+// The BPF debug log (weir/log.h): what each interface logs (level, pcap filter slot), the
+// per-CPU state of the packet being logged, and the PROG_ARRAY of the log variant's main
+// programs and the pcap filters.
+using LogIfMap = MapView<MapId::LOG_IF>;
+using LogStateMap = MapView<MapId::LOG_ST>;
+using LogJumpMap = MapView<MapId::LOG_JMP>;
 
 // Names of every map, in the table's order (WEIR_MAPS, the order of docs/maps.md).
 const std::vector<std::string>& all_map_names();
@@ -112,6 +118,25 @@ class TunnelMaps {
 
  private:
   TunnelMaps() = default;
+};
+
+// The maps of the BPF debug log. Separate for the same reason as TunnelMaps.
+class LogMaps {
+ public:
+  LogMaps(LogMaps&&) noexcept = default;
+  LogMaps& operator=(LogMaps&&) noexcept = default;
+  LogMaps(const LogMaps&) = delete;
+  LogMaps& operator=(const LogMaps&) = delete;
+
+  static Result<LogMaps> open_pinned(const PinLayout& layout);
+  static Result<LogMaps> from_fds(const MapFds& fds);
+
+  LogIfMap logif;    // weir_logif1: ifindex (0: every other interface) -> weir_log_if_val
+  LogStateMap logst; // weir_logst2[0]: per-CPU weir_log_state
+  LogJumpMap logjmp; // weir_logjmp1: WEIR_LOGJMP_* slot -> program fd (reads back the program id)
+
+ private:
+  LogMaps() = default;
 };
 
 }  // namespace weir::maps

@@ -693,8 +693,8 @@ void parse_encapsulation(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
     cfg.underlay_mtu = static_cast<uint32_t>(*v);
 }
 
-// The BPF debug log: bpfLogLevel (Off, Info, Debug; any case), bpfLogFilters (refused while the
-// log variant has no pcap filter: docs/bpf-log.md).
+// The BPF debug log: bpfLogLevel (Off, Info, Debug; any case), bpfLogFilters (interface name or
+// "all" -> pcap expression: docs/bpf-log.md).
 void parse_bpf_log(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
   if (auto lvl = c.str(spec, "bpfLogLevel", "spec.bpfLogLevel", false)) {
     if (auto l = parse_bpf_log_level(*lvl))
@@ -703,10 +703,26 @@ void parse_bpf_log(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
       c.error("spec.bpfLogLevel", Ctx::child(spec, "bpfLogLevel"),
               fmt::format("invalid BPF log level {}: must be Off, Info or Debug", quote(*lvl)));
   }
-  if (spec.IsMap() && spec["bpfLogFilters"])
-    c.error("spec.bpfLogFilters", Ctx::child(spec, "bpfLogFilters"),
-            "pcap filters for the BPF log are not supported yet: remove bpfLogFilters (with "
-            "bpfLogLevel alone every packet of every interface is logged)");
+  YAML::Node filters = c.map(spec, "bpfLogFilters", "spec.bpfLogFilters", false);
+  if (!filters.IsDefined()) return;
+  for (const auto& kv : filters) {
+    const std::string key = kv.first.Scalar();
+    const std::string path = fmt::format("spec.bpfLogFilters[{}]", quote(key));
+    if (key != kBpfLogFilterAll && !is_valid_ifname(key)) {
+      c.error(path, kv.first,
+              fmt::format("{} is not an interface name (1 to 15 characters, none of them '/', ':' or "
+                          "white space) nor \"{}\"", quote(key), kBpfLogFilterAll));
+      continue;
+    }
+    auto expr = c.scalar(kv.second, path);
+    if (!expr) continue;
+    if (expr->find_first_not_of(" \t\n") == std::string::npos)
+      c.error(path, kv.second, "is empty: give a pcap expression, e.g. \"tcp port 80\"");
+    else if (expr->size() > kMaxBpfLogFilterLength)
+      c.error(path, kv.second, fmt::format("is {} characters long, more than {}", expr->size(), kMaxBpfLogFilterLength));
+    else
+      cfg.bpf_log_filters[key] = *expr;
+  }
 }
 
 std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& root,

@@ -226,7 +226,15 @@ struct DataplaneConfig {
   uint16_t vxlan_port = kDefaultVxlanPort;      // spec.vxlanPort: UDP destination port
   uint32_t underlay_mtu = kDefaultUnderlayMtu;  // spec.underlayMTU, kMin..kMaxUnderlayMtu
   BpfLogLevel bpf_log_level = BpfLogLevel::Off;  // spec.bpfLogLevel
+  // spec.bpfLogFilters: interface name, or kBpfLogFilterAll for every interface without a
+  // filter of its own, -> pcap expression. The shape is checked here; whether libpcap and weir
+  // can compile an expression is the agent's (and `weir apply`'s) check, see docs/bpf-log.md.
+  std::map<std::string, std::string> bpf_log_filters;
 };
+
+inline constexpr const char* kBpfLogFilterAll = "all";
+// The longest pcap expression accepted (a filter longer than this is a mistake, not a filter).
+inline constexpr size_t kMaxBpfLogFilterLength = 1024;
 
 // The MTU of the pods' interfaces: the underlay's, less kVxlanOverhead when inter-node traffic
 // is VXLAN-encapsulated (so that an encapsulated full-size packet still fits the underlay).

@@ -37,6 +37,7 @@
 
 #include <fmt/format.h>
 
+#include "polprog/count_emit.h"
 #include "polprog/disasm.h"
 #include "weir/counters.h"
 #include "weir/policy.h"
@@ -303,34 +304,11 @@ void emit_tail_call(Gen& g, uint32_t slot) {
 
 // Missed tail call: count DROP_TAIL_CALL + TOTAL for (ifindex, hook), drop.
 void emit_tail_fail(Gen& g) {
-  Target& have = g.target("tail_fail_have");
-  Target& out = g.target("tail_fail_out");
   g.ldx(Size::U32, R1, kState, kOffIfindex);
   g.stx(Size::U32, R10, kStCntKey + static_cast<int>(offsetof(weir_counters_key, ifindex)), R1);
   g.ldx(Size::U8, R1, kState, kOffHook);
   g.stx(Size::U32, R10, kStCntKey + static_cast<int>(offsetof(weir_counters_key, hook)), R1);
-  stack_ptr(g, R2, kStCntKey);
-  g.ld_map_fd(R1, kMapCounters);
-  g.call(BPF_FUNC_map_lookup_elem);
-  g.jmp(Cond::Ne, R0, 0, have);
-  // First packet counted on this interface and hook: insert zeroes, look up again.
-  for (int i = 0; i < WEIR_CNT__MAX; i++) g.st(Size::U64, R10, kStCntVal + 8 * i, 0);
-  g.ld_map_fd(R1, kMapCounters);
-  stack_ptr(g, R2, kStCntKey);
-  stack_ptr(g, R3, kStCntVal);
-  g.mov(R4, BPF_NOEXIST);
-  g.call(BPF_FUNC_map_update_elem);
-  g.ld_map_fd(R1, kMapCounters);
-  stack_ptr(g, R2, kStCntKey);
-  g.call(BPF_FUNC_map_lookup_elem);
-  g.jmp(Cond::Eq, R0, 0, out);
-  g.bind(have);
-  for (int c : {static_cast<int>(WEIR_CNT_DROP_TAIL_CALL), static_cast<int>(WEIR_CNT_TOTAL)}) {
-    g.ldx(Size::U64, R1, R0, 8 * c);
-    g.add(R1, 1);
-    g.stx(Size::U64, R0, 8 * c, R1);
-  }
-  g.bind(out);
+  if (g.live) emit_count_outcome(g.a, MapRef{kMapCounters}, kStCntKey, kStCntVal, WEIR_CNT_DROP_TAIL_CALL);
   g.mov(R0, TC_ACT_SHOT);
   g.exit();
 }
@@ -871,7 +849,9 @@ bool valid_name_char(char c) {
          c == '.';
 }
 
-Result<Fd> load_chunk(const Program& prog, const std::string& name) {
+}  // namespace
+
+Result<Fd> load_sched_cls(const Program& prog, const std::string& name, const std::string& what) {
   WEIR_TRY(check_relocated(prog));
   bpf_prog_load_opts opts{};
   opts.sz = sizeof(opts);
@@ -891,11 +871,9 @@ Result<Fd> load_chunk(const Program& prog, const std::string& name) {
   if (log.size() > 6000) log = "..." + log.substr(log.size() - 6000);
   std::string listing = disassemble(prog);
   if (listing.size() > 20000) listing = listing.substr(0, 20000) + "\n...";
-  return Error{err, fmt::format("loading policy program {} ({} instructions): verifier log:\n{}\nprogram:\n{}",
+  return Error{err, fmt::format("loading {} {} ({} instructions): verifier log:\n{}\nprogram:\n{}", what,
                                 name, prog.insns.size(), log, listing)};
 }
-
-}  // namespace
 
 Result<CompiledPolicy> compile(const EndpointPolicy& policy, const CompileOptions& opts) {
   Compiler c(policy, opts);
@@ -939,7 +917,7 @@ Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fd
     Program p = compiled.chunks[i];
     const std::string name = chunk_program_name(name_pattern, i);
     if (auto st = relocate(p, refs); !st.ok()) return st.error().wrap("relocating " + name);
-    auto fd = load_chunk(p, name);
+    auto fd = load_sched_cls(p, name, "policy program");
     if (!fd.ok()) return fd.error();
     out.chunks.push_back(std::move(*fd));
   }

@@ -103,6 +103,11 @@ std::string chunk_program_name(const std::string& pattern, size_t chunk);
 Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fds,
                           const std::string& name_pattern);
 
+// Loads one relocated program as BPF_PROG_TYPE_SCHED_CLS under the kernel name `name`. An error
+// reads "loading <what> <name> (<n> instructions): verifier log: ..." with the log's tail and
+// the disassembly (`weir doctor` looks for it in the agent's log).
+Result<Fd> load_sched_cls(const Program& prog, const std::string& name, const std::string& what);
+
 // Writes chunks 1..N-1 into their jump slots (highest first). Chunk 0 is left to the caller.
 Status install_chunks(const LoadedPolicy& loaded, int jump_fd);
 

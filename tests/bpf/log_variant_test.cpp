@@ -11,12 +11,14 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "dataplane/log_filters.h"
 #include "dataplane/programs.h"
 #include "tc_fixture.h"
 #include "trace_lines.h"
@@ -229,6 +231,142 @@ TEST_F(ProductionLogTest, TheProductionObjectNeverLogsWhateverTheMapSays) {
   auto r = from_wl(client_if, client_tcp(43124, kVip, kVipTcpPort, kTcpSyn));
   ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
   EXPECT_TRUE(trace_of(name).empty()) << messages(trace_of(name));
+}
+
+// --- pcap filters (bpfLogFilters) ---------------------------------------------------------------
+
+// The filters as the agent puts them (dataplane::LogFilters), the client's interface known by
+// the name fresh_client_name() gave it.
+class LogFilterTest : public LogTest {
+ protected:
+  void SetUp() override {
+    LogTest::SetUp();
+    if (HasFatalFailure()) return;
+    name_ = fresh_client_name();
+    filters_ = std::make_unique<dataplane::LogFilters>(tc->programs(), [this](const std::string& n) {
+      return n == name_ ? client_if : n == "weir1h" ? be1_if : 0u;
+    });
+  }
+  Status apply(uint32_t level, std::map<std::string, std::string> f) {
+    return filters_->apply(dataplane::LogSettings{level, std::move(f)});
+  }
+  size_t count(const std::vector<calc::TraceLine>& lines, const std::string& prefix) {
+    size_t n = 0;
+    for (const auto& l : lines) n += l.message.rfind(prefix, 0) == 0;
+    return n;
+  }
+  uint64_t total(uint32_t ifindex, uint32_t hook, int counter) { return tc->counters(ifindex, hook).c[counter]; }
+
+  std::string name_;
+  std::unique_ptr<dataplane::LogFilters> filters_;
+};
+
+TEST_F(LogFilterTest, OnlyMatchingPacketsAreLoggedAndEveryPacketIsProcessedOnce) {
+  ASSERT_TRUE(apply(WEIR_LOG_DEBUG, {{"all", "host 10.65.0.10 and tcp port 80"}}).ok());
+  auto r = from_wl(client_if, client_tcp(43125, kVip, kVipTcpPort, kTcpSyn));
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
+  r = from_wl(client_if, client_udp(40003, kVip, kVipUdpPort));
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT) << "a packet the filter does not match goes on as without a log";
+  r = from_wl(client_if, client_tcp(43126, kVip, 8443, kTcpSyn));
+  ASSERT_NE(r.retval, TC_ACT_SHOT);
+
+  auto lines = trace_of(name_);
+  const std::string all = messages(lines);
+  EXPECT_EQ(count(lines, "New packet at"), 1u) << "logged once, though the main program ran twice\n" << all;
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:43125 -> 10.96.0.10:80 proto=6"), 1u) << all;
+  EXPECT_EQ(count(lines, "Final result=REDIRECT (7)"), 1u) << all;
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:40003"), 0u) << "UDP: not matched\n" << all;
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:43126"), 0u) << "port 8443: not matched\n" << all;
+  EXPECT_EQ(count(lines, "Final result="), 1u) << all;
+  // Each packet counted once: the first pass of the main program ends in the filter's tail call.
+  EXPECT_EQ(total(client_if, WEIR_HOOK_INGRESS, WEIR_CNT_TOTAL), 3u);
+  EXPECT_EQ(filters_->slots().size(), 1u);
+}
+
+TEST_F(LogFilterTest, FiltersSeeThePacketBeforeNat) {
+  // The client's packets are addressed to the VIP; the backend is what NAT makes of them.
+  ASSERT_TRUE(apply(WEIR_LOG_INFO, {{name_, "dst host 10.65.1.11"}}).ok());
+  ASSERT_EQ(from_wl(client_if, client_tcp(43127, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  EXPECT_TRUE(trace_of(name_).empty()) << messages(trace_of(name_));
+  ASSERT_TRUE(apply(WEIR_LOG_INFO, {{name_, "dst host 10.96.0.10"}}).ok());
+  ASSERT_EQ(from_wl(client_if, client_tcp(43128, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  auto lines = trace_of(name_);
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:43128 -> 10.96.0.10:80 proto=6"), 1u) << messages(lines);
+  EXPECT_EQ(filters_->slots().size(), 1u) << "the filter no interface names any more is gone";
+}
+
+TEST_F(LogFilterTest, AnInterfacesOwnFilterWinsOverAllAndWithoutAllOtherInterfacesLogEverything) {
+  ASSERT_TRUE(apply(WEIR_LOG_INFO, {{name_, "udp"}}).ok());
+  ASSERT_EQ(from_wl(client_if, client_tcp(43129, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  ASSERT_EQ(from_wl(client_if, client_udp(40004, kVip, kVipUdpPort)).retval, TC_ACT_REDIRECT);
+  // Below LogTest's ports (20000 + pid % 20000): this process's trace lines of weir1h stay apart.
+  const uint16_t sport = static_cast<uint16_t>(2000 + 2 * (getpid() % 9000));
+  ASSERT_EQ(to_wl(be1_if, tcp_pkt(kBe1HostMac, kBe1Mac, kRemoteIp, sport, kBe1Ip, 8080, kTcpSyn)).retval, TC_ACT_OK);
+  auto lines = trace_of(name_);
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:43129"), 0u) << messages(lines);
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:40004 -> 10.96.0.10:53 proto=17"), 1u) << messages(lines);
+  EXPECT_EQ(count(trace_of("weir1h"), "IP 192.168.50.5:" + std::to_string(sport) + " -> 10.65.1.11:8080"), 1u)
+      << "no filter of its own and no \"all\": every packet\n" << messages(trace_of("weir1h"));
+
+  // With "all", the backend's interface logs only what it matches; the client keeps its own.
+  ASSERT_TRUE(apply(WEIR_LOG_INFO, {{name_, "udp"}, {"all", "icmp"}}).ok());
+  ASSERT_EQ(to_wl(be1_if, tcp_pkt(kBe1HostMac, kBe1Mac, kRemoteIp, sport + 1, kBe1Ip, 8080, kTcpSyn)).retval, TC_ACT_OK);
+  EXPECT_EQ(count(trace_of("weir1h"), "IP 192.168.50.5:" + std::to_string(sport + 1)), 0u);
+  ASSERT_EQ(from_wl(client_if, client_udp(40005, kVip, kVipUdpPort)).retval, TC_ACT_REDIRECT);
+  EXPECT_EQ(count(trace_of(name_), "IP 10.65.0.10:40005"), 1u);
+  EXPECT_EQ(filters_->slots().size(), 2u);
+}
+
+TEST_F(LogFilterTest, AnEmptyFilterSlotLogsNothingAndAnEmptyEntrySlotDropsCounted) {
+  ASSERT_TRUE(apply(WEIR_LOG_DEBUG, {{"all", "tcp"}}).ok());
+  const uint32_t slot = filters_->slots().at("tcp");
+  maps::LogMaps& m = tc->programs().log_maps();
+  // The filter gone (as while the agent replaces it): the packet goes on, not logged.
+  ASSERT_TRUE(m.logjmp.remove(slot).ok());
+  ASSERT_EQ(from_wl(client_if, client_tcp(43130, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  EXPECT_TRUE(trace_of(name_).empty()) << messages(trace_of(name_));
+  // The main program's slot gone: the filter cannot return the packet to it; dropped, counted.
+  ASSERT_TRUE(apply(WEIR_LOG_DEBUG, {{"all", "udp or tcp"}}).ok());
+  ASSERT_TRUE(m.logjmp.remove(WEIR_LOGJMP_FROM_WL).ok());
+  EXPECT_EQ(from_wl(client_if, client_tcp(43131, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_SHOT);
+  EXPECT_EQ(total(client_if, WEIR_HOOK_INGRESS, WEIR_CNT_DROP_TAIL_CALL), 1u);
+  EXPECT_EQ(total(client_if, WEIR_HOOK_INGRESS, WEIR_CNT_TOTAL), 2u);
+  ASSERT_TRUE(tc->programs().install_continuations().ok());
+}
+
+TEST_F(LogFilterTest, AnExpressionThatDoesNotCompileChangesNothing) {
+  ASSERT_TRUE(apply(WEIR_LOG_INFO, {{"all", "udp"}}).ok());
+  const auto before = filters_->slots();
+  auto bad = apply(WEIR_LOG_DEBUG, {{"all", "udp"}, {name_, "tcp prot 80"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().err, 0) << "refused input, not a system error: " << bad.error().str();
+  EXPECT_NE(bad.error().msg.find("bpfLogFilters[" + name_ + "]: pcap filter \"tcp prot 80\""), std::string::npos)
+      << bad.error().str();
+  auto unsupported = apply(WEIR_LOG_DEBUG, {{"all", "inbound"}});
+  ASSERT_FALSE(unsupported.ok());
+  EXPECT_NE(unsupported.error().msg.find("is not supported"), std::string::npos) << unsupported.error().str();
+  EXPECT_EQ(filters_->slots(), before);
+  // Still Info with "udp" everywhere.
+  ASSERT_EQ(from_wl(client_if, client_udp(40006, kVip, kVipUdpPort)).retval, TC_ACT_REDIRECT);
+  auto lines = trace_of(name_);
+  EXPECT_EQ(count(lines, "IP 10.65.0.10:40006"), 1u) << messages(lines);
+  EXPECT_EQ(count(lines, "New packet"), 0u) << "Info, not Debug\n" << messages(lines);
+}
+
+TEST_F(LogFilterTest, OffLeavesEntryZeroAloneAndNoFilter) {
+  ASSERT_TRUE(apply(WEIR_LOG_DEBUG, {{"all", "udp"}, {name_, "tcp"}}).ok());
+  ASSERT_TRUE(apply(WEIR_LOG_OFF, {{"all", "udp"}, {name_, "tcp"}}).ok());
+  EXPECT_TRUE(filters_->slots().empty());
+  maps::LogMaps& m = tc->programs().log_maps();
+  auto entries = m.logif.dump();
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].first, 0u);
+  EXPECT_EQ((*entries)[0].second.level, uint32_t(WEIR_LOG_OFF));
+  for (uint32_t slot = WEIR_LOGJMP_FIRST_FILTER; slot < WEIR_MAP_LOG_JMP_SIZE; slot++)
+    EXPECT_FALSE(m.logjmp.lookup(slot).value().has_value()) << slot;
+  ASSERT_EQ(from_wl(client_if, client_tcp(43132, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  EXPECT_TRUE(trace_of(name_).empty());
 }
 
 }  // namespace

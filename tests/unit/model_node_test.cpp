@@ -471,7 +471,7 @@ TEST(DataplaneConfigEncapsulation, IpipEnabledIsRefused) {
                        "IPIP is not supported"));
 }
 
-TEST(DataplaneConfigBpfLog, LevelInAnyCaseAndFiltersRefusedForNow) {
+TEST(DataplaneConfigBpfLog, LevelInAnyCase) {
   for (auto [text, want] : {std::pair{"Off", BpfLogLevel::Off}, {"info", BpfLogLevel::Info}, {"DEBUG", BpfLogLevel::Debug},
                             {"Debug", BpfLogLevel::Debug}}) {
     auto r = load_text("c.yaml", config_doc(fmt::format("  bpfLogLevel: {}\n", text)));
@@ -483,11 +483,40 @@ TEST(DataplaneConfigBpfLog, LevelInAnyCaseAndFiltersRefusedForNow) {
   ASSERT_EQ(bad.errors.size(), 1u) << dump(bad.errors);
   EXPECT_TRUE(HasError(bad.errors, "c.yaml", "DataplaneConfig default", "spec.bpfLogLevel",
                        "invalid BPF log level \"verbose\": must be Off, Info or Debug"));
-  auto filters = load_text("c.yaml", config_doc("  bpfLogLevel: Debug\n  bpfLogFilters: {all: \"tcp port 80\"}\n"));
-  ASSERT_EQ(filters.errors.size(), 1u) << dump(filters.errors);
-  EXPECT_TRUE(HasError(filters.errors, "c.yaml", "DataplaneConfig default", "spec.bpfLogFilters",
-                       "pcap filters for the BPF log are not supported yet"));
   EXPECT_EQ(to_string(BpfLogLevel::Info), "Info");
+}
+
+TEST(DataplaneConfigBpfLog, FiltersByInterfaceNameOrAll) {
+  auto r = load_text("c.yaml", config_doc("  bpfLogLevel: Debug\n"
+                                          "  bpfLogFilters:\n"
+                                          "    all: \"tcp port 80\"\n"
+                                          "    weir1a2b3c4d5e6: \"host 10.65.0.2 and udp\"\n"));
+  ASSERT_TRUE(r.ok()) << dump(r.errors);
+  const std::map<std::string, std::string> want{{"all", "tcp port 80"}, {"weir1a2b3c4d5e6", "host 10.65.0.2 and udp"}};
+  EXPECT_EQ(r.snapshot->effective_config().bpf_log_filters, want);
+  EXPECT_TRUE(Snapshot{}.effective_config().bpf_log_filters.empty());
+}
+
+TEST(DataplaneConfigBpfLog, BadFiltersAreRefusedNamingTheKey) {
+  struct Case {
+    std::string yaml, field, message;
+  };
+  const std::string long_expr(kMaxBpfLogFilterLength + 1, 'x');
+  for (const Case& c : std::vector<Case>{
+           {"  bpfLogFilters: \"tcp port 80\"\n", "spec.bpfLogFilters", "must be a mapping"},
+           {"  bpfLogFilters: {weir0123456789ab: icmp}\n", "spec.bpfLogFilters[\"weir0123456789ab\"]",
+            "is not an interface name (1 to 15 characters"},
+           {"  bpfLogFilters: {\"a/b\": icmp}\n", "spec.bpfLogFilters[\"a/b\"]", "is not an interface name"},
+           {"  bpfLogFilters: {all: \"  \"}\n", "spec.bpfLogFilters[\"all\"]", "is empty: give a pcap expression"},
+           {"  bpfLogFilters: {all: 80}\n", "spec.bpfLogFilters[\"all\"]", "not a string"},
+           {"  bpfLogFilters: {all: [icmp]}\n", "spec.bpfLogFilters[\"all\"]", "must be a string"},
+           {"  bpfLogFilters: {all: \"" + long_expr + "\"}\n", "spec.bpfLogFilters[\"all\"]",
+            "is 1025 characters long, more than 1024"},
+       }) {
+    auto r = load_text("c.yaml", config_doc(c.yaml));
+    ASSERT_EQ(r.errors.size(), 1u) << c.yaml << dump(r.errors);
+    EXPECT_TRUE(HasError(r.errors, "c.yaml", "DataplaneConfig default", c.field, c.message)) << c.yaml << dump(r.errors);
+  }
 }
 
 TEST(DataplaneConfigEncapsulation, PodMtu) {

@@ -285,6 +285,39 @@ spec: {underlayAddress: 192.168.200.2, podCIDR: 10.65.0.0/24}
   EXPECT_EQ(underlay_attaches(), 3);
 }
 
+// A configuration Dataplane::programs refuses as input (Error without errno: a pcap filter that
+// does not compile) is not retried: it is asked again only once the configuration changes, and
+// the rest of every sync goes on.
+TEST_F(SyncLoopTest, ARefusedBpfLogConfigurationIsNotRetriedUntilItChanges) {
+  std::vector<std::map<std::string, std::string>> asked;
+  agent->programs = [&](const model::DataplaneConfig& c) -> Result<bool> {
+    asked.push_back(c.bpf_log_filters);
+    for (const auto& [iface, expr] : c.bpf_log_filters)
+      if (expr == "tcp prot 80") return make_error("bpfLogFilters[{}]: pcap filter \"{}\": syntax error", iface, expr);
+    return false;
+  };
+  auto config = [&](const char* filter) {
+    dir.write("config.yaml", fmt::format("apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {{name: default}}\n"
+                                         "spec: {{bpfLogLevel: Debug, bpfLogFilters: {{all: \"{}\"}}}}\n",
+                                         filter));
+  };
+  config("tcp prot 80");
+  loop().sync(*ds);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_FALSE(loop().has_pending()) << "a refused configuration is not retried";
+  dir.write("services.yaml", services(backend("10.65.0.2")));
+  loop().sync(*ds);
+  EXPECT_EQ(asked.size(), 1u) << "the same configuration is not asked again";
+  EXPECT_EQ(nat_content(m)[kWeb].size(), 1u) << "the rest of the sync went on";
+  config("tcp port 80");
+  loop().sync(*ds);
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(asked.back().at("all"), "tcp port 80");
+  config("tcp prot 80");
+  loop().sync(*ds);
+  EXPECT_EQ(asked.size(), 3u) << "refused again after a good one: asked, since it changed";
+}
+
 TEST_F(SyncLoopTest, FirstSyncIsFullAndProgramsEverything) {
   loop().sync(*ds);
   EXPECT_EQ(loop().last_path(), Path::Full);

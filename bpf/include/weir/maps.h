@@ -51,13 +51,15 @@
 	X(VTEPS,    vteps,    1, BPF_MAP_TYPE_HASH,          __u32,                        __u32,                   (8 * 1024),    0,                  fixed)         \
 	X(TUN_JUMP, tun_jump, 1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   1,             0,                  fixed)         \
 	X(LOG_IF,   logif,    1, BPF_MAP_TYPE_HASH,          __u32,                        struct weir_log_if_val,  1024,          0,                  fixed)         \
-	X(LOG_ST,   logst,    1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_log_state,   1,             0,                  fixed)
+	X(LOG_ST,   logst,    2, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_log_state,   1,             0,                  fixed)         \
+	X(LOG_JMP,  logjmp,   1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   64,            0,                  fixed)
 
 /* Maps whose layout changed, as X(base, version): their pins are what an older weir left. The
  * loader unpins them once their successors are pinned; `weir bpf cleanup` removes them. */
 #define WEIR_MAPS_RETIRED(X) \
 	X(counters, 1) \
-	X(counters, 2)
+	X(counters, 2) \
+	X(logst, 1)
 /* clang-format on */
 
 /* The name of map (base, version): weir_<base><version>, as an identifier and as a string. */
