@@ -25,6 +25,7 @@
 #include "lib/nat.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
+#include "lib/profile.h"
 #include "lib/route.h"
 #include "lib/tunnel.h"
 
@@ -397,6 +398,7 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 		/* A new SYN on the 5-tuple of a finished flow: start over. */
 		weir_ct_delete_flow(&key, ct);
 	}
+	WEIR_PROF_NEW();
 	if (from_wl) {
 		if (!weir_src_is_workload(p->saddr, p->ifindex))
 			return weir_verdict(p, WEIR_CNT_DROP_UNKNOWN_SOURCE, TC_ACT_SHOT);
@@ -447,8 +449,10 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	int verdict;
 
 	p.ifindex = skb->ifindex;
-	if (!pol)
+	if (!pol) {
 		WEIR_LOG_BEGIN(skb, !from_wl, from_wl ? WEIR_LOGJMP_FROM_WL : WEIR_LOGJMP_TO_WL);
+		WEIR_PROF_BEGIN();
+	}
 	if (pol) {
 		verdict = weir_process_pol(skb, &p, from_wl);
 		weir_policy_outcome(&p);
@@ -471,6 +475,7 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	/* After a successful tail call into a policy or the encapsulation the main program does not
 	 * get here: the program called counts the packet. */
 	weir_count(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, p.outcome, p.facts);
+	WEIR_PROF_END(p.ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS);
 	if (verdict == TC_ACT_REDIRECT)
 		WEIR_LOG_STAGE(WEIR_LOG_REDIRECT, p.redirect_ifindex, p.redirect_fwd == WEIR_FRAG_FWD_PEER);
 	WEIR_LOG_FINAL(p.outcome, verdict);
@@ -516,6 +521,7 @@ int weir_vxlan_encap(struct __sk_buff *skb)
 	WEIR_LOG_STAGE(WEIR_LOG_ENCAP, skb->cb[WEIR_CB_NEXT_HOP], 0);
 	verdict = weir_vxlan_encap_pkt(skb, &p);
 	weir_count(p.ifindex, WEIR_HOOK_INGRESS, p.outcome, p.facts);
+	WEIR_PROF_END(p.ifindex, WEIR_HOOK_INGRESS);
 	if (verdict == TC_ACT_REDIRECT)
 		WEIR_LOG_STAGE(WEIR_LOG_REDIRECT, p.redirect_ifindex, 0);
 	WEIR_LOG_FINAL(p.outcome, verdict);
@@ -531,8 +537,10 @@ int weir_from_ul(struct __sk_buff *skb)
 	int verdict;
 
 	WEIR_LOG_BEGIN(skb, 1, WEIR_LOGJMP_FROM_UL);
+	WEIR_PROF_BEGIN();
 	verdict = weir_from_ul_pkt(skb, &outcome);
 	weir_count(ifindex, WEIR_HOOK_INGRESS, outcome, 0);
+	WEIR_PROF_END(ifindex, WEIR_HOOK_INGRESS);
 	WEIR_LOG_FINAL(outcome, verdict);
 	return verdict;
 }

@@ -142,6 +142,18 @@
  * refuses more distinct filter expressions than slots.
  */
 
+/*
+ * weir_prof1: {ifindex, hook, kind} -> per-CPU {runs, total ns} (see weir/profile.h). Writers:
+ * the profiling builds (insert zeroes when missing, add), `weir bpf profiling e2e` (deletes what
+ * it printed). Reader: that command. Full: the packet is not profiled.
+ */
+
+/*
+ * weir_profst1: [0] -> struct weir_prof_state, one per CPU: the start time and kind of the packet
+ * being timed, along its chain of tail calls. Writers and readers: the profiling builds only.
+ * Never full (one entry).
+ */
+
 #define WEIR_MAP_DEFINE(ID, base, ver, mtype, K, V, size, flags, cfg) \
 	struct {                                                         \
 		__uint(type, mtype);                                     \

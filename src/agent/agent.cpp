@@ -163,13 +163,13 @@ class Agent {
   // for the agent's life) or the other build, loaded when bpfLogLevel asked for it.
   const dataplane::TcPrograms& current() const { return other_ ? *other_ : progs_; }
 
-  // Dataplane::programs: the build bpfLogLevel asks for (Off: production, else the log
-  // variant), its log settings (weir_logif1 and the pcap filters of bpfLogFilters, written
+  // Dataplane::programs: the build bpfLogLevel and bpfProfiling ask for (docs/bpf-log.md,
+  // docs/profiling.md), its log settings (weir_logif1 and the pcap filters of bpfLogFilters, written
   // first: a filter that does not compile changes nothing), and when the build changed, its
   // programs in the continuation slots and for every attach that follows.
   Result<bool> use_programs(const model::DataplaneConfig& c) {
     using Variant = dataplane::TcPrograms::Variant;
-    const Variant want = c.bpf_log_level == model::BpfLogLevel::Off ? Variant::Production : Variant::Log;
+    const Variant want = dataplane::variant_of(c.bpf_log_level != model::BpfLogLevel::Off, c.bpf_profiling);
     const dataplane::LogSettings settings{c.bpf_log_level == model::BpfLogLevel::Debug  ? uint32_t(WEIR_LOG_DEBUG)
                                           : c.bpf_log_level == model::BpfLogLevel::Info ? uint32_t(WEIR_LOG_INFO)
                                                                                         : uint32_t(WEIR_LOG_OFF),
@@ -190,9 +190,9 @@ class Agent {
     }
     if (want == current().variant()) {
       // The log variant's programs stay in weir_logjmp1's entry slots (where its filters return)
-      // until a whole sync has put the production build on every hook: emptied at the second
-      // call with production in place (a previous agent's, at start, included).
-      if (want == Variant::Production && production_calls_ < 2 && ++production_calls_ == 2) {
+      // until a whole sync has put a build without the log on every hook: emptied at the second
+      // call with such a build in place (a previous agent's, at start, included).
+      if (!dataplane::logs(want) && production_calls_ < 2 && ++production_calls_ == 2) {
         if (auto st = progs_.clear_log_entries(); !st) spdlog::warn("BPF log: {}", st.error().str());
       }
       return false;
@@ -211,8 +211,9 @@ class Agent {
     // The build attached until now goes once every hook has the new one (this sync's apply):
     // the kernel holds what is attached; our fds are only for attaching and the status.
     other_ = std::move(loaded);
-    spdlog::info("bpfLogLevel {}: the {} build of the TC programs goes on every interface",
-                 model::to_string(c.bpf_log_level), dataplane::to_string(want));
+    spdlog::info("bpfLogLevel {}, bpfProfiling {}: the {} build of the TC programs goes on every interface",
+                 model::to_string(c.bpf_log_level), c.bpf_profiling ? "Enabled" : "Disabled",
+                 dataplane::to_string(want));
     return true;
   }
 
@@ -243,7 +244,7 @@ class Agent {
   std::optional<dataplane::TcPrograms> other_;  // the build bpfLogLevel asked for, when not progs_'s
   model::BpfLogLevel logged_level_ = model::BpfLogLevel::Off;  // the trace buffer was sized for it
   dataplane::LogFilters log_filters_;  // weir_logif1 and the filters in weir_logjmp1
-  int production_calls_ = 0;           // use_programs calls in a row with production in place
+  int production_calls_ = 0;           // use_programs calls in a row with a build without the log
 };
 
 // The kernel's TC attach mode for --tc-mode, or nullopt (logged) when the kernel lacks what the
@@ -421,9 +422,8 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   const model::DataplaneConfig initial_cfg = initial_config(**ds);
   // The build bpfLogLevel asks for from the start (the sync loop switches when it changes).
   auto progs = dataplane::TcPrograms::load(maps::PinLayout{opts.pin_root}, initial_cfg.map_sizes,
-                                           initial_cfg.bpf_log_level == model::BpfLogLevel::Off
-                                               ? dataplane::TcPrograms::Variant::Production
-                                               : dataplane::TcPrograms::Variant::Log);
+                                           dataplane::variant_of(initial_cfg.bpf_log_level != model::BpfLogLevel::Off,
+                                                                 initial_cfg.bpf_profiling));
   if (!progs) {
     spdlog::error("loading BPF programs: {}", progs.error().str());
     return 1;

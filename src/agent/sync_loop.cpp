@@ -114,7 +114,7 @@ void SyncLoop::take_config(const model::Snapshot& snap) {
 // next sync is a full one that tries again.
 bool SyncLoop::use_programs() {
   if (!dp_.programs || !config_) return false;
-  auto asked = std::pair(config_->bpf_log_level, config_->bpf_log_filters);
+  auto asked = std::tuple(config_->bpf_log_level, config_->bpf_log_filters, config_->bpf_profiling);
   if (refused_log_ == asked) return false;
   auto changed = dp_.programs(*config_);
   if (!changed) {

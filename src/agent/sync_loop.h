@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <utility>
 #include <optional>
 #include <set>
@@ -134,9 +135,9 @@ class SyncLoop {
   std::optional<calc::Output> good_;  // last successfully applied calc output
   std::set<model::Ipv4> local_;        // the node's workload IPs in good_'s snapshot
   bool force_full_ = false;            // a service write failed: the next sync is a full one
-  // The BPF log settings (bpfLogLevel, bpfLogFilters) Dataplane::programs refused as input (a
-  // pcap filter that does not compile): not asked again until the configuration changes.
-  std::optional<std::pair<model::BpfLogLevel, std::map<std::string, std::string>>> refused_log_;
+  // The settings of Dataplane::programs (bpfLogLevel, bpfLogFilters, bpfProfiling) it refused as
+  // input (a pcap filter that does not compile): not asked again until one of them changes.
+  std::optional<std::tuple<model::BpfLogLevel, std::map<std::string, std::string>, bool>> refused_log_;
   calc::BackendIndex backends_;
   std::optional<model::DataplaneConfig> config_;
   Clock::time_point policy_retry_at_{};

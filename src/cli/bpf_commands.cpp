@@ -1,5 +1,6 @@
 // `weir bpf ...`: inspection and repair of weir's kernel state, read straight from the pinned
 // maps, so every command works while the agent is down. Formatting lives in format.cpp.
+#include <net/if.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -271,6 +272,7 @@ const std::vector<std::pair<std::string, std::string>>& command_list() {
       {"ipsets", "Manipulates IP sets"},
       {"nat", "Manipulates network address translation (nat)"},
       {"policy", "Dump policy attached to interface"},
+      {"profiling", "Show and reset the programs' runtime profile (bpfProfiling)"},
       {"routes", "Manipulates routes"},
       {"tracelog", "Prints the BPF debug log (bpfLogLevel) from the kernel trace buffer"},
       {"version", "Prints the version and exits"},
@@ -416,6 +418,70 @@ bool print_trace_line(const std::string& line, const TracelogOptions& o) {
   return static_cast<bool>(std::cout);
 }
 
+// `weir bpf profiling e2e`: weir_prof1 summed over CPUs, one row per interface (named from
+// weir_ifstate1, else this network namespace, else "if<N>"), then the entries printed are
+// deleted (the seed's command resets the data after dumping it).
+Result<std::vector<IfaceProfile>> read_and_reset_profiling(const GlobalOptions& g) {
+  const maps::PinLayout layout{g.pin_root};
+  auto prof = maps::MapView<maps::MapId::PROF>::open_pinned(layout.map_path(WEIR_MAP_PROF));
+  if (!prof) {
+    return prof.error().wrap(fmt::format("no weir profile under {} (written by the agent's programs when "
+                                         "DataplaneConfig bpfProfiling is Enabled)",
+                                         g.pin_root));
+  }
+  auto entries = prof->dump();
+  if (!entries) return entries.error().wrap(WEIR_MAP_PROF);
+  std::map<uint32_t, std::string> names;
+  if (auto m = open_maps(g)) {
+    if (auto ifs = m->ifstate.dump())
+      for (const auto& [idx, v] : *ifs) names[idx] = maps::ifstate_name(v);
+  }
+  std::map<uint32_t, IfaceProfile> by_if;
+  for (const auto& [k, per_cpu] : *entries) {
+    if (k.hook > WEIR_HOOK_EGRESS || k.kind >= WEIR_PROF__MAX) continue;
+    IfaceProfile& p = by_if[k.ifindex];
+    p.ifindex = k.ifindex;
+    for (const weir_prof_val& v : per_cpu) {
+      p.v[k.hook][k.kind].runs += v.runs;
+      p.v[k.hook][k.kind].total_ns += v.total_ns;
+    }
+  }
+  std::vector<IfaceProfile> out;
+  for (auto& [idx, p] : by_if) {
+    if (auto n = names.find(idx); n != names.end()) {
+      p.ifname = n->second;
+    } else {
+      char buf[IF_NAMESIZE] = {};
+      p.ifname = ::if_indextoname(idx, buf) != nullptr ? std::string(buf) : fmt::format("if{}", idx);
+    }
+    out.push_back(std::move(p));
+  }
+  for (const auto& [k, per_cpu] : *entries) {
+    auto r = prof->remove(k);
+    if (!r) return r.error().wrap(fmt::format("resetting {}", WEIR_MAP_PROF));
+  }
+  return out;
+}
+
+void add_profiling(CLI::App* bpf, GlobalOptions& g, int& rc, const std::shared_ptr<BpfCliState>& st) {
+  CLI::App* e2e = add_group(bpf, "profiling")
+                      ->add_subcommand("e2e", "average run time and runs per interface, hook and new/established "
+                                              "packet, then reset");
+  e2e->add_flag("--json", st->json, "JSON output");
+  e2e->callback([&g, &rc, st] {
+    auto rows = read_and_reset_profiling(g);
+    if (!rows) {
+      rc = fail("profiling e2e", rows.error());
+      return;
+    }
+    if (st->json)
+      print_json(profiling_json(*rows));
+    else
+      std::cout << format_profiling(*rows);
+    rc = 0;
+  });
+}
+
 void add_tracelog(CLI::App* bpf, int& rc) {
   auto o = std::make_shared<TracelogOptions>();
   CLI::App* cmd = bpf->add_subcommand("tracelog", describe("tracelog"));
@@ -461,6 +527,7 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
   add_version(bpf, rc, st);
   add_cleanup(bpf, g, rc);
   add_tracelog(bpf, rc);
+  add_profiling(bpf, g, rc, st);
   add_policy_commands(bpf, g, rc);
   CLI::App* help = bpf->add_subcommand("help", describe("help"));
   help->callback([&rc] {

@@ -748,4 +748,48 @@ std::string format_help(const std::vector<std::pair<std::string, std::string>>& 
   return out;
 }
 
+// ------------------------------------------------------------------ profiling
+
+std::string format_profiling(const std::vector<IfaceProfile>& rows) {
+  const std::vector<std::string> header = {"IFACE",      "INGRESS NEW", "#", "INGRESS EST", "#",
+                                           "EGRESS NEW", "#",           "EGRESS EST", "#"};
+  std::vector<std::vector<std::string>> cells;
+  for (const auto& r : rows) {
+    std::vector<std::string> line{r.ifname};
+    for (uint32_t hook : {WEIR_HOOK_INGRESS, WEIR_HOOK_EGRESS}) {
+      for (uint32_t kind : {WEIR_PROF_NEW, WEIR_PROF_EST}) {
+        const weir_prof_val& v = r.v[hook][kind];
+        if (v.runs == 0) {
+          line.insert(line.end(), {"---", "---"});
+          continue;
+        }
+        line.push_back(fmt::format("{:.3f} ns", static_cast<double>(v.total_ns) / static_cast<double>(v.runs)));
+        line.push_back(std::to_string(v.runs));
+      }
+    }
+    cells.push_back(std::move(line));
+  }
+  return render_table(header, cells);
+}
+
+nlohmann::json profiling_json(const std::vector<IfaceProfile>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    nlohmann::json j{{"ifname", r.ifname}, {"ifindex", r.ifindex}};
+    for (uint32_t hook : {WEIR_HOOK_INGRESS, WEIR_HOOK_EGRESS}) {
+      nlohmann::json h;
+      for (uint32_t kind : {WEIR_PROF_NEW, WEIR_PROF_EST}) {
+        const weir_prof_val& v = r.v[hook][kind];
+        h[kind == WEIR_PROF_NEW ? "new" : "est"] = {
+            {"runs", v.runs},
+            {"total_ns", v.total_ns},
+            {"avg_ns", v.runs ? static_cast<double>(v.total_ns) / static_cast<double>(v.runs) : 0.0}};
+      }
+      j[hook == WEIR_HOOK_INGRESS ? "ingress" : "egress"] = h;
+    }
+    out.push_back(j);
+  }
+  return out;
+}
+
 }  // namespace weir::cli

@@ -17,6 +17,7 @@
 #include "weir/ifstate.h"
 #include "weir/nat.h"
 #include "weir/policy.h"
+#include "weir/profile.h"
 #include "weir/routes.h"
 
 namespace weir::cli {
@@ -158,6 +159,22 @@ std::string format_counters_table(const IfaceCounters& c);
 std::string format_counters_dump(const std::vector<IfaceCounters>& ifaces, bool headings);
 // JSON: [{"ifname","ifindex","hooks":{"ingress":{<json_name>:n,...}|null,"egress":...,"xdp":...}}]
 nlohmann::json counters_json(const std::vector<IfaceCounters>& ifaces);
+
+// ------------------------------------------------------------------ profiling
+
+// One interface's profile (weir_prof1 summed over CPUs): v[hook][kind], hook WEIR_HOOK_INGRESS
+// or WEIR_HOOK_EGRESS, kind WEIR_PROF_NEW or WEIR_PROF_EST.
+struct IfaceProfile {
+  std::string ifname;
+  uint32_t ifindex = 0;
+  std::array<std::array<weir_prof_val, WEIR_PROF__MAX>, 2> v{};
+};
+// The seed's `calico-node -bpf profiling e2e` table, one row per interface in the given order:
+//   | IFACE | INGRESS NEW | # | INGRESS EST | # | EGRESS NEW | # | EGRESS EST | # |
+// each pair the average time per run ("2492.344 ns") and the runs, "---" for both when none.
+std::string format_profiling(const std::vector<IfaceProfile>& rows);
+// JSON: [{"ifname","ifindex","ingress":{"new":{"runs","total_ns","avg_ns"},"est":{...}},"egress":...}]
+nlohmann::json profiling_json(const std::vector<IfaceProfile>& rows);
 
 // ------------------------------------------------------------------ routes / ifstate
 

@@ -13,6 +13,8 @@
 #include "bpf/skeleton.h"
 #include "tc.skel.h"
 #include "tc_log.skel.h"
+#include "tc_log_prof.skel.h"
+#include "tc_prof.skel.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
 #include "weir/tunnel.h"
@@ -20,8 +22,10 @@
 namespace weir::dataplane {
 
 struct TcPrograms::Impl {
-  // The loaded object: the production build or the log variant (the same programs and maps).
-  std::variant<bpf::Skeleton<weir_tc>, bpf::Skeleton<weir_tc_log>> skel;
+  // The loaded object: one of the four builds (the same programs and maps).
+  std::variant<bpf::Skeleton<weir_tc>, bpf::Skeleton<weir_tc_log>, bpf::Skeleton<weir_tc_prof>,
+               bpf::Skeleton<weir_tc_log_prof>>
+      skel;
   Variant variant = Variant::Production;
   maps::MapFds fds;  // borrowed from skel
   // Borrowed from skel: weir_from_wl, weir_to_wl, weir_from_wl_pol, weir_to_wl_pol,
@@ -137,7 +141,7 @@ uint32_t configured_size(const maps::MapSpec& m, const model::MapSizes& sizes) {
 
 namespace {
 
-// Opens skeleton S (weir_tc or weir_tc_log), sizes and pins its maps and loads it into `impl`.
+// Opens skeleton S (weir_tc, weir_tc_log, weir_tc_prof or weir_tc_log_prof), sizes and pins its maps and loads it into `impl`.
 template <typename S>
 Status load_skeleton(TcPrograms::Impl& impl, const maps::PinLayout& layout, const model::MapSizes& sizes,
                      const char* name) {
@@ -172,10 +176,11 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   WEIR_TRY(maps::write_pin_marker(layout));
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
-  if (variant == Variant::Log) {
-    WEIR_TRY(load_skeleton<weir_tc_log>(*impl, layout, sizes, "tc_log"));
-  } else {
-    WEIR_TRY(load_skeleton<weir_tc>(*impl, layout, sizes, "tc"));
+  switch (variant) {
+    case Variant::Log: WEIR_TRY(load_skeleton<weir_tc_log>(*impl, layout, sizes, "tc_log")); break;
+    case Variant::Profile: WEIR_TRY(load_skeleton<weir_tc_prof>(*impl, layout, sizes, "tc_prof")); break;
+    case Variant::LogProfile: WEIR_TRY(load_skeleton<weir_tc_log_prof>(*impl, layout, sizes, "tc_log_prof")); break;
+    case Variant::Production: WEIR_TRY(load_skeleton<weir_tc>(*impl, layout, sizes, "tc")); break;
   }
   remove_retired_pins(layout);
 
@@ -198,13 +203,36 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
 
 Result<std::vector<uint8_t>> TcPrograms::object_bytes(Variant variant) {
   size_t size = 0;
-  const void* data = variant == Variant::Log ? weir_tc_log__elf_bytes(&size) : weir_tc__elf_bytes(&size);
+  const void* data = nullptr;
+  switch (variant) {
+    case Variant::Log: data = weir_tc_log__elf_bytes(&size); break;
+    case Variant::Profile: data = weir_tc_prof__elf_bytes(&size); break;
+    case Variant::LogProfile: data = weir_tc_log_prof__elf_bytes(&size); break;
+    case Variant::Production: data = weir_tc__elf_bytes(&size); break;
+  }
   if (data == nullptr || size == 0) return make_error("the embedded TC object ({}) is empty", to_string(variant));
   const auto* bytes = static_cast<const uint8_t*>(data);
   return std::vector<uint8_t>(bytes, bytes + size);
 }
 
-const char* to_string(TcPrograms::Variant v) { return v == TcPrograms::Variant::Log ? "log" : "production"; }
+const char* to_string(TcPrograms::Variant v) {
+  switch (v) {
+    case TcPrograms::Variant::Log: return "log";
+    case TcPrograms::Variant::Profile: return "profiling";
+    case TcPrograms::Variant::LogProfile: return "log and profiling";
+    case TcPrograms::Variant::Production: break;
+  }
+  return "production";
+}
+
+bool logs(TcPrograms::Variant v) { return v == TcPrograms::Variant::Log || v == TcPrograms::Variant::LogProfile; }
+bool profiles(TcPrograms::Variant v) {
+  return v == TcPrograms::Variant::Profile || v == TcPrograms::Variant::LogProfile;
+}
+TcPrograms::Variant variant_of(bool log, bool profile) {
+  using V = TcPrograms::Variant;
+  return log ? (profile ? V::LogProfile : V::Log) : (profile ? V::Profile : V::Production);
+}
 
 TcPrograms::Variant TcPrograms::variant() const { return impl_->variant; }
 
@@ -245,7 +273,7 @@ Status TcPrograms::install_continuations() {
     return st.error().wrap(fmt::format("writing the VXLAN encapsulation into {} slot {}",
                                        WEIR_MAP_TUN_JUMP, WEIR_TUN_JUMP_VXLAN_ENCAP));
   }
-  if (variant() != Variant::Log) return {};
+  if (!logs(variant())) return {};
   // The log variant's main programs, where its pcap filters return (weir/log.h). The
   // production build leaves the slots alone: a packet still in the log variant's chain may
   // need them until every hook has the production build (clear_log_entries()).

@@ -41,11 +41,12 @@ struct ObjectMap {
 
 class TcPrograms {
  public:
-  // The two builds of bpf/tc.bpf.c (docs/bpf-log.md): the production object, which carries no
-  // logging instruction, and the log variant (-DWEIR_LOG=1), whose programs write the packet's
-  // path to the kernel trace buffer as weir_logif1 asks (DataplaneConfig bpfLogLevel). Both have
-  // the same programs, maps and semantics.
-  enum class Variant { Production, Log };
+  // The builds of bpf/tc.bpf.c: the production object, which carries no logging nor timing
+  // instruction; the log variant (-DWEIR_LOG=1, docs/bpf-log.md), whose programs write the
+  // packet's path to the kernel trace buffer as weir_logif1 asks (DataplaneConfig bpfLogLevel);
+  // the profiling build (-DWEIR_PROFILE=1, docs/profiling.md), whose programs time each packet
+  // (bpfProfiling); and one with both. All have the same programs, maps and semantics.
+  enum class Variant { Production, Log, Profile, LogProfile };
   struct Impl;
 
   TcPrograms(TcPrograms&&) noexcept;
@@ -111,7 +112,12 @@ class TcPrograms {
   std::unique_ptr<maps::LogMaps> log_;
 };
 
-// "production" or "log".
+// "production", "log", "profiling" or "log and profiling".
 const char* to_string(TcPrograms::Variant v);
+// Whether the build has the log's statements / the profiling's timing.
+bool logs(TcPrograms::Variant v);
+bool profiles(TcPrograms::Variant v);
+// The build with the log and/or profiling.
+TcPrograms::Variant variant_of(bool log, bool profile);
 
 }  // namespace weir::dataplane

@@ -4,6 +4,8 @@
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <set>
@@ -694,7 +696,8 @@ void parse_encapsulation(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
 }
 
 // The BPF debug log: bpfLogLevel (Off, Info, Debug; any case), bpfLogFilters (interface name or
-// "all" -> pcap expression: docs/bpf-log.md).
+// "all" -> pcap expression: docs/bpf-log.md); runtime profiling: bpfProfiling (Enabled,
+// Disabled; any case: docs/profiling.md).
 void parse_bpf_log(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
   if (auto lvl = c.str(spec, "bpfLogLevel", "spec.bpfLogLevel", false)) {
     if (auto l = parse_bpf_log_level(*lvl))
@@ -702,6 +705,15 @@ void parse_bpf_log(Ctx& c, const YAML::Node& spec, DataplaneConfig& cfg) {
     else
       c.error("spec.bpfLogLevel", Ctx::child(spec, "bpfLogLevel"),
               fmt::format("invalid BPF log level {}: must be Off, Info or Debug", quote(*lvl)));
+  }
+  if (auto prof = c.str(spec, "bpfProfiling", "spec.bpfProfiling", false)) {
+    std::string v = *prof;
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (v == "enabled" || v == "disabled")
+      cfg.bpf_profiling = v == "enabled";
+    else
+      c.error("spec.bpfProfiling", Ctx::child(spec, "bpfProfiling"),
+              fmt::format("invalid value {}: must be Enabled or Disabled", quote(*prof)));
   }
   YAML::Node filters = c.map(spec, "bpfLogFilters", "spec.bpfLogFilters", false);
   if (!filters.IsDefined()) return;
@@ -735,7 +747,7 @@ std::optional<DataplaneConfig> parse_dataplane_config(Ctx& c, const YAML::Node& 
       spec, "spec",
       {"logLevel", "minSyncPeriod", "conntrackTimeouts", "mapSizes", "conntrackScanPeriod",
        "serviceClusterIPRanges", "conntrackWarnThresholdPercent", "vxlanEnabled", "vxlanVNI",
-       "vxlanPort", "ipipEnabled", "underlayMTU", "bpfLogLevel", "bpfLogFilters"});
+       "vxlanPort", "ipipEnabled", "underlayMTU", "bpfLogLevel", "bpfLogFilters", "bpfProfiling"});
   parse_bpf_log(c, spec, cfg);
   if (auto lvl = c.str(spec, "logLevel", "spec.logLevel", false)) {
     if (*lvl == "trace" || *lvl == "debug" || *lvl == "info" || *lvl == "warn" || *lvl == "error")

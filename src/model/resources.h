@@ -230,6 +230,9 @@ struct DataplaneConfig {
   // filter of its own, -> pcap expression. The shape is checked here; whether libpcap and weir
   // can compile an expression is the agent's (and `weir apply`'s) check, see docs/bpf-log.md.
   std::map<std::string, std::string> bpf_log_filters;
+  // spec.bpfProfiling: Enabled puts the profiling build of the TC programs in place, which times
+  // every packet per interface, hook and new/established (docs/profiling.md); Disabled (default).
+  bool bpf_profiling = false;
 };
 
 inline constexpr const char* kBpfLogFilterAll = "all";

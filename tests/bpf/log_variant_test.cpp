@@ -12,17 +12,20 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bpf/map.h"
 #include "dataplane/log_filters.h"
 #include "dataplane/programs.h"
 #include "tc_fixture.h"
 #include "trace_lines.h"
 #include "weir/log.h"
+#include "weir/profile.h"
 #include "weir/maps.h"
 
 namespace weir::test {
@@ -113,18 +116,46 @@ TEST(LogVariant, ProductionObjectHasNoLoggingInstructionAndTheLogVariantHas) {
 // TcVerifier's): within the same budget, a quarter of the kernel's limit.
 TEST(LogVariant, EveryProgramOfTheLogVariantVerifiesWithinTheBudget) {
   ASSERT_TRUE(topology().ready) << topology().error;
-  auto obj = TcObject::shared(MapSizes::small(), Variant::Log);
-  ASSERT_TRUE(obj.ok()) << obj.error().str();
-  EXPECT_EQ((*obj)->programs().variant(), Variant::Log);
-  for (auto [p, name] : {std::pair{Prog::FromWl, "weir_from_wl"}, {Prog::ToWl, "weir_to_wl"},
-                         {Prog::FromWlPol, "weir_from_wl_pol"}, {Prog::ToWlPol, "weir_to_wl_pol"},
-                         {Prog::VxlanEncap, "weir_vxlan_encap"}, {Prog::FromUl, "weir_from_ul"}}) {
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    ASSERT_EQ(bpf_obj_get_info_by_fd((*obj)->prog_fd(p), &info, &len), 0) << name;
-    std::cout << "log variant " << name << ": " << info.verified_insns << " verified insns\n";
-    EXPECT_GT(info.verified_insns, 0u) << name;
-    EXPECT_LE(info.verified_insns, kVerifiedInsnsBudget) << name;
+  // The log variant, and the build with the log and profiling, the largest of all (the profiling
+  // build alone is a subset of it: loaded by ProfileTest's and the e2e tests).
+  for (Variant variant : {Variant::Log, Variant::LogProfile}) {
+    auto obj = TcObject::shared(MapSizes::small(), variant);
+    ASSERT_TRUE(obj.ok()) << obj.error().str();
+    EXPECT_EQ((*obj)->programs().variant(), variant);
+    for (auto [p, name] : {std::pair{Prog::FromWl, "weir_from_wl"}, {Prog::ToWl, "weir_to_wl"},
+                           {Prog::FromWlPol, "weir_from_wl_pol"}, {Prog::ToWlPol, "weir_to_wl_pol"},
+                           {Prog::VxlanEncap, "weir_vxlan_encap"}, {Prog::FromUl, "weir_from_ul"}}) {
+      bpf_prog_info info{};
+      uint32_t len = sizeof(info);
+      ASSERT_EQ(bpf_obj_get_info_by_fd((*obj)->prog_fd(p), &info, &len), 0) << name;
+      std::cout << dataplane::to_string(variant) << " build " << name << ": " << info.verified_insns
+                << " verified insns\n";
+      EXPECT_GT(info.verified_insns, 0u) << name;
+      EXPECT_LE(info.verified_insns, kVerifiedInsnsBudget) << name;
+    }
+  }
+}
+
+// The profiling statements are in the profiling builds only: no weir_prof_* function elsewhere,
+// and every program of the profiling build longer than the production one.
+TEST(ProfileVariant, OnlyTheProfilingBuildsCarryTimingInstructions) {
+  std::map<Variant, ObjectCode> code;
+  for (Variant v : {Variant::Production, Variant::Log, Variant::Profile, Variant::LogProfile}) {
+    auto elf = dataplane::TcPrograms::object_bytes(v);
+    ASSERT_TRUE(elf.ok()) << elf.error().str();
+    code[v] = inspect(*elf);
+  }
+  for (Variant v : {Variant::Production, Variant::Log, Variant::Profile, Variant::LogProfile}) {
+    for (const char* fn : {"weir_prof_begin", "weir_prof_new", "weir_prof_end"})
+      EXPECT_EQ(code[v].insns.count(fn), dataplane::profiles(v) ? 1u : 0u) << dataplane::to_string(v) << ": " << fn;
+    EXPECT_EQ(code[v].insns.count("weir_log_begin"), dataplane::logs(v) ? 1u : 0u) << dataplane::to_string(v);
+  }
+  for (const char* prog : {"weir_from_wl", "weir_to_wl", "weir_from_wl_pol", "weir_to_wl_pol", "weir_vxlan_encap",
+                           "weir_from_ul"}) {
+    std::cout << "  " << prog << ": production " << code[Variant::Production].insns.at(prog) << ", profiling "
+              << code[Variant::Profile].insns.at(prog) << "\n";
+    if (std::string(prog) != "weir_from_wl_pol" && std::string(prog) != "weir_to_wl_pol")
+      EXPECT_GT(code[Variant::Profile].insns.at(prog), code[Variant::Production].insns.at(prog)) << prog;
   }
 }
 
@@ -367,6 +398,79 @@ TEST_F(LogFilterTest, OffLeavesEntryZeroAloneAndNoFilter) {
     EXPECT_FALSE(m.logjmp.lookup(slot).value().has_value()) << slot;
   ASSERT_EQ(from_wl(client_if, client_tcp(43132, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
   EXPECT_TRUE(trace_of(name_).empty());
+}
+
+// --- runtime profiling (bpfProfiling) ------------------------------------------------------------
+
+Result<bpf::PerCpuMap<weir_prof_key, weir_prof_val>> prof_map(int fd) {
+  auto m = bpf::MapFd::dup_of(fd);
+  if (!m) return m.error();
+  return bpf::PerCpuMap<weir_prof_key, weir_prof_val>::create(std::move(*m));
+}
+
+class ProfileTest : public TcTest {
+ protected:
+  // The build with both (the largest, verified by LogVariant above): nothing is logged without
+  // weir_logif1 entries, and the profiling is the profiling build's.
+  Variant variant() const override { return variant_; }
+  // (ifindex, hook, kind) -> {runs, total ns} summed over CPUs; nullopt when there is no entry.
+  std::optional<weir_prof_val> profile(uint32_t ifindex, uint32_t hook, uint32_t kind) {
+    auto m = prof_map(tc->map_fd(WEIR_MAP_PROF));
+    EXPECT_TRUE(m.ok());
+    if (!m.ok()) return std::nullopt;
+    weir_prof_key k{ifindex, static_cast<uint16_t>(hook), static_cast<uint16_t>(kind)};
+    auto per_cpu = m->lookup(k);
+    EXPECT_TRUE(per_cpu.ok());
+    if (!per_cpu.ok() || !per_cpu->has_value()) return std::nullopt;
+    weir_prof_val sum{};
+    for (const auto& v : **per_cpu) {
+      sum.runs += v.runs;
+      sum.total_ns += v.total_ns;
+    }
+    return sum;
+  }
+  Variant variant_ = Variant::LogProfile;
+};
+
+TEST_F(ProfileTest, EachPacketIsTimedOnceAsNewOrEstablishedAtItsInterfaceAndHook) {
+  // A new flow through a service: conntrack miss, NAT, entries created.
+  ASSERT_EQ(from_wl(client_if, client_tcp(43200, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  auto new_flow = profile(client_if, WEIR_HOOK_INGRESS, WEIR_PROF_NEW);
+  ASSERT_TRUE(new_flow.has_value());
+  EXPECT_EQ(new_flow->runs, 1u);
+  EXPECT_GT(new_flow->total_ns, 0u);
+  EXPECT_FALSE(profile(client_if, WEIR_HOOK_INGRESS, WEIR_PROF_EST).has_value());
+  // Its next packets: conntrack hits.
+  for (int i = 0; i < 3; i++)
+    ASSERT_NE(from_wl(client_if, client_tcp(43200, kVip, kVipTcpPort, kTcpAck)).retval, TC_ACT_SHOT);
+  auto est = profile(client_if, WEIR_HOOK_INGRESS, WEIR_PROF_EST);
+  ASSERT_TRUE(est.has_value());
+  EXPECT_EQ(est->runs, 3u);
+  EXPECT_EQ(profile(client_if, WEIR_HOOK_INGRESS, WEIR_PROF_NEW)->runs, 1u);
+  // Towards a workload: its interface's egress hook.
+  ASSERT_EQ(to_wl(be1_if, tcp_pkt(kBe1HostMac, kBe1Mac, kRemoteIp, 41000, kBe1Ip, 8080, kTcpSyn)).retval, TC_ACT_OK);
+  auto to = profile(be1_if, WEIR_HOOK_EGRESS, WEIR_PROF_NEW);
+  ASSERT_TRUE(to.has_value());
+  EXPECT_EQ(to->runs, 1u);
+  // A dropped packet is timed too (a spoofed source: dropped before conntrack is consulted).
+  ASSERT_EQ(from_wl(client_if, tcp_pkt(kClientMac, kClientHostMac, ip4("10.65.9.9"), 40000, kBe1Ip, 80, kTcpSyn)).retval,
+            TC_ACT_SHOT);
+  EXPECT_EQ(profile(client_if, WEIR_HOOK_INGRESS, WEIR_PROF_NEW)->runs, 2u);
+}
+
+class ProductionProfileTest : public ProfileTest {
+ protected:
+  ProductionProfileTest() { variant_ = Variant::Production; }
+};
+
+TEST_F(ProductionProfileTest, TheProductionBuildProfilesNothing) {
+  ASSERT_EQ(from_wl(client_if, client_tcp(43201, kVip, kVipTcpPort, kTcpSyn)).retval, TC_ACT_REDIRECT);
+  ASSERT_NE(from_wl(client_if, client_tcp(43201, kVip, kVipTcpPort, kTcpAck)).retval, TC_ACT_SHOT);
+  auto m = prof_map(tc->map_fd(WEIR_MAP_PROF));
+  ASSERT_TRUE(m.ok());
+  auto entries = m->dump();
+  ASSERT_TRUE(entries.ok());
+  EXPECT_TRUE(entries->empty());
 }
 
 }  // namespace

@@ -3,8 +3,9 @@
 // packets a pcap filter matches are logged, and a filter that does not compile is refused by
 // `weir apply` and by the agent, the one in place staying; without a filter, `weir bpf tracelog`
 // shows the lab's traffic in the seed's format; back to Off, the production build goes back on
-// every hook while a client keeps connecting through a service: no connection fails and no TCP
-// segment is retransmitted (a packet lost at a hook would be), and new traffic is not logged.
+// every hook (here: the profiling build, bpfProfiling) while a client keeps connecting through a
+// service: no connection fails and no TCP segment is retransmitted (a packet lost at a hook would
+// be), new traffic is not logged, and `weir bpf profiling e2e` shows it, then resets.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -32,10 +33,10 @@ using namespace std::chrono_literals;
 
 constexpr const char* kVip = "10.96.0.10";
 
-std::string config(const char* level) {
+std::string config(const char* level, const char* profiling = "Disabled") {
   return fmt::format("apiVersion: weir.dev/v1\nkind: DataplaneConfig\nmetadata: {{name: default}}\n"
-                     "spec: {{minSyncPeriod: 200ms, bpfLogLevel: {}}}\n",
-                     level);
+                     "spec: {{minSyncPeriod: 200ms, bpfLogLevel: {}, bpfProfiling: {}}}\n",
+                     level, profiling);
 }
 
 std::string filtered_config(const std::string& filter) {
@@ -133,7 +134,7 @@ Result<std::string> one_connection(const Lab& lab, const std::string& addr, uint
 
 // One lab and one agent for the whole story (loading the log variant costs ~30 s of verifier
 // under the 6.1 guest's emulation): a pcap filter first, then Debug everywhere, then Off.
-TEST(BpfLogE2E, AFilterThenEveryPacketThenOffWithoutLosingAPacket) {
+TEST(BpfLogE2E, AFilterThenEveryPacketThenOffAndProfilingWithoutLosingAPacket) {
   require_root();
   lab::LabSpec spec = lab_spec(2);
   spec.start_agent = false;
@@ -234,17 +235,18 @@ TEST(BpfLogE2E, AFilterThenEveryPacketThenOffWithoutLosingAPacket) {
   for (const auto& l : in)
     if (l["message"] == at_backend) EXPECT_EQ(l["dir"], "I") << l.dump();
 
-  // Off while pod1 keeps connecting: the production build goes back on every hook.
+  // ---- 3. Off, with profiling, while pod1 keeps connecting: the profiling build (which has no
+  // log statement) goes on every hook in place of the log variant.
   auto before = lab.in_pod("pod1", [] { return tcp_retransmits(); });
   ASSERT_TRUE(before.ok()) << before.error().str();
   std::atomic<bool> stop{false};
   auto client_run = std::async(std::launch::async, [&] { return lab.in_pod("pod1", [&] { return connect_until(stop, 20); }); });
   std::this_thread::sleep_for(500ms);
-  ASSERT_TRUE(lab.write_resource("dataplaneconfig.yaml", config("Off")).ok());
+  ASSERT_TRUE(lab.write_resource("dataplaneconfig.yaml", config("Off", "Enabled")).ok());
   const bool switched = wait_until(
       [&] {
-        return lab.agent_log().find("bpfLogLevel Off: the production build of the TC programs goes on every "
-                                    "interface") != std::string::npos;
+        return lab.agent_log().find("bpfLogLevel Off, bpfProfiling Enabled: the profiling build of the TC "
+                                    "programs goes on every interface") != std::string::npos;
       },
       30s);
   std::this_thread::sleep_for(1s);  // the sync that attaches them, then some traffic after it
@@ -258,15 +260,42 @@ TEST(BpfLogE2E, AFilterThenEveryPacketThenOffWithoutLosingAPacket) {
   ASSERT_TRUE(after.ok()) << after.error().str();
   EXPECT_EQ(*after, *before) << "TCP segments were retransmitted while the programs were swapped";
 
-  // Nothing is logged any more: the production programs are attached.
+  // Nothing is logged any more: the log variant is gone from every hook.
   const size_t logged = tracelog(pod1.host_if).size();
+  auto prof0 = lab.run_weir({"bpf", "profiling", "e2e", "--json"});  // resets what the switch saw
+  ASSERT_TRUE(prof0.ok()) << prof0.error().str();
   auto more = lab.in_pod("pod1", [] { return connect_until(std::atomic<bool>{true}, 3); });
   ASSERT_TRUE(more.ok());
   EXPECT_TRUE(more->errors.empty());
   EXPECT_EQ(tracelog(pod1.host_if).size(), logged);
-  auto attached = lab.attached_programs();
-  ASSERT_TRUE(attached.ok()) << attached.error().str();
-  EXPECT_FALSE(attached->empty());
+
+  // The profile of those 3 connections (issue 11 §2): the client's SYNs new at its interface's
+  // ingress (no conntrack entry yet), its other packets established; at the backend's interface
+  // every packet finds the entry the client's side created: established.
+  auto table = lab.run_weir({"bpf", "profiling", "e2e", "--json"});
+  ASSERT_TRUE(table.ok()) << table.error().str();
+  const auto rows = nlohmann::json::parse(*table);
+  auto row = [&](const nlohmann::json& rs, const std::string& iface) -> nlohmann::json {
+    for (const auto& r : rs)
+      if (r["ifname"] == iface) return r;
+    return nullptr;
+  };
+  const auto client_row = row(rows, pod1.host_if), backend_row = row(rows, pod2.host_if);
+  ASSERT_FALSE(client_row.is_null()) << rows.dump(2);
+  ASSERT_FALSE(backend_row.is_null()) << rows.dump(2);
+  EXPECT_EQ(client_row["ingress"]["new"]["runs"], 3) << rows.dump(2);
+  EXPECT_GE(client_row["ingress"]["est"]["runs"].get<int>(), 3 * 3) << "ACK, request, FIN... per connection\n" << rows.dump(2);
+  EXPECT_GT(client_row["ingress"]["est"]["avg_ns"].get<double>(), 0.0);
+  EXPECT_EQ(backend_row["egress"]["new"]["runs"], 0) << rows.dump(2);
+  // (Only each connection's first packet: the later ones go straight into the pod, redirected
+  // to its peer by the client's side.)
+  EXPECT_GE(backend_row["egress"]["est"]["runs"].get<int>(), 3) << rows.dump(2);
+  EXPECT_GE(backend_row["ingress"]["est"]["runs"].get<int>(), 3 * 2) << "SYN-ACK, response...\n" << rows.dump(2);
+  // Printed, then reset: nothing for the client's interface until it sends again.
+  auto text = lab.run_weir({"bpf", "profiling", "e2e"});
+  ASSERT_TRUE(text.ok()) << text.error().str();
+  EXPECT_NE(text->find("INGRESS NEW"), std::string::npos) << *text;
+  EXPECT_EQ(text->find(pod1.host_if), std::string::npos) << *text;
 
   if (HasFailure()) std::cerr << tail(lab.agent_log(), 60);
   EXPECT_TRUE(lab.down().ok());

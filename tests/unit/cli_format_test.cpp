@@ -638,5 +638,44 @@ TEST(Help, AvailableCommandsSorted) {
             "  nat         Manipulates network address translation (nat)\n");
 }
 
+// ------------------------------------------------------------------ profiling
+
+TEST(ProfilingTable, TheSeedsColumnsAverageAndRunsOrDashes) {
+  IfaceProfile eth0{"eth0", 2, {}};
+  eth0.v[WEIR_HOOK_INGRESS][WEIR_PROF_NEW] = {4, 10000};
+  eth0.v[WEIR_HOOK_INGRESS][WEIR_PROF_EST] = {3, 4000};
+  eth0.v[WEIR_HOOK_EGRESS][WEIR_PROF_NEW] = {749, 4715419};
+  eth0.v[WEIR_HOOK_EGRESS][WEIR_PROF_EST] = {1, 1};
+  IfaceProfile lo{"lo", 1, {}};
+  lo.v[WEIR_HOOK_EGRESS][WEIR_PROF_NEW] = {2, 285};
+  const std::string t = format_profiling({lo, eth0});
+  std::vector<std::string> rows;  // the lines with cells, whitespace collapsed
+  {
+    std::istringstream in(t);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind('|', 0) == 0) rows.push_back(collapse_ws(line));
+  }
+  const std::vector<std::string> want = {
+      "| IFACE | INGRESS NEW | # | INGRESS EST | # | EGRESS NEW | # | EGRESS EST | # |",
+      "| lo | --- | --- | --- | --- | 142.500 ns | 2 | --- | --- |",
+      "| eth0 | 2500.000 ns | 4 | 1333.333 ns | 3 | 6295.619 ns | 749 | 1.000 ns | 1 |"};
+  EXPECT_EQ(rows, want) << t;
+  // Every line of the table has the same width.
+  std::istringstream in(t);
+  size_t width = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (width == 0) width = line.size();
+    EXPECT_EQ(line.size(), width) << line;
+  }
+  auto j = profiling_json({eth0});
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["ifname"], "eth0");
+  EXPECT_EQ(j[0]["ingress"]["new"]["runs"], 4);
+  EXPECT_EQ(j[0]["ingress"]["new"]["total_ns"], 10000);
+  EXPECT_DOUBLE_EQ(j[0]["ingress"]["new"]["avg_ns"].get<double>(), 2500.0);
+  EXPECT_EQ(j[0]["egress"]["est"]["runs"], 1);
+  EXPECT_DOUBLE_EQ(profiling_json({lo})[0]["ingress"]["est"]["avg_ns"].get<double>(), 0.0);
+}
+
 }  // namespace
 }  // namespace weir::cli

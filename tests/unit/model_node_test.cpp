@@ -519,6 +519,24 @@ TEST(DataplaneConfigBpfLog, BadFiltersAreRefusedNamingTheKey) {
   }
 }
 
+TEST(DataplaneConfigBpfProfiling, EnabledOrDisabledInAnyCase) {
+  EXPECT_FALSE(Snapshot{}.effective_config().bpf_profiling);
+  for (auto [text, want] : {std::pair{"Enabled", true}, {"enabled", true}, {"DISABLED", false}, {"Disabled", false}}) {
+    auto r = load_text("c.yaml", config_doc(fmt::format("  bpfProfiling: {}\n", text)));
+    ASSERT_TRUE(r.ok()) << text << "\n" << dump(r.errors);
+    EXPECT_EQ(r.snapshot->effective_config().bpf_profiling, want) << text;
+  }
+  for (const char* bad : {"on", "true", "\"\""}) {
+    auto r = load_text("c.yaml", config_doc(fmt::format("  bpfProfiling: {}\n", bad)));
+    ASSERT_EQ(r.errors.size(), 1u) << bad << dump(r.errors);
+    EXPECT_TRUE(HasError(r.errors, "c.yaml", "DataplaneConfig default", "spec.bpfProfiling", "")) << bad << dump(r.errors);
+  }
+  auto r = load_text("c.yaml", config_doc("  bpfProfiling: sometimes\n"));
+  EXPECT_TRUE(HasError(r.errors, "c.yaml", "DataplaneConfig default", "spec.bpfProfiling",
+                       "invalid value \"sometimes\": must be Enabled or Disabled"))
+      << dump(r.errors);
+}
+
 TEST(DataplaneConfigEncapsulation, PodMtu) {
   DataplaneConfig c;
   EXPECT_EQ(pod_mtu(c), 1500u);  // routed: the underlay's MTU
