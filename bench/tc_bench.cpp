@@ -14,11 +14,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "bench_options.h"
+#include "dataplane/log_filters.h"
+#include "weir/log.h"
 #include "../tests/bpf/packet.h"
 #include "../tests/bpf/tc_harness.h"
 
@@ -105,6 +108,104 @@ double repeated(int fd, uint32_t ifindex, const Bytes& pkt, int repeat, int expe
   return median(rounds);
 }
 
+// ifstate and routes of the two pods, the clients' /16 and the service, as the agent writes them.
+void program(TcObject& tc, uint32_t cif, uint32_t bif) {
+  for (auto [ifindex, mac, ip, wl_mac] : {std::tuple{cif, kClientHostMac, kClientIp, kClientMac},
+                                          std::tuple{bif, kBeHostMac, kBeIp, kBeMac}}) {
+    weir_ifstate_val ifs{};
+    ifs.flags = WEIR_IF_F_WORKLOAD | WEIR_IF_F_READY;
+    ifs.ingress_slot = WEIR_NO_POLICY_SLOT;  // no policy (slot 0 is the continuation)
+    ifs.egress_slot = WEIR_NO_POLICY_SLOT;
+    std::copy(mac.begin(), mac.end(), ifs.host_mac);
+    weir_route_val rt{};
+    rt.flags = WEIR_RT_F_LOCAL_WORKLOAD;
+    rt.ifindex = ifindex;
+    std::copy(wl_mac.begin(), wl_mac.end(), rt.mac);
+    if (!tc.put_ifstate(ifindex, ifs).ok() || !tc.put_route(ip, 32, rt).ok()) die("programming ifstate/routes");
+  }
+  // The new-flow case sends from many client addresses (10.70.0.0/16), all the client pod's.
+  weir_route_val many{};
+  many.flags = WEIR_RT_F_LOCAL_WORKLOAD;
+  many.ifindex = cif;
+  if (!tc.put_route(ip4("10.70.0.0"), 16, many).ok()) die("programming the clients' route");
+  weir_nat_fe_val fe{};
+  fe.svc_id = 1;
+  fe.count = 1;
+  if (!tc.put_backend(1, 0, kBeIp, kBePort).ok() || !tc.put_frontend(kVip, kVipPort, 6, fe).ok()) die("programming NAT");
+}
+
+// A flow from client port `sport` to `daddr`:`dport` (the backend, or the VIP: DNAT), set up by
+// real packets through both programs (SYN, the backend's to_wl approval, SYN-ACK, ACK) so that
+// its next packets take the established fast path. Returns its ACK. The no-NAT flow's can be
+// repeated on the same skb (its only rewrite, the Ethernet header, is the same every time); the
+// NAT flow's is rewritten by DNAT, so only repeat=1 runs measure it.
+Bytes establish(TcObject& tc, uint32_t cif, uint32_t bif, uint16_t sport, uint32_t daddr = kBeIp,
+                uint16_t dport = kBePort) {
+  const int from = tc.prog_fd(Prog::FromWl), to = tc.prog_fd(Prog::ToWl);
+  test_run(from, cif, test::build(tcp(kClientMac, kClientHostMac, kClientIp, sport, daddr, dport, test::kTcpSyn)), 1,
+           TC_ACT_REDIRECT);
+  test_run(to, bif, test::build(tcp(kBeHostMac, kBeMac, kClientIp, sport, kBeIp, kBePort, test::kTcpSyn)), 1, TC_ACT_OK);
+  test_run(from, bif, test::build(tcp(kBeMac, kBeHostMac, kBeIp, kBePort, kClientIp, sport, test::kTcpSyn | test::kTcpAck)),
+           1, TC_ACT_REDIRECT);
+  Bytes ack = test::build(tcp(kClientMac, kClientHostMac, kClientIp, sport, daddr, dport, test::kTcpAck));
+  test_run(from, cif, ack, 1, TC_ACT_REDIRECT);
+  return ack;
+}
+
+// The cost of the debug log and of profiling (issue 11 §8): the established no-NAT packet
+// through each build, loaded side by side (each with maps of its own), measured in interleaved
+// rounds so that the machine's drift hits them all alike. The log variant is measured with its
+// log Off (no weir_logif1 entry) and with a pcap filter that does not match the packet (every
+// packet takes the filter's round trip: two tail calls and the main program's start twice).
+void compare_builds(const Options& opt, int floor_fd, uint32_t cif, uint32_t bif) {
+  using Variant = dataplane::TcPrograms::Variant;
+  struct Build {
+    std::string label;
+    Variant variant;
+    const char* filter = nullptr;  // bpfLogFilters' "all", nullptr for none
+    std::unique_ptr<TcObject> obj;
+    std::unique_ptr<dataplane::LogFilters> log;
+    Bytes pkt;
+    std::vector<uint32_t> rounds;
+  };
+  std::vector<Build> builds(4);
+  builds[0].label = "production build (bpfLogLevel Off, bpfProfiling Disabled)";
+  builds[0].variant = Variant::Production;
+  builds[1].label = "log variant, no weir_logif1 entry (nothing logged)";
+  builds[1].variant = Variant::Log;
+  builds[2].label = "log variant, Debug, pcap filter \"udp port 9\" (filtered out)";
+  builds[2].variant = Variant::Log;
+  builds[2].filter = "udp port 9";
+  builds[3].label = "profiling build (bpfProfiling Enabled)";
+  builds[3].variant = Variant::Profile;
+  uint16_t sport = 32000;
+  for (Build& b : builds) {
+    auto o = TcObject::load(test::MapSizes::defaults(), b.variant);
+    if (!o.ok()) die(o.error().str());
+    b.obj = std::move(*o);
+    program(*b.obj, cif, bif);
+    b.pkt = establish(*b.obj, cif, bif, sport++);
+    if (b.filter != nullptr) {
+      b.log = std::make_unique<dataplane::LogFilters>(b.obj->programs(), [](const std::string&) { return 0u; });
+      if (auto st = b.log->apply({WEIR_LOG_DEBUG, {{"all", b.filter}}}); !st) die(st.error().str());
+    }
+    test_run(b.obj->prog_fd(Prog::FromWl), cif, b.pkt, opt.repeat / 10 + 1, TC_ACT_REDIRECT);  // warm-up
+  }
+  std::vector<uint32_t> floor_rounds;
+  for (int r = 0; r < 5; r++) {
+    floor_rounds.push_back(test_run(floor_fd, cif, builds[0].pkt, opt.repeat, TC_ACT_OK));
+    for (Build& b : builds) b.rounds.push_back(test_run(b.obj->prog_fd(Prog::FromWl), cif, b.pkt, opt.repeat, TC_ACT_REDIRECT));
+  }
+  const double floor_ns = median(floor_rounds), prod_ns = median(builds[0].rounds);
+  std::printf("\nbuilds side by side: established TCP, no NAT, repeat %d, median of 5 interleaved rounds\n\n", opt.repeat);
+  std::printf("| build | ns/packet | x production | x floor |\n|---|---:|---:|---:|\n");
+  std::printf("| empty TC program (floor) | %.1f | %.2f | 1.00 |\n", floor_ns, floor_ns / prod_ns);
+  for (const Build& b : builds) {
+    const double ns = median(b.rounds);
+    std::printf("| %s | %.1f | %.2f | %.2f |\n", b.label.c_str(), ns, ns / prod_ns, ns / floor_ns);
+  }
+}
+
 int run(const Options& opt) {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -129,48 +230,10 @@ int run(const Options& opt) {
   auto obj = TcObject::load(test::MapSizes::defaults());
   if (!obj.ok()) die(obj.error().str());
   TcObject& tc = **obj;
-  for (auto [ifindex, mac, ip, wl_mac] : {std::tuple{cif, kClientHostMac, kClientIp, kClientMac},
-                                          std::tuple{bif, kBeHostMac, kBeIp, kBeMac}}) {
-    weir_ifstate_val ifs{};
-    ifs.flags = WEIR_IF_F_WORKLOAD | WEIR_IF_F_READY;
-    ifs.ingress_slot = WEIR_NO_POLICY_SLOT;  // no policy (slot 0 is the continuation)
-    ifs.egress_slot = WEIR_NO_POLICY_SLOT;
-    std::copy(mac.begin(), mac.end(), ifs.host_mac);
-    weir_route_val rt{};
-    rt.flags = WEIR_RT_F_LOCAL_WORKLOAD;
-    rt.ifindex = ifindex;
-    std::copy(wl_mac.begin(), wl_mac.end(), rt.mac);
-    if (!tc.put_ifstate(ifindex, ifs).ok() || !tc.put_route(ip, 32, rt).ok()) die("programming ifstate/routes");
-  }
-  // The new-flow case sends from many client addresses (10.70.0.0/16), all the client pod's.
-  weir_route_val many{};
-  many.flags = WEIR_RT_F_LOCAL_WORKLOAD;
-  many.ifindex = cif;
-  if (!tc.put_route(ip4("10.70.0.0"), 16, many).ok()) die("programming the clients' route");
-  weir_nat_fe_val fe{};
-  fe.svc_id = 1;
-  fe.count = 1;
-  if (!tc.put_backend(1, 0, kBeIp, kBePort).ok() || !tc.put_frontend(kVip, kVipPort, 6, fe).ok()) die("programming NAT");
-  const int from = tc.prog_fd(Prog::FromWl), to = tc.prog_fd(Prog::ToWl);
-
-  // Established pod-to-pod flow (no NAT), approved by both sides: peer redirect, MAC rewrite
-  // (idempotent: the same packet can be repeated).
-  Bytes est = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 30000, kBeIp, kBePort, test::kTcpSyn));
-  test_run(from, cif, est, 1, TC_ACT_REDIRECT);
-  auto synack = tcp(kBeMac, kBeHostMac, kBeIp, kBePort, kClientIp, 30000, test::kTcpSyn | test::kTcpAck);
-  test_run(to, bif, test::build(tcp(kBeHostMac, kBeMac, kClientIp, 30000, kBeIp, kBePort, test::kTcpSyn)), 1, TC_ACT_OK);
-  test_run(from, bif, test::build(synack), 1, TC_ACT_REDIRECT);
-  Bytes est_ack = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 30000, kBeIp, kBePort, test::kTcpAck));
-  test_run(from, cif, est_ack, 1, TC_ACT_REDIRECT);
-
-  // Established NAT flow client -> VIP, approved by both sides.
-  Bytes nat_syn = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 31000, kVip, kVipPort, test::kTcpSyn));
-  test_run(from, cif, nat_syn, 1, TC_ACT_REDIRECT);
-  test_run(to, bif, test::build(tcp(kBeHostMac, kBeMac, kClientIp, 31000, kBeIp, kBePort, test::kTcpSyn)), 1, TC_ACT_OK);
-  test_run(from, bif, test::build(tcp(kBeMac, kBeHostMac, kBeIp, kBePort, kClientIp, 31000, test::kTcpSyn | test::kTcpAck)),
-           1, TC_ACT_REDIRECT);
-  Bytes nat_ack = test::build(tcp(kClientMac, kClientHostMac, kClientIp, 31000, kVip, kVipPort, test::kTcpAck));
-  test_run(from, cif, nat_ack, 1, TC_ACT_REDIRECT);
+  program(tc, cif, bif);
+  const int from = tc.prog_fd(Prog::FromWl);
+  const Bytes est_ack = establish(tc, cif, bif, 30000);
+  const Bytes nat_ack = establish(tc, cif, bif, 31000, kVip, kVipPort);
 
   // Warm-up.
   test_run(floor_fd, cif, est_ack, opt.repeat / 10 + 1, TC_ACT_OK);
@@ -217,6 +280,7 @@ int run(const Options& opt) {
   auto insns_from = tc.prog_insns(Prog::FromWl), insns_to = tc.prog_insns(Prog::ToWl);
   std::printf("\nprogram sizes: weir_from_wl %u insns, weir_to_wl %u insns (xlated)\n",
               insns_from.ok() ? *insns_from : 0, insns_to.ok() ? *insns_to : 0);
+  compare_builds(opt, floor_fd, cif, bif);
   close(floor_fd);
   return 0;
 }
