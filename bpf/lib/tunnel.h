@@ -191,6 +191,37 @@ static __always_inline int weir_vxlan_encap_pkt(struct __sk_buff *skb, struct we
  * own traffic (SSH, etcd, ARP, ...) and even VXLAN to another port (the kernel's UDP stack
  * answers it). Sets *outcome; returns the verdict.
  */
+/* A `weir doctor` probe (weir/tunnel.h), already checked as VXLAN for this node from a known
+ * node: answered back out of the interface it came in by, or dropped when it is not a request. */
+static __always_inline int weir_vxlan_probe_answer(struct __sk_buff *skb, __u32 *outcome, const struct ethhdr *eth,
+						   const struct iphdr *ip, const struct udphdr *uh)
+{
+	const __u32 off = WEIR_L3_OFF + WEIR_VXLAN_OVERHEAD;
+	struct weir_vxlan_probe pr;
+	__u8 macs[2 * ETH_ALEN];
+	__u32 addrs[2] = { ip->daddr, ip->saddr };
+	__u16 ports[2] = { uh->dest, uh->source };
+	__u16 zero = 0;
+
+	if (bpf_skb_load_bytes(skb, off, &pr, sizeof(pr)) ||
+	    pr.magic_kind != (WEIR_VXLAN_PROBE_MAGIC | (__u64)WEIR_VXLAN_PROBE_REQUEST << 56))
+		return TC_ACT_SHOT; /* a reply, or not a probe: nobody sends those to the VXLAN port */
+	pr.magic_kind = WEIR_VXLAN_PROBE_MAGIC | (__u64)WEIR_VXLAN_PROBE_REPLY << 56;
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, eth->h_dest, ETH_ALEN);
+	/* Swapping the addresses leaves the IP header's sum as it is; the UDP checksum is dropped
+	 * (0: none, allowed over IPv4) rather than recomputed over the payload. */
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, saddr), addrs, sizeof(addrs), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(*ip), ports, sizeof(ports), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(*ip) + __builtin_offsetof(struct udphdr, check), &zero,
+				sizeof(zero), 0) ||
+	    bpf_skb_store_bytes(skb, off, &pr.magic_kind, sizeof(pr.magic_kind), 0))
+		return TC_ACT_SHOT;
+	*outcome = WEIR_CNT_REDIRECT_PLAIN;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 static __always_inline int weir_from_ul_pkt(struct __sk_buff *skb, __u32 *outcome)
 {
 	const struct weir_tunnel_val *t;
@@ -257,6 +288,8 @@ static __always_inline int weir_from_ul_pkt(struct __sk_buff *skb, __u32 *outcom
 	vtep = bpf_map_lookup_elem(&weir_vteps1, &saddr);
 	if (!vtep || !(*vtep & WEIR_VTEP_F_NODE))
 		return TC_ACT_SHOT; /* not from a node of the cluster */
+	if (vx.eth.h_proto == bpf_htons(WEIR_VXLAN_PROBE_ETHERTYPE))
+		return weir_vxlan_probe_answer(skb, outcome, &eth, &ip, &uh);
 	if (vx.eth.h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_SHOT;
 	itot = bpf_ntohs(in.tot_len);

@@ -203,6 +203,33 @@ Check map_sizes(const Facts& f) {
   return ok("map-sizes", fmt::format("{} pinned maps at their configured size", f.map_sizes.size()));
 }
 
+Check vxlan_port(const Facts& f) {
+  if (!f.vxlan_probe) return ok("vxlan-port", "VXLAN off on this node: no port to probe");
+  const VxlanProbe& p = *f.vxlan_probe;
+  if (!p.error.empty())
+    return fail("vxlan-port", fmt::format("the probe of UDP {} could not run: {}", p.port, p.error),
+                "run `weir doctor` in the node's network namespace, where its underlay address is");
+  if (p.peers.empty()) return ok("vxlan-port", "no other node to probe (weir_vteps1 is empty)");
+  std::vector<std::string> silent;
+  double slowest = 0;
+  for (const auto& peer : p.peers) {
+    if (!peer.answered)
+      silent.push_back(peer.addr);
+    else
+      slowest = std::max(slowest, peer.rtt_ms);
+  }
+  if (!silent.empty())
+    return fail("vxlan-port",
+                fmt::format("no answer on UDP {} from {} of {} other nodes within {:.0f} ms: {}", p.port, silent.size(),
+                            p.peers.size(), p.timeout_ms, fmt::join(silent, ", ")),
+                fmt::format("open UDP {} between the nodes (firewalls, security groups); on each node named, check that "
+                            "weir's agent runs with weir_from_ul on its underlay (`weir doctor` there) and the same "
+                            "vxlanPort and vxlanVNI",
+                            p.port));
+  return ok("vxlan-port", fmt::format("UDP {}: the {} other nodes answered (slowest {:.1f} ms)", p.port,
+                                      p.peers.size(), slowest));
+}
+
 Check verifier(const Facts& f) {
   if (f.agent_log.empty()) return ok("verifier", "no agent log given (--agent-log): not checked");
   if (!f.verifier_failures.empty())
@@ -219,6 +246,7 @@ std::vector<Check> evaluate(const Facts& f) {
   out.push_back(xdp(f));
   out.push_back(kube_proxy(f));
   out.push_back(tunnel(f));
+  out.push_back(vxlan_port(f));
   out.push_back(conntrack(f));
   out.push_back(map_sizes(f));
   out.push_back(verifier(f));

@@ -57,6 +57,19 @@ struct AgentStatus {
   uint32_t conntrack_warn_percent = 90;
 };
 
+// The VXLAN port probe (dataplane/vxlan_probe.h) from this node to every other node.
+struct VxlanPeer {
+  std::string addr;  // the other node's underlay address
+  bool answered = false;
+  double rtt_ms = 0;
+};
+struct VxlanProbe {
+  uint16_t port = 0;  // host order
+  std::vector<VxlanPeer> peers;
+  std::string error;  // the probe could not run (its socket); peers then empty
+  double timeout_ms = 0;
+};
+
 struct MapSize {
   std::string name;
   uint32_t pinned = 0, configured = 0;
@@ -72,6 +85,7 @@ struct Facts {
   std::vector<std::string> kube_proxy_chains;  // KUBE-* chains found in iptables or nftables
   uint64_t ipvs_services = 0;                  // virtual services in /proc/net/ip_vs
   std::optional<bool> tunnel_map_enabled;      // weir_tunnel1's switch; nullopt: not readable
+  std::optional<VxlanProbe> vxlan_probe;       // nullopt: VXLAN off on this node (not probed)
   uint64_t ct_entries = 0, ct_capacity = 0;
   std::vector<MapSize> map_sizes;              // pinned maps with a configured size
   std::vector<std::string> verifier_failures;  // lines of the agent's log

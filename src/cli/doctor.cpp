@@ -1,6 +1,7 @@
 // `weir doctor`: gathers the facts of calc/doctor.h from the live node (this network namespace,
 // the pin root, the state dir) and prints one line per check: OK / WARN / FAIL, what was found
 // and the fix. Exit code 1 when any check fails. Read-only: it changes nothing.
+#include <arpa/inet.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 #include <linux/if_link.h>
@@ -25,6 +26,7 @@
 #include "calc/doctor.h"
 #include "cli/commands.h"
 #include "dataplane/programs.h"
+#include "dataplane/vxlan_probe.h"
 #include "lab/process.h"
 #include "maps/decode.h"
 #include "maps/map_table.h"
@@ -123,6 +125,34 @@ uint64_t ipvs_services() {
   return n;
 }
 
+// The vxlan-port check's facts: a probe to every node in weir_vteps1, from this node's underlay
+// address, answered by their weir_from_ul within a second.
+doc::VxlanProbe probe_vxlan(const weir_tunnel_val& tun, maps::VtepsMap& vteps) {
+  constexpr std::chrono::milliseconds kTimeout{1000};
+  doc::VxlanProbe p;
+  p.port = ntohs(tun.port);
+  p.timeout_ms = static_cast<double>(kTimeout.count());
+  auto nodes = vteps.dump();
+  if (!nodes) {
+    p.error = nodes.error().wrap(WEIR_MAP_VTEPS).str();
+    return p;
+  }
+  dataplane::VxlanProbeTarget target{tun.underlay_addr, tun.port, tun.vni, {}};
+  for (const auto& [addr, flags] : *nodes)
+    if ((flags & WEIR_VTEP_F_NODE) != 0) target.peers.push_back(addr);
+  auto r = dataplane::probe_vxlan_peers(target, kTimeout);
+  if (!r) {
+    p.error = r.error().str();
+    return p;
+  }
+  for (const auto& res : *r) {
+    char a[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &res.peer, a, sizeof(a));
+    p.peers.push_back(doc::VxlanPeer{a, res.answered, res.rtt_ms});
+  }
+  return p;
+}
+
 doc::Facts gather(const GlobalOptions& g, const std::string& bpffs, const std::string& agent_log) {
   doc::Facts f;
   f.bpffs_path = bpffs;
@@ -157,7 +187,11 @@ doc::Facts gather(const GlobalOptions& g, const std::string& bpffs, const std::s
     f.interfaces.push_back(interface_facts(status->underlay, l ? l->ifindex : 0, {{"ingress", id_of("weir_from_ul")}}));
   }
   if (auto t = maps::TunnelMaps::open_pinned(layout)) {
-    if (auto v = t->tunnel.lookup(0); v && *v) f.tunnel_map_enabled = ((*v)->flags & WEIR_TUNNEL_F_VXLAN) != 0;
+    if (auto v = t->tunnel.lookup(0); v && *v) {
+      const weir_tunnel_val& tun = **v;
+      f.tunnel_map_enabled = (tun.flags & WEIR_TUNNEL_F_VXLAN) != 0;
+      if (*f.tunnel_map_enabled) f.vxlan_probe = probe_vxlan(tun, t->vteps);
+    }
   }
   if (status) {
     for (const auto& spec : maps::kMapSpecs) {
@@ -188,7 +222,7 @@ doc::Facts gather(const GlobalOptions& g, const std::string& bpffs, const std::s
 
 void add_doctor_command(CLI::App& app, GlobalOptions& g, int& rc) {
   auto* cmd = app.add_subcommand("doctor", "check this node: bpffs, kernel, agent, programs on every hook, "
-                                           "kube-proxy leftovers, tunnel, conntrack, map sizes, verifier failures");
+                                           "kube-proxy leftovers, tunnel, VXLAN port between nodes, conntrack, map sizes, verifier failures");
   struct Opts {
     bool json = false;
     std::string agent_log;

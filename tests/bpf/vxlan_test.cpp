@@ -549,6 +549,66 @@ TEST_F(VxlanTest, MalformedOrForeignVxlanIsDroppedByReason) {
   EXPECT_EQ(cnt(ul_if, kIngress, WEIR_CNT_TOTAL), cases.size());
 }
 
+// ------------------------------------------------------------------ the doctor's probe
+
+// The inner frame of a `weir doctor` VXLAN probe (weir/tunnel.h), built from the header's layout.
+Bytes probe_frame(uint64_t kind, uint32_t nonce, uint64_t magic = WEIR_VXLAN_PROBE_MAGIC) {
+  Bytes b(12, 0);  // no Ethernet addresses
+  b.push_back(WEIR_VXLAN_PROBE_ETHERTYPE >> 8);
+  b.push_back(WEIR_VXLAN_PROBE_ETHERTYPE & 0xff);
+  weir_vxlan_probe p{};
+  p.magic_kind = magic | kind << 56;
+  p.nonce = nonce;
+  const auto* raw = reinterpret_cast<const uint8_t*>(&p);
+  b.insert(b.end(), raw, raw + sizeof(p));
+  return b;
+}
+
+TEST_F(VxlanTest, ADoctorsProbeFromANodeIsAnsweredBackOutOfTheUnderlay) {
+  enable(kVni2, kPort2);
+  const Bytes frame = build(vxlan_pkt(probe_frame(WEIR_VXLAN_PROBE_REQUEST, 0xdecafbad), kNodeB, kNodeA, kPort2, kVni2));
+  auto r = from_ul(frame);
+  ASSERT_EQ(r.retval, TC_ACT_REDIRECT);
+  ASSERT_EQ(r.out.size(), frame.size());
+  const Bytes& o = r.out;
+  EXPECT_EQ(Bytes(o.begin(), o.begin() + 6), Bytes(kNodeBMac.begin(), kNodeBMac.end())) << "back to the sender's MAC";
+  EXPECT_EQ(Bytes(o.begin() + 6, o.begin() + 12), Bytes(kNodeAMac.begin(), kNodeAMac.end()));
+  EXPECT_EQ(ip_at(o, 14 + 12), ip4_str(kNodeA));
+  EXPECT_EQ(ip_at(o, 14 + 16), ip4_str(kNodeB));
+  EXPECT_EQ(verify::check_ip_header(o, 14, "outer"), "") << "the swap keeps the IP checksum right";
+  EXPECT_EQ(rd16(o, 34), kPort2) << "from the VXLAN port";
+  EXPECT_EQ(rd16(o, 36), 51234) << "to the prober's port";
+  EXPECT_EQ(rd16(o, 40), 0) << "UDP checksum: none";
+  const Bytes want = probe_frame(WEIR_VXLAN_PROBE_REPLY, 0xdecafbad);
+  EXPECT_EQ(Bytes(o.begin() + kOverhead, o.end()), want) << "the probe, now a reply with the same nonce";
+  EXPECT_EQ(Bytes(o.begin() + 42, o.begin() + 50), Bytes(frame.begin() + 42, frame.begin() + 50)) << "VXLAN header kept";
+  EXPECT_EQ(only_outcome(ul_if, kIngress), std::make_pair(int(WEIR_CNT_REDIRECT_PLAIN), uint64_t(1)));
+
+  // The reply on the prober's side: UDP to its own port, not VXLAN: the host stack's (its socket's).
+  PacketSpec back = vxlan_pkt(want, kNodeB, kNodeA, 51234, kVni2);
+  udp_of(back).sport = kPort2;
+  EXPECT_EQ(from_ul(build(back)).retval, TC_ACT_OK);
+}
+
+TEST_F(VxlanTest, OnlyARequestFromANodeOfTheClusterIsAnswered) {
+  enable(kVni2, kPort2);
+  struct Case {
+    std::string what;
+    PacketSpec pkt;
+  };
+  auto unknown = vxlan_pkt(probe_frame(WEIR_VXLAN_PROBE_REQUEST, 1), kNodeC, kNodeA, kPort2, kVni2);
+  auto reply = vxlan_pkt(probe_frame(WEIR_VXLAN_PROBE_REPLY, 2), kNodeB, kNodeA, kPort2, kVni2);
+  auto magic = vxlan_pkt(probe_frame(WEIR_VXLAN_PROBE_REQUEST, 3, WEIR_VXLAN_PROBE_MAGIC ^ 1), kNodeB, kNodeA, kPort2, kVni2);
+  auto vni = vxlan_pkt(probe_frame(WEIR_VXLAN_PROBE_REQUEST, 4), kNodeB, kNodeA, kPort2, kVni);
+  for (const Case& c : std::vector<Case>{{"from an address that is not a node", unknown},
+                                         {"a reply (nobody sends those to the VXLAN port)", reply},
+                                         {"not weir's magic", magic},
+                                         {"another VNI", vni}}) {
+    EXPECT_EQ(from_ul(build(c.pkt)).retval, TC_ACT_SHOT) << c.what;
+  }
+  EXPECT_EQ(cnt(ul_if, kIngress, WEIR_CNT_DROP_DECAP), 4u);
+}
+
 TEST_F(VxlanTest, MergedDatagramsAreNotTakenApartAsOne) {
   // UDP GRO forwarding on the underlay would hand over several VXLAN datagrams as one GSO skb:
   // one set of headers cannot go, so it is dropped (DROP_DECAP) rather than delivered wrong.

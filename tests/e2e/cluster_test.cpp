@@ -333,6 +333,10 @@ TEST_F(ClusterE2E, VxlanThreeNodesEncapsulatesServicesPolicyMtuAndAgentRestart) 
   EXPECT_NE(mtu->out.find("mtu 1450"), std::string::npos) << mtu->out;
 
   ASSERT_NO_FATAL_FAILURE(pod_to_pod_across_nodes());
+  // `weir doctor` on node 1: its probe of the VXLAN port is answered by both other nodes.
+  auto doc = run_doctor(*lab_);
+  EXPECT_EQ(doc.level("vxlan-port"), "OK") << doc.out;
+  EXPECT_NE(doc.found("vxlan-port").find("UDP 4789: the 2 other nodes answered"), std::string::npos) << doc.out;
   // Encapsulated on the sender's pod interface, decapsulated on the receiver's underlay.
   const std::string n1 = nodes[0].name, n2 = nodes[1].name;
   EXPECT_GT(counter(n1, lab_->pod("n1-pod1")->host_if, "ingress", "redirect_neigh"), 0u);
@@ -415,6 +419,24 @@ TEST_F(ClusterE2E, VxlanThreeNodesEncapsulatesServicesPolicyMtuAndAgentRestart) 
   // the test command time it does not have.)
   ASSERT_NO_FATAL_FAILURE(etcd_outage());
   ASSERT_NO_FATAL_FAILURE(agent_restart_keeps_cross_node_connections());
+
+  // A firewall between the nodes (on the lab's bridge) drops VXLAN to node 2: node 1's doctor
+  // names it, and node 3 still answers.
+  const auto in_ul = lab::RunOptions::in(lab_->underlay_netns());
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"nft", "add", "table", "bridge", "weirtest"},
+        {"nft", "add", "chain", "bridge", "weirtest", "vxlanblock", "{ type filter hook forward priority 0; }"},
+        {"nft", "add", "rule", "bridge", "weirtest", "vxlanblock", "ip", "daddr", nodes[1].underlay_ip, "udp", "dport",
+         "4789", "drop"}}) {
+    auto r = lab::run_process(cmd, in_ul);
+    ASSERT_TRUE(r.ok() && r->status.exited && r->status.code == 0) << fmt::format("{}", fmt::join(cmd, " "));
+  }
+  doc = run_doctor(*lab_);
+  EXPECT_EQ(doc.level("vxlan-port"), "FAIL") << doc.out;
+  EXPECT_NE(doc.found("vxlan-port").find("from 1 of 2 other nodes within 1000 ms: " + nodes[1].underlay_ip),
+            std::string::npos)
+      << doc.out;
+  EXPECT_EQ(doc.rc, 1) << "a FAIL: exit code 1";
 }
 
 TEST_F(ClusterE2E, RoutedThreeNodesServicesPolicyEtcdFailuresAndAgentRestart) {

@@ -50,7 +50,7 @@ const Check& find(const std::vector<Check>& cs, const std::string& name) {
 TEST(Doctor, AHealthyNodePassesEveryCheck) {
   auto cs = evaluate(healthy());
   for (const char* name : {"bpffs", "kernel", "agent", "programs", "foreign", "attach-mode", "xdp", "kube-proxy",
-                           "tunnel", "conntrack", "map-sizes", "verifier"})
+                           "tunnel", "vxlan-port", "conntrack", "map-sizes", "verifier"})
     EXPECT_EQ(find(cs, name).level, Level::Ok) << name << ": " << find(cs, name).found;
   EXPECT_EQ(worst(cs), Level::Ok);
   EXPECT_NE(find(cs, "agent").found.find("agent pid 42 running, last sync full"), std::string::npos);
@@ -91,6 +91,14 @@ TEST(Doctor, EachFaultTurnsItsOwnCheck) {
       {"vxlan not in force", [](Facts& f) { f.agent->vxlan_enabled = true; }, "tunnel", Level::Fail,
        "weir_tunnel1 is off"},
       {"vxlan left on", [](Facts& f) { f.tunnel_map_enabled = true; }, "tunnel", Level::Fail, "still encapsulate"},
+      {"vxlan port closed",
+       [](Facts& f) {
+         f.vxlan_probe = VxlanProbe{4789, {{"192.168.200.3", true, 0.4}, {"192.168.200.4", false, 0}}, "", 1000};
+       },
+       "vxlan-port", Level::Fail, "no answer on UDP 4789 from 1 of 2 other nodes within 1000 ms: 192.168.200.4"},
+      {"vxlan probe impossible",
+       [](Facts& f) { f.vxlan_probe = VxlanProbe{4789, {}, "binding to 192.168.200.2: Cannot assign", 1000}; },
+       "vxlan-port", Level::Fail, "could not run: binding to 192.168.200.2"},
       {"conntrack pressure", [](Facts& f) { f.ct_entries = 950; }, "conntrack", Level::Warn, "950 of 1000 entries"},
       {"map size", [](Facts& f) { f.map_sizes[0].configured = 2000; }, "map-sizes", Level::Warn,
        "weir_ct4 pinned 1000 configured 2000"},
@@ -128,6 +136,18 @@ TEST(Doctor, VxlanNeedsWeirFromUlOnTheUnderlay) {
   cs = evaluate(f);
   EXPECT_EQ(find(cs, "tunnel").level, Level::Fail);
   EXPECT_NE(find(cs, "tunnel").found.find("no weir_from_ul on eth0"), std::string::npos);
+}
+
+TEST(Doctor, TheVxlanPortCheckPassesWhenEveryOtherNodeAnswersOrVxlanIsOff) {
+  Facts f = healthy();
+  EXPECT_EQ(find(evaluate(f), "vxlan-port").found, "VXLAN off on this node: no port to probe");
+  f.vxlan_probe = VxlanProbe{4789, {}, "", 1000};
+  EXPECT_EQ(find(evaluate(f), "vxlan-port").level, Level::Ok);
+  EXPECT_NE(find(evaluate(f), "vxlan-port").found.find("no other node"), std::string::npos);
+  f.vxlan_probe = VxlanProbe{8472, {{"192.168.200.3", true, 0.4}, {"192.168.200.4", true, 1.25}}, "", 1000};
+  auto c = find(evaluate(f), "vxlan-port");
+  EXPECT_EQ(c.level, Level::Ok);
+  EXPECT_EQ(c.found, "UDP 8472: the 2 other nodes answered (slowest 1.2 ms)");
 }
 
 TEST(Doctor, VerifierFailuresAreFoundInALog) {

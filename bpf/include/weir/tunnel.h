@@ -52,6 +52,31 @@ WEIR_ASSERT_SIZE(struct weir_tunnel_val, 20);
 /* weir_vteps1 value flags */
 #define WEIR_VTEP_F_NODE (1u << 0) /* a known node: its VXLAN packets are accepted */
 
+/*
+ * The VXLAN port probe of `weir doctor` (docs/doctor.md, check vxlan-port): a node sends a
+ * VXLAN packet (this cluster's VNI) whose inner frame has the ethertype
+ * WEIR_VXLAN_PROBE_ETHERTYPE (IEEE 802 local experimental) and a struct weir_vxlan_probe of kind
+ * REQUEST, from an ephemeral UDP port of its underlay address to another node's VXLAN port. That
+ * node's weir_from_ul, having checked it as any VXLAN packet (port, VNI, lengths, checksum, a
+ * known node as its source), answers it: kind REPLY, outer Ethernet, IP addresses and UDP ports
+ * swapped (UDP checksum 0), sent back out of the interface it came in by. The reply goes to the
+ * prober's ephemeral port, which is not VXLAN: its own weir_from_ul passes it to the socket. A
+ * reply proves the whole VXLAN path between the two nodes both ways: the port open, the peer's
+ * weir_from_ul in place with the same VNI and port, and this node known to it.
+ */
+#define WEIR_VXLAN_PROBE_ETHERTYPE 0x88b5
+#define WEIR_VXLAN_PROBE_MAGIC 0x6f727072696577ULL /* the bytes "weirpro", read as a little-endian __u64 */
+#define WEIR_VXLAN_PROBE_REQUEST 1
+#define WEIR_VXLAN_PROBE_REPLY 2
+
+struct weir_vxlan_probe {
+	__u64 magic_kind; /* WEIR_VXLAN_PROBE_MAGIC | kind << 56 (bytes "weirpro" then the kind) */
+	__u32 nonce;      /* the prober's, echoed */
+	__u8 pad[12];     /* as long as an IPv4 header: what weir_from_ul reads after the inner
+	                   * Ethernet header of any VXLAN packet */
+};
+WEIR_ASSERT_SIZE(struct weir_vxlan_probe, 24);
+
 /* weir_tun_jump1 slots */
 #define WEIR_TUN_JUMP_VXLAN_ENCAP 0
 
