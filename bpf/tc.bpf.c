@@ -60,13 +60,13 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 	 * only then, the other half of a NAT pair is looked at (and re-created if it was evicted). */
 	now = weir_now();
 	if (ct->last_seen_ns != now) {
-		ct->last_seen_ns = now;
-		weir_ct_keep_pair(key, ct, now);
+		WEIR_EFFECT(ct->last_seen_ns = now);
+		WEIR_EFFECT(weir_ct_keep_pair(key, ct, now));
 	}
 
 	add = weir_ct_tcp_bits(p) & ~src->flags;
 	if (add) {
-		__sync_fetch_and_or(&src->flags, add);
+		WEIR_EFFECT(__sync_fetch_and_or(&src->flags, add));
 		changed = 1;
 	}
 	if (!from_wl && !(dst->flags & WEIR_CT_LEG_APPROVED)) {
@@ -76,13 +76,13 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 			__u8 m[12];
 
 			if (!bpf_skb_load_bytes(skb, 0, m, sizeof(m))) {
-				dst->ifindex = p->ifindex;
-				__builtin_memcpy(dst->wl_mac, &m[0], 6);
-				__builtin_memcpy(dst->host_mac, &m[6], 6);
-				__sync_fetch_and_or(&dst->flags, WEIR_CT_LEG_WORKLOAD);
+				WEIR_EFFECT(dst->ifindex = p->ifindex);
+				WEIR_EFFECT(__builtin_memcpy(dst->wl_mac, &m[0], 6));
+				WEIR_EFFECT(__builtin_memcpy(dst->host_mac, &m[6], 6));
+				WEIR_EFFECT(__sync_fetch_and_or(&dst->flags, WEIR_CT_LEG_WORKLOAD));
 			}
 		}
-		__sync_fetch_and_or(&dst->flags, WEIR_CT_LEG_APPROVED);
+		WEIR_EFFECT(__sync_fetch_and_or(&dst->flags, WEIR_CT_LEG_APPROVED));
 		changed = 1;
 	}
 	if (changed)
@@ -123,7 +123,7 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 		v.nat_addr = p->daddr;
 		v.nat_port = p->dport;
 		weir_ct_set_legs(&v, rev_client_is_a, client, other);
-		rc = bpf_map_update_elem(&weir_ct1, &rk, &v, BPF_NOEXIST);
+		rc = weir_map_update(&weir_ct1, &rk, &v, BPF_NOEXIST);
 		if (rc == -WEIR_EEXIST) {
 			struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, &rk);
 
@@ -137,7 +137,7 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 					return 1;
 				}
 				/* The colliding flow is over (or just vanished): take its place. */
-				if (bpf_map_update_elem(&weir_ct1, &rk, &v, BPF_ANY)) {
+				if (weir_map_update(&weir_ct1, &rk, &v, BPF_ANY)) {
 					weir_ct_stat_add(create_failed, 1);
 					p->outcome = WEIR_CNT_DROP_CT_CREATE;
 					return 1;
@@ -159,18 +159,18 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 		v.nat_port = be_port;
 	}
 	weir_ct_set_legs(&v, p->from_a, client, other);
-	rc = bpf_map_update_elem(&weir_ct1, key, &v, BPF_NOEXIST);
+	rc = weir_map_update(&weir_ct1, key, &v, BPF_NOEXIST);
 	if (rc == -WEIR_EEXIST) {
 		struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, key);
 
 		/* Lost a race: the winner may have picked another backend; drop our orphan. */
 		if (created_rev && (!e || e->nat_addr != be_addr || e->nat_port != be_port) &&
-		    !bpf_map_delete_elem(&weir_ct1, &rk))
+		    !weir_map_delete(&weir_ct1, &rk))
 			weir_ct_stat_add(deleted, 1);
 		return -WEIR_EEXIST;
 	}
 	if (rc) {
-		if (created_rev && !bpf_map_delete_elem(&weir_ct1, &rk))
+		if (created_rev && !weir_map_delete(&weir_ct1, &rk))
 			weir_ct_stat_add(deleted, 1);
 		weir_ct_stat_add(create_failed, 1);
 		p->outcome = WEIR_CNT_DROP_CT_CREATE;
@@ -320,7 +320,7 @@ static __always_inline int weir_new_to_wl_finish(struct __sk_buff *skb, struct w
 	if (p->proto == IPPROTO_ICMP)
 		v.flags = WEIR_CT_F_ICMP_ECHO;
 	weir_ct_set_legs(&v, p->from_a, &sender, &receiver);
-	rc = bpf_map_update_elem(&weir_ct1, key, &v, BPF_NOEXIST);
+	rc = weir_map_update(&weir_ct1, key, &v, BPF_NOEXIST);
 	if (rc == -WEIR_EEXIST) {
 		ct = bpf_map_lookup_elem(&weir_ct1, key);
 		if (!ct)
@@ -469,8 +469,14 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 	    (next_hop = weir_tunnel_wanted(p.daddr))) {
 		skb->cb[WEIR_CB_OUTCOME] = p.outcome;
 		skb->cb[WEIR_CB_NEXT_HOP] = next_hop;
+#ifdef WEIR_TRACE
+		/* The encapsulation program counts: the trace stops here. */
+		WEIR_LOG_STAGE(WEIR_LOG_TRACE_ENCAP, next_hop, 0);
+		verdict = weir_verdict(&p, WEIR_CNT_REDIRECT_NEIGH, TC_ACT_REDIRECT);
+#else
 		bpf_tail_call(skb, &weir_tun_jump1, WEIR_TUN_JUMP_VXLAN_ENCAP);
 		verdict = weir_verdict(&p, WEIR_CNT_DROP_TAIL_CALL, TC_ACT_SHOT);
+#endif
 	}
 	/* After a successful tail call into a policy or the encapsulation the main program does not
 	 * get here: the program called counts the packet. */

@@ -18,12 +18,16 @@ static __always_inline struct weir_ct_stats *weir_ct_stats(void)
 	return bpf_map_lookup_elem(&weir_ct_stats1, &k);
 }
 
+#ifdef WEIR_TRACE
+#define weir_ct_stat_add(field, n) ((void)(n))
+#else
 #define weir_ct_stat_add(field, n)                            \
 	do {                                                  \
 		struct weir_ct_stats *st_ = weir_ct_stats();  \
 		if (st_)                                      \
 			st_->field += (n);                    \
 	} while (0)
+#endif
 
 /* Build the normalised key of a packet going (saddr, sport) -> (daddr, dport). Returns 1 when
  * the sender is side A (its (addr, port) compares lower or equal), else 0. */
@@ -104,11 +108,11 @@ static __always_inline void weir_ct_leg_merge(struct weir_ct_leg *dst, const str
 	if (!add)
 		return;
 	if ((add & WEIR_CT_LEG_WORKLOAD) && src->ifindex) {
-		dst->ifindex = src->ifindex;
-		__builtin_memcpy(dst->wl_mac, src->wl_mac, sizeof(dst->wl_mac));
-		__builtin_memcpy(dst->host_mac, src->host_mac, sizeof(dst->host_mac));
+		WEIR_EFFECT(dst->ifindex = src->ifindex);
+		WEIR_EFFECT(__builtin_memcpy(dst->wl_mac, src->wl_mac, sizeof(dst->wl_mac)));
+		WEIR_EFFECT(__builtin_memcpy(dst->host_mac, src->host_mac, sizeof(dst->host_mac)));
 	}
-	__sync_fetch_and_or(&dst->flags, add);
+	WEIR_EFFECT(__sync_fetch_and_or(&dst->flags, add));
 }
 
 /* After a leg of a NAT entry changed, mirror both legs into the paired entry (rare: SYN, FIN,
@@ -144,10 +148,10 @@ static __always_inline void weir_ct_delete_flow(const struct weir_ct_key *k, con
 
 	if (ct->type != WEIR_CT_NORMAL) {
 		weir_ct_pair_key(&pk, k, ct, &unused);
-		if (!bpf_map_delete_elem(&weir_ct1, &pk))
+		if (!weir_map_delete(&weir_ct1, &pk))
 			n++;
 	}
-	if (!bpf_map_delete_elem(&weir_ct1, k))
+	if (!weir_map_delete(&weir_ct1, k))
 		n++;
 	weir_ct_stat_add(deleted, n);
 }
@@ -182,7 +186,7 @@ __weir_global int weir_ct_keep_pair(const struct weir_ct_key *k, const struct we
 		v.a = ct->b;
 		v.b = ct->a;
 	}
-	if (!bpf_map_update_elem(&weir_ct1, &pk, &v, BPF_NOEXIST))
+	if (!weir_map_update(&weir_ct1, &pk, &v, BPF_NOEXIST))
 		weir_ct_stat_add(created, 1);
 	return 0;
 }

@@ -8,10 +8,16 @@
 
 /* Source of the zeroed value inserted for a new (ifindex, hook): read-only data, never written,
  * so the 248-byte value does not have to be built on the stack. */
+#ifndef WEIR_TRACE
 static const struct weir_counters_val weir_zero_counters;
+#endif
 
 static __always_inline void weir_count(__u32 ifindex, __u32 hook, __u32 outcome, __u32 facts)
 {
+#ifdef WEIR_TRACE
+	/* The trace build counts nothing (lib/defs.h, WEIR_EFFECT). */
+	(void)ifindex, (void)hook, (void)outcome, (void)facts;
+#else
 	struct weir_counters_key key = { .ifindex = ifindex, .hook = hook };
 	struct weir_counters_val *c;
 
@@ -33,6 +39,7 @@ static __always_inline void weir_count(__u32 ifindex, __u32 hook, __u32 outcome,
 	if (facts & WEIR_FACT_ICMP_ERR_NAT)
 		c->c[WEIR_CNT_OTHER_ICMP_ERR_NAT]++;
 	c->c[WEIR_CNT_TOTAL]++;
+#endif
 }
 
 #endif

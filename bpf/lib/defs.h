@@ -75,6 +75,24 @@ struct icmphdr {
 
 #define WEIR_EEXIST 17 /* errno value; the kernel's map helpers return -EEXIST */
 
+/* Side effects on the maps the node shares: conntrack entries and their legs, fragments, the
+ * counters and statistics. In the trace build (-DWEIR_TRACE=1: `weir bpf trace`, which runs the
+ * programs on a packet it made against the live maps, docs/bpf-trace.md) none of them happens:
+ * WEIR_EFFECT's statement is not compiled, and the map writes report success without writing, so
+ * that the program takes the path the packet would take. Reads (lookups) stay. */
+#ifdef WEIR_TRACE
+#define WEIR_EFFECT(stmt) ((void)0)
+#define weir_map_update(map, key, val, flags) ((void)(map), (void)(key), (void)(val), (void)(flags), 0L)
+#define weir_map_delete(map, key) ((void)(map), (void)(key), 0L)
+#else
+#define WEIR_EFFECT(stmt) \
+	do {              \
+		stmt;     \
+	} while (0)
+#define weir_map_update(map, key, val, flags) bpf_map_update_elem(map, key, val, flags)
+#define weir_map_delete(map, key) bpf_map_delete_elem(map, key)
+#endif
+
 /* Offsets that never move: every packet the programs see starts with an Ethernet header. */
 #define WEIR_L3_OFF ETH_HLEN
 #define WEIR_IP_CSUM_OFF (WEIR_L3_OFF + __builtin_offsetof(struct iphdr, check))

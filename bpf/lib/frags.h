@@ -47,7 +47,7 @@ __weir_global int weir_frag_first_done(struct __sk_buff *skb, const struct weir_
 		v.fwd = p->redirect_fwd;
 		v.ifindex = p->redirect_ifindex;
 	}
-	bpf_map_update_elem(&weir_frags1, &k, &v, BPF_ANY);
+	weir_map_update(&weir_frags1, &k, &v, BPF_ANY);
 	return 0;
 }
 
@@ -80,9 +80,9 @@ static __always_inline int weir_frag_later(struct __sk_buff *skb, struct weir_pk
 	if (fwd != WEIR_FRAG_FWD_PASS && bpf_skb_store_bytes(skb, 0, v->macs, sizeof(v->macs), 0))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
 	if (p->more_frags)
-		v->next_offset += weir_frag_units(p);
+		WEIR_EFFECT(v->next_offset += weir_frag_units(p));
 	else
-		bpf_map_delete_elem(&weir_frags1, &k);
+		weir_map_delete(&weir_frags1, &k);
 	if (outcome >= WEIR_CNT_OUTCOME_END)
 		outcome = WEIR_CNT_ACCEPT_ESTABLISHED; /* unreachable: written from an outcome */
 	if (fwd == WEIR_FRAG_FWD_PASS)

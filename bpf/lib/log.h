@@ -89,6 +89,22 @@ __weir_global __u32 weir_log_begin(struct __sk_buff *skb, __u32 dir_in, __u32 en
 		return 0;
 	k = skb->ifindex;
 	len_lo = skb->len & 0xffff;
+#ifdef WEIR_TRACE
+	/* `weir bpf trace`: every stage, tagged with the nonce the command put in the mark. */
+	(void)cfg, (void)ifs, (void)zero;
+	/* (Every argument used: the verifier checks what BTF says the caller passes.) */
+	st->entry = entry;
+	st->len_lo = len_lo;
+	st->level = WEIR_LOG_DEBUG;
+	st->filter = WEIR_LOG_F_NONE;
+	st->ifindex = k;
+	st->start_ns = bpf_ktime_get_ns();
+	args[0] = skb->mark;
+	args[1] = (__u64)(long)(dir_in ? "I" : "E");
+	bpf_snprintf(st->tag, sizeof(st->tag), "wtr%u---%s", args, sizeof(args));
+	bpf_printk("%s: New packet at ifindex=%u; len=%u; mark=%x", st->tag, k, skb->len, skb->mark);
+	return 0;
+#endif
 	cfg = bpf_map_lookup_elem(&weir_logif1, &k);
 	if (!cfg)
 		cfg = bpf_map_lookup_elem(&weir_logif1, &zero);
@@ -161,6 +177,8 @@ enum weir_log_what {
 	WEIR_LOG_REDIRECT,       /* a: ifindex, b: 1 = peer */
 	WEIR_LOG_ENCAP,          /* a: next hop (network order) */
 	WEIR_LOG_DECAP,          /* a: outer source (network order) */
+	WEIR_LOG_TRACE_POLICY,   /* trace build: a: the policy's jump slot, not run */
+	WEIR_LOG_TRACE_ENCAP,    /* trace build: a: the next hop (network order), not encapsulated */
 };
 
 __weir_global int weir_log_stage(__u32 what, __u32 a, __u32 b)
@@ -194,6 +212,12 @@ __weir_global int weir_log_stage(__u32 what, __u32 a, __u32 b)
 		break;
 	case WEIR_LOG_DECAP:
 		bpf_printk("%s: VXLAN: decapsulated from node %pI4", st->tag, &addr);
+		break;
+	case WEIR_LOG_TRACE_POLICY:
+		bpf_printk("%s: Trace: stops before the policy program in jump slot %u", st->tag, a);
+		break;
+	case WEIR_LOG_TRACE_ENCAP:
+		bpf_printk("%s: Trace: would encapsulate to node %pI4 (VXLAN)", st->tag, &addr);
 		break;
 	}
 	return 0;

@@ -15,6 +15,7 @@
 #include "tc_log.skel.h"
 #include "tc_log_prof.skel.h"
 #include "tc_prof.skel.h"
+#include "tc_trace.skel.h"
 #include "weir/maps.h"
 #include "weir/policy.h"
 #include "weir/tunnel.h"
@@ -24,7 +25,7 @@ namespace weir::dataplane {
 struct TcPrograms::Impl {
   // The loaded object: one of the four builds (the same programs and maps).
   std::variant<bpf::Skeleton<weir_tc>, bpf::Skeleton<weir_tc_log>, bpf::Skeleton<weir_tc_prof>,
-               bpf::Skeleton<weir_tc_log_prof>>
+               bpf::Skeleton<weir_tc_log_prof>, bpf::Skeleton<weir_tc_trace>>
       skel;
   Variant variant = Variant::Production;
   maps::MapFds fds;  // borrowed from skel
@@ -180,6 +181,7 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
     case Variant::Log: WEIR_TRY(load_skeleton<weir_tc_log>(*impl, layout, sizes, "tc_log")); break;
     case Variant::Profile: WEIR_TRY(load_skeleton<weir_tc_prof>(*impl, layout, sizes, "tc_prof")); break;
     case Variant::LogProfile: WEIR_TRY(load_skeleton<weir_tc_log_prof>(*impl, layout, sizes, "tc_log_prof")); break;
+    case Variant::Trace: WEIR_TRY(load_skeleton<weir_tc_trace>(*impl, layout, sizes, "tc_trace")); break;
     case Variant::Production: WEIR_TRY(load_skeleton<weir_tc>(*impl, layout, sizes, "tc")); break;
   }
   remove_retired_pins(layout);
@@ -208,6 +210,7 @@ Result<std::vector<uint8_t>> TcPrograms::object_bytes(Variant variant) {
     case Variant::Log: data = weir_tc_log__elf_bytes(&size); break;
     case Variant::Profile: data = weir_tc_prof__elf_bytes(&size); break;
     case Variant::LogProfile: data = weir_tc_log_prof__elf_bytes(&size); break;
+    case Variant::Trace: data = weir_tc_trace__elf_bytes(&size); break;
     case Variant::Production: data = weir_tc__elf_bytes(&size); break;
   }
   if (data == nullptr || size == 0) return make_error("the embedded TC object ({}) is empty", to_string(variant));
@@ -220,6 +223,7 @@ const char* to_string(TcPrograms::Variant v) {
     case TcPrograms::Variant::Log: return "log";
     case TcPrograms::Variant::Profile: return "profiling";
     case TcPrograms::Variant::LogProfile: return "log and profiling";
+    case TcPrograms::Variant::Trace: return "trace";
     case TcPrograms::Variant::Production: break;
   }
   return "production";

@@ -45,8 +45,10 @@ class TcPrograms {
   // instruction; the log variant (-DWEIR_LOG=1, docs/bpf-log.md), whose programs write the
   // packet's path to the kernel trace buffer as weir_logif1 asks (DataplaneConfig bpfLogLevel);
   // the profiling build (-DWEIR_PROFILE=1, docs/profiling.md), whose programs time each packet
-  // (bpfProfiling); and one with both. All have the same programs, maps and semantics.
-  enum class Variant { Production, Log, Profile, LogProfile };
+  // (bpfProfiling); and one with both. All have the same programs, maps and semantics. The
+  // trace build (-DWEIR_TRACE=1, docs/bpf-trace.md) is `weir bpf trace`'s: the log's statements
+  // for every packet, and no side effect on the maps (no entry created, nothing counted).
+  enum class Variant { Production, Log, Profile, LogProfile, Trace };
   struct Impl;
 
   TcPrograms(TcPrograms&&) noexcept;
@@ -112,7 +114,7 @@ class TcPrograms {
   std::unique_ptr<maps::LogMaps> log_;
 };
 
-// "production", "log", "profiling" or "log and profiling".
+// "production", "log", "profiling", "log and profiling" or "trace".
 const char* to_string(TcPrograms::Variant v);
 // Whether the build has the log's statements / the profiling's timing.
 bool logs(TcPrograms::Variant v);

@@ -116,9 +116,9 @@ TEST(LogVariant, ProductionObjectHasNoLoggingInstructionAndTheLogVariantHas) {
 // TcVerifier's): within the same budget, a quarter of the kernel's limit.
 TEST(LogVariant, EveryProgramOfTheLogVariantVerifiesWithinTheBudget) {
   ASSERT_TRUE(topology().ready) << topology().error;
-  // The log variant, and the build with the log and profiling, the largest of all (the profiling
-  // build alone is a subset of it: loaded by ProfileTest's and the e2e tests).
-  for (Variant variant : {Variant::Log, Variant::LogProfile}) {
+  // The log variant, the build with the log and profiling, the largest of all (the profiling
+  // build alone is a subset of it: loaded by ProfileTest's and the e2e tests), and the trace build.
+  for (Variant variant : {Variant::Log, Variant::LogProfile, Variant::Trace}) {
     auto obj = TcObject::shared(MapSizes::small(), variant);
     ASSERT_TRUE(obj.ok()) << obj.error().str();
     EXPECT_EQ((*obj)->programs().variant(), variant);
