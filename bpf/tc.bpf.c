@@ -454,6 +454,14 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 		WEIR_PROF_BEGIN();
 	}
 	if (pol) {
+#ifndef WEIR_TRACE
+		/* A trace's packet that a policy program without the trace capability sent here (an
+		 * older weir's): refused before anything is written or counted. */
+		struct weir_pol_state *ps = weir_pol_state();
+
+		if (ps && (ps->pflags & WEIR_PSTATE_F_TRACE))
+			return TC_ACT_UNSPEC;
+#endif
 		verdict = weir_process_pol(skb, &p, from_wl);
 		weir_policy_outcome(&p);
 	} else {

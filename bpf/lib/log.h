@@ -177,7 +177,6 @@ enum weir_log_what {
 	WEIR_LOG_REDIRECT,       /* a: ifindex, b: 1 = peer */
 	WEIR_LOG_ENCAP,          /* a: next hop (network order) */
 	WEIR_LOG_DECAP,          /* a: outer source (network order) */
-	WEIR_LOG_TRACE_POLICY,   /* trace build: a: the policy's jump slot, not run */
 	WEIR_LOG_TRACE_ENCAP,    /* trace build: a: the next hop (network order), not encapsulated */
 };
 
@@ -212,9 +211,6 @@ __weir_global int weir_log_stage(__u32 what, __u32 a, __u32 b)
 		break;
 	case WEIR_LOG_DECAP:
 		bpf_printk("%s: VXLAN: decapsulated from node %pI4", st->tag, &addr);
-		break;
-	case WEIR_LOG_TRACE_POLICY:
-		bpf_printk("%s: Trace: stops before the policy program in jump slot %u", st->tag, a);
 		break;
 	case WEIR_LOG_TRACE_ENCAP:
 		bpf_printk("%s: Trace: would encapsulate to node %pI4 (VXLAN)", st->tag, &addr);

@@ -154,6 +154,13 @@
  * Never full (one entry).
  */
 
+/*
+ * weir_trjmp1: WEIR_JUMP_FROM_WL_POLICY_DONE / WEIR_JUMP_TO_WL_POLICY_DONE -> the trace build's
+ * policy continuations (PROG_ARRAY). Writer: whoever loads the trace build (`weir bpf trace`).
+ * Readers: policy programs compiled with the trace capability, for a packet of the trace build
+ * (WEIR_PSTATE_F_TRACE). Never full (2 slots); empty, the trace ends there (TC_ACT_SHOT).
+ */
+
 #define WEIR_MAP_DEFINE(ID, base, ver, mtype, K, V, size, flags, cfg) \
 	struct {                                                         \
 		__uint(type, mtype);                                     \

@@ -70,15 +70,15 @@ static __always_inline int weir_policy_call(struct __sk_buff *skb, struct weir_p
 	st->rule_id = 0;
 	st->scratch = 0;
 
-	WEIR_LOG_STAGE(WEIR_LOG_POLICY_CALL, slot, 0);
 #ifdef WEIR_TRACE
-	/* Policy programs count and go on into the live continuation: not run by the trace yet. */
-	WEIR_LOG_STAGE(WEIR_LOG_TRACE_POLICY, slot, 0);
-	return TC_ACT_UNSPEC;
-#else
+	/* The policy program continues in the trace build's continuation (weir_trjmp1) and counts
+	 * no rule; one compiled without that capability would not (and the live continuation it
+	 * would call refuses the packet, see weir_tc). */
+	st->pflags |= WEIR_PSTATE_F_TRACE;
+#endif
+	WEIR_LOG_STAGE(WEIR_LOG_POLICY_CALL, slot, 0);
 	bpf_tail_call(skb, &weir_jump1, slot);
 	return weir_verdict(p, WEIR_CNT_DROP_TAIL_CALL, TC_ACT_SHOT);
-#endif
 }
 
 /* The private part of the state, copied out by the continuation before it does anything. */

@@ -126,7 +126,9 @@ Result<const PolicyManager::DenyAll*> PolicyManager::deny_all(Direction d) {
   auto& da = deny_all_[static_cast<int>(d)];
   if (da) return &*da;
   const auto policy = calc::pol::fail_closed_policy(d);
-  auto compiled = polprog::compile(policy, {});
+  polprog::CompileOptions opts;
+  opts.trace = fds_.trace_jump >= 0;
+  auto compiled = polprog::compile(policy, opts);
   if (!compiled) return compiled.error().wrap("compiling the deny-all program");
   const std::string pattern = d == Direction::Ingress ? "wi{}_denyall" : "we{}_denyall";
   auto loaded = loader_->load(*compiled, fds_, pattern);
@@ -311,6 +313,7 @@ Status PolicyManager::install(const Key& key, const PolicyEndpoint& ep,
   taken.push_back(*entry);
 
   polprog::CompileOptions opts;
+  opts.trace = fds_.trace_jump >= 0;  // `weir bpf trace` follows packets through it
   bool out_of_slots = false;
   opts.slot_of_chunk = [&](size_t) -> uint32_t {
     auto s = slots_.take();

@@ -1,5 +1,6 @@
 #include "dataplane/programs.h"
 
+#include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -267,6 +268,18 @@ Status TcPrograms::install_continuations() {
       {WEIR_JUMP_FROM_WL_POLICY_DONE, from_wl_pol_fd()},
       {WEIR_JUMP_TO_WL_POLICY_DONE, to_wl_pol_fd()},
   };
+  if (variant() == Variant::Trace) {
+    // The trace build's continuations go where trace-capable policy programs look for them;
+    // the live slots (weir_jump1, weir_tun_jump1, weir_logjmp1) are not the trace's to touch.
+    for (const auto& [slot, fd] : slots) {
+      const int map = impl_->fds[maps::MapId::TRACE_JMP];
+      const __u32 k = slot;
+      const auto v = static_cast<__u32>(fd);
+      if (bpf_map_update_elem(map, &k, &v, BPF_ANY) != 0)
+        return errno_error(fmt::format("writing the trace build's continuation into {} slot {}", WEIR_MAP_TRACE_JMP, slot));
+    }
+    return {};
+  }
   for (const auto& [slot, fd] : slots) {
     // PROG_ARRAY value = program fd; the kernel swaps the slot's program atomically.
     auto st = policy_->jump.update(slot, static_cast<__u32>(fd));
@@ -315,6 +328,7 @@ polprog::PolicyMapFds TcPrograms::policy_map_fds() const {
   f.ipset_exact = policy_->ipset_exact.fd().fd();
   f.rule_cnt = policy_->rule_cnt.fd().fd();
   f.jump = policy_->jump.fd().fd();
+  f.trace_jump = impl_->fds[maps::MapId::TRACE_JMP];
   f.counters = maps_->counters.fd().fd();
   return f;
 }

@@ -68,6 +68,7 @@ constexpr int kOffIfindex = offsetof(weir_pol_state, ifindex);
 constexpr int kOffVerdict = offsetof(weir_pol_state, verdict);
 constexpr int kOffResume = offsetof(weir_pol_state, resume);
 constexpr int kOffRuleId = offsetof(weir_pol_state, rule_id);
+constexpr int kOffPflags = offsetof(weir_pol_state, pflags);
 
 // Stack (r10-relative), every slot 8-byte aligned: the IP set key, the rule counter key/value (the state map key at entry),
 // the interface counters key/value (missed tail call).
@@ -162,6 +163,7 @@ class Gen {
 
   Assembler a;
   bool live = true;
+  bool trace = false;  // CompileOptions::trace: honour WEIR_PSTATE_F_TRACE
 
  private:
   std::deque<Target> targets_;  // stable addresses
@@ -266,6 +268,11 @@ void emit_set_test(Gen& g, calc::SetId id, int addr_off, bool named_port, Target
 void emit_count_rule(Gen& g) {
   Target& insert = g.target("cnt_insert");
   Target& done = g.target("cnt_done");
+  if (g.trace) {
+    // A trace's packet (weir/policy.h WEIR_PSTATE_F_TRACE) is counted nowhere.
+    g.ldx(Size::U16, R2, kState, kOffPflags);
+    g.jmp(Cond::Set, R2, static_cast<int32_t>(WEIR_PSTATE_F_TRACE), done);
+  }
   g.stx(Size::U64, R10, kStRuleKey, R1);
   stack_ptr(g, R2, kStRuleKey);
   g.ld_map_fd(R1, kMapRuleCnt);
@@ -302,13 +309,41 @@ void emit_tail_call(Gen& g, uint32_t slot) {
   g.call(BPF_FUNC_tail_call);
 }
 
-// Missed tail call: count DROP_TAIL_CALL + TOTAL for (ifindex, hook), drop.
+// The tail call into the policy continuation `slot`; falls through when it fails. A trace's
+// packet goes to the trace build's continuation (weir_trjmp1) when compiled with the capability.
+void emit_continuation(Gen& g, uint32_t slot) {
+  if (!g.trace) {
+    emit_tail_call(g, slot);
+    return;
+  }
+  Target& traced = g.target("cont_trace");
+  Target& failed = g.target("cont_failed");
+  g.ldx(Size::U16, R2, kState, kOffPflags);
+  g.jmp(Cond::Set, R2, static_cast<int32_t>(WEIR_PSTATE_F_TRACE), traced);
+  emit_tail_call(g, slot);
+  g.ja(failed);
+  g.bind(traced);
+  g.mov(R1, kCtx);
+  g.ld_map_fd(R2, kMapTraceJump);
+  g.mov32(R3, slot);
+  g.call(BPF_FUNC_tail_call);
+  g.bind(failed);
+}
+
+// Missed tail call: count DROP_TAIL_CALL + TOTAL for (ifindex, hook), drop (a trace's packet:
+// drop only).
 void emit_tail_fail(Gen& g) {
+  Target& drop = g.target("tail_fail_drop");
+  if (g.trace) {
+    g.ldx(Size::U16, R1, kState, kOffPflags);
+    g.jmp(Cond::Set, R1, static_cast<int32_t>(WEIR_PSTATE_F_TRACE), drop);
+  }
   g.ldx(Size::U32, R1, kState, kOffIfindex);
   g.stx(Size::U32, R10, kStCntKey + static_cast<int>(offsetof(weir_counters_key, ifindex)), R1);
   g.ldx(Size::U8, R1, kState, kOffHook);
   g.stx(Size::U32, R10, kStCntKey + static_cast<int>(offsetof(weir_counters_key, hook)), R1);
   if (g.live) emit_count_outcome(g.a, MapRef{kMapCounters}, kStCntKey, kStCntVal, WEIR_CNT_DROP_TAIL_CALL);
+  g.bind(drop);
   g.mov(R0, TC_ACT_SHOT);
   g.exit();
 }
@@ -613,6 +648,7 @@ class Compiler {
     switch (s.kind) {
       case StepKind::Rule: {
         Gen g("measure");
+        g.trace = opts_.trace;
         Target& decided = g.target("d");
         Target& pass = g.target("p");
         emit_rule(g, rule_of(s), decided, pass);
@@ -627,8 +663,9 @@ class Compiler {
   }
 
   // Instructions of a chunk besides its steps, with every optional block present.
-  static size_t fixed_overhead() {
+  size_t fixed_overhead() const {
     Gen g("measure");
+    g.trace = opts_.trace;
     Target& finish = g.target("finish");
     Target& fail = g.target("fail");
     Target& first = g.target("first");
@@ -643,7 +680,7 @@ class Compiler {
     g.ld_imm64(R1, 0);  // decided
     emit_count_rule(g);
     g.bind(finish);
-    emit_tail_call(g, 0);
+    emit_continuation(g, 0);
     g.bind(fail);
     emit_tail_fail(g);
     return g.pos();
@@ -744,6 +781,7 @@ class Compiler {
     const size_t end = k + 1 < chunk_begin_.size() ? chunk_begin_[k + 1] : steps_.size();
     const std::string dir(calc::pol::to_string(pol_.direction));
     Gen g(fmt::format("{} policy chunk {}", dir, k));
+    g.trace = opts_.trace;
     Target& finish = g.target("finish");
     Target& decided = g.target("decided");
     Target& fail = g.target("tail_fail");
@@ -827,8 +865,8 @@ class Compiler {
     g.ldx(Size::U64, R1, kState, kOffRuleId);
     emit_count_rule(g);
     g.bind(finish);
-    emit_tail_call(g, pol_.direction == Direction::Egress ? WEIR_JUMP_FROM_WL_POLICY_DONE
-                                                          : WEIR_JUMP_TO_WL_POLICY_DONE);
+    emit_continuation(g, pol_.direction == Direction::Egress ? WEIR_JUMP_FROM_WL_POLICY_DONE
+                                                             : WEIR_JUMP_TO_WL_POLICY_DONE);
     g.bind(fail);
     emit_tail_fail(g);
     return g.a.assemble();
@@ -904,7 +942,7 @@ Result<LoadedPolicy> load(const CompiledPolicy& compiled, const PolicyMapFds& fd
   for (auto [name, fd] : {std::pair{kMapState, fds.state}, std::pair{kMapIpsets, fds.ipsets},
                           std::pair{kMapIpsetExact, fds.ipset_exact},
                           std::pair{kMapRuleCnt, fds.rule_cnt}, std::pair{kMapJump, fds.jump},
-                          std::pair{kMapCounters, fds.counters}})
+                          std::pair{kMapCounters, fds.counters}, std::pair{kMapTraceJump, fds.trace_jump}})
     if (fd >= 0) refs[MapRef{name}] = fd;
   const std::string probe = chunk_program_name(name_pattern, 0);
   for (char c : probe)

@@ -41,6 +41,7 @@ inline constexpr const char* kMapIpsetExact = "ipset_x";
 inline constexpr const char* kMapRuleCnt = "rule_cnt";
 inline constexpr const char* kMapJump = "jump";
 inline constexpr const char* kMapCounters = "counters";
+inline constexpr const char* kMapTraceJump = "trjmp";  // only with CompileOptions::trace
 
 // The most chunks a policy may take (the kernel allows 33 tail calls in a chain: main program ->
 // chunk 0 -> ... -> chunk 29 -> continuation).
@@ -61,6 +62,10 @@ struct CompileOptions {
   // chunks load much faster than one large one: 1,000 rules in 5 chunks of ~4k instructions
   // load in ~50 ms, in one chunk of 18k in ~140 ms (bench/README.md).
   size_t max_insns_per_chunk = 0;
+  // The trace capability (`weir bpf trace`, docs/bpf-trace.md): for a packet of the trace build
+  // (WEIR_PSTATE_F_TRACE) no rule is counted and the continuation is weir_trjmp1's. The program
+  // then uses that map (PolicyMapFds::trace_jump).
+  bool trace = false;
 };
 
 inline constexpr size_t kAutoChunkInsns = 4096;
@@ -83,6 +88,7 @@ struct PolicyMapFds {
   int jump = -1;      // weir_jump1
   int counters = -1;  // weir_counters3
   int ipset_exact = -1;  // weir_ipsetx1 (last: keeps positional initialisers of the others valid)
+  int trace_jump = -1;   // weir_trjmp1: required by programs compiled with CompileOptions::trace
 };
 
 struct LoadedPolicy {

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "bpf/map.h"
+#include "calc/policy_ir.h"
 #include "dataplane/programs.h"
+#include "polprog/compiler.h"
 #include "maps/map_table.h"
 #include "tc_fixture.h"
 #include "trace_lines.h"
@@ -126,6 +128,36 @@ TEST_F(TraceTest, EveryPathItTakesLeavesEveryMapAsItWas) {
     EXPECT_EQ(lines.back().message.rfind("Final result=", 0), 0u) << c.what << "\n" << messages(lines);
     EXPECT_EQ(snapshot(*tc), before) << c.what << ": a map changed";
   }
+}
+
+// Through a policy program compiled with the trace capability (the agent's are): the trace
+// follows the packet into it and out through the trace build's continuation, with the verdict,
+// and the policy counts nothing either.
+TEST_F(TraceTest, APolicyProgramTakesTheTraceThroughWithoutCountingTheRule) {
+  polprog::CompileOptions opts;
+  opts.trace = true;
+  auto compiled = polprog::compile(calc::pol::fail_closed_policy(calc::pol::Direction::Egress), opts);
+  ASSERT_TRUE(compiled.ok()) << compiled.error().str();
+  auto loaded = polprog::load(*compiled, tc->policy_map_fds(), "wtrace{}_deny");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().str();
+  constexpr uint32_t kSlot = 5;
+  const int fd = loaded->chunks[0].get();
+  ASSERT_EQ(bpf_map_update_elem(tc->map_fd(WEIR_MAP_JUMP), &kSlot, &fd, BPF_ANY), 0);
+  weir_ifstate_val ifs{};
+  ASSERT_EQ(bpf_map_lookup_elem(tc->map_fd(WEIR_MAP_IFSTATE), &client_if, &ifs), 0);
+  ifs.egress_slot = kSlot;
+  ASSERT_TRUE(tc->put_ifstate(client_if, ifs).ok());
+
+  const auto before = snapshot(*tc);
+  int retval = 0;
+  auto lines = trace(Prog::FromWl, client_if, build(client_tcp(43303, kBe1Ip, 8080, kTcpSyn)), nonce(), retval);
+  EXPECT_EQ(retval, TC_ACT_SHOT) << messages(lines);
+  EXPECT_TRUE(in_order(lines, {"IP 10.65.0.10:43303 -> 10.65.1.11:8080 proto=6", "CT: miss",
+                               "Policy: calling jump slot 5", "Policy: verdict=DENY rule_id=0",
+                               "Drop reason=dropped_by_policy"}))
+      << messages(lines);
+  EXPECT_EQ(lines.back().message.rfind("Final result=DENY (2)", 0), 0u) << messages(lines);
+  EXPECT_EQ(snapshot(*tc), before) << "a map changed (the rule counters among them)";
 }
 
 // What the same packets do to the maps through the production build: the snapshot comparison

@@ -55,7 +55,8 @@
 	X(LOG_ST,   logst,    2, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_log_state,   1,             0,                  fixed)         \
 	X(LOG_JMP,  logjmp,   1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   64,            0,                  fixed)         \
 	X(PROF,     prof,     1, BPF_MAP_TYPE_PERCPU_HASH,   struct weir_prof_key,         struct weir_prof_val,    (8 * 1024),    0,                  fixed)         \
-	X(PROF_ST,  profst,   1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_prof_state,  1,             0,                  fixed)
+	X(PROF_ST,  profst,   1, BPF_MAP_TYPE_PERCPU_ARRAY,  __u32,                        struct weir_prof_state,  1,             0,                  fixed)         \
+	X(TRACE_JMP, trjmp,   1, BPF_MAP_TYPE_PROG_ARRAY,    __u32,                        __u32,                   2,             0,                  fixed)
 
 /* Maps whose layout changed, as X(base, version): their pins are what an older weir left. The
  * loader unpins them once their successors are pinned; `weir bpf cleanup` removes them. */

@@ -40,6 +40,12 @@
 #define WEIR_PSTATE_F_MIDFLOW (1u << 1)  /* from_wl: TCP mid-stream to a service without an
 					   * entry, re-resolved: on allow, create the entries as
 					   * past the handshake */
+#define WEIR_PSTATE_F_TRACE (1u << 2)    /* the trace build's packet (`weir bpf trace`,
+					   * docs/bpf-trace.md): a policy program compiled with
+					   * the trace capability counts no rule and continues in
+					   * weir_trjmp1[slot] (the trace build's continuation)
+					   * instead of weir_jump1[slot]; the production
+					   * continuations refuse it untouched */
 
 struct weir_pol_state {
 	/* ---- Inputs: written by the main program, read by the policy program. ---- */
