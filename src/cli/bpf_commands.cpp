@@ -274,6 +274,7 @@ const std::vector<std::pair<std::string, std::string>>& command_list() {
       {"policy", "Dump policy attached to interface"},
       {"profiling", "Show and reset the programs' runtime profile (bpfProfiling)"},
       {"routes", "Manipulates routes"},
+      {"trace", "Runs a packet through weir's programs, without side effects, and prints its path"},
       {"tracelog", "Prints the BPF debug log (bpfLogLevel) from the kernel trace buffer"},
       {"version", "Prints the version and exits"},
   };
@@ -528,6 +529,7 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc) {
   add_cleanup(bpf, g, rc);
   add_tracelog(bpf, rc);
   add_profiling(bpf, g, rc, st);
+  add_trace_command(bpf, g, rc);
   add_policy_commands(bpf, g, rc);
   CLI::App* help = bpf->add_subcommand("help", describe("help"));
   help->callback([&rc] {

@@ -32,5 +32,7 @@ void add_doctor_command(CLI::App& app, GlobalOptions& g, int& rc);  // doctor.cp
 void add_resource_commands(CLI::App& app, int& rc);  // apply, get, delete: resource_commands.cpp
 // `weir bpf policy ...` (src/cli/policy_commands.cpp), under the `bpf` subcommand.
 void add_policy_commands(CLI::App* bpf, GlobalOptions& g, int& rc);
+// `weir bpf trace` (docs/bpf-trace.md).
+void add_trace_command(CLI::App* bpf, GlobalOptions& g, int& rc);
 
 }  // namespace weir::cli

@@ -146,14 +146,25 @@ namespace {
 // Opens skeleton S (weir_tc, weir_tc_log, weir_tc_prof or weir_tc_log_prof), sizes and pins its maps and loads it into `impl`.
 template <typename S>
 Status load_skeleton(TcPrograms::Impl& impl, const maps::PinLayout& layout, const model::MapSizes& sizes,
-                     const char* name) {
+                     const char* name, bool pinned_only = false) {
   auto opened = bpf::Skeleton<S>::open(name);
   if (!opened) return opened.error();
   auto& skel = impl.skel.template emplace<bpf::Skeleton<S>>(std::move(*opened));
-  warn_other_versions(layout);
+  if (!pinned_only) warn_other_versions(layout);
   for (const maps::MapSpec& m : maps::kMapSpecs) {
     const std::string map_name(m.name);
-    auto size = pinned_size(layout, m, configured_size(m, sizes));
+    uint32_t want = configured_size(m, sizes);
+    if (pinned_only) {
+      // Every map must be the agent's (libbpf would create and pin a missing one).
+      auto pinned = bpf::MapFd::open_pinned(layout.map_path(map_name));
+      if (!pinned) {
+        return Error{ENOENT, fmt::format("no weir state under {} ({} not found): the agent may not be running, or an "
+                                         "older weir pinned these maps; see `weir --pin-root`",
+                                         layout.root, layout.map_path(map_name))};
+      }
+      want = pinned->info().max_entries;
+    }
+    auto size = pinned_size(layout, m, want);
     if (!size) return size.error();
     WEIR_TRY(skel.set_max_entries(map_name, *size));
     WEIR_TRY(skel.set_pin_path(map_name, layout.map_path(map_name)));
@@ -201,6 +212,27 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
                    std::make_unique<maps::TunnelMaps>(std::move(*t)),
                    std::make_unique<maps::LogMaps>(std::move(*l)));
   WEIR_TRY(progs.install_continuations());
+  return progs;
+}
+
+Result<TcPrograms> TcPrograms::load_trace(const maps::PinLayout& layout) {
+  auto impl = std::make_unique<Impl>();
+  impl->variant = Variant::Trace;
+  WEIR_TRY(load_skeleton<weir_tc_trace>(*impl, layout, model::MapSizes{}, "tc_trace", true));
+  const maps::MapFds& fds = impl->fds;
+  auto m = maps::WeirMaps::from_fds(fds);
+  if (!m) return m.error();
+  auto p = maps::PolicyMaps::from_fds(fds);
+  if (!p) return p.error();
+  auto t = maps::TunnelMaps::from_fds(fds);
+  if (!t) return t.error();
+  auto l = maps::LogMaps::from_fds(fds);
+  if (!l) return l.error();
+  TcPrograms progs(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)),
+                   std::make_unique<maps::PolicyMaps>(std::move(*p)),
+                   std::make_unique<maps::TunnelMaps>(std::move(*t)),
+                   std::make_unique<maps::LogMaps>(std::move(*l)));
+  WEIR_TRY(progs.install_continuations());  // weir_trjmp1 only
   return progs;
 }
 

@@ -62,6 +62,10 @@ class TcPrograms {
   // The pin root gets weir's marker first (maps::write_pin_marker).
   static Result<TcPrograms> load(const maps::PinLayout& layout, const model::MapSizes& sizes,
                                  Variant variant = Variant::Production);
+  // The trace build over the maps an agent pinned under `layout` (`weir bpf trace`,
+  // docs/bpf-trace.md): every map must be pinned there already (none is created), nothing is
+  // written but the trace build's continuations into weir_trjmp1. ENOENT when a map is missing.
+  static Result<TcPrograms> load_trace(const maps::PinLayout& layout);
   Variant variant() const;
   // The ELF object of a variant as weir embeds it (what the tests inspect instruction by
   // instruction).
