@@ -198,6 +198,17 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
   }
   remove_retired_pins(layout);
 
+  return with_maps(std::move(impl));
+}
+
+Result<TcPrograms> TcPrograms::load_trace(const maps::PinLayout& layout) {
+  auto impl = std::make_unique<Impl>();
+  impl->variant = Variant::Trace;
+  WEIR_TRY(load_skeleton<weir_tc_trace>(*impl, layout, model::MapSizes{}, "tc_trace", true));
+  return with_maps(std::move(impl));  // its continuations: into weir_trjmp1 only
+}
+
+Result<TcPrograms> TcPrograms::with_maps(std::unique_ptr<Impl> impl) {
   const maps::MapFds& fds = impl->fds;
   auto m = maps::WeirMaps::from_fds(fds);
   if (!m) return m.error();
@@ -212,27 +223,6 @@ Result<TcPrograms> TcPrograms::load(const maps::PinLayout& layout, const model::
                    std::make_unique<maps::TunnelMaps>(std::move(*t)),
                    std::make_unique<maps::LogMaps>(std::move(*l)));
   WEIR_TRY(progs.install_continuations());
-  return progs;
-}
-
-Result<TcPrograms> TcPrograms::load_trace(const maps::PinLayout& layout) {
-  auto impl = std::make_unique<Impl>();
-  impl->variant = Variant::Trace;
-  WEIR_TRY(load_skeleton<weir_tc_trace>(*impl, layout, model::MapSizes{}, "tc_trace", true));
-  const maps::MapFds& fds = impl->fds;
-  auto m = maps::WeirMaps::from_fds(fds);
-  if (!m) return m.error();
-  auto p = maps::PolicyMaps::from_fds(fds);
-  if (!p) return p.error();
-  auto t = maps::TunnelMaps::from_fds(fds);
-  if (!t) return t.error();
-  auto l = maps::LogMaps::from_fds(fds);
-  if (!l) return l.error();
-  TcPrograms progs(std::move(impl), std::make_unique<maps::WeirMaps>(std::move(*m)),
-                   std::make_unique<maps::PolicyMaps>(std::move(*p)),
-                   std::make_unique<maps::TunnelMaps>(std::move(*t)),
-                   std::make_unique<maps::LogMaps>(std::move(*l)));
-  WEIR_TRY(progs.install_continuations());  // weir_trjmp1 only
   return progs;
 }
 

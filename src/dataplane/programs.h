@@ -108,6 +108,8 @@ class TcPrograms {
   Status set_vteps(const std::vector<model::Ipv4>& nodes);
 
  private:
+  // The typed views over a loaded object's maps, then its continuations written.
+  static Result<TcPrograms> with_maps(std::unique_ptr<Impl> impl);
   TcPrograms(std::unique_ptr<Impl> impl, std::unique_ptr<maps::WeirMaps> m,
              std::unique_ptr<maps::PolicyMaps> p, std::unique_ptr<maps::TunnelMaps> t,
              std::unique_ptr<maps::LogMaps> l);

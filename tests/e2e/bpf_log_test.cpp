@@ -132,6 +132,68 @@ Result<std::string> one_connection(const Lab& lab, const std::string& addr, uint
   });
 }
 
+// `weir bpf trace` (docs/bpf-trace.md) on the lab: pod1's SYN to the service, run through the
+// trace build over the agent's maps, shows the path a real one takes (conntrack miss, NAT to the
+// backend, redirect), then the real one takes it; the trace leaves conntrack and the counters as
+// they were. Bad arguments get errors that name them. Run before any traffic.
+void trace_checks(const Lab& lab, const lab::Pod& pod1, const lab::Pod& pod2) {
+  auto ct_before = lab.run_weir({"bpf", "conntrack", "dump", "--json"});
+  auto counters_before = lab.run_weir({"bpf", "counters", "dump", "--json"});
+  ASSERT_TRUE(ct_before.ok() && counters_before.ok());
+  auto out = lab.run_weir({"bpf", "trace", "--iface", pod1.host_if, "--ingress", "--src", pod1.ip + ":40123", "--dst",
+                           std::string(kVip) + ":80", "--syn", "--json"});
+  ASSERT_TRUE(out.ok()) << out.error().str();
+  const auto j = nlohmann::json::parse(*out);
+  EXPECT_EQ(j["verdict"], "REDIRECT") << j.dump(2);
+  std::vector<std::string> path;
+  for (const auto& l : j["path"]) path.push_back(l.get<std::string>());
+  auto has = [&](const std::string& m) {
+    for (const auto& p : path)
+      if (p.rfind(m, 0) == 0) return true;
+    return false;
+  };
+  EXPECT_TRUE(has(fmt::format("IP {}:40123 -> 10.96.0.10:80 proto=6", pod1.ip))) << j.dump(2);
+  EXPECT_TRUE(has("CT: miss")) << j.dump(2);
+  EXPECT_TRUE(has(fmt::format("NAT: frontend 10.96.0.10:80 -> backend {}:8080", pod2.ip))) << j.dump(2);
+  EXPECT_TRUE(has("Redirect to ifindex=")) << j.dump(2);
+  EXPECT_TRUE(has("Final result=REDIRECT (7)")) << j.dump(2);
+  // Nothing written: no conntrack entry for the traced flow, no packet counted.
+  EXPECT_EQ(*lab.run_weir({"bpf", "conntrack", "dump", "--json"}), *ct_before);
+  EXPECT_EQ(*lab.run_weir({"bpf", "counters", "dump", "--json"}), *counters_before);
+  // A real connection takes the same way.
+  auto real = lab.in_pod("pod1", [] {
+    auto fd = lab::tcp_connect(kVip, 80, 5s);
+    if (!fd) return Result<std::string>(fd.error());
+    return lab::tcp_request(fd->get(), 5s);
+  });
+  ASSERT_TRUE(real.ok()) << real.error().str();
+  EXPECT_EQ(*real, "pod2");
+
+  // Text output, and errors naming what is wrong.
+  auto text = lab.run_weir({"bpf", "trace", "--iface", pod1.host_if, "--ingress", "--src", pod1.ip, "--dst",
+                            std::string(kVip) + ":80", "--syn"});
+  ASSERT_TRUE(text.ok()) << text.error().str();
+  EXPECT_NE(text->find("verdict: REDIRECT (7)"), std::string::npos) << *text;
+  struct Bad {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {{"--iface", "weirnosuch0", "--ingress", "--src", pod1.ip, "--dst", "10.96.0.10:80"}, "--iface weirnosuch0"},
+           {{"--iface", pod1.host_if, "--src", pod1.ip, "--dst", "10.96.0.10:80"}, "exactly one of --ingress"},
+           {{"--iface", pod1.host_if, "--ingress", "--src", "10.65.0.300", "--dst", "10.96.0.10:80"}, "--src 10.65.0.300"},
+           {{"--iface", pod1.host_if, "--ingress", "--src", pod1.ip, "--dst", "10.96.0.10"}, "a port is needed"},
+           {{"--iface", pod1.host_if, "--ingress", "--src", pod1.ip, "--dst", "10.96.0.10:80", "--proto", "sctp"},
+            "--proto sctp"},
+       }) {
+    std::vector<std::string> args{"bpf", "trace"};
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    auto r = lab.run_weir(args);
+    ASSERT_FALSE(r.ok()) << fmt::format("{}", fmt::join(args, " "));
+    EXPECT_NE(r.error().msg.find(b.says), std::string::npos) << r.error().str();
+  }
+}
+
 // One lab and one agent for the whole story (loading the log variant costs ~30 s of verifier
 // under the 6.1 guest's emulation): a pcap filter first, then Debug everywhere, then Off.
 TEST(BpfLogE2E, AFilterThenEveryPacketThenOffAndProfilingWithoutLosingAPacket) {
@@ -151,13 +213,8 @@ TEST(BpfLogE2E, AFilterThenEveryPacketThenOffAndProfilingWithoutLosingAPacket) {
   ASSERT_TRUE(lab.start_agent().ok());
   ASSERT_TRUE(lab.start_server("pod2", {8080}, {}).ok());
   ASSERT_TRUE(write_web_service(lab, kVip, {"pod2"}).ok());
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto out = lab.run_weir({"bpf", "nat", "dump"});
-        return out.ok() && out->find(pod2.ip + ":8080") != std::string::npos;
-      },
-      20s))
-      << tail(lab.agent_log(), 30);
+  ASSERT_TRUE(wait_for_nat_backend(lab, pod2.ip + ":8080")) << tail(lab.agent_log(), 30);
+  ASSERT_NO_FATAL_FAILURE(trace_checks(lab, pod1, pod2));
 
   // Through the service (port 80: matched) and straight to the backend (8080: not matched).
   // (A client port may serve both connections: they differ by their destination.)

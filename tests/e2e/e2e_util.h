@@ -169,6 +169,18 @@ inline std::vector<std::string> lab_namespaces(const std::string& id) {
   return v;
 }
 
+// Waits until `weir bpf nat dump` shows `backend` ("ip:port"): the agent programmed the
+// service. False after `timeout`.
+inline bool wait_for_nat_backend(const lab::Lab& lab, const std::string& backend,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  return wait_until(
+      [&] {
+        auto out = lab.run_weir({"bpf", "nat", "dump"});
+        return out.ok() && out->find(backend) != std::string::npos;
+      },
+      timeout);
+}
+
 // ---------------------------------------------------------------- weir doctor
 struct DoctorReport {
   int rc = -1;
