@@ -132,6 +132,15 @@ Result<std::string> one_connection(const Lab& lab, const std::string& addr, uint
   });
 }
 
+// `weir bpf trace ARGS` on the lab's node, in a mount namespace of its own: it reads the trace
+// buffer, mounting tracefs when the machine has not (as bpftool does); the test leaves no mount.
+Result<std::string> weir_trace(const Lab& lab, const std::vector<std::string>& args) {
+  std::vector<std::string> cmd{"unshare", "--mount", "--propagation", "private", lab.weir_binary(), "--pin-root",
+                               lab.pin_root(), "bpf", "trace"};
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return lab::run_checked(cmd, lab::RunOptions::in(lab.node_netns()));
+}
+
 // `weir bpf trace` (docs/bpf-trace.md) on the lab: pod1's SYN to the service, run through the
 // trace build over the agent's maps, shows the path a real one takes (conntrack miss, NAT to the
 // backend, redirect), then the real one takes it; the trace leaves conntrack and the counters as
@@ -140,7 +149,7 @@ void trace_checks(const Lab& lab, const lab::Pod& pod1, const lab::Pod& pod2) {
   auto ct_before = lab.run_weir({"bpf", "conntrack", "dump", "--json"});
   auto counters_before = lab.run_weir({"bpf", "counters", "dump", "--json"});
   ASSERT_TRUE(ct_before.ok() && counters_before.ok());
-  auto out = lab.run_weir({"bpf", "trace", "--iface", pod1.host_if, "--ingress", "--src", pod1.ip + ":40123", "--dst",
+  auto out = weir_trace(lab, {"--iface", pod1.host_if, "--ingress", "--src", pod1.ip + ":40123", "--dst",
                            std::string(kVip) + ":80", "--syn", "--json"});
   ASSERT_TRUE(out.ok()) << out.error().str();
   const auto j = nlohmann::json::parse(*out);
@@ -170,7 +179,7 @@ void trace_checks(const Lab& lab, const lab::Pod& pod1, const lab::Pod& pod2) {
   EXPECT_EQ(*real, "pod2");
 
   // Text output, and errors naming what is wrong.
-  auto text = lab.run_weir({"bpf", "trace", "--iface", pod1.host_if, "--ingress", "--src", pod1.ip, "--dst",
+  auto text = weir_trace(lab, {"--iface", pod1.host_if, "--ingress", "--src", pod1.ip, "--dst",
                             std::string(kVip) + ":80", "--syn"});
   ASSERT_TRUE(text.ok()) << text.error().str();
   EXPECT_NE(text->find("verdict: REDIRECT (7)"), std::string::npos) << *text;
@@ -186,10 +195,8 @@ void trace_checks(const Lab& lab, const lab::Pod& pod1, const lab::Pod& pod2) {
            {{"--iface", pod1.host_if, "--ingress", "--src", pod1.ip, "--dst", "10.96.0.10:80", "--proto", "sctp"},
             "--proto sctp"},
        }) {
-    std::vector<std::string> args{"bpf", "trace"};
-    args.insert(args.end(), b.args.begin(), b.args.end());
-    auto r = lab.run_weir(args);
-    ASSERT_FALSE(r.ok()) << fmt::format("{}", fmt::join(args, " "));
+    auto r = weir_trace(lab, b.args);
+    ASSERT_FALSE(r.ok()) << fmt::format("{}", fmt::join(b.args, " "));
     EXPECT_NE(r.error().msg.find(b.says), std::string::npos) << r.error().str();
   }
 }
