@@ -312,7 +312,9 @@ TEST(BpfLogE2E, AFilterThenEveryPacketThenOffAndProfilingWithoutLosingAPacket) {
         return lab.agent_log().find("bpfLogLevel Off, bpfProfiling Enabled: the profiling build of the TC "
                                     "programs goes on every interface") != std::string::npos;
       },
-      30s);
+      // Loading the profiling build: seconds here, more than 30 s in the 6.1 guest's emulation
+      // while the test command builds and tests beside it (a run missed it at 30 s).
+      120s);
   std::this_thread::sleep_for(1s);  // the sync that attaches them, then some traffic after it
   stop = true;
   auto tally = client_run.get();
