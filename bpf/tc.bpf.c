@@ -412,7 +412,8 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
  * exactly as the main program left it (no rewrite happens before the policy), so it is parsed
  * again; the verdict and the main program's private data come from this CPU's weir_pstate1.
  */
-static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_pkt *p, const int from_wl)
+static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_pkt *p, const int from_wl,
+					    struct weir_pol_state *st)
 {
 	struct weir_pol_resume r = {};
 	struct weir_ct_key key;
@@ -422,7 +423,7 @@ static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_p
 
 	if (weir_parse_and_screen(skb, p, &verdict, from_wl) != WEIR_PARSE_OK)
 		return verdict; /* unreachable: the main program saw the same packet */
-	if (!weir_policy_allowed(p, from_wl, &r, &outcome))
+	if (!weir_policy_allowed(st, p, from_wl, &r, &outcome))
 		return weir_verdict(p, outcome, TC_ACT_SHOT);
 
 	p->from_a = weir_ct_key_make(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto);
@@ -454,15 +455,15 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 		WEIR_PROF_BEGIN();
 	}
 	if (pol) {
+		struct weir_pol_state *ps = weir_pol_state(); /* the one lookup of the continuation */
+
 #ifndef WEIR_TRACE
 		/* A trace's packet that a policy program without the trace capability sent here (an
 		 * older weir's): refused before anything is written or counted. */
-		struct weir_pol_state *ps = weir_pol_state();
-
 		if (ps && (ps->pflags & WEIR_PSTATE_F_TRACE))
 			return TC_ACT_UNSPEC;
 #endif
-		verdict = weir_process_pol(skb, &p, from_wl);
+		verdict = weir_process_pol(skb, &p, from_wl, ps);
 		weir_policy_outcome(&p);
 	} else {
 		verdict = weir_process(skb, &p, from_wl);

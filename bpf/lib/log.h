@@ -90,21 +90,15 @@ __weir_global __u32 weir_log_begin(struct __sk_buff *skb, __u32 dir_in, __u32 en
 	k = skb->ifindex;
 	len_lo = skb->len & 0xffff;
 #ifdef WEIR_TRACE
-	/* `weir bpf trace`: every stage, tagged with the nonce the command put in the mark. */
-	(void)cfg, (void)ifs, (void)zero;
-	/* (Every argument used: the verifier checks what BTF says the caller passes.) */
+	/* `weir bpf trace`: every stage, tagged with the nonce the command put in the mark. (Every
+	 * argument is used: the verifier checks what BTF says the caller passes.) */
+	(void)cfg, (void)zero;
 	st->entry = entry;
 	st->len_lo = len_lo;
-	st->level = WEIR_LOG_DEBUG;
 	st->filter = WEIR_LOG_F_NONE;
-	st->ifindex = k;
 	st->start_ns = bpf_ktime_get_ns();
-	args[0] = skb->mark;
-	args[1] = (__u64)(long)(dir_in ? "I" : "E");
-	bpf_snprintf(st->tag, sizeof(st->tag), "wtr%u---%s", args, sizeof(args));
-	bpf_printk("%s: New packet at ifindex=%u; len=%u; mark=%x", st->tag, k, skb->len, skb->mark);
-	return 0;
-#endif
+	st->level = WEIR_LOG_DEBUG;
+#else
 	cfg = bpf_map_lookup_elem(&weir_logif1, &k);
 	if (!cfg)
 		cfg = bpf_map_lookup_elem(&weir_logif1, &zero);
@@ -139,8 +133,14 @@ __weir_global __u32 weir_log_begin(struct __sk_buff *skb, __u32 dir_in, __u32 en
 		st->start_ns = bpf_ktime_get_ns();
 	}
 	st->level = cfg->level > WEIR_LOG_DEBUG ? WEIR_LOG_DEBUG : cfg->level;
+#endif
 	st->ifindex = k;
 	args[1] = (__u64)(long)(dir_in ? "I" : "E");
+#ifdef WEIR_TRACE
+	(void)ifs;
+	args[0] = skb->mark;
+	bpf_snprintf(st->tag, sizeof(st->tag), "wtr%u---%s", args, sizeof(args));
+#else
 	ifs = bpf_map_lookup_elem(&weir_ifstate1, &k);
 	if (ifs) {
 		args[0] = (__u64)(long)ifs->name;
@@ -149,6 +149,7 @@ __weir_global __u32 weir_log_begin(struct __sk_buff *skb, __u32 dir_in, __u32 en
 		args[0] = k;
 		bpf_snprintf(st->tag, sizeof(st->tag), "if%u---%s", args, sizeof(args));
 	}
+#endif
 	if (st->level >= WEIR_LOG_DEBUG)
 		bpf_printk("%s: New packet at ifindex=%u; len=%u; mark=%x", st->tag, k, skb->len, skb->mark);
 	return 0;

@@ -92,17 +92,16 @@ struct weir_pol_resume {
 };
 
 /*
- * Continuation: check that the state belongs to this packet (same hook, interface, protocol,
+ * Continuation: check that the state `st` (this CPU's weir_pstate1[0], looked up once by the
+ * continuation) belongs to this packet (same hook, interface, protocol,
  * source and pre-NAT destination as the re-parsed packet) and read the verdict. Returns 1 with
  * *r filled when the policy allowed the packet; else sets the outcome (DROP_BY_POLICY for a deny
  * or an undecided verdict, DROP_TAIL_CALL for a state that does not belong to this packet, i.e.
  * a broken chain) and returns 0: the caller drops.
  */
-static __always_inline int weir_policy_allowed(const struct weir_pkt *p, const int from_wl,
-					       struct weir_pol_resume *r, __u32 *outcome)
+static __always_inline int weir_policy_allowed(struct weir_pol_state *st, const struct weir_pkt *p,
+					       const int from_wl, struct weir_pol_resume *r, __u32 *outcome)
 {
-	struct weir_pol_state *st = weir_pol_state();
-
 	if (!st || st->hook != (from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS) ||
 	    st->ifindex != p->ifindex || st->proto != p->proto || st->saddr != p->saddr ||
 	    st->pre_nat_daddr != p->daddr || st->pre_nat_dport != p->dport) {

@@ -192,12 +192,12 @@ class Agent {
       // The log variant's programs stay in weir_logjmp1's entry slots (where its filters return)
       // until a whole sync has put a build without the log on every hook: emptied at the second
       // call with such a build in place (a previous agent's, at start, included).
-      if (!dataplane::logs(want) && production_calls_ < 2 && ++production_calls_ == 2) {
+      if (!dataplane::logs(want) && calls_without_log_ < 2 && ++calls_without_log_ == 2) {
         if (auto st = progs_.clear_log_entries(); !st) spdlog::warn("BPF log: {}", st.error().str());
       }
       return false;
     }
-    production_calls_ = 0;
+    calls_without_log_ = 0;
     std::optional<dataplane::TcPrograms> loaded;
     if (want != progs_.variant()) {
       auto l = dataplane::TcPrograms::load(layout_, c.map_sizes, want);
@@ -244,7 +244,7 @@ class Agent {
   std::optional<dataplane::TcPrograms> other_;  // the build bpfLogLevel asked for, when not progs_'s
   model::BpfLogLevel logged_level_ = model::BpfLogLevel::Off;  // the trace buffer was sized for it
   dataplane::LogFilters log_filters_;  // weir_logif1 and the filters in weir_logjmp1
-  int production_calls_ = 0;           // use_programs calls in a row with a build without the log
+  int calls_without_log_ = 0;           // use_programs calls in a row with a build without the log in place
 };
 
 // The kernel's TC attach mode for --tc-mode, or nullopt (logged) when the kernel lacks what the

@@ -26,6 +26,7 @@
 #include "maps/decode.h"
 #include "maps/pin_layout.h"
 #include "maps/weir_maps.h"
+#include "util/inet_csum.h"
 
 namespace weir::cli {
 namespace {
@@ -57,19 +58,7 @@ Result<Endpoint> parse_endpoint(const std::string& what, const std::string& s, b
   return e;
 }
 
-uint16_t fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum & 0xffff);
-}
-uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
-  if (n % 2) sum += static_cast<uint32_t>(p[n - 1] << 8);
-  return sum;
-}
-void put16(std::vector<uint8_t>& b, size_t off, uint16_t v) {
-  b[off] = static_cast<uint8_t>(v >> 8);
-  b[off + 1] = static_cast<uint8_t>(v);
-}
+void put16(std::vector<uint8_t>& b, size_t off, uint16_t v) { put_be16(&b[off], v); }
 
 // Ethernet + IPv4 (DF, TTL 64) + TCP (flags; window 64240) | UDP | ICMP echo request, with every
 // checksum filled.
@@ -89,12 +78,12 @@ std::vector<uint8_t> build_packet(const std::array<uint8_t, 6>& src_mac, const s
   b[ip + 9] = proto;
   std::memcpy(&b[ip + 12], &src.addr, 4);
   std::memcpy(&b[ip + 16], &dst.addr, 4);
-  put16(b, ip + 10, fold(sum16(&b[ip], 20)));
+  put16(b, ip + 10, csum_fold(csum_add(0, &b[ip], 20)));
   if (proto == IPPROTO_ICMP) {
     b[t] = 8;  // echo request
     put16(b, t + 4, 0x7774);
     put16(b, t + 6, 1);
-    put16(b, t + 2, fold(sum16(&b[t], l4)));
+    put16(b, t + 2, csum_fold(csum_add(0, &b[t], l4)));
     return b;
   }
   put16(b, t, src.port);
@@ -108,9 +97,8 @@ std::vector<uint8_t> build_packet(const std::array<uint8_t, 6>& src_mac, const s
     put16(b, t + 4, static_cast<uint16_t>(l4));
   }
   // Pseudo-header: addresses, protocol, length.
-  uint32_t sum = sum16(&b[ip + 12], 8);
-  sum += proto + static_cast<uint32_t>(l4);
-  const uint16_t c = fold(sum16(&b[t], l4, sum));
+  const uint32_t pseudo = csum_add(0, &b[ip + 12], 8) + proto + static_cast<uint32_t>(l4);
+  const uint16_t c = csum_fold(csum_add(pseudo, &b[t], l4));
   put16(b, proto == IPPROTO_TCP ? t + 16 : t + 6, c == 0 && proto == IPPROTO_UDP ? 0xffff : c);
   return b;
 }

@@ -12,29 +12,13 @@
 #include <fmt/format.h>
 
 #include "util/fd.h"
+#include "util/inet_csum.h"
 
 namespace weir::lab {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// One's complement sum of 16-bit big-endian words (RFC 1071), not yet folded/inverted.
-uint32_t csum_add(uint32_t sum, const uint8_t* p, size_t n) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += uint32_t(p[i]) << 8 | p[i + 1];
-  if (n % 2) sum += uint32_t(p[n - 1]) << 8;
-  return sum;
-}
-
-uint16_t csum_fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v >> 8);
-  p[1] = uint8_t(v);
-}
 
 // An IPv4 + TCP SYN packet (20 + 20 bytes), addresses in network order, rewritten in place per
 // source port.
@@ -43,18 +27,18 @@ class SynPacket {
   SynPacket(uint32_t saddr, uint32_t daddr, uint16_t dport, uint32_t seq) {
     uint8_t* ip = b_.data();
     ip[0] = 0x45;
-    put16(ip + 2, uint16_t(b_.size()));
+    put_be16(ip + 2, uint16_t(b_.size()));
     ip[6] = 0x40;  // DF
     ip[8] = 64;    // TTL
     ip[9] = IPPROTO_TCP;
     std::memcpy(ip + 12, &saddr, 4);
     std::memcpy(ip + 16, &daddr, 4);
     uint8_t* tcp = ip + 20;
-    put16(tcp + 2, dport);
+    put_be16(tcp + 2, dport);
     std::memcpy(tcp + 4, &seq, 4);
     tcp[12] = 5 << 4;  // data offset: 20 bytes
     tcp[13] = 0x02;    // SYN
-    put16(tcp + 14, 64240);
+    put_be16(tcp + 14, 64240);
     // Pseudo-header: addresses, protocol, TCP length.
     pseudo_ = csum_add(0, ip + 12, 8) + IPPROTO_TCP + 20;
   }
@@ -63,12 +47,12 @@ class SynPacket {
   void set(uint16_t sport, uint16_t ip_id) {
     uint8_t* ip = b_.data();
     uint8_t* tcp = ip + 20;
-    put16(ip + 4, ip_id);
-    put16(ip + 10, 0);
-    put16(ip + 10, csum_fold(csum_add(0, ip, 20)));
-    put16(tcp, sport);
-    put16(tcp + 16, 0);
-    put16(tcp + 16, csum_fold(csum_add(pseudo_, tcp, 20)));
+    put_be16(ip + 4, ip_id);
+    put_be16(ip + 10, 0);
+    put_be16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+    put_be16(tcp, sport);
+    put_be16(tcp + 16, 0);
+    put_be16(tcp + 16, csum_fold(csum_add(pseudo_, tcp, 20)));
   }
 
  private:
