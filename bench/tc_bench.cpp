@@ -19,7 +19,15 @@
 #include <tuple>
 #include <vector>
 
+#include <poll.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "agent/flow_recorder.h"
 #include "bench_options.h"
+#include "dataplane/flow_events.h"
 #include "dataplane/log_filters.h"
 #include "weir/log.h"
 #include "../tests/bpf/packet.h"
@@ -206,6 +214,95 @@ void compare_builds(const Options& opt, int floor_fd, uint32_t cif, uint32_t bif
   }
 }
 
+// Flow events (issue 11 §8, docs/observe.md): what an event costs the datapath (a dropped packet
+// with events off and on, interleaved rounds), and the rate the agent's side (ring buffer reader,
+// conversion, naming, the bounded store) sustains with no event lost: the programs send paced
+// batches of drops at a rising rate, without rate limit, while a reader thread on another CPU
+// drains as the agent does; a rate passes when nothing was lost in 1 s.
+void flow_events(const Options& opt, uint32_t cif, uint32_t bif) {
+  auto o = TcObject::load(test::MapSizes::defaults());
+  if (!o.ok()) die(o.error().str());
+  TcObject& tc = **o;
+  program(tc, cif, bif);
+  auto reader = dataplane::FlowEventReader::open(tc.map_fds());
+  if (!reader.ok()) die(reader.error().str());
+  const int from = tc.prog_fd(Prog::FromWl);
+  PacketSpec bad = tcp(kClientMac, kClientHostMac, kClientIp, 40000, kBeIp, kBePort, test::kTcpSyn);
+  bad.ip.ihl = 3;  // malformed: dropped (DROP_MALFORMED), one event each
+  const Bytes drop = test::build(bad);
+  auto events = [&](bool on) {  // on: both kinds, no rate limit (interval 0)
+    weir_flow_cfg cfg{};
+    if (on) cfg.flags = WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP;
+    const uint32_t zero = 0;
+    if (bpf_map_update_elem(tc.map_fd(WEIR_MAP_FLOW_CFG), &zero, &cfg, BPF_ANY) != 0) die("writing weir_flowcfg1");
+  };
+  auto drain = [&] {
+    auto n = reader->drain([](const weir_flow_event&) {});
+    if (!n.ok()) die(n.error().str());
+  };
+  // 1. Cost per event in the datapath.
+  const int rep = std::min(opt.repeat, 4000);  // below the ring's capacity: nothing lost
+  std::vector<uint32_t> off_rounds, on_rounds;
+  for (int r = 0; r < 5; r++) {
+    events(false);
+    off_rounds.push_back(test_run(from, cif, drop, rep, TC_ACT_SHOT));
+    events(true);
+    on_rounds.push_back(test_run(from, cif, drop, rep, TC_ACT_SHOT));
+    drain();
+  }
+  const double off_ns = median(off_rounds), on_ns = median(on_rounds);
+  std::printf("\nflow events: a dropped packet (malformed), repeat %d, median of 5 interleaved rounds\n\n", rep);
+  std::printf("| flow events | ns/packet | x off |\n|---|---:|---:|\n");
+  std::printf("| off (weir_flowcfg1 zero) | %.1f | 1.00 |\n", off_ns);
+  std::printf("| on, no rate limit: one event per packet | %.1f | %.2f |\n", on_ns, on_ns / off_ns);
+
+  // 2. The rate the agent's side sustains with nothing lost.
+  agent::FlowRecorder recorder(4096, "bench", nullptr, [](uint32_t) { return std::string("weirb0h"); });
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> consumed{0};
+  std::thread consumer([&] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(opt.cpu == 0 ? 1 : 0, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+    while (!stop.load()) {
+      pollfd p{reader->fd(), POLLIN, 0};
+      ::poll(&p, 1, 10);
+      auto n = reader->drain([&](const weir_flow_event& ev) { recorder.on_event(ev); });
+      if (n.ok()) consumed += *n;
+    }
+  });
+  events(true);
+  std::printf("\nflow events sustained: paced batches every ms for 1 s, a reader thread on another CPU "
+              "doing the agent's work (convert, name, store)\n\n");
+  std::printf("| events/s asked | events/s sent | lost | lost %% |\n|---:|---:|---:|---:|\n");
+  uint64_t best = 0;
+  for (uint64_t rate : {50000ull, 100000ull, 200000ull, 400000ull, 800000ull, 1600000ull, 3200000ull}) {
+    auto before = reader->stats();
+    if (!before.ok()) die(before.error().str());
+    const int batch = int(rate / 1000);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int ms = 0; ms < 1000; ms++) {
+      test_run(from, cif, drop, batch, TC_ACT_SHOT);
+      std::this_thread::sleep_until(t0 + std::chrono::milliseconds(ms + 1));
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the reader catches up
+    auto after = reader->stats();
+    if (!after.ok()) die(after.error().str());
+    const uint64_t sent = after->sent - before->sent, lost = after->lost - before->lost;
+    std::printf("| %llu | %.0f | %llu | %.2f |\n", (unsigned long long)rate, double(sent) / secs,
+                (unsigned long long)lost, 100.0 * double(lost) / double(sent + lost));
+    if (lost == 0) best = rate;
+    else break;
+  }
+  stop = true;
+  consumer.join();
+  std::printf("\nsustained with no loss: %llu events/s (the agent's default --flow-rate is 1000 per CPU)\n",
+              (unsigned long long)best);
+  (void)bif;
+}
+
 int run(const Options& opt) {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -281,6 +378,7 @@ int run(const Options& opt) {
   std::printf("\nprogram sizes: weir_from_wl %u insns, weir_to_wl %u insns (xlated)\n",
               insns_from.ok() ? *insns_from : 0, insns_to.ok() ? *insns_to : 0);
   compare_builds(opt, floor_fd, cif, bif);
+  flow_events(opt, cif, bif);
   close(floor_fd);
   return 0;
 }

@@ -18,6 +18,7 @@
 #include "lib/conntrack.h"
 #include "lib/counters.h"
 #include "lib/csum.h"
+#include "lib/flow.h"
 #include "lib/frags.h"
 #include "lib/icmp.h"
 #include "lib/log.h"
@@ -64,6 +65,17 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 		WEIR_EFFECT(weir_ct_keep_pair(key, ct, now));
 	}
 
+	/* Counted once per packet: at from_wl, or at to_wl when no from_wl of this node saw it. */
+	if (from_wl || !(src->flags & WEIR_CT_LEG_WORKLOAD)) {
+		if (p->from_a) {
+			WEIR_EFFECT(__sync_fetch_and_add(&ct->packets_a, 1));
+			WEIR_EFFECT(__sync_fetch_and_add(&ct->bytes_a, skb->len));
+		} else {
+			WEIR_EFFECT(__sync_fetch_and_add(&ct->packets_b, 1));
+			WEIR_EFFECT(__sync_fetch_and_add(&ct->bytes_b, skb->len));
+		}
+	}
+
 	add = weir_ct_tcp_bits(p) & ~src->flags;
 	if (add) {
 		WEIR_EFFECT(__sync_fetch_and_or(&src->flags, add));
@@ -97,19 +109,30 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 	return weir_fwd_established(skb, p, ct, dst);
 }
 
-/* Create the entry (or NAT pair) of a new flow seen by from_wl. Returns 0, or -EEXIST when a
- * concurrent packet created the flow first (the caller continues as established), or sets the
- * outcome and returns 1 when the packet must be dropped. */
-static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const struct weir_ct_key *key,
-						  const struct weir_ct_leg *client,
-						  const struct weir_ct_leg *other, int nat,
-						  __u32 be_addr, __u16 be_port)
+/* Create the entry (or NAT pair) of a new flow seen by from_wl, through service NAT to
+ * p->nat_addr:nat_port when p->nat_addr is set. Returns 0, or -EEXIST when a concurrent packet
+ * created the flow first (the caller continues as established), or sets the outcome and returns
+ * 1 when the packet must be dropped. Global (lib/defs.h): the 96-byte value is built on its own
+ * frame, which keeps the main program's within what the deepest subprogram leaves it (512 B
+ * in all). */
+__weir_global int weir_ct_create_from_wl(struct __sk_buff *skb, struct weir_pkt *p, const struct weir_ct_key *fkey,
+					 const struct weir_ct_leg *client, const struct weir_ct_leg *other)
 {
+	struct weir_ct_key k, *key = &k; /* a copy on this frame: 6.1's map helpers take no PTR_TO_MEM key */
 	struct weir_ct_val v;
 	struct weir_ct_key rk;
 	__u8 rev_client_is_a;
-	int rc, created_rev = 0;
+	int rc, created_rev = 0, nat;
+	__u32 be_addr, len;
+	__u16 be_port;
 
+	if (!skb || !p || !fkey || !client || !other)
+		return 1;
+	k = *fkey;
+	nat = p->nat_addr != 0;
+	be_addr = p->nat_addr;
+	be_port = p->nat_port;
+	len = skb->len;
 	__builtin_memset(&v, 0, sizeof(v));
 	v.created_ns = weir_now();
 	v.last_seen_ns = v.created_ns;
@@ -123,9 +146,9 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 		v.nat_addr = p->daddr;
 		v.nat_port = p->dport;
 		weir_ct_set_legs(&v, rev_client_is_a, client, other);
-		rc = weir_map_update(&weir_ct1, &rk, &v, BPF_NOEXIST);
+		rc = weir_map_update(&weir_ct2, &rk, &v, BPF_NOEXIST);
 		if (rc == -WEIR_EEXIST) {
-			struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, &rk);
+			struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct2, &rk);
 
 			if (e && e->type == WEIR_CT_NAT_REV && e->nat_addr == p->daddr &&
 			    e->nat_port == p->dport && (e->flags & WEIR_CT_F_A_IS_CLIENT) == rev_client_is_a) {
@@ -137,7 +160,7 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 					return 1;
 				}
 				/* The colliding flow is over (or just vanished): take its place. */
-				if (weir_map_update(&weir_ct1, &rk, &v, BPF_ANY)) {
+				if (weir_map_update(&weir_ct2, &rk, &v, BPF_ANY)) {
 					weir_ct_stat_add(create_failed, 1);
 					p->outcome = WEIR_CNT_DROP_CT_CREATE;
 					return 1;
@@ -159,18 +182,26 @@ static __always_inline int weir_ct_create_from_wl(struct weir_pkt *p, const stru
 		v.nat_port = be_port;
 	}
 	weir_ct_set_legs(&v, p->from_a, client, other);
-	rc = weir_map_update(&weir_ct1, key, &v, BPF_NOEXIST);
+	/* The first packet, counted on the entry the client's packets look up. */
+	if (p->from_a) {
+		v.packets_a = 1;
+		v.bytes_a = len;
+	} else {
+		v.packets_b = 1;
+		v.bytes_b = len;
+	}
+	rc = weir_map_update(&weir_ct2, key, &v, BPF_NOEXIST);
 	if (rc == -WEIR_EEXIST) {
-		struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct1, key);
+		struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct2, key);
 
 		/* Lost a race: the winner may have picked another backend; drop our orphan. */
 		if (created_rev && (!e || e->nat_addr != be_addr || e->nat_port != be_port) &&
-		    !weir_map_delete(&weir_ct1, &rk))
+		    !weir_map_delete(&weir_ct2, &rk))
 			weir_ct_stat_add(deleted, 1);
 		return -WEIR_EEXIST;
 	}
 	if (rc) {
-		if (created_rev && !weir_map_delete(&weir_ct1, &rk))
+		if (created_rev && !weir_map_delete(&weir_ct2, &rk))
 			weir_ct_stat_add(deleted, 1);
 		weir_ct_stat_add(create_failed, 1);
 		p->outcome = WEIR_CNT_DROP_CT_CREATE;
@@ -205,15 +236,20 @@ static __always_inline int weir_new_from_wl_finish(struct __sk_buff *skb, struct
 		other.flags |= WEIR_CT_LEG_SYN | WEIR_CT_LEG_ACK;
 	}
 
-	rc = weir_ct_create_from_wl(p, key, &client, &other, nat, be_addr, be_port);
+	if (nat) {
+		p->nat_addr = be_addr; /* also what the flow event reports */
+		p->nat_port = be_port;
+	}
+	rc = weir_ct_create_from_wl(skb, p, key, &client, &other);
 	if (rc == -WEIR_EEXIST) {
-		ct = bpf_map_lookup_elem(&weir_ct1, key);
+		ct = bpf_map_lookup_elem(&weir_ct2, key);
 		if (!ct)
 			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
 		return weir_established(skb, p, key, ct, 1, 0);
 	}
 	if (rc)
 		return TC_ACT_SHOT; /* outcome set */
+	p->facts |= WEIR_FACT_CT_CREATED;
 
 	if (nat && weir_nat_rewrite(skb, p, 1, be_addr, be_port))
 		return weir_verdict(p, WEIR_CNT_DROP_REWRITE, TC_ACT_SHOT);
@@ -294,13 +330,41 @@ static __always_inline int weir_new_from_wl(struct __sk_buff *skb, struct weir_p
 	return weir_new_from_wl_finish(skb, p, key, nat, be_addr, be_port, midflow);
 }
 
+/* Insert the entry of a new flow towards a workload (weir_new_to_wl_finish): the map update's
+ * result. Global, for the same reason as weir_ct_create_from_wl: the value on its own frame. */
+__weir_global int weir_ct_insert_to_wl(struct __sk_buff *skb, const struct weir_pkt *p, const struct weir_ct_key *fkey,
+				       const struct weir_ct_leg *sender, const struct weir_ct_leg *receiver)
+{
+	struct weir_ct_key key; /* a copy on this frame: 6.1's map helpers take no PTR_TO_MEM key */
+	struct weir_ct_val v;
+
+	if (!skb || !p || !fkey || !sender || !receiver)
+		return -1;
+	key = *fkey;
+	__builtin_memset(&v, 0, sizeof(v));
+	v.created_ns = weir_now();
+	v.last_seen_ns = v.created_ns;
+	v.type = WEIR_CT_NORMAL;
+	if (p->proto == IPPROTO_ICMP)
+		v.flags = WEIR_CT_F_ICMP_ECHO;
+	weir_ct_set_legs(&v, p->from_a, sender, receiver);
+	if (p->from_a) {
+		v.packets_a = 1;
+		v.bytes_a = skb->len;
+	} else {
+		v.packets_b = 1;
+		v.bytes_b = skb->len;
+	}
+	return weir_map_update(&weir_ct2, &key, &v, BPF_NOEXIST);
+}
+
 /* Create the entry of a new flow towards a workload, the receiving workload's leg approved.
  * `pol_done`: called by the continuation (an EEXIST race then must not run the policy again). */
 static __always_inline int weir_new_to_wl_finish(struct __sk_buff *skb, struct weir_pkt *p,
 						 const struct weir_ct_key *key, const int pol_done)
 {
 	struct weir_ct_leg sender = {}, receiver = {};
-	struct weir_ct_val v, *ct;
+	struct weir_ct_val *ct;
 	__u8 m[12];
 	int rc;
 
@@ -313,16 +377,9 @@ static __always_inline int weir_new_to_wl_finish(struct __sk_buff *skb, struct w
 	__builtin_memcpy(receiver.wl_mac, &m[0], 6);   /* Ethernet destination: the workload */
 	__builtin_memcpy(receiver.host_mac, &m[6], 6); /* Ethernet source: this host veth */
 
-	__builtin_memset(&v, 0, sizeof(v));
-	v.created_ns = weir_now();
-	v.last_seen_ns = v.created_ns;
-	v.type = WEIR_CT_NORMAL;
-	if (p->proto == IPPROTO_ICMP)
-		v.flags = WEIR_CT_F_ICMP_ECHO;
-	weir_ct_set_legs(&v, p->from_a, &sender, &receiver);
-	rc = weir_map_update(&weir_ct1, key, &v, BPF_NOEXIST);
+	rc = weir_ct_insert_to_wl(skb, p, key, &sender, &receiver);
 	if (rc == -WEIR_EEXIST) {
-		ct = bpf_map_lookup_elem(&weir_ct1, key);
+		ct = bpf_map_lookup_elem(&weir_ct2, key);
 		if (!ct)
 			return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
 		return weir_established(skb, p, key, ct, 0, pol_done);
@@ -332,6 +389,7 @@ static __always_inline int weir_new_to_wl_finish(struct __sk_buff *skb, struct w
 		return weir_verdict(p, WEIR_CNT_DROP_CT_CREATE, TC_ACT_SHOT);
 	}
 	weir_ct_stat_add(created, 1);
+	p->facts |= WEIR_FACT_CT_CREATED;
 	return weir_verdict(p, WEIR_CNT_ACCEPT_NEW_FLOW, TC_ACT_OK);
 }
 
@@ -384,7 +442,7 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 		return weir_icmp_error(skb, p, from_wl);
 
 	p->from_a = weir_ct_key_make(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto);
-	ct = bpf_map_lookup_elem(&weir_ct1, &key);
+	ct = bpf_map_lookup_elem(&weir_ct2, &key);
 	if (ct)
 		WEIR_LOG_STAGE(WEIR_LOG_CT_HIT, ct->type, p->from_a ? ct->a.flags : ct->b.flags);
 	else
@@ -436,7 +494,7 @@ static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_p
 	if (r.ct_exists) {
 		/* The receiving leg of an existing entry; if the entry went away meanwhile (expired,
 		 * evicted), the packet starts a new one. */
-		ct = bpf_map_lookup_elem(&weir_ct1, &key);
+		ct = bpf_map_lookup_elem(&weir_ct2, &key);
 		if (ct)
 			return weir_established(skb, p, &key, ct, 0, 1);
 	}
@@ -465,8 +523,11 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 #endif
 		verdict = weir_process_pol(skb, &p, from_wl, ps);
 		weir_policy_outcome(&p);
+		weir_flow_event(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS,
+				ps && p.outcome == WEIR_CNT_DROP_BY_POLICY ? ps->rule_id : 0);
 	} else {
 		verdict = weir_process(skb, &p, from_wl);
+		weir_flow_event(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, 0);
 	}
 	if (p.frag == WEIR_FRAG_FIRST)
 		weir_frag_first_done(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, verdict);

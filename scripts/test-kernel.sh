@@ -34,7 +34,7 @@
 # kernel panics, oopses or warns; the failing tests and their failure messages are printed.
 #
 # Other knobs: WEIR_VM_GTEST_FILTER (a --gtest_filter for both binaries, for iterating; default
-# "-ClusterE2E.Routed*", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
+# "-ClusterE2E.Routed*:...", see default_filter), WEIR_VM_POLPROG_POLICIES (random policies of
 # PolprogCompile.DifferentialAgainstEvaluate in the guest, default 100; 300 on the host),
 # WEIR_VM_SUITES (default "bpf e2e"), WEIR_VM_SMP (2), WEIR_VM_MEM (4G), WEIR_VM_ASAN_OPTIONS
 # (appended to the guest's ASAN_OPTIONS; e.g. detect_leaks=1: the guest does not look for leaks,
@@ -57,7 +57,11 @@ modules=(veth sch_ingress cls_bpf act_bpf bridge nf_tables)
 # e2e queue. The routed one's kernel-specific part, weir's rtnetlink routes, runs here in the BPF
 # tests (KernelRoutesNetlink.*). On its own it passes on this kernel:
 #   WEIR_VM_SUITES=e2e WEIR_VM_GTEST_FILTER='ClusterE2E.*' scripts/test-kernel.sh
-default_filter='-ClusterE2E.Routed*'
+# Also left to the host, to keep the command within 20 minutes (docs/kernels.md): the 20,000-rule
+# policy (57 s here; chunked policies load here in PolprogCompile.ChunkedPolicyWithPassAcrossChunks)
+# and `weir observe`'s e2e test (its kernel part, the ring buffer of flow events, is
+# FlowEventsTest.* here).
+default_filter='-ClusterE2E.Routed*:PolprogCompile.LargePolicyLoadsIn20000Rules:PolicyE2E.Observe*'
 
 
 log() { echo "test-kernel: $*"; }

@@ -52,6 +52,7 @@ int run(int argc, char** argv) {
   weir::cli::add_lab_commands(app, g, rc);
   weir::cli::add_doctor_command(app, g, rc);
   weir::cli::add_resource_commands(app, rc);
+  weir::cli::add_observe_command(app, g, rc);
 
   try {
     app.parse(argc, argv);

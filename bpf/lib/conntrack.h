@@ -126,7 +126,7 @@ static __always_inline void weir_ct_mirror(const struct weir_ct_key *k, const st
 	if (ct->type == WEIR_CT_NORMAL)
 		return;
 	weir_ct_pair_key(&pk, k, ct, &pair_client_is_a);
-	pair = bpf_map_lookup_elem(&weir_ct1, &pk);
+	pair = bpf_map_lookup_elem(&weir_ct2, &pk);
 	if (!pair)
 		return;
 	if (client_is_a == pair_client_is_a) {
@@ -148,10 +148,10 @@ static __always_inline void weir_ct_delete_flow(const struct weir_ct_key *k, con
 
 	if (ct->type != WEIR_CT_NORMAL) {
 		weir_ct_pair_key(&pk, k, ct, &unused);
-		if (!weir_map_delete(&weir_ct1, &pk))
+		if (!weir_map_delete(&weir_ct2, &pk))
 			n++;
 	}
-	if (!weir_map_delete(&weir_ct1, k))
+	if (!weir_map_delete(&weir_ct2, k))
 		n++;
 	weir_ct_stat_add(deleted, n);
 }
@@ -171,9 +171,14 @@ __weir_global int weir_ct_keep_pair(const struct weir_ct_key *k, const struct we
 		return 0;
 	client_is_a = ct->flags & WEIR_CT_F_A_IS_CLIENT;
 	weir_ct_pair_key(&pk, k, ct, &pair_client_is_a);
-	if (bpf_map_lookup_elem(&weir_ct1, &pk))
+	if (bpf_map_lookup_elem(&weir_ct2, &pk))
 		return 0;
 	v = *ct;
+	/* Counts stay with the half that counted them (a flow's totals sum the pair). */
+	v.packets_a = 0;
+	v.bytes_a = 0;
+	v.packets_b = 0;
+	v.bytes_b = 0;
 	v.type = ct->type == WEIR_CT_NAT_FWD ? WEIR_CT_NAT_REV : WEIR_CT_NAT_FWD;
 	v.last_seen_ns = now;
 	/* This half's non-client side: the VIP (FWD) or the backend (REV). */
@@ -186,7 +191,7 @@ __weir_global int weir_ct_keep_pair(const struct weir_ct_key *k, const struct we
 		v.a = ct->b;
 		v.b = ct->a;
 	}
-	if (!weir_map_update(&weir_ct1, &pk, &v, BPF_NOEXIST))
+	if (!weir_map_update(&weir_ct2, &pk, &v, BPF_NOEXIST))
 		weir_ct_stat_add(created, 1);
 	return 0;
 }

@@ -139,8 +139,13 @@ struct weir_pkt {
 	__u8 more_frags; /* IP MF bit */
 	__u16 ip_id;     /* IP identification, network order (as in the packet) */
 	__u16 frag_offset; /* IP fragment offset in 8-byte units (host order) */
-	__u32 orig_saddr; /* the addresses as parsed, before any NAT of this program */
+	__u32 orig_saddr; /* the addresses and ports as parsed, before any NAT of this program */
 	__u32 orig_daddr;
+	__u16 orig_sport;
+	__u16 orig_dport;
+	__u32 nat_addr;   /* the backend service NAT chose for a flow created here (network order) */
+	__u16 nat_port;
+	__u16 pad3;
 	__u32 redirect_ifindex; /* where the verdict redirects (TC_ACT_REDIRECT), else 0 */
 	__u8 redirect_fwd;      /* enum weir_frag_fwd: how */
 	__u8 pad2[3];

@@ -231,7 +231,7 @@ __weir_global int weir_icmp_error(struct __sk_buff *skb, struct weir_pkt *p, int
 	}
 
 	from_a = weir_ct_key_make(&key, in.saddr, isport, in.daddr, idport, in.protocol);
-	ct = bpf_map_lookup_elem(&weir_ct1, &key);
+	ct = bpf_map_lookup_elem(&weir_ct2, &key);
 	if (!ct)
 		return weir_verdict(p, WEIR_CNT_DROP_ICMP_NO_FLOW, TC_ACT_SHOT);
 

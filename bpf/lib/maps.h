@@ -26,7 +26,7 @@
  */
 
 /*
- * weir_ct1: normalised 5-tuple -> conntrack entry (see weir/conntrack.h).
+ * weir_ct2: normalised 5-tuple -> conntrack entry (see weir/conntrack.h).
  * Writers: both TC programs (create on the first packet, last_seen and leg flags on every
  * packet) and the agent's conntrack scanner (expiry). Readers: both TC programs, the CLI.
  * Full: LRU eviction of the least recently used entry; an evicted TCP flow is then passed
@@ -161,13 +161,43 @@
  * (WEIR_PSTATE_F_TRACE). Never full (2 slots); empty, the trace ends there (TC_ACT_SHOT).
  */
 
+/*
+ * weir_flows1: ring buffer of struct weir_flow_event (weir/flow.h): new flows and drops, for
+ * `weir observe`. Writers: the TC programs (not the trace build), within weir_flowcfg1's rate.
+ * Reader: the agent. Full: the event is lost and counted in weir_flowst1.
+ */
+
+/*
+ * weir_flowcfg1: [0] -> struct weir_flow_cfg: which events and how many per second and CPU.
+ * Writer: the agent. Readers: the TC programs. All zero: no events.
+ */
+
+/*
+ * weir_flowst1: [0] -> struct weir_flow_stats, one per CPU: rate-limit state, events sent,
+ * rate-limited and lost. Writers: the TC programs. Readers: the agent (metrics), the CLI.
+ */
+
+/* Key and value types of a map definition, by map type: a ring buffer has neither (the kernel
+ * refuses a key or value size for one). */
+#define WEIR_MAP_KV(mtype, K, V) WEIR_MAP_KV_##mtype(K, V)
+#define WEIR_MAP_KV_TYPED(K, V) \
+	__type(key, K);         \
+	__type(value, V);
+#define WEIR_MAP_KV_BPF_MAP_TYPE_HASH WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_LRU_HASH WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_LPM_TRIE WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_PERCPU_HASH WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_PERCPU_ARRAY WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_ARRAY WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_PROG_ARRAY WEIR_MAP_KV_TYPED
+#define WEIR_MAP_KV_BPF_MAP_TYPE_RINGBUF(K, V)
+
 #define WEIR_MAP_DEFINE(ID, base, ver, mtype, K, V, size, flags, cfg) \
 	struct {                                                         \
 		__uint(type, mtype);                                     \
 		__uint(max_entries, size);                               \
 		__uint(map_flags, flags);                                \
-		__type(key, K);                                          \
-		__type(value, V);                                        \
+		WEIR_MAP_KV(mtype, K, V)                                 \
 	} WEIR_MAP_IDENT(base, ver) SEC(".maps");
 
 WEIR_MAPS(WEIR_MAP_DEFINE)

@@ -98,7 +98,7 @@ static __always_inline __u32 weir_parse(struct __sk_buff *skb, struct weir_pkt *
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	__u32 ihl, tot, frag_off;
+	__u32 ihl, tot, frag_off, rc;
 
 	if (data + WEIR_PULL_LEN > data_end && data_end - data < skb->len) {
 		bpf_skb_pull_data(skb, skb->len < WEIR_PULL_LEN ? skb->len : WEIR_PULL_LEN);
@@ -141,7 +141,10 @@ static __always_inline __u32 weir_parse(struct __sk_buff *skb, struct weir_pkt *
 	}
 	if (p->more_frags)
 		p->frag = WEIR_FRAG_FIRST;
-	return weir_parse_l4(skb, p);
+	rc = weir_parse_l4(skb, p);
+	p->orig_sport = p->sport;
+	p->orig_dport = p->dport;
+	return rc;
 }
 
 #endif

@@ -16,8 +16,11 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "agent/flow_recorder.h"
 #include "agent/metrics.h"
+#include "agent/observe_server.h"
 #include "agent/status.h"
 #include "agent/sync_loop.h"
 #include "bpf/bpffs.h"
@@ -25,6 +28,7 @@
 #include "bpf/tracefs.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
+#include "dataplane/flow_events.h"
 #include "dataplane/log_filters.h"
 #include "dataplane/policy_manager.h"
 #include "dataplane/policy_slots.h"
@@ -86,11 +90,47 @@ class Agent {
                                 [this](const model::DataplaneConfig& c) { return use_programs(c); }}),
         mode_(mode),
         layout_{o.pin_root},
-        log_filters_(progs_, [](const std::string& name) { return ::if_nametoindex(name.c_str()); }) {}
+        log_filters_(progs_, [](const std::string& name) { return ::if_nametoindex(name.c_str()); }),
+        recorder_(
+            o.flow_records, o.node,
+            [this](const std::string& iface, calc::pol::Direction d) { return policies_.installed_policy(iface, d); },
+            [](uint32_t ifindex) {
+              char buf[IF_NAMESIZE] = {};
+              return ::if_indextoname(ifindex, buf) ? std::string(buf) : std::string();
+            }) {}
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
   SyncLoop& loop() { return loop_; }
+
+  // Flow records (docs/observe.md): the programs' events at `rate` per CPU and second, and the
+  // scanner's flow ends, into the recorder; with `records` 0, the programs send no event.
+  Status start_flows(size_t records, uint32_t rate) {
+    auto reader = dataplane::FlowEventReader::open(progs_.map_fds());
+    if (!reader) return reader.error();
+    WEIR_TRY(reader->configure(dataplane::FlowEventSettings{records ? rate : 0, records ? rate : 0}));
+    if (records == 0) return {};
+    flow_reader_.emplace(std::move(*reader));
+    scanner_.set_flow_end_sink([this](const dataplane::CtRemoved& r) { recorder_.on_flow_end(r); });
+    return {};
+  }
+  // No more events from the programs (the agent stops: nobody would read them).
+  void stop_flows() {
+    if (!flow_reader_) return;
+    if (auto st = flow_reader_->configure({}); !st) spdlog::warn("flow events: {}", st.error().str());
+    drain_flows();
+  }
+  int flow_fd() const { return flow_reader_ ? flow_reader_->fd() : -1; }
+  void drain_flows() {
+    if (!flow_reader_) return;
+    auto n = flow_reader_->drain([this](const weir_flow_event& ev) { recorder_.on_event(ev); });
+    if (!n) spdlog::warn("flow events: {}", n.error().str());
+  }
+  FlowRecorder& recorder() { return recorder_; }
+  // After a sync: the names flows get.
+  void after_sync() {
+    if (const auto& out = loop_.last_good()) recorder_.update_names(*out);
+  }
 
   // What `weir doctor` reads (agent/status.h).
   StatusFile status() const {
@@ -155,6 +195,17 @@ class Agent {
     count("NAT backends", m.nat_be, f.nat_backends);
     count("IP sets", progs_.policy_maps().ipsets, f.ipset_members);
     count("IP sets (exact)", progs_.policy_maps().ipset_exact, f.ipset_members);
+    if (flow_reader_) {
+      if (auto st = flow_reader_->stats()) {
+        f.flow_events_sent = st->sent;
+        f.flow_events_rate_limited = st->rate_limited;
+        f.flow_events_lost = st->lost;
+      } else {
+        debug("flow events", st.error());
+      }
+    }
+    f.flow_records = recorder_.store().size();
+    f.flow_records_capacity = recorder_.store().capacity();
     return f;
   }
 
@@ -245,6 +296,8 @@ class Agent {
   model::BpfLogLevel logged_level_ = model::BpfLogLevel::Off;  // the trace buffer was sized for it
   dataplane::LogFilters log_filters_;  // weir_logif1 and the filters in weir_logjmp1
   int calls_without_log_ = 0;           // use_programs calls in a row with a build without the log in place
+  FlowRecorder recorder_;
+  std::optional<dataplane::FlowEventReader> flow_reader_;  // when flow records are on
 };
 
 // The kernel's TC attach mode for --tc-mode, or nullopt (logged) when the kernel lacks what the
@@ -296,31 +349,52 @@ model::DataplaneConfig initial_config(datastore::Datastore& ds) {
 // (batched syncs, retries, conntrack scans, policy retries).
 class EventLoop {
  public:
+  // The flow records' fds (docs/observe.md): the ring buffer's (-1: none) with what drains it, and
+  // the `weir observe` server (null: none) answering from the store.
+  struct Flows {
+    int events_fd = -1;
+    std::function<void()> drain;
+    ObserveServer* server = nullptr;
+    const FlowStore* store = nullptr;
+  };
+
   EventLoop(SyncLoop& loop, datastore::Datastore& ds, datastore::Watcher& watcher, const Fd& sig,
             const MetricsServer* metrics, std::function<std::string()> render,
-            std::function<void()> after_work)
+            std::function<void()> after_work, Flows flows)
       : loop_(loop),
         ds_(ds),
         watcher_(watcher),
         sig_(sig),
         metrics_(metrics),
         render_(std::move(render)),
-        after_work_(std::move(after_work)) {}
+        after_work_(std::move(after_work)),
+        flows_(std::move(flows)) {}
 
   // Returns the process exit code: 0 on SIGTERM/SIGINT, 1 when polling or watching fails.
   int run() {
+    std::vector<pollfd> fds;
     for (;;) {
-      // A negative fd is ignored by poll(): no watcher fd (polled datastore), no metrics.
-      pollfd fds[3] = {{sig_.get(), POLLIN, 0},
-                       {watcher_.fd(), POLLIN, 0},
-                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
-      int n = poll(fds, 3, timeout_ms());
+      // A negative fd is ignored by poll(): no watcher fd (polled datastore), no metrics, no flows.
+      fds.assign({{sig_.get(), POLLIN, 0},
+                  {watcher_.fd(), POLLIN, 0},
+                  {metrics_ ? metrics_->fd() : -1, POLLIN, 0},
+                  {flows_.events_fd, POLLIN, 0}});
+      if (flows_.server) flows_.server->poll_fds(fds);
+      int timeout = timeout_ms();
+      // Observers that never send their request are closed within a second.
+      if (flows_.server && flows_.server->clients() > 0) timeout = std::min(timeout, 1000);
+      int n = poll(fds.data(), fds.size(), timeout);
       if (n < 0 && errno != EINTR) {
         spdlog::error("poll: {}", std::strerror(errno));
         return 1;
       }
       if ((fds[0].revents & POLLIN) && terminated()) return 0;
       if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one(render_);
+      if (fds[3].revents & POLLIN) flows_.drain();
+      if (flows_.server) {
+        flows_.server->on_ready(fds.data() + kFixedFds, fds.size() - kFixedFds, *flows_.store);
+        flows_.server->expire_idle();
+      }
       if (watcher_.fd() < 0 || (fds[1].revents & POLLIN)) {
         auto changed = watcher_.drain();
         if (!changed) {
@@ -335,6 +409,7 @@ class EventLoop {
 
  private:
   static constexpr milliseconds kPendingRetry{1000};
+  static constexpr size_t kFixedFds = 4;  // signals, watcher, metrics, flow events
 
   // Next deadline: a pending sync (not before min sync period after the last), a retry of
   // missing interfaces, a conntrack scan, a policy retry, or a poll of a watcher without fd.
@@ -380,6 +455,7 @@ class EventLoop {
   const MetricsServer* metrics_;
   std::function<std::string()> render_;
   std::function<void()> after_work_;  // after each sync and scan: the status file
+  Flows flows_;
   Clock::time_point last_sync_ = Clock::now(), last_scan_ = Clock::now();
   bool dirty_ = false;
 };
@@ -433,7 +509,21 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
                (*ds)->describe(), opts.pin_root, bpf::to_string(*mode),
                opts.tc_mode == "auto" ? "" : " (--tc-mode " + opts.tc_mode + ")");
 
+  std::optional<ObserveServer> observe;
+  if (opts.flow_records > 0) {
+    auto s = ObserveServer::listen(opts.observe_socket);
+    if (!s) {
+      spdlog::error("--observe-socket: {}", s.error().str());
+      return 2;
+    }
+    observe.emplace(std::move(*s));
+  }
   Agent agent(opts, std::move(*progs), *mode);
+  if (auto st = agent.start_flows(opts.flow_records, opts.flow_rate); !st) {
+    spdlog::error("flow events: {}", st.error().str());
+    return 1;
+  }
+  if (observe) agent.recorder().set_observers(&*observe);
   agent.loop().set_config(initial_cfg);
   if (auto st = agent.loop().adopt(); !st) {
     spdlog::error("adopting pinned state: {}", st.error().str());
@@ -441,19 +531,29 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   }
   (void)(*watcher)->drain();
   agent.loop().sync(**ds);
+  agent.after_sync();
+  if (observe)
+    spdlog::info("flow records: the last {} kept, `weir observe` reads them at {}", opts.flow_records,
+                 observe->path());
   if (metrics) spdlog::info("serving Prometheus metrics at http://{}/metrics", opts.metrics_listen);
   auto render = [&] {
     return render_metrics(agent.loop().metrics(), agent.map_figures(), opts.node, opts.version);
   };
   bool status_warned = false;
-  auto write_status_file = [&] {
+  auto after_work = [&] {
+    agent.after_sync();
     auto st = write_status(opts.state_dir, agent.status());
     if (!st && !std::exchange(status_warned, true))
       spdlog::warn("status file for `weir doctor`: {} (not repeated)", st.error().str());
   };
-  write_status_file();
-  return EventLoop(agent.loop(), **ds, **watcher, *sig, metrics ? &*metrics : nullptr, render, write_status_file)
-      .run();
+  after_work();
+  EventLoop::Flows flows{agent.flow_fd(), [&] { agent.drain_flows(); }, observe ? &*observe : nullptr,
+                         &agent.recorder().store()};
+  const int rc = EventLoop(agent.loop(), **ds, **watcher, *sig, metrics ? &*metrics : nullptr, render, after_work,
+                           std::move(flows))
+                     .run();
+  agent.stop_flows();
+  return rc;
 }
 
 }  // namespace weir::agent

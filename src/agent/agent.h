@@ -22,6 +22,11 @@ struct AgentOptions {
   // "HOST:PORT" (IPv4) to serve Prometheus metrics at /metrics (agent/metrics.h); "" = none.
   std::string metrics_listen;
   std::string version;  // weir_build_info's label (the CLI's version)
+  // Flow records (docs/observe.md): how many the agent keeps (0: none, and no flow events from
+  // the programs), the events each CPU may send per second, and the socket `weir observe` reads.
+  size_t flow_records = 4096;
+  uint32_t flow_rate = 1000;
+  std::string observe_socket;  // "" : <state_dir>/observe.sock
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code. Programs and maps stay in the

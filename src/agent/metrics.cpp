@@ -69,6 +69,19 @@ void write_maps(prom::Writer& w, const MapFigures& maps) {
   w.sample("weir_nat_backends", {}, static_cast<double>(maps.nat_backends));
   w.family("weir_ipset_members", "gauge", "IP set members (CIDR and exact maps).");
   w.sample("weir_ipset_members", {}, static_cast<double>(maps.ipset_members));
+  w.family("weir_flow_events_sent_total", "counter",
+           "Flow events (new flows, drops) the TC programs wrote to the ring buffer weir_flows.");
+  w.sample("weir_flow_events_sent_total", {}, static_cast<double>(maps.flow_events_sent));
+  w.family("weir_flow_events_lost_total", "counter",
+           "Flow events the TC programs did not send, by reason: ring_buffer_full (the agent did "
+           "not read fast enough), rate_limited (over the per-CPU rate, --flow-rate).");
+  w.sample("weir_flow_events_lost_total", {{"reason", "ring_buffer_full"}}, static_cast<double>(maps.flow_events_lost));
+  w.sample("weir_flow_events_lost_total", {{"reason", "rate_limited"}},
+           static_cast<double>(maps.flow_events_rate_limited));
+  w.family("weir_flow_records", "gauge", "Flow records the agent keeps for `weir observe`.");
+  w.sample("weir_flow_records", {}, static_cast<double>(maps.flow_records));
+  w.family("weir_flow_records_capacity", "gauge", "The most flow records the agent keeps (--flow-records).");
+  w.sample("weir_flow_records_capacity", {}, static_cast<double>(maps.flow_records_capacity));
 }
 
 void write_sync(prom::Writer& w, const SyncMetrics& s) {

@@ -31,6 +31,9 @@ struct MapFigures {
   uint64_t ct_entries = 0, ct_capacity = 0;
   uint64_t nat_frontends = 0, nat_backends = 0;
   uint64_t ipset_members = 0;  // both IP set maps (CIDR and exact)
+  // Flow events (weir_flowst1, summed over CPUs) and the agent's flow store (docs/observe.md).
+  uint64_t flow_events_sent = 0, flow_events_rate_limited = 0, flow_events_lost = 0;
+  uint64_t flow_records = 0, flow_records_capacity = 0;
 };
 
 // The whole /metrics page. Pure (tested in tests/unit/metrics_test.cpp).

@@ -383,6 +383,8 @@ uint64_t rule_id(const std::string& tier, const std::string& policy, Direction d
   key += '\0';
   key += description;
   uint64_t id = model::fnv1a64(key);
+  // 0 is "no rule"; the top 2^16 values name tier defaults (pol::tier_default_rule_id).
+  if (id >= pol::kTierDefaultRuleIdMin) id -= pol::kTierDefaultRuleIdMin;
   return id == 0 ? 1 : id;
 }
 

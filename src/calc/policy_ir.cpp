@@ -121,7 +121,8 @@ bool matches(const Match& m, const Packet& p, const IpSetTable& sets) {
 
 Decision evaluate(const EndpointPolicy& policy, const Packet& p, const IpSetTable& sets) {
   Decision d;
-  for (const Tier& tier : policy.tiers) {
+  for (size_t ti = 0; ti < policy.tiers.size(); ti++) {
+    const Tier& tier = policy.tiers[ti];
     bool passed = false;
     for (const Policy& pol : tier.policies) {
       for (const Rule& r : pol.rules) {
@@ -150,12 +151,46 @@ Decision evaluate(const EndpointPolicy& policy, const Packet& p, const IpSetTabl
     // No rule decided: the tier's default.
     d.allow = tier.default_action == Action::Allow;
     if (tier.default_action == Action::Pass) continue;
-    d.rule_id = 0;
+    d.rule_id = tier_default_rule_id(ti);
     return d;
   }
   d.allow = true;
   d.rule_id = 0;
   return d;
+}
+
+namespace {
+
+uint32_t match_type(const Match& m) {
+  const bool l3 = !m.src_nets.empty() || !m.src_not_nets.empty() || !m.src_sets.empty() ||
+                  !m.src_not_sets.empty() || !m.dst_nets.empty() || !m.dst_not_nets.empty() ||
+                  !m.dst_sets.empty() || !m.dst_not_sets.empty();
+  const bool l4 = m.protocol || m.not_protocol || !m.src_ports.empty() || !m.dst_ports.empty() ||
+                  !m.dst_named_port_sets.empty() || !m.dst_not_ports.empty() || m.icmp_type;
+  if (l3 && l4) return 2;
+  if (l3) return 1;
+  if (l4) return 3;
+  return 4;
+}
+
+}  // namespace
+
+std::optional<RuleRef> find_rule(const EndpointPolicy& policy, uint64_t rule_id) {
+  if (rule_id == 0) return std::nullopt;
+  if (auto t = tier_of_default_rule_id(rule_id)) {
+    if (*t >= policy.tiers.size()) return std::nullopt;
+    const Tier& tier = policy.tiers[*t];
+    std::string names;  // the tier's policies that apply here: what isolated the endpoint
+    for (const Policy& pol : tier.policies) names += (names.empty() ? "" : ", ") + pol.name;
+    return RuleRef{tier.name, names, -1, tier.default_action, 0};
+  }
+  for (const Tier& tier : policy.tiers)
+    for (const Policy& pol : tier.policies)
+      for (size_t i = 0; i < pol.rules.size(); i++)
+        if (pol.rules[i].id == rule_id)
+          return RuleRef{tier.name, pol.name, static_cast<int>(i), pol.rules[i].action,
+                         match_type(pol.rules[i].match)};
+  return std::nullopt;
 }
 
 }  // namespace weir::calc::pol

@@ -113,6 +113,17 @@ EndpointPolicy fail_closed_policy(Direction d);
 // "29vMYcPWr7reSxxN": a rule id as `policy dump` prints it (16 base62 characters).
 std::string format_rule_id(uint64_t id);
 
+// The rule id a policy program reports when tier `index`'s default decided (no rule of the tier
+// did): WEIR_RULE_ID_TIER_DEFAULT of weir/policy.h, ~0 - index. Rule ids stay below
+// kTierDefaultRuleIdMin.
+inline constexpr uint64_t kTierDefaultRuleIdMin = ~uint64_t{0} - 0xffff;
+constexpr uint64_t tier_default_rule_id(size_t index) { return ~uint64_t{0} - index; }
+// The tier index of a tier default's rule id, or nullopt for a rule's id (or 0).
+constexpr std::optional<size_t> tier_of_default_rule_id(uint64_t id) {
+  if (id < kTierDefaultRuleIdMin) return std::nullopt;
+  return static_cast<size_t>(~uint64_t{0} - id);
+}
+
 // The members of IP sets as the reference evaluator sees them (the dataplane has the same in
 // weir_ipsetx1 + weir_ipsets1). CIDR members match any port; named-port members only their (proto, port).
 class IpSetTable {
@@ -144,10 +155,28 @@ struct Packet {
 
 struct Decision {
   bool allow = true;
-  uint64_t rule_id = 0;            // the deciding rule; 0 when a tier default or the end decided
+  uint64_t rule_id = 0;            // the deciding rule; tier_default_rule_id(i) when tier i's
+                                   // default decided; 0 when the end of the tiers did
   std::vector<uint64_t> logged;    // Log rules passed on the way, in order
   bool operator==(const Decision&) const = default;
 };
+
+// Where a rule id of `policy` comes from: the tier, policy and rule that carry it, or the tier
+// whose default it names (rule_index -1, action the default's, and as policy the names of the
+// tier's policies that apply, ", "-separated: they made the default apply, as a Kubernetes
+// NetworkPolicy isolates the pods it selects). nullopt for an id the policy does not have (0, or
+// another program's).
+struct RuleRef {
+  std::string tier;
+  std::string policy;   // a tier default: its policies' names
+  int rule_index = -1;  // index in the policy's rules; -1 for a tier default
+  Action action = Action::Deny;
+  // Hubble's policy_match_type: 0 none (a tier default), 1 L3 only, 2 L3 and L4, 3 L4 only,
+  // 4 all (the rule names neither peers nor protocol nor ports).
+  uint32_t match_type = 0;
+  bool operator==(const RuleRef&) const = default;
+};
+std::optional<RuleRef> find_rule(const EndpointPolicy& policy, uint64_t rule_id);
 
 // The reference semantics (see the top of this file).
 bool matches(const Match& m, const Packet& p, const IpSetTable& sets);

@@ -31,9 +31,21 @@ void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
   cmd->add_option("--metrics-listen", opts->metrics_listen,
                   "serve Prometheus metrics at http://HOST:PORT/metrics (IPv4, e.g. "
                   "127.0.0.1:9091; docs/metrics.md)");
+  cmd->add_option("--flow-records", opts->flow_records,
+                  "flow records kept for `weir observe` (docs/observe.md); 0: no flow events at all")
+      ->check(CLI::Range(0, 10000000))
+      ->capture_default_str();
+  cmd->add_option("--flow-rate", opts->flow_rate,
+                  "flow events (new flows, drops) each CPU may send per second; more are counted "
+                  "(weir_flow_events_lost_total{reason=\"rate_limited\"}) and not sent")
+      ->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  cmd->add_option("--observe-socket", opts->observe_socket,
+                  "where `weir observe` reads flow records (default: <state dir>/observe.sock)");
   cmd->callback([&g, &rc, opts] {
     opts->pin_root = g.pin_root;
     opts->state_dir = g.effective_state_dir();
+    if (opts->observe_socket.empty()) opts->observe_socket = opts->state_dir + "/observe.sock";
     opts->version = WEIR_VERSION;
     if (opts->node.empty()) {
       char host[HOST_NAME_MAX + 1] = {};

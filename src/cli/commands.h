@@ -30,6 +30,7 @@ void add_bpf_commands(CLI::App& app, GlobalOptions& g, int& rc);   // bpf_comman
 void add_lab_commands(CLI::App& app, GlobalOptions& g, int& rc);   // lab_commands.cpp
 void add_doctor_command(CLI::App& app, GlobalOptions& g, int& rc);  // doctor.cpp
 void add_resource_commands(CLI::App& app, int& rc);  // apply, get, delete: resource_commands.cpp
+void add_observe_command(CLI::App& app, GlobalOptions& g, int& rc);  // observe_command.cpp
 // `weir bpf policy ...` (src/cli/policy_commands.cpp), under the `bpf` subcommand.
 void add_policy_commands(CLI::App* bpf, GlobalOptions& g, int& rc);
 // `weir bpf trace` (docs/bpf-trace.md).

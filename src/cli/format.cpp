@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <regex>
 #include <tuple>
@@ -791,5 +793,73 @@ nlohmann::json profiling_json(const std::vector<IfaceProfile>& rows) {
   }
   return out;
 }
+
+// ------------------------------------------------------------------ observe
+
+namespace {
+
+// Column widths of `weir observe`'s table; SUMMARY, the last, is not padded.
+constexpr std::array<size_t, 5> kFlowWidths = {19, 26, 44, 16, 9};
+
+std::string flow_cells_line(const std::vector<std::string>& cells) {
+  std::string out;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (i + 1 == cells.size()) {
+      out += cells[i];
+      break;
+    }
+    out += pad_right(cells[i], kFlowWidths.at(i)) + "  ";
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string format_flow_time(int64_t unix_ns) {
+  static constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  // Floor division: an instant before 1970 still has its milliseconds in [0, 1000).
+  int64_t sec = unix_ns / 1000000000, ns = unix_ns % 1000000000;
+  if (ns < 0) {
+    ns += 1000000000;
+    --sec;
+  }
+  const auto t = static_cast<time_t>(sec);
+  struct tm tm {};
+  if (gmtime_r(&t, &tm) == nullptr) return fmt::format("@{}", unix_ns);
+  return fmt::format("{} {:>2} {:02}:{:02}:{:02}.{:03}", kMonths.at(static_cast<size_t>(tm.tm_mon)),
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ns / 1000000);
+}
+
+std::string format_flow_peer(const model::FlowPeer& p) {
+  std::string name = !p.ns.empty() || !p.pod.empty() ? p.ns + "/" + p.pod : p.ip.str();
+  if (p.port != 0) name += fmt::format(":{}", p.port);
+  return name;
+}
+
+std::vector<std::string> flow_row(const model::Flow& f) {
+  const model::FlowPeer& d = f.destination;
+  std::string dst;
+  if (d.pod.empty() && (!d.service_ns.empty() || !d.service.empty())) {
+    dst = fmt::format("svc {}/{}", d.service_ns, d.service);
+    if (d.port != 0) dst += fmt::format(":{}", d.port);
+  } else {
+    dst = format_flow_peer(d);
+  }
+  if (f.translated) dst += " -> " + format_flow_peer(*f.translated);
+  auto j = model::to_json(f);
+  return {format_flow_time(f.time_unix_ns),
+          format_flow_peer(f.source),
+          dst,
+          fmt::format("{} {}", model::to_string(f.event), maps::proto_name(f.proto)),
+          model::to_string(f.verdict),
+          j.at("Summary").get<std::string>()};
+}
+
+std::string format_flow_header() {
+  return flow_cells_line({"TIME", "SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"});
+}
+
+std::string format_flow_line(const model::Flow& f) { return flow_cells_line(flow_row(f)); }
 
 }  // namespace weir::cli

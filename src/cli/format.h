@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/flow.h"
 #include "weir/conntrack.h"
 #include "weir/counters.h"
 #include "weir/ifstate.h"
@@ -266,5 +267,31 @@ nlohmann::json version_json(const VersionInfo& v);
 // `weir bpf help`: "Available Commands:" followed by one "  <name>  <description>" line per
 // command, names padded to a common width, sorted by name (as cobra prints).
 std::string format_help(const std::vector<std::pair<std::string, std::string>>& commands);
+
+// ------------------------------------------------------------------ observe
+
+// `weir observe`'s table (docs/observe.md), in the columns of `hubble observe -o table`. Fixed
+// column widths rather than widths fitted to the rows, so that --follow can print each line as
+// its flow comes; a longer cell pushes the rest of its line right.
+//
+// A flow's time in UTC as hubble's compact output writes it (Go's "Jan _2 15:04:05.000"):
+// "Dec  5 14:07:07.123" (milliseconds truncated).
+std::string format_flow_time(int64_t unix_ns);
+// One side of a flow: the pod's "ns/name" when known, else its address, then ":port" unless the
+// port is 0 (ICMP): "default/pod1:40000", "10.0.0.9:53", "10.65.0.2".
+std::string format_flow_peer(const model::FlowPeer& p);
+// The cells TIME, SOURCE, DESTINATION, TYPE, VERDICT, SUMMARY of one flow:
+//   DESTINATION  the pod or address as format_flow_peer, or "svc ns/name:port" for a service's
+//                frontend, then " -> <backend as format_flow_peer>" when NAT translated it
+//   TYPE         the event and the protocol: "flow_start TCP", "drop UDP", "flow_end ICMP"
+//   VERDICT      FORWARDED or DROPPED
+//   SUMMARY      the JSON's "Summary" (model::to_json): TCP flags, the drop's reason and
+//                policy, a flow end's counts
+std::vector<std::string> flow_row(const model::Flow& f);
+// The header line and one flow's line, each ending with '\n': the cells padded to 19, 26, 44,
+// 16 and 9 columns, two spaces apart, SUMMARY last and unpadded (docs/observe.md, "Table"):
+//   Dec  5 14:07:07.123  default/pod1:40000          svc default/web:80 -> default/pod2:8080  ...
+std::string format_flow_header();
+std::string format_flow_line(const model::Flow& f);
 
 }  // namespace weir::cli

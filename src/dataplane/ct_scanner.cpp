@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <ctime>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -54,15 +55,22 @@ Status ConntrackScanner::judge(Pass& p, const weir_ct_key& key, const weir_ct_va
     return {};
   }
   auto partner = calc::ct_partner_key(key, val);
+  std::optional<weir_ct_val> twin;
+  if (partner && (verdict == calc::CtVerdict::Expired || flow_end_)) {
+    auto t = maps_.ct.lookup(*partner);
+    if (!t) return t.error();
+    twin = *t;
+  }
   if (partner && verdict == calc::CtVerdict::Expired) {
-    auto twin = maps_.ct.lookup(*partner);
-    if (!twin) return twin.error();
-    if (*twin) verdict = decide(std::max<uint64_t>(val.last_seen_ns, (*twin)->last_seen_ns));
+    if (twin) verdict = decide(std::max<uint64_t>(val.last_seen_ns, twin->last_seen_ns));
     if (verdict == calc::CtVerdict::Keep) {
       p.stats.kept++;
       return {};
     }
   }
+  // A pair is reported from its FWD half, or from its REV half when that is all there is.
+  if (flow_end_ && (val.type != WEIR_CT_NAT_REV || !twin))
+    flow_end_(CtRemoved{key, val, twin, verdict == calc::CtVerdict::StaleBackend});
   auto& doomed = verdict == calc::CtVerdict::Expired ? p.expired : p.stale;
   doomed.push_back(key);
   // The two halves of a NAT pair go together (the twin may be gone already, or listed twice

@@ -10,8 +10,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "calc/conntrack.h"
+#include "dataplane/flow_events.h"
 #include "maps/table.h"
 #include "model/resources.h"
 #include "util/result.h"
@@ -44,6 +46,12 @@ class ConntrackScanner {
   Result<Stats> scan(const model::ConntrackTimeouts& timeouts, const calc::BackendIndex* backends,
                      uint64_t now_ns);
 
+  // Called once per flow the scan removes (a NAT pair once, from its FWD half when it has one),
+  // before the deletion, with the entries as they were: the flow records' "flow end"
+  // (docs/observe.md). Unset: nothing is reported (and no extra lookup is made).
+  using FlowEndSink = std::function<void(const CtRemoved&)>;
+  void set_flow_end_sink(FlowEndSink sink) { flow_end_ = std::move(sink); }
+
  private:
   struct Pass;
   Status judge(Pass& p, const weir_ct_key& key, const weir_ct_val& val) const;
@@ -51,6 +59,7 @@ class ConntrackScanner {
   Status record_deletions(uint64_t n);
 
   maps::CoreTables maps_;
+  FlowEndSink flow_end_;
 };
 
 }  // namespace weir::dataplane

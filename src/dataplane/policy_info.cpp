@@ -211,6 +211,8 @@ std::vector<std::string> remove_state_files(const std::string& state_dir) {
   for (fs::directory_iterator it(state, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (name == "agent.json" || name.rfind(".agent.json.tmp-", 0) == 0) status_files.push_back(it->path());
+    // The `weir observe` socket an agent that did not exit cleanly left (agent/observe_server.h).
+    if (name == "observe.sock" && it->is_socket(ec)) status_files.push_back(it->path());
   }
   for (const auto& f : status_files)
     if (fs::remove(f, ec)) removed.push_back(fmt::format("removed {}", f.string()));

@@ -85,7 +85,8 @@ Status remove_policy_info(const std::string& state_dir, const std::string& iface
 std::string default_state_dir(const std::string& pin_root);
 
 // Removes the agent's files under `state_dir`: regular files policy/*.json and
-// policy/*.json.tmp (what write_policy_info writes), then policy/, the state dir and /run/weir
+// policy/*.json.tmp (what write_policy_info writes), its status file, the observe.sock socket
+// an agent killed left, then policy/, the state dir and /run/weir
 // when that left them empty. Never throws, never removes anything else; returns one line per
 // thing removed. An empty `state_dir` removes nothing.
 std::vector<std::string> remove_state_files(const std::string& state_dir);

@@ -95,6 +95,11 @@ class PolicyManager {
   const std::map<std::string, std::string>& unprotected() const { return unprotected_; }
   // The jump slot of the deny-all program of a direction, when loaded.
   std::optional<uint32_t> deny_all_slot(calc::pol::Direction d) const;
+  // The policy installed on `iface` in direction `d` (what its rule ids mean), nullptr when none.
+  const calc::pol::EndpointPolicy* installed_policy(const std::string& iface, calc::pol::Direction d) const {
+    auto it = installed_.find(Key{iface, d});
+    return it == installed_.end() ? nullptr : &it->second.policy;
+  }
 
  private:
   struct Installed {

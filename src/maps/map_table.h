@@ -37,9 +37,18 @@ struct MapSpec {
 };
 
 inline constexpr MapSpec kMapSpecs[] = {
-#define WEIR_MAP_SPEC(ID, base, ver, mtype, K, V, size, mflags, cfg)                           \
-  MapSpec{MapId::ID, WEIR_MAP_NAME(base, ver), #base, ver, mtype, sizeof(K), sizeof(V), size, \
-          mflags, #cfg},
+// A ring buffer has no key and no value (its row's value type is the record it carries).
+#define WEIR_MAP_SPEC(ID, base, ver, mtype, K, V, size, mflags, cfg)                             \
+  MapSpec{MapId::ID,                                                                            \
+          WEIR_MAP_NAME(base, ver),                                                             \
+          #base,                                                                                \
+          ver,                                                                                  \
+          mtype,                                                                                \
+          (mtype) == BPF_MAP_TYPE_RINGBUF ? 0u : uint32_t(sizeof(K)),                          \
+          (mtype) == BPF_MAP_TYPE_RINGBUF ? 0u : uint32_t(sizeof(V)),                          \
+          size,                                                                                 \
+          mflags,                                                                               \
+          #cfg},
     WEIR_MAPS(WEIR_MAP_SPEC)
 #undef WEIR_MAP_SPEC
 };

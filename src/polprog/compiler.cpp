@@ -543,10 +543,11 @@ void emit_rule(Gen& g, const Rule& r, Target& decided, Target& pass) {
   g.comment("End of rule " + calc::pol::format_rule_id(r.id));
 }
 
-// Sets the verdict with rule_id 0 and jumps to `finish`.
-void emit_verdict(Gen& g, uint32_t verdict, Target& finish) {
+// Sets the verdict with rule id `rule` (a 32-bit immediate the store sign-extends: 0, or a tier
+// default's -1 - index, see WEIR_RULE_ID_TIER_DEFAULT) and jumps to `finish`.
+void emit_verdict(Gen& g, uint32_t verdict, Target& finish, int32_t rule = 0) {
   g.st(Size::U32, kState, kOffVerdict, verdict);
-  g.st(Size::U64, kState, kOffRuleId, 0);
+  g.st(Size::U64, kState, kOffRuleId, rule);
   g.ja(finish);
 }
 
@@ -832,8 +833,10 @@ class Compiler {
         case StepKind::TierEnd: {
           Action d = pol_.tiers[s.tier].default_action;
           g.comment(fmt::format("End of tier {}: {}", pol_.tiers[s.tier].name, default_name(d)));
-          if (d == Action::Allow) emit_verdict(g, WEIR_POL_ALLOW, finish);
-          else if (d != Action::Pass) emit_verdict(g, WEIR_POL_DENY, finish);
+          // The tier's default decides: its rule id names the tier (weir/policy.h).
+          const auto tier_rule = static_cast<int32_t>(-1 - static_cast<int64_t>(s.tier));
+          if (d == Action::Allow) emit_verdict(g, WEIR_POL_ALLOW, finish, tier_rule);
+          else if (d != Action::Pass) emit_verdict(g, WEIR_POL_DENY, finish, tier_rule);
           break;
         }
         case StepKind::End:

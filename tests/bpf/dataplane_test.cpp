@@ -60,6 +60,7 @@ struct TestMaps {
     maps::MapFds fds;
     for (const maps::MapSpec& m : maps::kMapSpecs) {
       uint32_t n = m.id == maps::MapId::CT ? ct_size : std::min<uint32_t>(m.max_entries, 256);
+      if (m.type == BPF_MAP_TYPE_RINGBUF) n = 4096;  // bytes: one page at least
       owned.push_back(create(m, n));
       fds[m.id] = owned.back().get();
     }

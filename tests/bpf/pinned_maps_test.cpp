@@ -52,10 +52,10 @@ TEST(PinnedMaps, AnotherValueSizeIsRefusedWithTheMapAndWhatToDoNamed) {
     auto progs = dataplane::TcPrograms::load(layout, privns::small_map_sizes());
     ASSERT_FALSE(progs.ok());
     const std::string msg = progs.error().str();
-    EXPECT_NE(msg.find("map weir_ct1 (layout version 1) pinned at " + layout.map_path(WEIR_MAP_CT)),
+    EXPECT_NE(msg.find("map weir_ct2 (layout version 2) pinned at " + layout.map_path(WEIR_MAP_CT)),
               std::string::npos) << msg;
     EXPECT_NE(msg.find(fmt::format("value {} B", ct.value_size - 8)), std::string::npos) << msg;
-    EXPECT_NE(msg.find(fmt::format("expects weir_ct1 (lru_hash, key {} B, value {} B", ct.key_size,
+    EXPECT_NE(msg.find(fmt::format("expects weir_ct2 (lru_hash, key {} B, value {} B", ct.key_size,
                                    ct.value_size)), std::string::npos) << msg;
     EXPECT_NE(msg.find("`weir bpf cleanup`"), std::string::npos) << msg;
   });
@@ -92,7 +92,7 @@ TEST(PinnedMaps, AnotherSizeIsKeptWithAWarningAndTheStateReused) {
     ASSERT_TRUE(progs.ok()) << progs.error().str();
     EXPECT_EQ(progs->maps().ct.info().max_entries, 64u);
     EXPECT_EQ(progs->maps().ct.count().value(), 1u) << "the pinned map (and its flow) is reused";
-    EXPECT_NE(log.text().find("map weir_ct1 is pinned with 64 entries, configuration asks for 1024"),
+    EXPECT_NE(log.text().find("map weir_ct2 is pinned with 64 entries, configuration asks for 1024"),
               std::string::npos) << log.text();
   });
 }
@@ -108,7 +108,7 @@ TEST(PinnedMaps, AnotherLayoutVersionOfAMapIsReported) {
     auto progs = dataplane::TcPrograms::load(layout, privns::small_map_sizes());
     ASSERT_TRUE(progs.ok()) << progs.error().str();
     EXPECT_NE(log.text().find(fmt::format("found {}: layout version {} of map ct, this weir uses "
-                                          "weir_ct1 (version 1)",
+                                          "weir_ct2 (version 2)",
                                           layout.map_path(newer), ct.version + 1)),
               std::string::npos) << log.text();
     EXPECT_NE(log.text().find("`weir bpf cleanup`"), std::string::npos);

@@ -342,7 +342,8 @@ Env::Outcome check(const pol::EndpointPolicy& p, const pol::Packet& pkt, const p
   auto counts = env().rule_counts();
   EXPECT_TRUE(counts.ok());
   std::map<uint64_t, uint64_t> want_counts;
-  if (want.rule_id) want_counts[want.rule_id]++;
+  // A rule that decided is counted; a tier default (its own id) is not.
+  if (want.rule_id && !pol::tier_of_default_rule_id(want.rule_id)) want_counts[want.rule_id]++;
   for (uint64_t id : want.logged) want_counts[id]++;
   if (counts.ok()) {
     EXPECT_EQ(*counts, want_counts);
@@ -435,7 +436,7 @@ TEST(PolprogCompile, EachMatchKind) {
     ASSERT_EQ(pol::matches(c.match, c.pkt, sets), c.want) << "the reference disagrees with the case";
     auto out = check(one_rule(rule(77, pol::Action::Allow, c.match)), c.pkt, sets);
     EXPECT_EQ(out.verdict, c.want ? uint32_t(WEIR_POL_ALLOW) : uint32_t(WEIR_POL_DENY));
-    EXPECT_EQ(out.rule_id, c.want ? 77u : 0u);
+    EXPECT_EQ(out.rule_id, c.want ? 77u : pol::tier_default_rule_id(0)) << "else the tier's default decided";
   }
 }
 
@@ -543,7 +544,13 @@ TEST(PolprogCompile, ActionsTiersAndDefaults) {
     p.tiers[0].default_action = A::Allow;
     auto out = check(p, P, none);
     EXPECT_EQ(out.verdict, uint32_t(WEIR_POL_ALLOW));
-    EXPECT_EQ(out.rule_id, 0u);
+    EXPECT_EQ(out.rule_id, pol::tier_default_rule_id(0)) << "the first tier's default decided";
+    EXPECT_EQ(out.rule_id, WEIR_RULE_ID_TIER_DEFAULT(0));
+    p.tiers[0].default_action = A::Pass;
+    p.tiers[1].policies.clear();
+    out = check(p, P, none);
+    EXPECT_EQ(out.verdict, uint32_t(WEIR_POL_DENY));
+    EXPECT_EQ(out.rule_id, WEIR_RULE_ID_TIER_DEFAULT(1)) << "the second tier's default decided";
   }
   // Pass skips the rest of the tier (later policies included) to the next tier; Log counts and
   // goes on; a non-matching rule is skipped.
@@ -875,7 +882,8 @@ TEST(PolprogCompile, DifferentialAgainstEvaluate) {
       ASSERT_TRUE(out.ok()) << out.error().str();
       pol::Decision want = pol::evaluate(p, pkt, sets);
       std::map<uint64_t, uint64_t> want_counts;
-      if (want.rule_id) want_counts[want.rule_id]++;
+      // A rule that decided is counted; a tier default (its own id) is not.
+  if (want.rule_id && !pol::tier_of_default_rule_id(want.rule_id)) want_counts[want.rule_id]++;
       for (uint64_t id : want.logged) want_counts[id]++;
       auto counts = env().rule_counts();
       ASSERT_TRUE(counts.ok());

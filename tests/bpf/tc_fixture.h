@@ -8,7 +8,11 @@
 #include <gtest/gtest.h>
 #include <linux/pkt_cls.h>
 
+#include <bpf/bpf.h>
 #include <time.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <memory>
 #include <string>
@@ -174,6 +178,17 @@ class TcTest : public ::testing::Test {
     fe.count = uint32_t(bes.size());
     fe.local = uint32_t(bes.size());
     ASSERT_TRUE(tc->put_frontend(vip, port, proto, fe).ok());
+  }
+
+  // Flow events on (weir_flowcfg1: both kinds; interval 0: no rate limit), as an agent with
+  // flow records writes it. The fixture's reset leaves them off.
+  void enable_flow_events(uint64_t interval_ns = 0, uint64_t burst_ns = 0) {
+    weir_flow_cfg cfg{};
+    cfg.flags = WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP;
+    cfg.interval_ns = interval_ns;
+    cfg.burst_ns = burst_ns;
+    const uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_update_elem(tc->map_fd(WEIR_MAP_FLOW_CFG), &zero, &cfg, BPF_ANY), 0) << strerror(errno);
   }
 
   TestRun run(Prog p, uint32_t ifindex, const Bytes& pkt) {

@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <filesystem>
+#include <future>
 #include <regex>
+#include <sstream>
+#include <thread>
 
 #include "dataplane/policy_manager.h"
 #include "e2e_util.h"
@@ -177,6 +181,117 @@ TEST_F(PolicyE2E, DefaultDenyWithAllowFromOneClient) {
   ASSERT_TRUE(down.ok()) << down.error().str();
   lab_.reset();
   EXPECT_FALSE(std::filesystem::exists(state_dir)) << state_dir << " left behind";
+}
+
+// Flow records (docs/observe.md): `weir observe` shows a connection through a service that the
+// policy allows (pod, service and backend named) and the policy's drop of another pod's
+// connection with the policy's name; its filters select; a follower sees a new drop as it
+// happens; a scrape shows the events sent and none lost.
+TEST_F(PolicyE2E, ObserveShowsAnAllowedFlowThroughAServiceAndAPolicyDropWithThePolicyName) {
+  constexpr const char* kVip = "10.96.0.80";
+  ASSERT_TRUE(write_web_service(*lab_, kVip, {"pod3"}).ok());
+  ASSERT_TRUE(lab_->write_resource("np.yaml", allow_from_pod1()).ok());
+  ASSERT_TRUE(wait_until([&] { return denied("pod2") && reaches("pod1"); }, 10s)) << policy_dump();
+  auto through_service = [&](const std::string& pod) {
+    auto r = lab_->in_pod(pod, [&]() -> Result<std::string> {
+      auto fd = lab::tcp_connect(kVip, 80, 700ms);
+      if (!fd) return fd.error();
+      return lab::tcp_request(fd->get(), 700ms);
+    });
+    return r.ok() && *r == "pod3";
+  };
+  ASSERT_TRUE(wait_until([&] { return through_service("pod1"); }, 10s));
+
+  auto observe = [&](std::vector<std::string> args) -> std::vector<nlohmann::json> {
+    args.insert(args.begin(), "observe");
+    auto out = lab_->run_weir(args);
+    EXPECT_TRUE(out.ok()) << out.error().str();
+    std::vector<nlohmann::json> flows;
+    if (!out.ok()) return flows;
+    std::istringstream in(*out);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      EXPECT_FALSE(j.is_discarded()) << line;
+      if (!j.is_discarded()) flows.push_back(j);
+    }
+    return flows;
+  };
+  auto str = [](const nlohmann::json& j, const nlohmann::json::json_pointer& ptr) {
+    return j.contains(ptr) && j.at(ptr).is_string() ? j.at(ptr).get<std::string>() : std::string();
+  };
+  using ptr = nlohmann::json::json_pointer;
+  auto is_allowed_start = [&](const nlohmann::json& f) {
+    return str(f, ptr("/weir/event")) == "flow_start" && str(f, ptr("/verdict")) == "FORWARDED" &&
+           str(f, ptr("/source/pod_name")) == "pod1" && str(f, ptr("/destination_service/name")) == "web" &&
+           str(f, ptr("/weir/translated/pod_name")) == "pod3" && str(f, ptr("/IP/destination")) == kVip;
+  };
+  auto is_policy_drop = [&](const nlohmann::json& f) {
+    return str(f, ptr("/verdict")) == "DROPPED" && str(f, ptr("/source/pod_name")) == "pod2" &&
+           str(f, ptr("/destination/pod_name")) == "pod3" && str(f, ptr("/drop_reason_desc")) == "POLICY_DENIED" &&
+           str(f, ptr("/traffic_direction")) == "INGRESS" &&
+           str(f, ptr("/weir/policy/name")).find("pod3-from-pod1") != std::string::npos &&
+           str(f, ptr("/weir/policy/tier")) == "kubernetes";
+  };
+  std::vector<nlohmann::json> all;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        all = observe({"--last", "1000", "-o", "jsonl"});
+        return std::any_of(all.begin(), all.end(), is_allowed_start) &&
+               std::any_of(all.begin(), all.end(), is_policy_drop);
+      },
+      10s))
+      << [&] {
+           std::string s;
+           for (const auto& f : all) s += f.dump() + "\n";
+           return s;
+         }();
+  auto drop = *std::find_if(all.begin(), all.end(), is_policy_drop);
+  EXPECT_EQ(drop["interface"]["name"], server_if_) << drop.dump();
+  EXPECT_EQ(drop["l4"]["TCP"]["destination_port"], 8080) << drop.dump();
+  ASSERT_TRUE(drop.contains("ingress_denied_by")) << drop.dump();
+  EXPECT_NE(drop["ingress_denied_by"][0]["name"].get<std::string>().find("pod3-from-pod1"), std::string::npos)
+      << drop.dump();
+  EXPECT_EQ(drop["weir"]["policy"]["rule_index"], -1) << "the tier's default denied: " << drop.dump();
+
+  // Filters, applied by the agent: pod2's drops only; nothing for UDP.
+  auto drops = observe({"--last", "1000", "--verdict", "dropped", "--pod", "default/pod2", "-o", "jsonl"});
+  ASSERT_FALSE(drops.empty());
+  for (const auto& f : drops) {
+    EXPECT_EQ(f["verdict"], "DROPPED") << f.dump();
+    EXPECT_TRUE(str(f, ptr("/source/pod_name")) == "pod2" || str(f, ptr("/destination/pod_name")) == "pod2")
+        << f.dump();
+  }
+  EXPECT_TRUE(observe({"--last", "1000", "--proto", "udp", "--pod", "default/pod1", "-o", "jsonl"}).empty());
+  auto table = lab_->run_weir({"observe", "--last", "3", "--verdict", "dropped"});
+  ASSERT_TRUE(table.ok()) << table.error().str();
+  EXPECT_NE(table->find("DROPPED"), std::string::npos) << *table;
+  auto bad = lab_->run_weir({"observe", "--port", "0"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().str().find("--port"), std::string::npos) << bad.error().str();
+
+  // A follower sees a drop as it happens.
+  auto follower = std::async(std::launch::async, [&] {
+    return lab::run_process({"timeout", "-s", "INT", "8", kWeirBinary, "--pin-root", lab_->pin_root(), "observe",
+                             "--follow", "-o", "jsonl", "--pod", "default/pod2", "--verdict", "dropped"},
+                            lab::RunOptions::in(lab_->node_netns(), 20s));
+  });
+  std::this_thread::sleep_for(2s);
+  EXPECT_FALSE(reaches("pod2", 300ms));
+  auto followed = follower.get();
+  ASSERT_TRUE(followed.ok()) << followed.error().str();
+  EXPECT_NE(followed->out.find("\"POLICY_DENIED\""), std::string::npos) << followed->out << followed->err;
+
+  // The scrape: events sent, none lost to a full ring buffer.
+  auto scrape = lab::run_process({"ip", "netns", "exec", lab_->node_netns(), "curl", "-sS", "--max-time", "10",
+                                  "http://127.0.0.1:9091/metrics"});
+  ASSERT_TRUE(scrape.ok()) << scrape.error().str();
+  const std::string& page = scrape->out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(page, m, std::regex("weir_flow_events_sent_total (\\d+)\n"))) << page.substr(0, 3000);
+  EXPECT_GE(std::stoull(m[1]), 2u);
+  EXPECT_NE(page.find("weir_flow_events_lost_total{reason=\"ring_buffer_full\"} 0\n"), std::string::npos);
+  EXPECT_NE(page.find("weir_flow_events_lost_total{reason=\"rate_limited\"}"), std::string::npos);
 }
 
 TEST_F(PolicyE2E, RelabellingAPodTakesEffectWithinTheSyncPeriod) {

@@ -596,10 +596,12 @@ TEST(PolicyResolverTiers, TierOrderPassAndKubernetesLast) {
   EXPECT_FALSE(flow(r, s, "prod/client", "default/web", tcp(80)).allowed);
   // Allowed by the security tier before the Kubernetes policy is consulted.
   EXPECT_TRUE(flow(r, s, "192.168.1.1", "default/web", tcp(80)).allowed);
-  // No rule in security matches: the tier's default (deny) decides, with rule id 0.
+  // No rule in security matches: the tier's default (deny) decides, with the rule id that names
+  // that tier (the first).
   Verdict v = flow(r, s, "10.9.9.9", "default/web", tcp(80));
   EXPECT_FALSE(v.allowed);
-  EXPECT_EQ(v.ingress.rule_id, 0u);
+  EXPECT_EQ(v.ingress.rule_id, pol::tier_default_rule_id(0));
+  EXPECT_EQ(pol::tier_of_default_rule_id(v.ingress.rule_id), size_t{0});
   v = flow(r, s, "172.16.1.1", "default/web", tcp(80));
   EXPECT_FALSE(v.allowed);
   EXPECT_NE(v.ingress.rule_id, 0u);
@@ -630,7 +632,8 @@ TEST(PolicyResolverTiers, TierDefaultActionPassAndLog) {
   EXPECT_FALSE(v.allowed);  // Deny in t1 after the Log
   v = flow(r, s, "default/client", "default/web", tcp(81));
   EXPECT_FALSE(v.allowed);  // t1 passes by default; default tier denies by default
-  EXPECT_EQ(v.ingress.rule_id, 0u);
+  EXPECT_EQ(v.ingress.rule_id, pol::tier_default_rule_id(1));
+  EXPECT_EQ(pol::tier_of_default_rule_id(allow_id), std::nullopt);
   EXPECT_EQ(v.ingress.logged, std::vector<uint64_t>{log_id});
 }
 

@@ -175,7 +175,7 @@ TEST(Hooks, Names) {
 TEST(PinLayoutTest, Paths) {
   PinLayout l{"/sys/fs/bpf/weir-test/"};
   EXPECT_EQ(l.maps_dir(), "/sys/fs/bpf/weir-test/maps");
-  EXPECT_EQ(l.map_path(WEIR_MAP_CT), "/sys/fs/bpf/weir-test/maps/weir_ct1");
+  EXPECT_EQ(l.map_path(WEIR_MAP_CT), "/sys/fs/bpf/weir-test/maps/weir_ct2");
   EXPECT_EQ(l.links_dir(), "/sys/fs/bpf/weir-test/links");
   EXPECT_EQ(l.link_path("eth0.100", bpf::TcDir::Ingress), "/sys/fs/bpf/weir-test/links/eth0_100_ingress");
   EXPECT_EQ(l.link_path("weir1a", bpf::TcDir::Egress), "/sys/fs/bpf/weir-test/links/weir1a_egress");
@@ -191,7 +191,7 @@ TEST(PinLayoutTest, SanitizePinName) {
 
 TEST(MapNames, AllMapsListedOnceAndShort) {
   const auto& names = all_map_names();
-  EXPECT_EQ(names.size(), 22u);
+  EXPECT_EQ(names.size(), 25u);
   std::set<std::string> s(names.begin(), names.end());
   EXPECT_EQ(s.size(), names.size());
   for (const auto& n : names) {

@@ -127,6 +127,11 @@ TEST(AgentMetrics, PageHasEveryFamilyInTheFormatWithLowCardinalityLabels) {
   f.nat_frontends = 2;
   f.nat_backends = 6;
   f.ipset_members = 7;
+  f.flow_events_sent = 11;
+  f.flow_events_lost = 2;
+  f.flow_events_rate_limited = 30;
+  f.flow_records = 11;
+  f.flow_records_capacity = 4096;
   const std::string text = agent::render_metrics(s, f, "node-a", "0.1.0");
   Page p = parse_page(text);
   for (const char* fam :
@@ -134,7 +139,9 @@ TEST(AgentMetrics, PageHasEveryFamilyInTheFormatWithLowCardinalityLabels) {
         "weir_conntrack_capacity_entries", "weir_nat_frontends", "weir_nat_backends", "weir_ipset_members",
         "weir_sync_duration_seconds", "weir_syncs_total", "weir_datastore_invalid_resources_total",
         "weir_last_successful_sync_timestamp_seconds", "weir_policy_apply_duration_seconds",
-        "weir_conntrack_scan_duration_seconds", "weir_conntrack_scan_removed_entries_total"})
+        "weir_conntrack_scan_duration_seconds", "weir_conntrack_scan_removed_entries_total",
+        "weir_flow_events_sent_total", "weir_flow_events_lost_total", "weir_flow_records",
+        "weir_flow_records_capacity"})
     EXPECT_TRUE(p.types.contains(fam)) << fam << " missing:\n" << text;
   EXPECT_EQ(p.samples.at("weir_packets_total{iface=\"weirab12p3\",hook=\"egress\",verdict=\"dropped\",reason=\"dropped_by_policy\"}"), 4);
   EXPECT_EQ(p.samples.at("weir_packets_total{iface=\"weirab12p3\",hook=\"egress\",verdict=\"accepted\",reason=\"accepted_by_policy\"}"), 9);
@@ -147,6 +154,10 @@ TEST(AgentMetrics, PageHasEveryFamilyInTheFormatWithLowCardinalityLabels) {
             p.samples.at("weir_sync_duration_seconds_count{phase=\"calc\"}"));
   EXPECT_EQ(p.samples.at("weir_conntrack_scan_removed_entries_total{cause=\"expired\"}"), 5);
   EXPECT_EQ(p.samples.at("weir_build_info{version=\"0.1.0\",node=\"node-a\"}"), 1);
+  EXPECT_EQ(p.samples.at("weir_flow_events_sent_total"), 11);
+  EXPECT_EQ(p.samples.at("weir_flow_events_lost_total{reason=\"ring_buffer_full\"}"), 2);
+  EXPECT_EQ(p.samples.at("weir_flow_events_lost_total{reason=\"rate_limited\"}"), 30);
+  EXPECT_EQ(p.types.at("weir_flow_events_lost_total"), "counter");
   EXPECT_EQ(p.types.at("weir_sync_duration_seconds"), "histogram");
   EXPECT_EQ(p.types.at("weir_packets_total"), "counter");
   // Labels: bounded sets only (no addresses, ports or flows).

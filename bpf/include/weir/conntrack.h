@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Connection tracking (LRU hash, weir_ct1).
+ * Connection tracking (LRU hash, weir_ct2).
  *
  * Key: the 5-tuple normalised so that both directions of a flow map to the same key:
  * side A is the (addr, port) pair that compares lower (addr first, then port, both compared
@@ -72,8 +72,17 @@ struct weir_ct_val {
 	__u32 nat_addr;     /* FWD: backend IP;   REV: VIP (network order) */
 	struct weir_ct_leg a;
 	struct weir_ct_leg b;
+	/* What each side sent through this entry (skb->len, Ethernet header included): counted
+	 * once per packet, by the first weir hook that sees it (from_wl for a local workload's
+	 * packet, else to_wl), with atomic adds. A NAT flow's counts are split between its two
+	 * entries (each counts the packets that look it up): a flow's totals are the sums over the
+	 * pair (calc::ct_flow_end). A half re-created from the other starts at zero. */
+	__u64 packets_a;
+	__u64 bytes_a;
+	__u64 packets_b;
+	__u64 bytes_b;
 };
-WEIR_ASSERT_SIZE(struct weir_ct_val, 64);
+WEIR_ASSERT_SIZE(struct weir_ct_val, 96);
 
 /*
  * Conntrack statistics (per-CPU array, weir_ct_stats1), for `weir bpf conntrack stats` and the

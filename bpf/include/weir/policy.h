@@ -47,6 +47,12 @@
 					   * instead of weir_jump1[slot]; the production
 					   * continuations refuse it untouched */
 
+/* weir_pol_state.rule_id when no rule of tier `i` (0-based, in order) decided and its default
+ * did: ~0 - i, so that a flow record can name the tier (written as the sign-extended 32-bit
+ * immediate -1 - i). Rule ids (calc::rule ids) are below WEIR_RULE_ID_TIER_DEFAULT_MIN. */
+#define WEIR_RULE_ID_TIER_DEFAULT(i) (~0ull - (__u64)(i))
+#define WEIR_RULE_ID_TIER_DEFAULT_MIN (~0ull - 0xffffull)
+
 struct weir_pol_state {
 	/* ---- Inputs: written by the main program, read by the policy program. ---- */
 	__u32 saddr;     /* source address, network order (as in the packet) */
@@ -74,7 +80,8 @@ struct weir_pol_state {
 	/* ---- Outputs: written by the policy program. ---- */
 	__u32 verdict;   /* WEIR_POL_* */
 	__u32 resume;    /* chunked programs: where the next chunk resumes (compiler-defined) */
-	__u64 rule_id;   /* the rule that decided; 0 when a tier's default or the end decided */
+	__u64 rule_id;   /* the rule that decided; a tier's default: WEIR_RULE_ID_TIER_DEFAULT(tier
+			  * index); 0 when the end of the tiers decided */
 	__u64 scratch;   /* compiler-defined, e.g. a key being built */
 };
 WEIR_ASSERT_SIZE(struct weir_pol_state, 72);

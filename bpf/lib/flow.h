@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Flow events (weir/flow.h, docs/observe.md): a new flow and a drop each write one record to
+ * weir_flows1, within weir_flowcfg1's rate. The trace build writes none (it has no side
+ * effects, lib/defs.h).
+ */
+#ifndef WEIR_LIB_FLOW_H
+#define WEIR_LIB_FLOW_H
+
+#include "lib/defs.h"
+#include "lib/maps.h"
+
+/* Facts of the packet (weir_pkt.facts) the events need: its conntrack entry was created here,
+ * with the backend in nat_addr/nat_port when service NAT chose one. */
+#define WEIR_FACT_CT_CREATED (1u << 2)
+
+/* True for the outcomes that drop the packet. */
+static __always_inline int weir_outcome_is_drop(__u32 outcome)
+{
+	return outcome >= WEIR_CNT_DROP_NAT_COLLISION && outcome <= WEIR_CNT_DROP_VLAN;
+}
+
+#ifndef WEIR_TRACE
+/*
+ * Builds the event of packet `p` and sends it, unless this CPU is over the rate or the ring
+ * buffer is full (each counted). Global: verified once on its own, a call costs its callers one
+ * instruction (lib/defs.h); the event is built on this function's own stack, not on the main
+ * program's (whose frame, with the deepest subprogram's, must stay within 512 bytes).
+ */
+__weir_global int weir_flow_send(struct __sk_buff *skb, const struct weir_pkt *p, __u32 hook, __u64 rule_id)
+{
+	struct weir_flow_event ev;
+	struct weir_flow_stats *st;
+	struct weir_flow_cfg *cfg;
+	__u32 zero = 0;
+	__u64 tat;
+	int drop;
+
+	if (!skb || !p)
+		return 0;
+	drop = weir_outcome_is_drop(p->outcome);
+	cfg = bpf_map_lookup_elem(&weir_flowcfg1, &zero);
+	st = bpf_map_lookup_elem(&weir_flowst1, &zero);
+	if (!cfg || !st)
+		return 0;
+	if (!(cfg->flags & (drop ? WEIR_FLOW_CFG_DROP : WEIR_FLOW_CFG_START)))
+		return 0;
+	__builtin_memset(&ev, 0, sizeof(ev));
+	ev.ts_ns = bpf_ktime_get_ns();
+	if (cfg->interval_ns) {
+		/* GCRA: the event conforms when the bucket's theoretical arrival time is at most
+		 * burst_ns ahead of now. Per-CPU state: no race. */
+		tat = st->tat_ns > ev.ts_ns ? st->tat_ns : ev.ts_ns;
+		if (tat - ev.ts_ns > cfg->burst_ns) {
+			st->rate_limited++;
+			return 0;
+		}
+		st->tat_ns = tat + cfg->interval_ns;
+	}
+	ev.type = drop ? WEIR_FLOW_EV_DROP : WEIR_FLOW_EV_START;
+	ev.rule_id = drop ? rule_id : 0;
+	ev.saddr = p->orig_saddr;
+	ev.daddr = p->orig_daddr;
+	ev.sport = p->orig_sport;
+	ev.dport = p->orig_dport;
+	ev.nat_addr = p->nat_addr;
+	ev.nat_port = p->nat_port;
+	ev.proto = p->proto;
+	ev.ifindex = p->ifindex;
+	ev.hook = hook;
+	ev.reason = p->outcome;
+	ev.tcp_flags = p->tcp_flags;
+	ev.icmp_type = p->icmp_type;
+	ev.icmp_code = p->icmp_code;
+	ev.len = skb->len;
+	if (bpf_ringbuf_output(&weir_flows1, &ev, sizeof(ev), 0)) {
+		st->lost++;
+		return 0;
+	}
+	st->sent++;
+	return 1;
+}
+#endif
+
+/*
+ * The event of packet `p` (its outcome decided), if it has one: a drop, or the creation of its
+ * flow's conntrack entry. `rule_id`: the policy rule (or tier default) behind a drop by policy.
+ * The addresses are the packet's as it arrived (before this hook's NAT).
+ */
+static __always_inline void weir_flow_event(struct __sk_buff *skb, const struct weir_pkt *p, __u32 hook,
+					    __u64 rule_id)
+{
+#ifdef WEIR_TRACE
+	(void)skb, (void)p, (void)hook, (void)rule_id;
+#else
+	if (weir_outcome_is_drop(p->outcome) || (p->facts & WEIR_FACT_CT_CREATED))
+		weir_flow_send(skb, p, hook, rule_id);
+#endif
+}
+
+#endif
