@@ -32,6 +32,12 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* weir_established indexes the flow counters: packets, then bytes, side A then side B. */
+_Static_assert(__builtin_offsetof(struct weir_ct_val, bytes_a) == __builtin_offsetof(struct weir_ct_val, packets_a) + 8 &&
+		       __builtin_offsetof(struct weir_ct_val, packets_b) == __builtin_offsetof(struct weir_ct_val, packets_a) + 16 &&
+		       __builtin_offsetof(struct weir_ct_val, bytes_b) == __builtin_offsetof(struct weir_ct_val, packets_a) + 24,
+	       "weir_ct_val's counters: packets_a, bytes_a, packets_b, bytes_b in a row");
+
 /* A conntrack hit: the one lookup that decides an established packet. `pol_done`: called by the
  * to_wl continuation, the ingress policy has just allowed this packet. */
 static __always_inline int weir_established(struct __sk_buff *skb, struct weir_pkt *p,
@@ -65,15 +71,16 @@ static __always_inline int weir_established(struct __sk_buff *skb, struct weir_p
 		WEIR_EFFECT(weir_ct_keep_pair(key, ct, now));
 	}
 
-	/* Counted once per packet: at from_wl, or at to_wl when no from_wl of this node saw it. */
-	if (from_wl || !(src->flags & WEIR_CT_LEG_WORKLOAD)) {
-		if (p->from_a) {
-			WEIR_EFFECT(__sync_fetch_and_add(&ct->packets_a, 1));
-			WEIR_EFFECT(__sync_fetch_and_add(&ct->bytes_a, skb->len));
-		} else {
-			WEIR_EFFECT(__sync_fetch_and_add(&ct->packets_b, 1));
-			WEIR_EFFECT(__sync_fetch_and_add(&ct->bytes_b, skb->len));
-		}
+	/* Counted once per packet: at from_wl, or at to_wl when no from_wl of this node saw it (an
+	 * add of 0 otherwise). Branch-free: a branch here doubles the paths the verifier walks
+	 * through everything after it (6.1's to_wl went from 110k to 228k instructions). */
+	{
+		__u64 n = from_wl ? 1 : !(src->flags & WEIR_CT_LEG_WORKLOAD);
+		__u64 *c = &ct->packets_a + (((__u32)!p->from_a) << 1); /* packets_a or packets_b */
+
+		WEIR_EFFECT(__sync_fetch_and_add(c, n));
+		WEIR_EFFECT(__sync_fetch_and_add(c + 1, n * skb->len)); /* bytes_a or bytes_b */
+		(void)n, (void)c; /* the trace build counts nothing */
 	}
 
 	add = weir_ct_tcp_bits(p) & ~src->flags;
