@@ -140,11 +140,7 @@ __weir_global int weir_ct_create_from_wl(struct __sk_buff *skb, struct weir_pkt 
 	be_addr = p->nat_addr;
 	be_port = p->nat_port;
 	len = skb->len;
-	__builtin_memset(&v, 0, sizeof(v));
-	v.created_ns = weir_now();
-	v.last_seen_ns = v.created_ns;
-	if (p->proto == IPPROTO_ICMP)
-		v.flags = WEIR_CT_F_ICMP_ECHO;
+	weir_ct_val_new(&v, p->proto);
 
 	if (nat) {
 		/* Reverse half first: it is the one that can collide with another flow. */
@@ -189,14 +185,7 @@ __weir_global int weir_ct_create_from_wl(struct __sk_buff *skb, struct weir_pkt 
 		v.nat_port = be_port;
 	}
 	weir_ct_set_legs(&v, p->from_a, client, other);
-	/* The first packet, counted on the entry the client's packets look up. */
-	if (p->from_a) {
-		v.packets_a = 1;
-		v.bytes_a = len;
-	} else {
-		v.packets_b = 1;
-		v.bytes_b = len;
-	}
+	weir_ct_count_first(&v, p->from_a, len); /* on the entry the client's packets look up */
 	rc = weir_map_update(&weir_ct2, key, &v, BPF_NOEXIST);
 	if (rc == -WEIR_EEXIST) {
 		struct weir_ct_val *e = bpf_map_lookup_elem(&weir_ct2, key);
@@ -348,20 +337,9 @@ __weir_global int weir_ct_insert_to_wl(struct __sk_buff *skb, const struct weir_
 	if (!skb || !p || !fkey || !sender || !receiver)
 		return -1;
 	key = *fkey;
-	__builtin_memset(&v, 0, sizeof(v));
-	v.created_ns = weir_now();
-	v.last_seen_ns = v.created_ns;
-	v.type = WEIR_CT_NORMAL;
-	if (p->proto == IPPROTO_ICMP)
-		v.flags = WEIR_CT_F_ICMP_ECHO;
+	weir_ct_val_new(&v, p->proto); /* WEIR_CT_NORMAL */
 	weir_ct_set_legs(&v, p->from_a, sender, receiver);
-	if (p->from_a) {
-		v.packets_a = 1;
-		v.bytes_a = skb->len;
-	} else {
-		v.packets_b = 1;
-		v.bytes_b = skb->len;
-	}
+	weir_ct_count_first(&v, p->from_a, skb->len);
 	return weir_map_update(&weir_ct2, &key, &v, BPF_NOEXIST);
 }
 
@@ -511,6 +489,7 @@ static __always_inline int weir_process_pol(struct __sk_buff *skb, struct weir_p
 static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, const int pol)
 {
 	struct weir_pkt p = {};
+	__u64 rule_id = 0;
 	__u32 next_hop;
 	int verdict;
 
@@ -530,12 +509,12 @@ static __always_inline int weir_tc(struct __sk_buff *skb, const int from_wl, con
 #endif
 		verdict = weir_process_pol(skb, &p, from_wl, ps);
 		weir_policy_outcome(&p);
-		weir_flow_event(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS,
-				ps && p.outcome == WEIR_CNT_DROP_BY_POLICY ? ps->rule_id : 0);
+		if (ps && p.outcome == WEIR_CNT_DROP_BY_POLICY)
+			rule_id = ps->rule_id; /* the rule (or tier default) that denied */
 	} else {
 		verdict = weir_process(skb, &p, from_wl);
-		weir_flow_event(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, 0);
 	}
+	weir_flow_event(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, rule_id);
 	if (p.frag == WEIR_FRAG_FIRST)
 		weir_frag_first_done(skb, &p, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS, verdict);
 	/* What from_wl would hand to the host stack for a pod on another node goes over VXLAN when

@@ -196,6 +196,29 @@ __weir_global int weir_ct_keep_pair(const struct weir_ct_key *k, const struct we
 	return 0;
 }
 
+/* A new entry's value: zeroed, created and last seen now, marked ICMP echo for ICMP. */
+static __always_inline void weir_ct_val_new(struct weir_ct_val *v, __u8 proto)
+{
+	__builtin_memset(v, 0, sizeof(*v));
+	v->created_ns = weir_now();
+	v->last_seen_ns = v->created_ns;
+	if (proto == IPPROTO_ICMP)
+		v->flags = WEIR_CT_F_ICMP_ECHO;
+}
+
+/* The first packet of a flow (`len` bytes), counted on the side that sent it (`from_a`), in the
+ * value of the entry that side's packets look up. */
+static __always_inline void weir_ct_count_first(struct weir_ct_val *v, __u8 from_a, __u32 len)
+{
+	if (from_a) {
+		v->packets_a = 1;
+		v->bytes_a = len;
+	} else {
+		v->packets_b = 1;
+		v->bytes_b = len;
+	}
+}
+
 /* Fill an entry's legs from the client's and the other side's leg, given the client's side. */
 static __always_inline void weir_ct_set_legs(struct weir_ct_val *v, __u8 client_is_a,
 					     const struct weir_ct_leg *client, const struct weir_ct_leg *other)

@@ -17,7 +17,7 @@
 /* True for the outcomes that drop the packet. */
 static __always_inline int weir_outcome_is_drop(__u32 outcome)
 {
-	return outcome >= WEIR_CNT_DROP_NAT_COLLISION && outcome <= WEIR_CNT_DROP_VLAN;
+	return outcome >= WEIR_CNT_DROP_FIRST && outcome <= WEIR_CNT_DROP_LAST;
 }
 
 #ifndef WEIR_TRACE

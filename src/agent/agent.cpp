@@ -127,9 +127,19 @@ class Agent {
     if (!n) spdlog::warn("flow events: {}", n.error().str());
   }
   FlowRecorder& recorder() { return recorder_; }
-  // After a sync: the names flows get.
-  void after_sync() {
-    if (const auto& out = loop_.last_good()) recorder_.update_names(*out);
+  // After a sync (`synced`) or a conntrack scan: the names flows get, rebuilt only when a sync
+  // applied a new state (a scan, or a sync that changed nothing, leaves them as they are), and
+  // the wall clock flow times are read against.
+  void after_work(bool synced) {
+    recorder_.sync_clock();
+    const auto path = loop_.last_path();
+    const bool applied = path == SyncLoop::Path::Full || path == SyncLoop::Path::Incremental;
+    if (synced && (applied || !names_built_)) {
+      if (const auto& out = loop_.last_good()) {
+        recorder_.update_names(*out);
+        names_built_ = true;
+      }
+    }
   }
 
   // What `weir doctor` reads (agent/status.h).
@@ -297,6 +307,7 @@ class Agent {
   dataplane::LogFilters log_filters_;  // weir_logif1 and the filters in weir_logjmp1
   int calls_without_log_ = 0;           // use_programs calls in a row with a build without the log in place
   FlowRecorder recorder_;
+  bool names_built_ = false;  // the recorder has names from a last good state
   std::optional<dataplane::FlowEventReader> flow_reader_;  // when flow records are on
 };
 
@@ -360,7 +371,7 @@ class EventLoop {
 
   EventLoop(SyncLoop& loop, datastore::Datastore& ds, datastore::Watcher& watcher, const Fd& sig,
             const MetricsServer* metrics, std::function<std::string()> render,
-            std::function<void()> after_work, Flows flows)
+            std::function<void(bool synced)> after_work, Flows flows)
       : loop_(loop),
         ds_(ds),
         watcher_(watcher),
@@ -438,13 +449,13 @@ class EventLoop {
       dirty_ = false;
       loop_.sync(ds_);
       last_sync_ = Clock::now();
-      after_work_();
+      after_work_(true);
     }
     if (auto at = loop_.policy_retry_at(); at && Clock::now() >= *at) loop_.retry_policy();
     if (now >= last_scan_ + loop_.scan_period()) {
       loop_.scan();
       last_scan_ = Clock::now();
-      after_work_();
+      after_work_(false);
     }
   }
 
@@ -454,7 +465,7 @@ class EventLoop {
   const Fd& sig_;
   const MetricsServer* metrics_;
   std::function<std::string()> render_;
-  std::function<void()> after_work_;  // after each sync and scan: the status file
+  std::function<void(bool synced)> after_work_;  // after each sync (true) and scan: status file, flow names
   Flows flows_;
   Clock::time_point last_sync_ = Clock::now(), last_scan_ = Clock::now();
   bool dirty_ = false;
@@ -531,7 +542,6 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   }
   (void)(*watcher)->drain();
   agent.loop().sync(**ds);
-  agent.after_sync();
   if (observe)
     spdlog::info("flow records: the last {} kept, `weir observe` reads them at {}", opts.flow_records,
                  observe->path());
@@ -540,13 +550,13 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
     return render_metrics(agent.loop().metrics(), agent.map_figures(), opts.node, opts.version);
   };
   bool status_warned = false;
-  auto after_work = [&] {
-    agent.after_sync();
+  auto after_work = [&](bool synced) {
+    agent.after_work(synced);
     auto st = write_status(opts.state_dir, agent.status());
     if (!st && !std::exchange(status_warned, true))
       spdlog::warn("status file for `weir doctor`: {} (not repeated)", st.error().str());
   };
-  after_work();
+  after_work(true);
   EventLoop::Flows flows{agent.flow_fd(), [&] { agent.drain_flows(); }, observe ? &*observe : nullptr,
                          &agent.recorder().store()};
   const int rc = EventLoop(agent.loop(), **ds, **watcher, *sig, metrics ? &*metrics : nullptr, render, after_work,

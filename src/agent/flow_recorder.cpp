@@ -14,8 +14,9 @@ FlowRecorder::FlowRecorder(size_t capacity, std::string node, PolicyOf policy_of
 void FlowRecorder::update_names(const calc::Output& out) {
   names_.update(out);
   ifnames_.clear();
-  clock_offset_ns_ = dataplane::unix_minus_monotonic_ns();
 }
+
+void FlowRecorder::sync_clock() { clock_offset_ns_ = dataplane::unix_minus_monotonic_ns(); }
 
 const std::string& FlowRecorder::if_name(uint32_t ifindex) {
   auto it = ifnames_.find(ifindex);

@@ -24,8 +24,11 @@ class FlowRecorder {
 
   FlowRecorder(size_t capacity, std::string node, PolicyOf policy_of, IfName if_name);
 
-  // After a sync: the names of pods and services as they are now.
+  // After a sync that applied a new state: the names of pods and services as they are now.
   void update_names(const calc::Output& out);
+  // Re-reads CLOCK_REALTIME - CLOCK_MONOTONIC (events carry monotonic times; the wall clock may
+  // be stepped).
+  void sync_clock();
   // Where new flows also go (null: nowhere but the store). Borrowed.
   void set_observers(ObserveServer* server) { server_ = server; }
 
@@ -45,7 +48,7 @@ class FlowRecorder {
   calc::FlowNamer names_;
   std::map<uint32_t, std::string> ifnames_;  // cleared at each update_names()
   ObserveServer* server_ = nullptr;
-  int64_t clock_offset_ns_ = 0;  // CLOCK_REALTIME - CLOCK_MONOTONIC, refreshed at each update
+  int64_t clock_offset_ns_ = 0;  // CLOCK_REALTIME - CLOCK_MONOTONIC (sync_clock)
 };
 
 }  // namespace weir::agent

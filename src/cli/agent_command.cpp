@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "cli/commands.h"
+#include "dataplane/policy_info.h"
 #include "cli/version.h"
 
 namespace weir::cli {
@@ -45,7 +46,7 @@ void add_agent_command(CLI::App& app, GlobalOptions& g, int& rc) {
   cmd->callback([&g, &rc, opts] {
     opts->pin_root = g.pin_root;
     opts->state_dir = g.effective_state_dir();
-    if (opts->observe_socket.empty()) opts->observe_socket = opts->state_dir + "/observe.sock";
+    if (opts->observe_socket.empty()) opts->observe_socket = dataplane::observe_socket_path(opts->state_dir);
     opts->version = WEIR_VERSION;
     if (opts->node.empty()) {
       char host[HOST_NAME_MAX + 1] = {};

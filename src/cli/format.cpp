@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <ctime>
@@ -816,19 +817,17 @@ std::string flow_cells_line(const std::vector<std::string>& cells) {
 }  // namespace
 
 std::string format_flow_time(int64_t unix_ns) {
+  using namespace std::chrono;
   static constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  // Floor division: an instant before 1970 still has its milliseconds in [0, 1000).
-  int64_t sec = unix_ns / 1000000000, ns = unix_ns % 1000000000;
-  if (ns < 0) {
-    ns += 1000000000;
-    --sec;
-  }
-  const auto t = static_cast<time_t>(sec);
-  struct tm tm {};
-  if (gmtime_r(&t, &tm) == nullptr) return fmt::format("@{}", unix_ns);
-  return fmt::format("{} {:>2} {:02}:{:02}:{:02}.{:03}", kMonths.at(static_cast<size_t>(tm.tm_mon)),
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ns / 1000000);
+  // Floor to the day: an instant before 1970 still has its milliseconds in [0, 1000).
+  const sys_time<nanoseconds> t{nanoseconds{unix_ns}};
+  const sys_days day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss<nanoseconds> tod{t - day};
+  return fmt::format("{} {:>2} {:02}:{:02}:{:02}.{:03}", kMonths.at(unsigned{ymd.month()} - 1), unsigned{ymd.day()},
+                     tod.hours().count(), tod.minutes().count(), tod.seconds().count(),
+                     duration_cast<milliseconds>(tod.subseconds()).count());
 }
 
 std::string format_flow_peer(const model::FlowPeer& p) {

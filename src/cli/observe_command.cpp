@@ -24,6 +24,7 @@
 
 #include "calc/flow_filter.h"
 #include "cli/commands.h"
+#include "dataplane/policy_info.h"
 #include "cli/format.h"
 #include "model/flow.h"
 #include "model/validation.h"
@@ -252,7 +253,7 @@ Result<calc::ObserveRequest> request_of(const ObserveOptions& o) {
 int run_observe(const GlobalOptions& g, const ObserveOptions& o) {
   auto req = request_of(o);
   if (!req) return fail(kBadUsage, req.error());
-  const std::string path = o.socket.empty() ? g.effective_state_dir() + "/observe.sock" : o.socket;
+  const std::string path = o.socket.empty() ? dataplane::observe_socket_path(g.effective_state_dir()) : o.socket;
   // Signals first: a SIGINT between connect and the loop must still end it cleanly.
   std::optional<StopSignals> stop;
   if (o.follow) {

@@ -4,13 +4,14 @@
 #include <bpf/libbpf.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <utility>
 
 #include "bpf/map.h"
 #include "calc/conntrack.h"
+#include "dataplane/ct_scanner.h"
 #include "maps/decode.h"
 
 namespace weir::dataplane {
@@ -110,11 +111,9 @@ Result<weir_flow_stats> FlowEventReader::stats() const {
 }
 
 int64_t unix_minus_monotonic_ns() {
-  timespec mono{}, real{};
-  clock_gettime(CLOCK_MONOTONIC, &mono);
-  clock_gettime(CLOCK_REALTIME, &real);
-  auto ns = [](const timespec& t) { return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec; };
-  return ns(real) - ns(mono);
+  const auto real = std::chrono::system_clock::now().time_since_epoch();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(real).count() -
+         static_cast<int64_t>(monotonic_ns());  // dataplane/ct_scanner.h: the programs' clock
 }
 
 namespace {

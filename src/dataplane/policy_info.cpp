@@ -162,6 +162,10 @@ Status remove_policy_info(const std::string& state_dir, const std::string& iface
   return {};
 }
 
+std::string observe_socket_path(const std::string& state_dir) {
+  return (fs::path(state_dir) / kObserveSocketName).string();
+}
+
 std::string default_state_dir(const std::string& pin_root) {
   std::string root = pin_root;
   while (root.size() > 1 && root.back() == '/') root.pop_back();
@@ -212,7 +216,7 @@ std::vector<std::string> remove_state_files(const std::string& state_dir) {
     const std::string name = it->path().filename().string();
     if (name == "agent.json" || name.rfind(".agent.json.tmp-", 0) == 0) status_files.push_back(it->path());
     // The `weir observe` socket an agent that did not exit cleanly left (agent/observe_server.h).
-    if (name == "observe.sock" && it->is_socket(ec)) status_files.push_back(it->path());
+    if (name == kObserveSocketName && it->is_socket(ec)) status_files.push_back(it->path());
   }
   for (const auto& f : status_files)
     if (fs::remove(f, ec)) removed.push_back(fmt::format("removed {}", f.string()));

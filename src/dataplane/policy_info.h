@@ -84,6 +84,11 @@ Status remove_policy_info(const std::string& state_dir, const std::string& iface
 // /run/weir/<last component of the pin root>: the state dir when none is given.
 std::string default_state_dir(const std::string& pin_root);
 
+// The file name, and the path under `state_dir`, of the agent's `weir observe` socket
+// (docs/observe.md): where the agent listens and the CLI connects unless told otherwise.
+inline constexpr const char* kObserveSocketName = "observe.sock";
+std::string observe_socket_path(const std::string& state_dir);
+
 // Removes the agent's files under `state_dir`: regular files policy/*.json and
 // policy/*.json.tmp (what write_policy_info writes), its status file, the observe.sock socket
 // an agent killed left, then policy/, the state dir and /run/weir

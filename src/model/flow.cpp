@@ -62,52 +62,19 @@ constexpr std::pair<uint8_t, std::string_view> kTcpSummaryOrder[] = {
 
 // ------------------------------------------------------------------ time
 
-// Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's algorithms):
-// exact for every date an int64 of nanoseconds reaches.
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-struct Civil {
-  int64_t y;
-  unsigned m, d;
-};
-Civil civil_from_days(int64_t z) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return {static_cast<int64_t>(yoe) + era * 400 + (m <= 2 ? 1 : 0), m, d};
-}
-
 constexpr int64_t kNsPerSec = 1000000000;
-constexpr int64_t kSecPerDay = 86400;
 
-// RFC 3339 in UTC with nine fractional digits: "2026-12-05T14:07:07.123456789Z".
+// RFC 3339 in UTC with nine fractional digits: "2026-12-05T14:07:07.123456789Z". The calendar
+// is <chrono>'s (floor to the day: instants before 1970 keep a fraction in [0, 1 s)).
 std::string rfc3339(int64_t unix_ns) {
-  // Floor division, so that instants before 1970 still get a fraction in [0, 1 s).
-  int64_t sec = unix_ns / kNsPerSec, ns = unix_ns % kNsPerSec;
-  if (ns < 0) {
-    ns += kNsPerSec;
-    --sec;
-  }
-  int64_t days = sec / kSecPerDay, sod = sec % kSecPerDay;
-  if (sod < 0) {
-    sod += kSecPerDay;
-    --days;
-  }
-  const Civil c = civil_from_days(days);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", c.y, c.m, c.d, sod / 3600,
-                     sod / 60 % 60, sod % 60, ns);
+  using namespace std::chrono;
+  const sys_time<nanoseconds> t{nanoseconds{unix_ns}};
+  const sys_days day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss<nanoseconds> tod{t - day};
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", int{ymd.year()}, unsigned{ymd.month()},
+                     unsigned{ymd.day()}, tod.hours().count(), tod.minutes().count(), tod.seconds().count(),
+                     tod.subseconds().count());
 }
 
 // Exactly `n` decimal digits at s[pos..], else nullopt.
@@ -124,17 +91,14 @@ std::optional<unsigned> digits(std::string_view s, size_t pos, size_t n) {
 // The inverse of rfc3339, a little wider: 0 to 9 fractional digits (protobuf's JSON writes 0, 3,
 // 6 or 9), "Z" only (what Hubble writes). nullopt when malformed or beyond int64 nanoseconds.
 std::optional<int64_t> parse_rfc3339(std::string_view s) {
+  using namespace std::chrono;
   auto y = digits(s, 0, 4), mo = digits(s, 5, 2), d = digits(s, 8, 2);
   auto h = digits(s, 11, 2), mi = digits(s, 14, 2), se = digits(s, 17, 2);
   if (!y || !mo || !d || !h || !mi || !se || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
       s[13] != ':' || s[16] != ':')
     return std::nullopt;
-  static constexpr std::array<unsigned, 12> kMonthDays = {31, 29, 31, 30, 31, 30,
-                                                          31, 31, 30, 31, 30, 31};
-  if (*mo < 1 || *mo > 12 || *d < 1 || *d > kMonthDays[*mo - 1] || *h > 23 || *mi > 59 || *se > 59)
-    return std::nullopt;
-  const bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
-  if (*mo == 2 && *d == 29 && !leap) return std::nullopt;
+  const year_month_day ymd{year{static_cast<int>(*y)}, month{*mo}, day{*d}};
+  if (!ymd.ok() || *h > 23 || *mi > 59 || *se > 59) return std::nullopt;  // ok(): leap years too
   size_t pos = 19;
   int64_t frac = 0;
   if (pos < s.size() && s[pos] == '.') {
@@ -145,8 +109,7 @@ std::optional<int64_t> parse_rfc3339(std::string_view s) {
     for (; n < 9; ++n) frac *= 10;
   }
   if (pos + 1 != s.size() || s[pos] != 'Z') return std::nullopt;
-  const int64_t days = days_from_civil(*y, *mo, *d);
-  const int64_t sec = days * kSecPerDay + int64_t{*h} * 3600 + int64_t{*mi} * 60 + *se;
+  const int64_t sec = (sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*se}).time_since_epoch().count();
   // int64 nanoseconds reach from 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z.
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max(),
                     kMin = std::numeric_limits<int64_t>::min();

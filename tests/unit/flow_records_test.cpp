@@ -8,6 +8,7 @@
 #include "calc/flow_names.h"
 #include "calc/policy_ir.h"
 #include "dataplane/flow_events.h"
+#include "maps/decode.h"
 
 namespace weir {
 namespace {
@@ -66,6 +67,16 @@ TEST(FlowEventConversion, ADropNamesItsCounterAndIcmpHasNoPorts) {
   EXPECT_EQ(f.source.port, 0);
   EXPECT_EQ(f.icmp_type, 8);
   EXPECT_FALSE(f.translated.has_value());
+}
+
+TEST(FlowEventConversion, TheDropRangeIsEveryDroppedCounter) {
+  // The datapath sends a drop's event for the outcomes WEIR_CNT_DROP_FIRST..LAST (lib/flow.h).
+  for (uint32_t id = 0; id < WEIR_CNT__MAX; id++) {
+    const auto m = maps::counter_meta(id);
+    ASSERT_TRUE(m.has_value());
+    const bool in_range = id >= WEIR_CNT_DROP_FIRST && id <= WEIR_CNT_DROP_LAST;
+    EXPECT_EQ(in_range, m->category == "Dropped" && m->outcome) << m->json_name;
+  }
 }
 
 weir_ct_val entry(bool a_is_client, uint8_t type) {

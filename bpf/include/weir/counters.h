@@ -65,6 +65,12 @@ enum weir_counter {
 	WEIR_CNT__MAX,
 };
 
+/* First and last of the outcomes that drop the packet: every "Dropped" row of the table and
+ * nothing else (what sends a drop's flow event, lib/flow.h). A drop outcome appended elsewhere
+ * must widen it: FlowEventConversion.TheDropRangeIsEveryDroppedCounter fails until it does. */
+#define WEIR_CNT_DROP_FIRST WEIR_CNT_DROP_NAT_COLLISION
+#define WEIR_CNT_DROP_LAST WEIR_CNT_DROP_VLAN
+
 /* First and one-past-last outcome counter: sum(outcomes) == TOTAL is an invariant tests check. */
 #define WEIR_CNT_OUTCOME_FIRST WEIR_CNT_ACCEPT_BY_OTHER_PROG
 #define WEIR_CNT_OUTCOME_END WEIR_CNT_OTHER_NAT_COLLISION
