@@ -94,43 +94,26 @@ constexpr Names kCliNames{"--pod",   "--from-ip", "--to-ip",  "--port",
 constexpr Names kJsonNames{"filter.pod",   "filter.from_ip", "filter.to_ip",  "filter.port",
                            "filter.proto", "filter.verdict", "filter.service"};
 
+// Parses `value` into `out` with `parse` when it was given ("" leaves `out` empty).
+template <typename T>
+Status take(std::optional<T>& out, const char* name, const std::string& value,
+            Result<T> (*parse)(std::string_view, std::string_view)) {
+  if (value.empty()) return {};
+  auto v = parse(name, value);
+  if (!v) return v.error();
+  out = *v;
+  return {};
+}
+
 Result<FlowFilter> parse_with(const FlowFilterArgs& a, const Names& n) {
   FlowFilter f;
-  if (!a.pod.empty()) {
-    auto v = parse_ns_name(n.pod, a.pod);
-    if (!v) return v.error();
-    f.pod = *v;
-  }
-  if (!a.from_ip.empty()) {
-    auto v = parse_prefix(n.from_ip, a.from_ip);
-    if (!v) return v.error();
-    f.from_ip = *v;
-  }
-  if (!a.to_ip.empty()) {
-    auto v = parse_prefix(n.to_ip, a.to_ip);
-    if (!v) return v.error();
-    f.to_ip = *v;
-  }
-  if (!a.port.empty()) {
-    auto v = parse_port(n.port, a.port);
-    if (!v) return v.error();
-    f.port = *v;
-  }
-  if (!a.proto.empty()) {
-    auto v = parse_proto(n.proto, a.proto);
-    if (!v) return v.error();
-    f.proto = *v;
-  }
-  if (!a.verdict.empty()) {
-    auto v = parse_verdict(n.verdict, a.verdict);
-    if (!v) return v.error();
-    f.verdict = *v;
-  }
-  if (!a.service.empty()) {
-    auto v = parse_ns_name(n.service, a.service);
-    if (!v) return v.error();
-    f.service = *v;
-  }
+  WEIR_TRY(take(f.pod, n.pod, a.pod, parse_ns_name));
+  WEIR_TRY(take(f.from_ip, n.from_ip, a.from_ip, parse_prefix));
+  WEIR_TRY(take(f.to_ip, n.to_ip, a.to_ip, parse_prefix));
+  WEIR_TRY(take(f.port, n.port, a.port, parse_port));
+  WEIR_TRY(take(f.proto, n.proto, a.proto, parse_proto));
+  WEIR_TRY(take(f.verdict, n.verdict, a.verdict, parse_verdict));
+  WEIR_TRY(take(f.service, n.service, a.service, parse_ns_name));
   return f;
 }
 
