@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <bpf/bpf.h>
+#include <fmt/ranges.h>
 #include <net/if.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
@@ -26,6 +27,7 @@
 #include "bpf/bpffs.h"
 #include "bpf/skeleton.h"
 #include "bpf/tracefs.h"
+#include "calc/doctor.h"
 #include "dataplane/ct_scanner.h"
 #include "dataplane/endpoint_manager.h"
 #include "dataplane/flow_events.h"
@@ -39,6 +41,7 @@
 #include "maps/decode.h"
 #include "maps/pin_layout.h"
 #include "maps/table.h"
+#include "util/caps.h"
 #include "util/fd.h"
 #include "weir/log.h"
 #include "weir/maps.h"
@@ -475,6 +478,18 @@ class EventLoop {
 
 int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
   bpf::route_libbpf_logs_to_spdlog();
+  spdlog::info("{}: pid {}, node {}", calc::doctor::kAgentStartMark, ::getpid(), opts.node);
+  // Without one of its capabilities the kernel refuses the agent's programs or attachments: say so
+  // first, and again with the refusal.
+  std::string caps_missing;
+  if (auto eff = caps::effective(); !eff) {
+    spdlog::warn("capabilities: {}", eff.error().str());
+  } else if (auto missing = caps::missing_for_agent(*eff); !missing.empty()) {
+    caps_missing = fmt::format("the agent runs without {}", fmt::join(missing, ", "));
+    spdlog::warn("{}: the kernel's verifier refuses weir's programs without CAP_PERFMON, and their maps and "
+                 "attachments without CAP_BPF and CAP_NET_ADMIN",
+                 caps_missing);
+  }
   auto mode = check_kernel(opts, probe);
   if (!mode) return 1;
   auto ds = datastore::open_datastore(opts.datastore, {opts.etcd_prefix});
@@ -512,7 +527,7 @@ int run_agent(const AgentOptions& opts, bpf::FeatureProbe& probe) {
                                            dataplane::variant_of(initial_cfg.bpf_log_level != model::BpfLogLevel::Off,
                                                                  initial_cfg.bpf_profiling));
   if (!progs) {
-    spdlog::error("loading BPF programs: {}", progs.error().str());
+    spdlog::error("loading BPF programs: {}{}", progs.error().str(), caps_missing.empty() ? "" : "; " + caps_missing);
     return 1;
   }
   spdlog::info("BPF enabled, starting BPF endpoint manager and map manager");

@@ -62,7 +62,7 @@ Result<KernelFeatures> KernelFeatureProbe::probe() {
   };
   int pfd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "weir_feat", "GPL", insns, 2, nullptr);
   if (pfd < 0 && (errno == EPERM || errno == ENOSYS)) {
-    spdlog::warn("bpf(2) not usable ({}): weir needs root or CAP_BPF+CAP_NET_ADMIN", std::strerror(errno));
+    spdlog::warn("bpf(2) not usable ({}): weir needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON", std::strerror(errno));
     std::ifstream btf("/sys/kernel/btf/vmlinux");
     f.btf = btf.good();
     return f;

@@ -65,6 +65,7 @@ int libbpf_to_spdlog(enum libbpf_print_level level, const char* fmt_str, va_list
   int n = vsnprintf(buf, sizeof(buf), fmt_str, args);
   std::string s(buf, n < 0 ? 0 : std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
   while (!s.empty() && s.back() == '\n') s.pop_back();
+  if (s.rfind("libbpf: ", 0) == 0) s.erase(0, 8);  // most of libbpf's messages carry the prefix already
   switch (level) {
     case LIBBPF_WARN: spdlog::warn("libbpf: {}", s); break;
     case LIBBPF_INFO: spdlog::debug("libbpf: {}", s); break;

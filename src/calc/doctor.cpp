@@ -233,9 +233,13 @@ Check vxlan_port(const Facts& f) {
 Check verifier(const Facts& f) {
   if (f.agent_log.empty()) return ok("verifier", "no agent log given (--agent-log): not checked");
   if (!f.verifier_failures.empty())
-    return fail("verifier", fmt::format("{} refused a program: {}", f.agent_log, fmt::join(f.verifier_failures, " | ")),
-                "the verifier's log in the agent's log says why; check the kernel (docs/kernels.md) and report it");
-  return ok("verifier", fmt::format("no verifier failure in {}", f.agent_log));
+    return fail("verifier",
+                fmt::format("the kernel refused a program in the agent's last run ({}): {}", f.agent_log,
+                            fmt::join(f.verifier_failures, " | ")),
+                "the verifier's log in the agent's log says why; an agent without CAP_BPF, CAP_NET_ADMIN and "
+                "CAP_PERFMON (or CAP_SYS_ADMIN) is refused: give them; otherwise check the kernel "
+                "(docs/kernels.md) and report it");
+  return ok("verifier", fmt::format("no program refused in the agent's last run ({})", f.agent_log));
 }
 
 }  // namespace
@@ -263,7 +267,9 @@ std::vector<std::string> verifier_failures_in(const std::string& log, size_t max
   static const char* const kMarks[] = {"BPF program load failed", "loading policy program", "loading log filter program",
                                        "loading BPF programs:"};
   std::vector<std::string> out;
-  std::istringstream in(log);
+  size_t start = log.rfind(kAgentStartMark);
+  start = start == std::string::npos ? 0 : log.rfind('\n', start) + 1;  // npos + 1 == 0
+  std::istringstream in(log.substr(start));
   std::string line;
   while (std::getline(in, line) && out.size() < max)
     for (const char* m : kMarks)

@@ -97,8 +97,15 @@ std::vector<Check> evaluate(const Facts& f);
 // Worst level of `checks` (Ok when empty).
 Level worst(const std::vector<Check>& checks);
 
-// The lines of `log` that report a program the verifier refused (libbpf's "failed to load" and
-// the agent's own "loading BPF programs" / "not installed" errors), at most `max`.
+// What the agent logs first when it starts (followed by its pid and node). A log may hold many
+// runs of the agent: the verifier check reads the last one.
+inline constexpr const char* kAgentStartMark = "weir agent starting";
+
+// The lines of `log` that report a program the kernel refused to load (libbpf's "BPF program
+// load failed", the agent's "loading BPF programs:", "loading policy program", "loading log
+// filter program"), at most `max`, in the agent's last run: after the last line with
+// kAgentStartMark (the whole log when none has it). A failure an earlier run logged and a
+// restart since put right is not reported.
 std::vector<std::string> verifier_failures_in(const std::string& log, size_t max = 5);
 
 }  // namespace weir::calc::doctor

@@ -17,6 +17,7 @@
 #include "lab/flood.h"
 #include "lab/lab.h"
 #include "lab/traffic.h"
+#include "util/caps.h"
 
 namespace weir::cli {
 
@@ -570,15 +571,35 @@ void add_agent(CLI::App* parent, int& rc) {
   struct Opts {
     Target t;
     std::string action, node;
+    std::vector<std::string> drop_caps;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = parent->add_subcommand("agent", "start, stop or restart the lab's agent(s)");
   o->t.add_to(sub);
   sub->add_option("--node", o->node, "a cluster's node (name or n<K>; default: every node)");
+  sub->add_option("--drop-cap", o->drop_caps,
+                  "start the agent without this capability (CAP_PERFMON, ...; repeatable): how it fares "
+                  "with less than it needs");
   sub->add_option("action", o->action, "start | stop | restart")
       ->required()
       ->check(CLI::IsMember({"start", "stop", "restart"}));
   sub->callback([o, &rc] {
+    uint64_t drop = 0;
+    for (const auto& name : o->drop_caps) {
+      auto cap = caps::from_name(name);
+      if (!cap) {
+        fmt::print(stderr, "weir lab agent: --drop-cap: '{}' is not a capability (CAP_PERFMON, CAP_SYS_ADMIN, ...)\n",
+                   name);
+        rc = 2;
+        return;
+      }
+      drop |= uint64_t{1} << *cap;
+    }
+    if (drop != 0 && o->action == "stop") {
+      fmt::print(stderr, "weir lab agent: --drop-cap goes with start or restart, not stop\n");
+      rc = 2;
+      return;
+    }
     auto l = o->t.load();
     if (!l) {
       rc = fail(l.error());
@@ -592,7 +613,7 @@ void add_agent(CLI::App* parent, int& rc) {
       fmt::print("agent stopped\n");
     }
     if (o->action != "stop") {
-      if (auto s = l->start_agent(o->node); !s) {
+      if (auto s = l->start_agent(o->node, drop); !s) {
         rc = fail(s.error());
         return;
       }

@@ -27,6 +27,7 @@
 #include "dataplane/policy_info.h"
 #include "datastore/store.h"
 #include "lab/etcd_server.h"
+#include "util/caps.h"
 #include "util/file.h"
 
 namespace weir::lab {
@@ -826,7 +827,7 @@ std::string Lab::agent_log(const std::string& node) const {
   return t ? *t : std::string();
 }
 
-Status Lab::start_agent(const std::string& node) {
+Status Lab::start_agent(const std::string& node, uint64_t drop_capabilities) {
   std::vector<LabNode*> targets;
   if (node.empty()) {
     for (auto& n : st_.nodes)
@@ -852,13 +853,17 @@ Status Lab::start_agent(const std::string& node) {
     }
     {
       std::ofstream marker(n->agent_log, std::ios::app);
-      marker << fmt::format("---- weir lab {}: starting {} (in netns {})\n", st_.id,
-                            join_argv(argv), n->name);
+      std::string without;
+      for (int cap = 0; cap < 64; ++cap)
+        if (caps::has(drop_capabilities, cap)) without += (without.empty() ? ", without " : " ") + caps::name(cap);
+      marker << fmt::format("---- weir lab {}: starting {} (in netns {}{})\n", st_.id, join_argv(argv),
+                            n->name, without);
     }
     off_t offset = file_size(n->agent_log);
     SpawnOptions so;
     so.netns = n->name;
     so.output_path = n->agent_log;
+    so.drop_capabilities = drop_capabilities;
     so.on_forked = [this, n](const ProcessRecord& r) {
       n->agent = r;
       n->agent->what = "agent " + n->name;

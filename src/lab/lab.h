@@ -185,7 +185,9 @@ class Lab {
   // output appended to its agent log. Starts every agent not running (side by side: their
   // programs load at the same time) and waits until each log says "BPF enabled"; if an agent
   // dies or the timeout passes, the Error names the node and carries the end of its log.
-  Status start_agent(const std::string& node = "");
+  // `drop_capabilities` (bit N = capability N, util/caps.h): the agents run without them (see
+  // SpawnOptions::drop_capabilities), e.g. without CAP_PERFMON, whose programs the verifier refuses.
+  Status start_agent(const std::string& node = "", uint64_t drop_capabilities = 0);
   // Sends `sig` and waits for the agent(s) to exit (SIGKILL after 15 s). Ok when each exited
   // with code 0 (or was killed by `sig` when sig is SIGKILL); otherwise the Error reports the
   // exit status and the log tail. The agent is no longer recorded either way.

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sched.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -99,6 +101,23 @@ void reset_signals_in_child() {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int s : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) sigaction(s, &dfl, nullptr);
+}
+
+// In a forked child before exec (async-signal-safe system calls only): drops the capabilities of
+// `mask` from the bounding, inheritable and ambient sets. Root's exec then grants only what the
+// bounding set still has. Returns 0 or an errno.
+int drop_capabilities_in_child(uint64_t mask) {
+  if (mask == 0) return 0;
+  for (int cap = 0; cap < 64; ++cap)
+    if (((mask >> cap) & 1U) != 0 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return errno;
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &hdr, data) != 0) return errno;
+  data[0].inheritable &= ~static_cast<uint32_t>(mask);
+  data[1].inheritable &= ~static_cast<uint32_t>(mask >> 32);
+  if (::syscall(SYS_capset, &hdr, data) != 0) return errno;
+  return 0;
 }
 
 [[noreturn]] void child_fail(int err_fd, int err) {
@@ -312,6 +331,7 @@ Result<ProcessRecord> spawn(const std::vector<std::string>& argv, const SpawnOpt
     if (r != 1) _exit(1);  // the parent did not let us run
     if (ns && ::setns(ns.get(), CLONE_NEWNET) != 0) child_fail(err_fd, errno);
     if (opts.new_session) ::setsid();
+    if (int e = drop_capabilities_in_child(opts.drop_capabilities); e != 0) child_fail(err_fd, e);
     int out_fd = ::fcntl(output.get(), F_DUPFD_CLOEXEC, 10);
     int in_fd = ::fcntl(devnull.get(), F_DUPFD_CLOEXEC, 10);
     int pass = opts.pass_fd >= 0 ? ::fcntl(opts.pass_fd, F_DUPFD_CLOEXEC, 10) : -1;

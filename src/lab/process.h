@@ -89,6 +89,10 @@ struct SpawnOptions {
   bool inherit_stderr = false;  // keep the parent's stderr instead of output_path for fd 2
   bool new_session = false;     // setsid(): keep terminal signals (Ctrl-C) away from the child
   int pass_fd = -1;             // made available to the child as fd 3
+  // Capabilities (bit N = capability N) the child loses before exec: dropped from its bounding
+  // set, its inheritable set and its ambient set, so that the program runs without them even as
+  // root (what `weir lab agent start --drop-cap` does to see how the agent fares without one).
+  uint64_t drop_capabilities = 0;
   // Called in the parent with the record of the forked child BEFORE the child is allowed to
   // exec: record the pid somewhere durable here. An Error kills the child and is returned.
   std::function<Status(const ProcessRecord&)> on_forked;

@@ -1,11 +1,13 @@
 // `weir doctor` against a live lab: every check passes on a healthy node, and faults provoked one
 // after the other turn their own check: weir's program removed from a hook, a foreign program
 // beside it, an XDP program in generic mode, a kube-proxy chain, vxlanEnabled that cannot be put
-// in force and map sizes changed under pinned maps, the agent stopped. The checks' logic on
-// facts (every fault, conntrack pressure and verifier failures included): tests/unit/doctor_test.cpp.
+// in force and map sizes changed under pinned maps, the agent stopped; and an agent without
+// CAP_PERFMON, whose programs the kernel's verifier refuses. The checks' logic on facts (every
+// fault, conntrack pressure included): tests/unit/doctor_test.cpp.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 
@@ -17,6 +19,7 @@
 #include "lab/lab.h"
 #include "lab/process.h"
 #include "lab/resources.h"
+#include "lab/traffic.h"
 #include "util/fd.h"
 
 namespace weir::e2e {
@@ -137,6 +140,49 @@ TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) 
   EXPECT_EQ(d.level("kube-proxy"), "OK") << "the chain is gone: " << d.out;
   EXPECT_EQ(d.level("map-sizes"), "WARN") << d.out;
   EXPECT_NE(d.found("map-sizes").find("configured 4096"), std::string::npos) << d.out;
+}
+
+// An agent started without CAP_PERFMON (and without CAP_SYS_ADMIN, which stands in for it): the
+// kernel's verifier really refuses its programs (it treats pointers as secrets then), the agent
+// exits saying which capability it lacks, and the verifier check
+// FAILs with libbpf's line from the agent's log. The programs of the agent before it stay
+// attached and serve. A restart with every capability is the agent's last run: the check passes.
+TEST_F(DoctorE2E, AnAgentWithoutCapPerfmonIsRefusedByTheVerifierAndTheCheckFailsUntilARestart) {
+  DoctorReport d = until("agent", "OK");
+  ASSERT_EQ(d.level("verifier"), "OK") << d.out;
+  ASSERT_TRUE(lab_->start_server("pod2", {}, {5353}).ok());
+  const std::string pod2 = lab_->pod("pod2")->ip;
+  auto ask = [&] { return lab_->in_pod("pod1", [&] { return lab::udp_request(pod2, 5353, 2s); }); };
+  auto before = ask();
+  ASSERT_TRUE(before.ok() && before->name == "pod2") << (before.ok() ? before->name : before.error().str());
+
+  ASSERT_TRUE(lab_->stop_agent().ok());
+  const uint64_t without = (uint64_t{1} << CAP_PERFMON) | (uint64_t{1} << CAP_SYS_ADMIN);
+  auto refused = lab_->start_agent("", without);
+  ASSERT_FALSE(refused.ok()) << "the agent started without CAP_PERFMON";
+  // The kernel's own words differ by version (6.18: "R1 pointer -= pointer prohibited", 6.1:
+  // "attempt to corrupt spilled pointer on stack"); its log is in the error either way.
+  EXPECT_NE(refused.error().str().find("-- end of verifier log --: Permission denied"), std::string::npos)
+      << refused.error().str();
+  EXPECT_NE(refused.error().str().find("the agent runs without CAP_PERFMON (or CAP_SYS_ADMIN)"), std::string::npos)
+      << refused.error().str();
+
+  d = doctor();
+  EXPECT_EQ(d.rc, 1) << d.out;
+  EXPECT_EQ(d.level("verifier"), "FAIL") << d.out;
+  EXPECT_NE(d.found("verifier").find("prog 'weir_from_wl': BPF program load failed"), std::string::npos) << d.out;
+  EXPECT_NE(d.found("verifier").find("loading BPF programs:"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("agent"), "FAIL") << d.out;
+  // Nothing of what the agent before it put in place is lost.
+  EXPECT_EQ(d.level("programs"), "OK") << d.out;
+  auto during = ask();
+  EXPECT_TRUE(during.ok() && during->name == "pod2") << "with the refused agent: "
+                                                     << (during.ok() ? during->name : during.error().str());
+
+  ASSERT_TRUE(lab_->start_agent().ok());
+  d = until("agent", "OK");
+  EXPECT_EQ(d.level("verifier"), "OK") << "a restart with its capabilities put it right: " << d.out;
+  EXPECT_EQ(d.rc, 0) << d.out;
 }
 
 }  // namespace

@@ -164,5 +164,22 @@ TEST(Doctor, VerifierFailuresAreFoundInALog) {
   EXPECT_TRUE(verifier_failures_in("[info] all fine\n").empty());
 }
 
+TEST(Doctor, OnlyTheAgentsLastRunCounts) {
+  const std::string refused = "[warning] libbpf: prog 'weir_from_wl': BPF program load failed: Permission denied\n"
+                              "[error] loading BPF programs: loading tc: Permission denied\n";
+  const std::string run1 = std::string("[info] ") + kAgentStartMark + ": pid 10, node n1\n" + refused;
+  const std::string run2 = std::string("[info] ") + kAgentStartMark + ": pid 11, node n1\n[info] BPF enabled\n";
+  // A restart that loaded its programs: the earlier refusal is history.
+  EXPECT_TRUE(verifier_failures_in(run1 + run2).empty());
+  // The last run refused: both lines, none of the run before.
+  auto lines = verifier_failures_in(run2 + "[info] sync done\n" + run1);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("loading BPF programs:"), std::string::npos);
+  // A log without a start line (the agent's output kept by something else): all of it counts.
+  EXPECT_EQ(verifier_failures_in(refused + "[info] BPF enabled\n").size(), 2u);
+  // A start mark on the first line.
+  EXPECT_EQ(verifier_failures_in(run1).size(), 2u);
+}
+
 }  // namespace
 }  // namespace weir::calc::doctor
