@@ -140,8 +140,9 @@ for b in weir weir_bpf_tests weir_e2e_tests; do strip_copy "$build/$b"; done
 # through /bin/sh (dash) and PATH; busybox sits last in PATH and serves the init script. etcd:
 # the e2e test of the etcd datastore runs a member in its lab. curl: the metrics scrape. nft:
 # `weir doctor` looks for kube-proxy chains, DoctorE2E makes one. unshare: BpfLogE2E reads the
-# trace buffer from a mount namespace of its own.
-for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/unshare /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd /usr/bin/curl /usr/sbin/nft; do
+# trace buffer from a mount namespace of its own; umount, mountpoint: DoctorE2E's doctor sees a
+# node without bpffs from one.
+for t in /usr/sbin/ip /usr/sbin/tc /usr/sbin/bpftool /usr/bin/nsenter /usr/bin/unshare /usr/bin/rm /usr/bin/dash /usr/bin/flock /usr/bin/etcd /usr/bin/curl /usr/sbin/nft /usr/bin/umount /usr/bin/mountpoint; do
   [[ -x $t ]] || die "$t is missing (scripts/install-deps.sh installs it)"
   copy "$t"
 done

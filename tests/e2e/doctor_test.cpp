@@ -11,6 +11,7 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 
+#include <iostream>
 #include <optional>
 #include <string>
 
@@ -140,6 +141,75 @@ TEST_F(DoctorE2E, EveryCheckPassesOnAHealthyLabAndEachProvokedFaultTurnsItsOwn) 
   EXPECT_EQ(d.level("kube-proxy"), "OK") << "the chain is gone: " << d.out;
   EXPECT_EQ(d.level("map-sizes"), "WARN") << d.out;
   EXPECT_NE(d.found("map-sizes").find("configured 4096"), std::string::npos) << d.out;
+}
+
+// `weir doctor` in a private mount namespace of its own where `setup` (a shell command) ran first:
+// what it sees on a node whose mounts differ (nothing of it reaches the test's namespace).
+std::vector<std::string> in_private_mounts(const std::string& setup) {
+  return {"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", setup + R"( && exec "$0" "$@")"};
+}
+
+// The node's bpffs gone (never mounted, or unmounted by someone) and a kernel without BTF (built
+// without CONFIG_DEBUG_INFO_BTF: no /sys/kernel/btf/vmlinux), each seen by a doctor in a mount
+// namespace of its own; and, where the kernel has tcx, weir's program moved from tcx to a clsact
+// filter on one hook (what an older agent in clsact mode leaves): bpffs, kernel and attach-mode
+// FAIL, each with its fix. A restarted agent attaches that hook by tcx again.
+TEST_F(DoctorE2E, NoBpffsAKernelWithoutBtfAndAMixedAttachModeEachFail) {
+  DoctorReport d = until("agent", "OK");
+  ASSERT_EQ(d.rc, 0) << d.out;
+
+  d = run_doctor(*lab_, in_private_mounts("umount /sys/fs/bpf && while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 3; done"));
+  EXPECT_EQ(d.rc, 1) << d.out;
+  EXPECT_EQ(d.level("bpffs"), "FAIL") << d.out;
+  EXPECT_NE(d.found("bpffs").find("no bpffs at /sys/fs/bpf"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("kernel"), "OK") << d.out;
+
+  d = run_doctor(*lab_, in_private_mounts("mount -t tmpfs weir-nobtf /sys/kernel/btf"));
+  EXPECT_EQ(d.rc, 1) << d.out;
+  EXPECT_EQ(d.level("kernel"), "FAIL") << d.out;
+  EXPECT_NE(d.found("kernel").find("the kernel lacks btf"), std::string::npos) << d.out;
+  EXPECT_EQ(d.level("bpffs"), "OK") << d.out;
+  d = doctor();
+  EXPECT_EQ(d.rc, 0) << "the test's own mounts are untouched: " << d.out;
+
+  auto tcx = bpf::probe_tc_mode();
+  ASSERT_TRUE(tcx.ok()) << tcx.error().str();
+  if (*tcx != bpf::TcMode::Tcx) {
+    // Before 6.6 there is only clsact: nothing to mix. Said, not skipped silently.
+    EXPECT_NE(d.found("kernel").find("TC attach by clsact (no tcx"), std::string::npos) << d.out;
+    EXPECT_EQ(d.found("attach-mode"), "every hook attached by clsact") << d.out;
+    std::cout << "[ note     ] no tcx on this kernel: weir attaches by clsact only, no mixed attach mode to provoke\n";
+    return;
+  }
+  const int idx = ifindex();
+  ASSERT_GT(idx, 0);
+  auto moved = lab_->in_netns(lab_->node_netns(), [&]() -> Result<uint32_t> {
+    auto progs = bpf::tc_list(idx, bpf::TcDir::Ingress);
+    if (!progs) return progs.error();
+    for (const auto& p : *progs) {
+      if (!p.is_weir() || p.mode != bpf::TcMode::Tcx) continue;
+      Fd fd(bpf_prog_get_fd_by_id(p.prog_id));
+      if (!fd) return errno_error("bpf_prog_get_fd_by_id");
+      if (auto r = bpf::tc_detach_all_weir(idx, bpf::TcDir::Ingress); !r) return r.error();
+      if (auto s = bpf::tc_attach(idx, host_if_, bpf::TcDir::Ingress, fd.get(), bpf::TcMode::Clsact, ""); !s)
+        return s.error();
+      return p.prog_id;
+    }
+    return make_error("no weir program attached by tcx on {} ingress", host_if_);
+  });
+  ASSERT_TRUE(moved.ok()) << moved.error().str();
+  d = doctor();
+  EXPECT_EQ(d.rc, 1) << d.out;
+  EXPECT_EQ(d.level("attach-mode"), "FAIL") << d.out;
+  EXPECT_NE(d.found("attach-mode").find(host_if_ + " ingress: weir_from_wl by clsact (the agent attaches by tcx)"),
+            std::string::npos)
+      << d.out;
+  EXPECT_EQ(d.level("programs"), "OK") << "the same program, the agent's: " << d.out;
+
+  ASSERT_TRUE(lab_->stop_agent().ok());
+  ASSERT_TRUE(lab_->start_agent().ok());
+  d = until("attach-mode", "OK");
+  EXPECT_EQ(d.rc, 0) << d.out;
 }
 
 // An agent started without CAP_PERFMON (and without CAP_SYS_ADMIN, which stands in for it): the

@@ -198,11 +198,14 @@ struct DoctorReport {
 
 // `weir doctor --json` on the lab's (first) node, with its agent's log. In the node's network
 // namespace only (`ip netns exec` would also remount /sys, hiding the bpffs).
-inline DoctorReport run_doctor(const lab::Lab& lab) {
+// `weir doctor --json` in the lab's node netns; `wrapper` (e.g. unshare ... sh -c ...) goes before it.
+inline DoctorReport run_doctor(const lab::Lab& lab, const std::vector<std::string>& wrapper = {}) {
   DoctorReport d;
-  auto r = lab::run_process({lab.weir_binary(), "--pin-root", lab.pin_root(), "doctor", "--json", "--agent-log",
-                             lab.agent_log_path()},
-                            lab::RunOptions::in(lab.node_netns()));
+  std::vector<std::string> argv = wrapper;
+  for (const std::string& a : {lab.weir_binary(), std::string("--pin-root"), lab.pin_root(), std::string("doctor"),
+                               std::string("--json"), std::string("--agent-log"), lab.agent_log_path()})
+    argv.push_back(a);
+  auto r = lab::run_process(argv, lab::RunOptions::in(lab.node_netns()));
   EXPECT_TRUE(r.ok()) << r.error().str();
   if (!r.ok()) return d;
   d.rc = r->status.exited ? r->status.code : -1;
