@@ -13,11 +13,11 @@
 #include <memory>
 #include <sstream>
 
+#include "bpf/caps.h"
 #include "cli/commands.h"
 #include "lab/flood.h"
 #include "lab/lab.h"
 #include "lab/traffic.h"
-#include "util/caps.h"
 
 namespace weir::cli {
 

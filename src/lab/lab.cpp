@@ -24,10 +24,10 @@
 #include <sstream>
 #include <thread>
 
+#include "bpf/caps.h"
 #include "dataplane/policy_info.h"
 #include "datastore/store.h"
 #include "lab/etcd_server.h"
-#include "util/caps.h"
 #include "util/file.h"
 
 namespace weir::lab {

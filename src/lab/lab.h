@@ -185,7 +185,7 @@ class Lab {
   // output appended to its agent log. Starts every agent not running (side by side: their
   // programs load at the same time) and waits until each log says "BPF enabled"; if an agent
   // dies or the timeout passes, the Error names the node and carries the end of its log.
-  // `drop_capabilities` (bit N = capability N, util/caps.h): the agents run without them (see
+  // `drop_capabilities` (bit N = capability N, bpf/caps.h): the agents run without them (see
   // SpawnOptions::drop_capabilities), e.g. without CAP_PERFMON, whose programs the verifier refuses.
   Status start_agent(const std::string& node = "", uint64_t drop_capabilities = 0);
   // Sends `sig` and waits for the agent(s) to exit (SIGKILL after 15 s). Ok when each exited

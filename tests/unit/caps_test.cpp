@@ -1,5 +1,5 @@
-// util/caps: capability names, the effective set of /proc/<pid>/status, and what the agent needs.
-#include "util/caps.h"
+// bpf/caps: capability names, the effective set of /proc/<pid>/status, and what the agent needs.
+#include "bpf/caps.h"
 
 #include <gtest/gtest.h>
 #include <linux/capability.h>

@@ -1,4 +1,4 @@
-#include "util/caps.h"
+#include "bpf/caps.h"
 
 #include <linux/capability.h>
 
