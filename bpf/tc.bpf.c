@@ -582,6 +582,7 @@ int weir_vxlan_encap(struct __sk_buff *skb)
 	p.ifindex = skb->ifindex;
 	WEIR_LOG_STAGE(WEIR_LOG_ENCAP, skb->cb[WEIR_CB_NEXT_HOP], 0);
 	verdict = weir_vxlan_encap_pkt(skb, &p);
+	weir_flow_event(skb, &p, WEIR_HOOK_INGRESS, 0); /* a drop (from_wl sent the flow's start) */
 	weir_count(p.ifindex, WEIR_HOOK_INGRESS, p.outcome, p.facts);
 	WEIR_PROF_END(p.ifindex, WEIR_HOOK_INGRESS);
 	if (verdict == TC_ACT_REDIRECT)
@@ -601,6 +602,7 @@ int weir_from_ul(struct __sk_buff *skb)
 	WEIR_LOG_BEGIN(skb, 1, WEIR_LOGJMP_FROM_UL);
 	WEIR_PROF_BEGIN();
 	verdict = weir_from_ul_pkt(skb, &outcome);
+	weir_flow_underlay_drop(skb, outcome);
 	weir_count(ifindex, WEIR_HOOK_INGRESS, outcome, 0);
 	WEIR_PROF_END(ifindex, WEIR_HOOK_INGRESS);
 	WEIR_LOG_FINAL(outcome, verdict);

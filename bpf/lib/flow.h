@@ -27,7 +27,8 @@ static __always_inline int weir_outcome_is_drop(__u32 outcome)
  * instruction (lib/defs.h); the event is built on this function's own stack, not on the main
  * program's (whose frame, with the deepest subprogram's, must stay within 512 bytes).
  */
-__weir_global int weir_flow_send(struct __sk_buff *skb, const struct weir_pkt *p, __u32 hook, __u64 rule_id)
+__weir_global int weir_flow_send(struct __sk_buff *skb, const struct weir_pkt *p, __u32 hook, __u64 rule_id,
+				  __u32 flags)
 {
 	struct weir_flow_event ev;
 	struct weir_flow_stats *st;
@@ -72,6 +73,7 @@ __weir_global int weir_flow_send(struct __sk_buff *skb, const struct weir_pkt *p
 	ev.tcp_flags = p->tcp_flags;
 	ev.icmp_type = p->icmp_type;
 	ev.icmp_code = p->icmp_code;
+	ev.flags = flags;
 	ev.len = skb->len;
 	if (bpf_ringbuf_output(&weir_flows1, &ev, sizeof(ev), 0)) {
 		st->lost++;
@@ -94,7 +96,39 @@ static __always_inline void weir_flow_event(struct __sk_buff *skb, const struct 
 	(void)skb, (void)p, (void)hook, (void)rule_id;
 #else
 	if (weir_outcome_is_drop(p->outcome) || (p->facts & WEIR_FACT_CT_CREATED))
-		weir_flow_send(skb, p, hook, rule_id);
+		weir_flow_send(skb, p, hook, rule_id, 0);
+#endif
+}
+
+/*
+ * The event of a packet weir_from_ul dropped with `outcome`: its outer IPv4 addresses and, when
+ * the header has no options, its UDP ports, read again here (a drop is rare; the decapsulation
+ * keeps none of them). Hook ingress, flagged WEIR_FLOW_F_UNDERLAY.
+ */
+static __always_inline void weir_flow_underlay_drop(struct __sk_buff *skb, __u32 outcome)
+{
+#ifdef WEIR_TRACE
+	(void)skb, (void)outcome;
+#else
+	struct weir_pkt p = {};
+	struct iphdr ip;
+	struct udphdr uh;
+
+	if (!weir_outcome_is_drop(outcome))
+		return;
+	p.ifindex = skb->ifindex;
+	p.outcome = outcome;
+	if (!bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip))) {
+		p.orig_saddr = ip.saddr;
+		p.orig_daddr = ip.daddr;
+		p.proto = ip.protocol;
+		if (ip.ihl == 5 && ip.protocol == IPPROTO_UDP &&
+		    !bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &uh, sizeof(uh))) {
+			p.orig_sport = uh.source;
+			p.orig_dport = uh.dest;
+		}
+	}
+	weir_flow_send(skb, &p, WEIR_HOOK_INGRESS, 0, WEIR_FLOW_F_UNDERLAY);
 #endif
 }
 

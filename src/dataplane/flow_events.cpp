@@ -145,9 +145,14 @@ model::Flow flow_from_event(const weir_flow_event& ev, int64_t unix_minus_monoto
   f.destination = peer(ev.daddr, ev.dport, ev.proto);
   if (ev.nat_addr != 0) f.translated = peer(ev.nat_addr, ev.nat_port, ev.proto);
   f.ifindex = ev.ifindex;
-  f.direction = ev.hook == WEIR_HOOK_INGRESS  ? model::TrafficDirection::Egress
-                : ev.hook == WEIR_HOOK_EGRESS ? model::TrafficDirection::Ingress
-                                              : model::TrafficDirection::Unknown;
+  // On a pod's host veth the hooks are the pod's reverse (its egress arrives at ingress); on the
+  // underlay (weir_from_ul) ingress is traffic coming into the node.
+  if (ev.flags & WEIR_FLOW_F_UNDERLAY)
+    f.direction = ev.hook == WEIR_HOOK_INGRESS ? model::TrafficDirection::Ingress : model::TrafficDirection::Unknown;
+  else
+    f.direction = ev.hook == WEIR_HOOK_INGRESS  ? model::TrafficDirection::Egress
+                  : ev.hook == WEIR_HOOK_EGRESS ? model::TrafficDirection::Ingress
+                                                : model::TrafficDirection::Unknown;
   if (drop) {
     if (auto m = maps::counter_meta(ev.reason)) {
       f.drop_reason = std::string(m->json_name);

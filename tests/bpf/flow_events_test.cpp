@@ -16,31 +16,11 @@ class FlowEventsTest : public TcTest {
   void SetUp() override {
     TcTest::SetUp();
     if (HasFatalFailure()) return;
-    auto r = dataplane::FlowEventReader::open(tc->map_fds());
-    ASSERT_TRUE(r.ok()) << r.error().str();
-    reader.emplace(std::move(*r));
-    (void)events();  // what earlier tests of the shared object left in the ring
-    base = stats();
+    (void)flow_events();  // what earlier tests of the shared object left in the ring
+    base = flow_stats();
   }
-  void TearDown() override {
-    const uint32_t zero = 0;
-    weir_flow_cfg off{};
-    bpf_map_update_elem(tc->map_fd(WEIR_MAP_FLOW_CFG), &zero, &off, BPF_ANY);
-    if (reader) (void)events();
-    TcTest::TearDown();
-  }
-  std::vector<weir_flow_event> events() {
-    std::vector<weir_flow_event> out;
-    auto n = reader->drain([&](const weir_flow_event& e) { out.push_back(e); });
-    EXPECT_TRUE(n.ok()) << n.error().str();
-    return out;
-  }
-  weir_flow_stats stats() {
-    auto s = reader->stats();
-    EXPECT_TRUE(s.ok()) << s.error().str();
-    return s.ok() ? *s : weir_flow_stats{};
-  }
-  std::optional<dataplane::FlowEventReader> reader;
+  std::vector<weir_flow_event> events() { return flow_events(); }
+  weir_flow_stats stats() { return flow_stats(); }
   weir_flow_stats base{};
 };
 

@@ -15,9 +15,12 @@
 #include <cstring>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "csum_verify.h"
+#include "dataplane/flow_events.h"
 #include "netns_env.h"
 #include "packet.h"
 #include "tc_harness.h"
@@ -191,6 +194,23 @@ class TcTest : public ::testing::Test {
     ASSERT_EQ(bpf_map_update_elem(tc->map_fd(WEIR_MAP_FLOW_CFG), &zero, &cfg, BPF_ANY), 0) << strerror(errno);
   }
 
+  // Every event weir_flows1 holds now, oldest first, taken out of it (the reader, the agent's,
+  // is opened on first use).
+  std::vector<weir_flow_event> flow_events() {
+    std::vector<weir_flow_event> out;
+    if (!open_flow_reader()) return out;
+    auto n = flow_reader_->drain([&](const weir_flow_event& e) { out.push_back(e); });
+    EXPECT_TRUE(n.ok()) << n.error().str();
+    return out;
+  }
+  // weir_flowst1 summed over CPUs.
+  weir_flow_stats flow_stats() {
+    if (!open_flow_reader()) return {};
+    auto s = flow_reader_->stats();
+    EXPECT_TRUE(s.ok()) << s.error().str();
+    return s.ok() ? *s : weir_flow_stats{};
+  }
+
   TestRun run(Prog p, uint32_t ifindex, const Bytes& pkt) {
     auto r = tc->run(p, ifindex, pkt);
     EXPECT_TRUE(r.ok()) << r.error().str();
@@ -247,6 +267,14 @@ class TcTest : public ::testing::Test {
   }
 
   uint64_t start_ns = 0;
+  std::optional<dataplane::FlowEventReader> flow_reader_;
+  bool open_flow_reader() {
+    if (flow_reader_) return true;
+    auto r = dataplane::FlowEventReader::open(tc->map_fds());
+    EXPECT_TRUE(r.ok()) << r.error().str();
+    if (r.ok()) flow_reader_.emplace(std::move(*r));
+    return r.ok();
+  }
   uint32_t client_if = 0, be1_if = 0, be2_if = 0;
   TcObject* tc = nullptr;  // TcObject::shared(): loaded once per process, empty maps per test
 };

@@ -424,6 +424,41 @@ TEST_F(VxlanTest, TooBigWithoutDfIsDroppedWithoutAnswer) {
             std::make_pair(int(WEIR_CNT_DROP_ENCAP), uint64_t(1)));
 }
 
+// Flow events of the tunnel's programs: a packet weir_vxlan_encap drops sends its DROP (after
+// the START from_wl sent for its new flow), with the pod's addresses; what is encapsulated or
+// decapsulated and delivered sends nothing more. (weir_from_ul's drops: the test above.)
+TEST_F(VxlanTest, AnEncapsulationDropSendsItsFlowEventAndADeliveryNone) {
+  enable();
+  (void)flow_events();
+  enable_flow_events();
+  auto r = from_wl(client_if, client_udp_of(40032, kRemotePod, 53, 1451, false));
+  EXPECT_EQ(r.retval, TC_ACT_SHOT);
+  auto ev = flow_events();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].type, WEIR_FLOW_EV_START) << "from_wl: the flow's conntrack entry, before the tail call";
+  const weir_flow_event& d = ev[1];
+  EXPECT_EQ(d.type, WEIR_FLOW_EV_DROP);
+  EXPECT_EQ(d.reason, WEIR_CNT_DROP_ENCAP);
+  EXPECT_EQ(d.flags, 0u);
+  EXPECT_EQ(d.hook, WEIR_HOOK_INGRESS);
+  EXPECT_EQ(d.ifindex, client_if);
+  EXPECT_EQ(d.saddr, kClientIp);
+  EXPECT_EQ(d.daddr, kRemotePod);
+  EXPECT_EQ(ntohs(d.sport), 40032);
+  EXPECT_EQ(ntohs(d.dport), 53);
+  EXPECT_EQ(d.proto, kUdp);
+  EXPECT_EQ(cnt(client_if, kIngress, WEIR_CNT_DROP_ENCAP), 1u);
+
+  // Encapsulated (a new flow: its start only), and VXLAN delivered to a pod: nothing more.
+  r = from_wl(client_if, client_udp_of(40034, kRemotePod, 53, 100, true));
+  EXPECT_EQ(r.retval, TC_ACT_REDIRECT);
+  ev = flow_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, WEIR_FLOW_EV_START);
+  EXPECT_EQ(from_ul(build(vxlan_pkt(build(remote_to_client())))).retval, TC_ACT_REDIRECT);
+  EXPECT_TRUE(flow_events().empty());
+}
+
 TEST_F(VxlanTest, TooBigThroughAServiceIsAnsweredAboutTheVip) {
   enable();
   add_service(kVip, kVipRemotePort, kUdp, kSvcRemote, {{kRemoteBe, kBeUdpPort}});
@@ -532,6 +567,8 @@ TEST_F(VxlanTest, MalformedOrForeignVxlanIsDroppedByReason) {
       {"outer IP header checksum wrong", [](Spec& o) { o.ip.check = 0x1234; }, none, 0,
        WEIR_CNT_DROP_BAD_CSUM},
   };
+  (void)flow_events();
+  enable_flow_events();
   for (const auto& c : cases) {
     auto inner = remote_to_client();
     c.inner(inner);
@@ -545,6 +582,21 @@ TEST_F(VxlanTest, MalformedOrForeignVxlanIsDroppedByReason) {
     auto after = tc->counters(ul_if, kIngress);
     for (int i = WEIR_CNT_OUTCOME_FIRST; i < WEIR_CNT_OUTCOME_END; i++)
       EXPECT_EQ(after.c[i], before.c[i] + (i == c.outcome ? 1 : 0)) << c.what << ": counter " << i;
+    // One flow event, the drop's: its counter, the outer headers as they arrived.
+    auto ev = flow_events();
+    ASSERT_EQ(ev.size(), 1u) << c.what;
+    EXPECT_EQ(ev[0].type, WEIR_FLOW_EV_DROP) << c.what;
+    EXPECT_EQ(ev[0].reason, c.outcome) << c.what;
+    EXPECT_EQ(ev[0].flags, WEIR_FLOW_F_UNDERLAY) << c.what;
+    EXPECT_EQ(ev[0].hook, WEIR_HOOK_INGRESS) << c.what;
+    EXPECT_EQ(ev[0].ifindex, ul_if) << c.what;
+    EXPECT_EQ(ev[0].saddr, outer.ip.saddr) << c.what;
+    EXPECT_EQ(ev[0].daddr, kNodeA) << c.what;
+    EXPECT_EQ(ev[0].proto, kUdp) << c.what;
+    const bool ports = outer.ip.options.empty();  // read only from a header without options
+    EXPECT_EQ(ntohs(ev[0].sport), ports ? 51234 : 0) << c.what;
+    EXPECT_EQ(ntohs(ev[0].dport), ports ? kPort2 : 0) << c.what;
+    EXPECT_EQ(ev[0].len, frame.size()) << c.what;
   }
   EXPECT_EQ(cnt(ul_if, kIngress, WEIR_CNT_TOTAL), cases.size());
 }

@@ -69,6 +69,27 @@ TEST(FlowEventConversion, ADropNamesItsCounterAndIcmpHasNoPorts) {
   EXPECT_FALSE(f.translated.has_value());
 }
 
+TEST(FlowEventConversion, AnUnderlayDropComesIntoTheNode) {
+  weir_flow_event ev{};
+  ev.type = WEIR_FLOW_EV_DROP;
+  ev.saddr = be("192.168.200.3");
+  ev.daddr = be("192.168.200.2");
+  ev.sport = htons(50000);
+  ev.dport = htons(4789);
+  ev.proto = 17;
+  ev.hook = WEIR_HOOK_INGRESS;
+  ev.reason = WEIR_CNT_DROP_DECAP;
+  ev.flags = WEIR_FLOW_F_UNDERLAY;
+  const model::Flow f = dataplane::flow_from_event(ev, 0);
+  EXPECT_EQ(f.direction, model::TrafficDirection::Ingress) << "weir_from_ul: into the node, not a pod's egress";
+  EXPECT_EQ(f.source.ip, ip("192.168.200.3"));
+  EXPECT_EQ(f.destination.port, 4789);
+  EXPECT_EQ(f.verdict, model::FlowVerdict::Dropped);
+  EXPECT_FALSE(f.drop_reason.empty());
+  ev.flags = 0;
+  EXPECT_EQ(dataplane::flow_from_event(ev, 0).direction, model::TrafficDirection::Egress);
+}
+
 TEST(FlowEventConversion, TheDropRangeIsEveryDroppedCounter) {
   // The datapath sends a drop's event for the outcomes WEIR_CNT_DROP_FIRST..LAST (lib/flow.h).
   for (uint32_t id = 0; id < WEIR_CNT__MAX; id++) {

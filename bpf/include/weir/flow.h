@@ -66,8 +66,14 @@ struct weir_flow_event {
 	__u8 icmp_type;
 	__u32 len;       /* skb->len */
 	__u8 icmp_code;
-	__u8 pad[3];
+	__u8 flags;      /* WEIR_FLOW_F_* */
+	__u8 pad[2];
 };
+
+/* weir_flow_event.flags */
+/* Dropped by weir_from_ul on the node's underlay interface: the addresses and ports are the
+ * outer (node to node, VXLAN) headers' as the packet arrived, and it was coming into the node. */
+#define WEIR_FLOW_F_UNDERLAY (1u << 0)
 WEIR_ASSERT_SIZE(struct weir_flow_event, 56);
 
 #endif
