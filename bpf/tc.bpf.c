@@ -438,8 +438,8 @@ static __always_inline int weir_process(struct __sk_buff *skb, struct weir_pkt *
 			return weir_verdict(p, WEIR_CNT_DROP_UNKNOWN_SOURCE, TC_ACT_SHOT);
 		if (!weir_tcp_is_syn_only(p) || !weir_ct_is_dead(ct, p->proto))
 			return weir_established(skb, p, &key, ct, from_wl, 0);
-		/* A new SYN on the 5-tuple of a finished flow: start over. */
-		weir_ct_delete_flow(&key, ct);
+		/* A new SYN on the 5-tuple of a finished flow: start over (the old one's end reported). */
+		weir_flow_replace(&key, ct, p->ifindex, from_wl ? WEIR_HOOK_INGRESS : WEIR_HOOK_EGRESS);
 	}
 	WEIR_PROF_NEW();
 	if (from_wl) {

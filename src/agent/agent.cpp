@@ -126,7 +126,8 @@ class Agent {
   int flow_fd() const { return flow_reader_ ? flow_reader_->fd() : -1; }
   void drain_flows() {
     if (!flow_reader_) return;
-    auto n = flow_reader_->drain([this](const weir_flow_event& ev) { recorder_.on_event(ev); });
+    auto n = flow_reader_->drain([this](const weir_flow_event& ev) { recorder_.on_event(ev); },
+                                 [this](const dataplane::CtRemoved& r) { recorder_.on_flow_end(r); });
     if (!n) spdlog::warn("flow events: {}", n.error().str());
   }
   FlowRecorder& recorder() { return recorder_; }

@@ -19,7 +19,7 @@ namespace weir::dataplane {
 weir_flow_cfg flow_cfg_of(const FlowEventSettings& s) {
   weir_flow_cfg c{};
   if (s.rate_per_cpu == 0) return c;
-  c.flags = WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP;
+  c.flags = WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP | WEIR_FLOW_CFG_END;
   c.interval_ns = std::max<uint64_t>(1, 1000000000ull / s.rate_per_cpu);
   // GCRA: an event conforms while the bucket's arrival time is at most burst_ns ahead, so
   // burst events pass at once after a quiet period: (burst - 1) intervals.
@@ -33,6 +33,7 @@ struct FlowEventReader::State {
   bpf::PerCpuMap<uint32_t, weir_flow_stats> st;
   ring_buffer* rb = nullptr;
   const Sink* sink = nullptr;  // set for the duration of drain()
+  const EndSink* ends = nullptr;
   size_t seen = 0;
 
   State() = default;
@@ -47,8 +48,17 @@ struct FlowEventReader::State {
     if (size < sizeof(weir_flow_event) || !self->sink) return 0;  // not ours to judge: skipped
     weir_flow_event ev{};
     std::memcpy(&ev, data, sizeof(ev));
-    (*self->sink)(ev);
     self->seen++;
+    if (ev.type != WEIR_FLOW_EV_END) {
+      (*self->sink)(ev);
+      return 0;
+    }
+    if (size < sizeof(weir_flow_end) || !self->ends || !*self->ends) return 0;
+    weir_flow_end end{};
+    std::memcpy(&end, data, sizeof(end));
+    CtRemoved r{end.key, end.val, std::nullopt, false};
+    if (end.ev.flags & WEIR_FLOW_F_TWIN) r.twin = end.twin;
+    (*self->ends)(r);
     return 0;
   }
 };
@@ -82,11 +92,13 @@ Result<FlowEventReader> FlowEventReader::open(const maps::MapFds& fds) {
 
 int FlowEventReader::fd() const { return ring_buffer__epoll_fd(s_->rb); }
 
-Result<size_t> FlowEventReader::drain(const Sink& sink) {
+Result<size_t> FlowEventReader::drain(const Sink& sink, const EndSink& ends) {
   s_->sink = &sink;
+  s_->ends = &ends;
   s_->seen = 0;
   const int rc = ring_buffer__consume(s_->rb);
   s_->sink = nullptr;
+  s_->ends = nullptr;
   if (rc < 0) return sys_error(rc, fmt::format("consuming ring buffer {}", WEIR_MAP_FLOWS));
   return s_->seen;
 }

@@ -24,14 +24,26 @@ struct FlowEventSettings {
   uint32_t rate_per_cpu = 0;
   uint32_t burst = 0;
 };
-// weir_flowcfg1's value for `s`: both kinds of event (starts and drops), interval 1e9 / rate ns,
-// bucket depth (burst - 1) intervals. All zero when the rate is 0.
+// weir_flowcfg1's value for `s`: every kind of event (starts, drops, replaced flows' ends),
+// interval 1e9 / rate ns, bucket depth (burst - 1) intervals. All zero when the rate is 0.
 weir_flow_cfg flow_cfg_of(const FlowEventSettings& s);
+
+// A flow's conntrack entries as the scanner removed them, or as they were when a new SYN on a
+// finished flow's 5-tuple replaced them (WEIR_FLOW_EV_END): the entry (for a NAT flow, either
+// half; the datapath sends the FWD half) and, when it still existed, the other half of its pair.
+struct CtRemoved {
+  weir_ct_key key{};
+  weir_ct_val val{};
+  std::optional<weir_ct_val> twin;
+  bool stale_backend = false;  // removed because its backend left the service, not for idleness
+};
 
 // The ring buffer's reader (one consumer: the agent) and the two small maps beside it.
 class FlowEventReader {
  public:
   using Sink = std::function<void(const weir_flow_event&)>;
+  // The end of a flow a new SYN replaced (WEIR_FLOW_EV_END): its entries as they were.
+  using EndSink = std::function<void(const CtRemoved&)>;
 
   // Over the maps of a loaded object (fds borrowed for the call: duplicated).
   static Result<FlowEventReader> open(const maps::MapFds& fds);
@@ -41,8 +53,9 @@ class FlowEventReader {
 
   // Readable (POLLIN) when events wait: libbpf's epoll fd over the ring buffer.
   int fd() const;
-  // Hands every event there now to `sink`, oldest first; returns how many.
-  Result<size_t> drain(const Sink& sink);
+  // Hands every event there now to `sink` (a replaced flow's end to `ends`, or nowhere when it
+  // is empty), oldest first; returns how many.
+  Result<size_t> drain(const Sink& sink, const EndSink& ends = {});
   // Writes weir_flowcfg1.
   Status configure(const FlowEventSettings& s);
   // weir_flowst1 summed over CPUs (sent, rate_limited, lost; tat_ns is meaningless summed).
@@ -60,15 +73,7 @@ class FlowEventReader {
 // interface and policy for the caller.
 model::Flow flow_from_event(const weir_flow_event& ev, int64_t unix_minus_monotonic_ns);
 
-// A flow's conntrack entries as the scanner removed them: the entry (for a NAT flow, either
-// half) and, when it still existed, the other half of its pair.
-struct CtRemoved {
-  weir_ct_key key{};
-  weir_ct_val val{};
-  std::optional<weir_ct_val> twin;
-  bool stale_backend = false;  // removed because its backend left the service, not for idleness
-};
-// The end of that flow: client and server (a NAT flow: the VIP as destination, the backend as
+// The end of a removed flow: client and server (a NAT flow: the VIP as destination, the backend as
 // translated), each way's packets and bytes summed over the pair, its duration (creation to last
 // packet), and why it ended: "rst" (a reset), "fin" (both sides closed), "backend removed",
 // else "idle timeout".

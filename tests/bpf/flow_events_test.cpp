@@ -3,6 +3,7 @@
 // the per-CPU rate limit and a full ring buffer are counted, not silent; with the configuration
 // all zero nothing is sent. And the per-entry packet and byte counts the flow ends report: each
 // packet counted once, on the side that sent it.
+#include <cstring>
 #include <vector>
 
 #include "dataplane/flow_events.h"
@@ -190,6 +191,79 @@ TEST_F(FlowEventsTest, AServiceFlowsCountsSplitOverItsPairAndSumToWhatWasSent) {
   EXPECT_EQ(f.translated->ip, model::Ipv4::from_network_order(kBe1Ip));
   EXPECT_EQ(f.translated->port, kBeTcpPort);
   EXPECT_EQ(f.close_reason, "idle timeout");
+}
+
+// A new SYN on the 5-tuple of a flow that ended (here by a reset) replaces its entry: the old
+// flow's end is sent with the entry as it was (each way's counts, the reset), then the new flow's
+// start. The scanner never sees that entry: without this its end would go unreported.
+TEST_F(FlowEventsTest, ANewSynOnAFinishedFlowSendsTheOldFlowsEndThenTheNewStart) {
+  enable_flow_events();
+  const Bytes syn = build(client_tcp(41700, kBe1Ip, 8080, kTcpSyn));
+  const Bytes synack = build(be1_tcp(8080, kClientIp, 41700, kTcpSyn | kTcpAck, 5000, 1001));
+  const Bytes rst = build(client_tcp(41700, kBe1Ip, 8080, kTcpRst | kTcpAck, 1001, 5001));
+  run(Prog::FromWl, client_if, syn);
+  run(Prog::ToWl, be1_if, syn);
+  run(Prog::FromWl, be1_if, synack);
+  run(Prog::ToWl, client_if, synack);
+  run(Prog::FromWl, client_if, rst);
+  run(Prog::ToWl, be1_if, rst);
+  ASSERT_EQ(events().size(), 1u) << "the first flow's start";
+  ASSERT_TRUE(flow_ends.empty());
+
+  const Bytes syn2 = build(client_tcp(41700, kBe1Ip, 8080, kTcpSyn, 77777));
+  ASSERT_EQ(run(Prog::FromWl, client_if, syn2).retval, TC_ACT_REDIRECT);
+  auto ev = events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, WEIR_FLOW_EV_START) << "the new flow";
+  ASSERT_EQ(flow_ends.size(), 1u);
+  const dataplane::CtRemoved& r = flow_ends[0];
+  const weir_ct_key want = ct_key(kClientIp, 41700, kBe1Ip, 8080, kTcp).first;
+  EXPECT_EQ(std::memcmp(&r.key, &want, sizeof(want)), 0);
+  EXPECT_FALSE(r.twin.has_value());
+  const model::Flow f = dataplane::flow_end_of(r, 0);
+  EXPECT_EQ(f.close_reason, "rst");
+  EXPECT_EQ(f.source.ip, model::Ipv4::from_network_order(kClientIp));
+  EXPECT_EQ(f.destination.port, 8080);
+  EXPECT_EQ(f.packets_sent, 2u);
+  EXPECT_EQ(f.bytes_sent, syn.size() + rst.size());
+  EXPECT_EQ(f.packets_received, 1u);
+  EXPECT_EQ(f.bytes_received, synack.size());
+  EXPECT_EQ(stats().sent - base.sent, 3u);
+  // The new flow's entry: only its SYN.
+  auto v = ct(kClientIp, 41700, kBe1Ip, 8080, kTcp);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->packets_a + v->packets_b, 1u);
+}
+
+// Through a service: the end is the NAT pair's, sent from its FWD half with the REV half as twin
+// (whichever half the new SYN hit), as the scanner reports it.
+TEST_F(FlowEventsTest, AReplacedServiceFlowsEndCarriesItsPair) {
+  enable_flow_events();
+  const Bytes syn = build(client_tcp(41800, kVip, kVipTcpPort, kTcpSyn));
+  ASSERT_EQ(run(Prog::FromWl, client_if, syn).retval, TC_ACT_REDIRECT);
+  const Bytes synack = build(be1_tcp(kBeTcpPort, kClientIp, 41800, kTcpSyn | kTcpAck, 5000, 1001));
+  run(Prog::FromWl, be1_if, synack);
+  const Bytes rst = build(client_tcp(41800, kVip, kVipTcpPort, kTcpRst | kTcpAck, 1001, 5001));
+  run(Prog::FromWl, client_if, rst);
+  (void)events();
+  ASSERT_EQ(run(Prog::FromWl, client_if, build(client_tcp(41800, kVip, kVipTcpPort, kTcpSyn, 4242))).retval,
+            TC_ACT_REDIRECT);
+  auto ev = events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, WEIR_FLOW_EV_START);
+  ASSERT_EQ(flow_ends.size(), 1u);
+  const dataplane::CtRemoved& r = flow_ends[0];
+  EXPECT_EQ(r.val.type, WEIR_CT_NAT_FWD);
+  ASSERT_TRUE(r.twin.has_value());
+  EXPECT_EQ(r.twin->type, WEIR_CT_NAT_REV);
+  const model::Flow f = dataplane::flow_end_of(r, 0);
+  EXPECT_EQ(f.destination.ip, model::Ipv4::from_network_order(kVip));
+  ASSERT_TRUE(f.translated.has_value());
+  EXPECT_EQ(f.translated->ip, model::Ipv4::from_network_order(kBe1Ip));
+  EXPECT_EQ(f.close_reason, "rst");
+  EXPECT_EQ(f.packets_sent, 2u);
+  EXPECT_EQ(f.packets_received, 1u);
+  EXPECT_EQ(f.bytes_received, synack.size());
 }
 
 }  // namespace

@@ -187,7 +187,7 @@ class TcTest : public ::testing::Test {
   // flow records writes it. The fixture's reset leaves them off.
   void enable_flow_events(uint64_t interval_ns = 0, uint64_t burst_ns = 0) {
     weir_flow_cfg cfg{};
-    cfg.flags = WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP;
+    cfg.flags = WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP | WEIR_FLOW_CFG_END;
     cfg.interval_ns = interval_ns;
     cfg.burst_ns = burst_ns;
     const uint32_t zero = 0;
@@ -195,11 +195,12 @@ class TcTest : public ::testing::Test {
   }
 
   // Every event weir_flows1 holds now, oldest first, taken out of it (the reader, the agent's,
-  // is opened on first use).
+  // is opened on first use); the ends of replaced flows among them go to flow_ends.
   std::vector<weir_flow_event> flow_events() {
     std::vector<weir_flow_event> out;
     if (!open_flow_reader()) return out;
-    auto n = flow_reader_->drain([&](const weir_flow_event& e) { out.push_back(e); });
+    auto n = flow_reader_->drain([&](const weir_flow_event& e) { out.push_back(e); },
+                                 [&](const dataplane::CtRemoved& r) { flow_ends.push_back(r); });
     EXPECT_TRUE(n.ok()) << n.error().str();
     return out;
   }
@@ -267,6 +268,7 @@ class TcTest : public ::testing::Test {
   }
 
   uint64_t start_ns = 0;
+  std::vector<dataplane::CtRemoved> flow_ends;  // what flow_events() found of WEIR_FLOW_EV_END
   std::optional<dataplane::FlowEventReader> flow_reader_;
   bool open_flow_reader() {
     if (flow_reader_) return true;

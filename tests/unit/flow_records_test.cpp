@@ -177,7 +177,7 @@ TEST(FlowEnd, ANatPairSumsBothHalvesAndNamesVipAndBackend) {
 
 TEST(FlowEventSettingsTest, RateAndBurstBecomeAnIntervalAndABucketDepth) {
   weir_flow_cfg c = dataplane::flow_cfg_of({1000, 1000});
-  EXPECT_EQ(c.flags, WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP);
+  EXPECT_EQ(c.flags, WEIR_FLOW_CFG_START | WEIR_FLOW_CFG_DROP | WEIR_FLOW_CFG_END);
   EXPECT_EQ(c.interval_ns, 1'000'000u);
   EXPECT_EQ(c.burst_ns, 999'000'000u);
   c = dataplane::flow_cfg_of({0, 1000});

@@ -21,15 +21,19 @@
 #define WEIR_FLOW_H
 
 #include "common.h"
+#include "conntrack.h"
 
 enum weir_flow_event_type {
 	WEIR_FLOW_EV_START = 1, /* a new flow tracked (and forwarded): its first packet */
 	WEIR_FLOW_EV_DROP = 2,  /* a packet dropped; `reason` says why */
+	WEIR_FLOW_EV_END = 3,   /* a finished TCP flow's entry replaced by a new SYN on its 5-tuple:
+	                         * a struct weir_flow_end (the scanner reports the others' ends) */
 };
 
 /* weir_flow_cfg.flags: the events wanted. */
 #define WEIR_FLOW_CFG_START (1u << 0)
 #define WEIR_FLOW_CFG_DROP (1u << 1)
+#define WEIR_FLOW_CFG_END (1u << 2)
 
 struct weir_flow_cfg {
 	__u32 flags;       /* WEIR_FLOW_CFG_*; 0: no event */
@@ -74,6 +78,18 @@ struct weir_flow_event {
 /* Dropped by weir_from_ul on the node's underlay interface: the addresses and ports are the
  * outer (node to node, VXLAN) headers' as the packet arrived, and it was coming into the node. */
 #define WEIR_FLOW_F_UNDERLAY (1u << 0)
+/* weir_flow_end: `twin` holds the other half of a NAT pair. */
+#define WEIR_FLOW_F_TWIN (1u << 1)
+
+/* WEIR_FLOW_EV_END: the entries of a flow that a new SYN on its 5-tuple replaced, as they were
+ * (what the conntrack scanner reports of the flows it removes). */
+struct weir_flow_end {
+	struct weir_flow_event ev; /* type END; ts_ns, ifindex, hook and proto; flags; the rest 0 */
+	struct weir_ct_key key;    /* the flow's entry: a NAT pair's FWD half */
+	struct weir_ct_val val;
+	struct weir_ct_val twin;   /* WEIR_FLOW_F_TWIN: a NAT pair's REV half; else zero */
+};
+WEIR_ASSERT_SIZE(struct weir_flow_end, 56 + 16 + 2 * sizeof(struct weir_ct_val));
 WEIR_ASSERT_SIZE(struct weir_flow_event, 56);
 
 #endif
