@@ -21,6 +21,16 @@ class FlowEventsTest : public TcTest {
     base = flow_stats();
   }
   std::vector<weir_flow_event> events() { return flow_events(); }
+  // client -> be1 directly (no NAT): the SYN, be1's SYN-ACK and the client's `third` packet,
+  // each at the sender's from_wl and then at the receiver's to_wl (where the redirect delivers it).
+  void client_be1_exchange(const Bytes& syn, const Bytes& synack, const Bytes& third) {
+    run(Prog::FromWl, client_if, syn);
+    run(Prog::ToWl, be1_if, syn);
+    run(Prog::FromWl, be1_if, synack);
+    run(Prog::ToWl, client_if, synack);
+    run(Prog::FromWl, client_if, third);
+    run(Prog::ToWl, be1_if, third);
+  }
   weir_flow_stats stats() { return flow_stats(); }
   weir_flow_stats base{};
 };
@@ -140,12 +150,7 @@ TEST_F(FlowEventsTest, EachPacketIsCountedOnceOnTheSideThatSentIt) {
   const Bytes syn = build(client_tcp(41500, kBe1Ip, 8080, kTcpSyn));
   const Bytes synack = build(be1_tcp(8080, kClientIp, 41500, kTcpSyn | kTcpAck, 5000, 1001));
   const Bytes ack = build(client_tcp(41500, kBe1Ip, 8080, kTcpAck, 1001, 5001));
-  run(Prog::FromWl, client_if, syn);
-  run(Prog::ToWl, be1_if, syn);
-  run(Prog::FromWl, be1_if, synack);
-  run(Prog::ToWl, client_if, synack);
-  run(Prog::FromWl, client_if, ack);
-  run(Prog::ToWl, be1_if, ack);
+  client_be1_exchange(syn, synack, ack);
   auto v = ct(kClientIp, 41500, kBe1Ip, 8080, kTcp);
   ASSERT_TRUE(v.has_value());
   const bool client_is_a = ct_key(kClientIp, 41500, kBe1Ip, 8080, kTcp).second;
@@ -201,12 +206,7 @@ TEST_F(FlowEventsTest, ANewSynOnAFinishedFlowSendsTheOldFlowsEndThenTheNewStart)
   const Bytes syn = build(client_tcp(41700, kBe1Ip, 8080, kTcpSyn));
   const Bytes synack = build(be1_tcp(8080, kClientIp, 41700, kTcpSyn | kTcpAck, 5000, 1001));
   const Bytes rst = build(client_tcp(41700, kBe1Ip, 8080, kTcpRst | kTcpAck, 1001, 5001));
-  run(Prog::FromWl, client_if, syn);
-  run(Prog::ToWl, be1_if, syn);
-  run(Prog::FromWl, be1_if, synack);
-  run(Prog::ToWl, client_if, synack);
-  run(Prog::FromWl, client_if, rst);
-  run(Prog::ToWl, be1_if, rst);
+  client_be1_exchange(syn, synack, rst);
   ASSERT_EQ(events().size(), 1u) << "the first flow's start";
   ASSERT_TRUE(flow_ends.empty());
 
