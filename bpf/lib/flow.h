@@ -22,22 +22,31 @@ static __always_inline int weir_outcome_is_drop(__u32 outcome)
 }
 
 #ifndef WEIR_TRACE
-/* This CPU's token bucket (GCRA): true when an event at `now` conforms (and takes its token),
- * false when it is over the rate (counted). Per-CPU state: no race. */
-static __always_inline int weir_flow_admit(const struct weir_flow_cfg *cfg, struct weir_flow_stats *st, __u64 now)
+/* This CPU's flow-event stats when an event of `kind` (WEIR_FLOW_CFG_*) is wanted and, at `*now`
+ * (read here), within this CPU's token bucket (GCRA: it takes its token); NULL otherwise (over
+ * the rate: counted). Per-CPU state: no race. */
+static __always_inline struct weir_flow_stats *weir_flow_gate(__u32 kind, __u64 *now)
 {
+	struct weir_flow_stats *st;
+	struct weir_flow_cfg *cfg;
+	__u32 zero = 0;
 	__u64 tat;
 
+	cfg = bpf_map_lookup_elem(&weir_flowcfg1, &zero);
+	st = bpf_map_lookup_elem(&weir_flowst1, &zero);
+	if (!cfg || !st || !(cfg->flags & kind))
+		return NULL;
+	*now = bpf_ktime_get_ns();
 	if (!cfg->interval_ns)
-		return 1;
+		return st;
 	/* The event conforms when the bucket's theoretical arrival time is at most burst_ns ahead. */
-	tat = st->tat_ns > now ? st->tat_ns : now;
-	if (tat - now > cfg->burst_ns) {
+	tat = st->tat_ns > *now ? st->tat_ns : *now;
+	if (tat - *now > cfg->burst_ns) {
 		st->rate_limited++;
-		return 0;
+		return NULL;
 	}
 	st->tat_ns = tat + cfg->interval_ns;
-	return 1;
+	return st;
 }
 
 /*
@@ -51,23 +60,17 @@ __weir_global int weir_flow_send(struct __sk_buff *skb, const struct weir_pkt *p
 {
 	struct weir_flow_event ev;
 	struct weir_flow_stats *st;
-	struct weir_flow_cfg *cfg;
-	__u32 zero = 0;
+	__u64 now = 0;
 	int drop;
 
 	if (!skb || !p)
 		return 0;
 	drop = weir_outcome_is_drop(p->outcome);
-	cfg = bpf_map_lookup_elem(&weir_flowcfg1, &zero);
-	st = bpf_map_lookup_elem(&weir_flowst1, &zero);
-	if (!cfg || !st)
-		return 0;
-	if (!(cfg->flags & (drop ? WEIR_FLOW_CFG_DROP : WEIR_FLOW_CFG_START)))
+	st = weir_flow_gate(drop ? WEIR_FLOW_CFG_DROP : WEIR_FLOW_CFG_START, &now);
+	if (!st)
 		return 0;
 	__builtin_memset(&ev, 0, sizeof(ev));
-	ev.ts_ns = bpf_ktime_get_ns();
-	if (!weir_flow_admit(cfg, st, ev.ts_ns))
-		return 0;
+	ev.ts_ns = now;
 	ev.type = drop ? WEIR_FLOW_EV_DROP : WEIR_FLOW_EV_START;
 	ev.rule_id = drop ? rule_id : 0;
 	ev.saddr = p->orig_saddr;
@@ -97,28 +100,22 @@ __weir_global int weir_flow_send(struct __sk_buff *skb, const struct weir_pkt *p
  * The end of the finished TCP flow whose entry `ct` (key `k`) a new SYN is about to replace:
  * the entry and, for a NAT pair, its other half, as they are (struct weir_flow_end), within the
  * same rate as the other events. Written in place in the ring buffer (264 bytes: too many for a
- * stack frame). On 6.1 the map lookup needs its key on this function's own stack.
+ * stack frame).
  */
 __weir_global int weir_flow_send_end(const struct weir_ct_key *k, const struct weir_ct_val *ct, __u32 ifindex,
 				     __u32 hook)
 {
-	struct weir_ct_key key, pk;
 	struct weir_flow_stats *st;
-	struct weir_flow_cfg *cfg;
 	struct weir_flow_end *e;
 	struct weir_ct_val *pair;
-	__u32 zero = 0;
-	__u64 now;
+	struct weir_ct_key pk;
+	__u64 now = 0;
 	__u8 unused;
 
 	if (!k || !ct)
 		return 0;
-	cfg = bpf_map_lookup_elem(&weir_flowcfg1, &zero);
-	st = bpf_map_lookup_elem(&weir_flowst1, &zero);
-	if (!cfg || !st || !(cfg->flags & WEIR_FLOW_CFG_END))
-		return 0;
-	now = bpf_ktime_get_ns();
-	if (!weir_flow_admit(cfg, st, now))
+	st = weir_flow_gate(WEIR_FLOW_CFG_END, &now);
+	if (!st)
 		return 0;
 	e = bpf_ringbuf_reserve(&weir_flows1, sizeof(*e), 0);
 	if (!e) {
@@ -131,11 +128,10 @@ __weir_global int weir_flow_send_end(const struct weir_ct_key *k, const struct w
 	e->ev.proto = k->proto;
 	e->ev.ifindex = ifindex;
 	e->ev.hook = hook;
-	key = *k;
-	e->key = key;
+	e->key = *k;
 	e->val = *ct;
 	if (ct->type != WEIR_CT_NORMAL) {
-		weir_ct_pair_key(&pk, &key, ct, &unused);
+		weir_ct_pair_key(&pk, k, ct, &unused); /* the lookup's key: on this frame */
 		pair = bpf_map_lookup_elem(&weir_ct2, &pk);
 		if (pair) {
 			e->ev.flags = WEIR_FLOW_F_TWIN;
